@@ -1,0 +1,122 @@
+# mailroom: one non-recursive GNU Makefile.
+#
+#   make            build build/mailroom (warnings are errors)
+#   make test       install missing Debian packages, then unit tests (plain and
+#                   ASan+UBSan), end-to-end tests and short bounded fuzz runs
+#   make fuzz       long libFuzzer runs of every tests/fuzz/fuzz_*.c
+#   make bench      benchmarks under bench/ (print figures)
+#   make run        build, create a demo DATA folder and start the server
+#   make clean
+#
+# Sources are found by wildcard: every src/*/*.c except src/cli/ goes into
+# the library that the binary, the unit tests and the fuzz targets link.
+# A unit test tests/unit/test_NAME.c becomes build/tests/test_NAME.
+
+SHELL    := /bin/bash
+CC       ?= gcc
+PKGS     := sqlite3 libxcrypt
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wpointer-arith -Wformat=2 -Wcast-qual -Werror
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -Isrc -D_GNU_SOURCE \
+             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS      = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+LIB_SRC  := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+# Two build trees: build/ (normal) and build/asan/ (sanitizers).
+obj      = $(patsubst %.c,build/obj/%.o,$(1))
+aobj     = $(patsubst %.c,build/asan/obj/%.o,$(1))
+LIB_OBJ  := $(call obj,$(LIB_SRC))
+CLI_OBJ  := $(call obj,$(CLI_SRC))
+ALIB_OBJ := $(call aobj,$(LIB_SRC))
+ACLI_OBJ := $(call aobj,$(CLI_SRC))
+UNITS    := $(patsubst tests/unit/%.c,build/tests/%,$(UNIT_SRC))
+AUNITS   := $(patsubst tests/unit/%.c,build/asan/tests/%,$(UNIT_SRC))
+FUZZERS  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+
+PYTEST   := /usr/bin/python3 -m pytest
+FUZZ_SECONDS ?= 60
+
+.PHONY: all test check unit unit-asan e2e fuzz fuzz-short bench run clean deps
+all: build/mailroom
+
+build/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+build/asan/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+
+build/libmailroom.a: $(LIB_OBJ)
+	@rm -f $@; ar rcs $@ $^
+build/asan/libmailroom.a: $(ALIB_OBJ)
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+
+build/mailroom: $(CLI_OBJ) build/libmailroom.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) build/libmailroom.a $(LIBS)
+build/asan/mailroom: $(ACLI_OBJ) build/asan/libmailroom.a
+	$(CC) $(CFLAGS) $(SAN) -o $@ $(ACLI_OBJ) build/asan/libmailroom.a $(LIBS)
+
+build/tests/%: build/obj/tests/unit/%.o build/libmailroom.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< build/libmailroom.a $(LIBS) -lcmocka
+build/asan/tests/%: build/asan/obj/tests/unit/%.o build/asan/libmailroom.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $< build/asan/libmailroom.a $(LIBS) -lcmocka
+
+# Fuzz targets: clang + libFuzzer, with the library sources compiled in.
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=gnu11 -g -O1 -Isrc -D_GNU_SOURCE -DFUZZING \
+	  -fsanitize=fuzzer,address,undefined $< $(LIB_SRC) -o $@ $(LIBS)
+
+deps:
+	@scripts/deps.sh test
+
+# `make test` first installs what is missing, then re-reads this Makefile
+# (pkg-config flags are only right once the -dev packages are there).
+test:
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory check
+
+check: build/mailroom build/asan/mailroom unit unit-asan e2e fuzz-short
+
+unit: $(UNITS)
+	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
+unit-asan: $(AUNITS)
+	@set -e; for t in $(AUNITS); do echo "== $$t (asan+ubsan)"; \
+	  ASAN_OPTIONS=detect_leaks=1 $$t; done
+e2e: build/mailroom build/asan/mailroom
+	MAILROOM=$(CURDIR)/build/mailroom $(PYTEST) -q tests/e2e
+
+fuzz-short: $(FUZZERS)
+	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); \
+	  mkdir -p build/fuzz/corpus/$$n; \
+	  echo "== $$n ($(FUZZ_SHORT_SECONDS)s)"; \
+	  $$f -max_total_time=$(FUZZ_SHORT_SECONDS) -rss_limit_mb=2048 \
+	      build/fuzz/corpus/$$n $$([ -d tests/fuzz/seeds/$$n ] && echo tests/fuzz/seeds/$$n) 2>&1 | tail -n 3; \
+	  test $${PIPESTATUS[0]} -eq 0; done
+FUZZ_SHORT_SECONDS ?= 20
+fuzz:
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory fuzz-short FUZZ_SHORT_SECONDS=$(FUZZ_SECONDS)
+
+bench:
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory build/mailroom
+	@set -e; for b in bench/*/run; do echo "== $$b"; $$b; done
+
+run:
+	@scripts/deps.sh run
+	@$(MAKE) --no-print-directory build/mailroom
+	@scripts/run-demo.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)
