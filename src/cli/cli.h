@@ -15,7 +15,14 @@ int cmd_check(int argc, char **argv);
 int cmd_mailbox(int argc, char **argv);
 int cmd_mime(int argc, char **argv);
 
-/* Shared by subcommands: parse "-d DATA" style options. */
+struct config;
+struct store;
+
+/* The data folder when -d is not given: $MAILROOM_DATA, or NULL. */
 const char *cli_default_data_dir(void);
+/* Load DATA/mailroom.conf and open the store. Returns 0, or an exit code
+ * after printing why on stderr. */
+int cli_open_store(const char *prog, const char *data_dir, struct config **config_r,
+		   struct store **store_r);
 
 #endif

@@ -1,0 +1,291 @@
+/* passwd.c: DATA/passwd reading, hashing and verification; see passwd.h. */
+#include "auth/passwd.h"
+
+#include <crypt.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "lib/buf.h"
+
+static const struct scheme {
+	const char *name;
+	const char *prefix; /* crypt(3) setting prefix for new hashes */
+} schemes[] = {
+	{ "YESCRYPT", "$y$" },
+	{ "SHA512-CRYPT", "$6$" },
+	{ "SHA256-CRYPT", "$5$" },
+	{ "BLF-CRYPT", "$2b$" },
+	{ "MD5-CRYPT", NULL },
+	{ "CRYPT", NULL },
+	{ "DES-CRYPT", NULL },
+};
+
+int passwd_line_parse(const char *line, size_t len, struct passwd_entry *e_r, const char **error_r)
+{
+	*error_r = NULL;
+	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+		len--;
+	if (len == 0 || line[0] == '#')
+		return -1;
+	if (memchr(line, '\0', len) != NULL) {
+		*error_r = "NUL byte in line";
+		return -1;
+	}
+	const char *c1 = memchr(line, ':', len);
+	if (c1 == NULL || c1 == line) {
+		*error_r = "expected user:password";
+		return -1;
+	}
+	size_t ulen = (size_t)(c1 - line);
+	if (ulen >= sizeof(e_r->user)) {
+		*error_r = "user name too long";
+		return -1;
+	}
+	const char *pw = c1 + 1;
+	size_t rem = len - ulen - 1;
+	const char *c2 = memchr(pw, ':', rem);
+	size_t plen = c2 ? (size_t)(c2 - pw) : rem;
+	if (plen >= sizeof(e_r->hash)) {
+		*error_r = "password field too long";
+		return -1;
+	}
+	size_t restlen = c2 ? rem - plen - 1 : 0;
+	if (restlen >= sizeof(e_r->rest)) {
+		*error_r = "line too long";
+		return -1;
+	}
+	memcpy(e_r->user, line, ulen);
+	e_r->user[ulen] = '\0';
+	memcpy(e_r->hash, pw, plen);
+	e_r->hash[plen] = '\0';
+	if (c2 != NULL)
+		memcpy(e_r->rest, c2 + 1, restlen);
+	e_r->rest[restlen] = '\0';
+	return 0;
+}
+
+int passwd_hash(const char *password, const char *scheme, char **hash_r, const char **error_r)
+{
+	const struct scheme *s = NULL;
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+		if (strcmp(schemes[i].name, scheme) == 0 && schemes[i].prefix != NULL)
+			s = &schemes[i];
+	if (s == NULL) {
+		*error_r = "unknown password scheme (use YESCRYPT, SHA512-CRYPT, SHA256-CRYPT or BLF-CRYPT)";
+		return -1;
+	}
+	char *setting = crypt_gensalt_ra(s->prefix, 0, NULL, 0);
+	if (setting == NULL) {
+		*error_r = "cannot make a salt";
+		return -1;
+	}
+	struct crypt_data *cd = calloc(1, sizeof(*cd));
+	const char *h = cd ? crypt_r(password, setting, cd) : NULL;
+	free(setting);
+	if (h == NULL || h[0] == '*') {
+		free(cd);
+		*error_r = "crypt failed";
+		return -1;
+	}
+	struct buf b = BUF_INIT;
+	buf_printf(&b, "{%s}%s", s->name, h);
+	explicit_bzero(cd, sizeof(*cd));
+	free(cd);
+	*hash_r = buf_steal(&b);
+	if (*hash_r == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	return 0;
+}
+
+/* Compare without an early exit, so the time does not tell where two
+ * strings differ. */
+static int const_eq(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned char diff = la != lb;
+	size_t n = la > lb ? la : lb;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char x = i < la ? (unsigned char)a[i] : 0;
+		unsigned char y = i < lb ? (unsigned char)b[i] : 0;
+		diff |= x ^ y;
+	}
+	return diff == 0;
+}
+
+int passwd_verify(const char *stored, const char *password, int allow_plain)
+{
+	char scheme[32] = "CRYPT";
+	const char *hash = stored;
+	if (stored[0] == '{') {
+		const char *end = strchr(stored, '}');
+		if (end == NULL || (size_t)(end - stored - 1) >= sizeof(scheme))
+			return -1;
+		memcpy(scheme, stored + 1, (size_t)(end - stored - 1));
+		scheme[end - stored - 1] = '\0';
+		hash = end + 1;
+	}
+	if (strcasecmp(scheme, "PLAIN") == 0 || strcasecmp(scheme, "CLEARTEXT") == 0)
+		return allow_plain ? const_eq(hash, password) : -1;
+	int known = 0;
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+		known |= strcasecmp(schemes[i].name, scheme) == 0;
+	if (!known || hash[0] == '\0')
+		return -1;
+	struct crypt_data *cd = calloc(1, sizeof(*cd));
+	if (cd == NULL)
+		return -1;
+	const char *h = crypt_r(password, hash, cd);
+	int ok = h != NULL && h[0] != '*' && const_eq(h, hash);
+	explicit_bzero(cd, sizeof(*cd));
+	free(cd);
+	return ok;
+}
+
+int passwd_file_foreach(const char *path, void (*cb)(void *ctx, const struct passwd_entry *e),
+			void *ctx)
+{
+	FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	struct passwd_entry *e;
+	const char *why;
+
+	if (f == NULL)
+		return -1;
+	e = malloc(sizeof(*e));
+	if (e == NULL) {
+		fclose(f);
+		return -1;
+	}
+	while ((n = getline(&line, &cap, f)) >= 0)
+		if (passwd_line_parse(line, (size_t)n, e, &why) == 0)
+			cb(ctx, e);
+	free(e);
+	free(line);
+	fclose(f);
+	return 0;
+}
+
+struct lookup_ctx {
+	const char *user;
+	struct passwd_entry *out;
+	int found;
+};
+
+static void lookup_cb(void *ctx, const struct passwd_entry *e)
+{
+	struct lookup_ctx *l = ctx;
+	if (!l->found && strcmp(e->user, l->user) == 0) {
+		*l->out = *e;
+		l->found = 1;
+	}
+}
+
+int passwd_file_lookup(const char *path, const char *user, struct passwd_entry *e_r)
+{
+	struct lookup_ctx l = { user, e_r, 0 };
+	if (passwd_file_foreach(path, lookup_cb, &l) < 0)
+		return errno == ENOENT ? 0 : -1;
+	return l.found;
+}
+
+int passwd_file_update(const char *path, enum passwd_update op, const char *user,
+		       const char *hash, const char **error_r)
+{
+	struct buf lockpath = BUF_INIT, tmppath = BUF_INIT, out = BUF_INIT;
+	int lockfd = -1, ret = -1, found = 0;
+	FILE *in = NULL;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	struct passwd_entry *e = malloc(sizeof(*e));
+
+	buf_printf(&lockpath, "%s.lock", path);
+	buf_printf(&tmppath, "%s.tmp", path);
+	if (e == NULL || lockpath.failed || tmppath.failed) {
+		*error_r = "out of memory";
+		goto out;
+	}
+	lockfd = open(buf_cstr(&lockpath), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lockfd < 0 || flock(lockfd, LOCK_EX) < 0) {
+		*error_r = "cannot lock the passwd file";
+		goto out;
+	}
+	in = fopen(path, "re");
+	if (in == NULL && errno != ENOENT) {
+		*error_r = "cannot read the passwd file";
+		goto out;
+	}
+	while (in != NULL && (n = getline(&line, &cap, in)) >= 0) {
+		const char *why;
+		if (passwd_line_parse(line, (size_t)n, e, &why) == 0 && strcmp(e->user, user) == 0) {
+			found = 1;
+			if (op == PASSWD_DELETE)
+				continue;
+			if (op == PASSWD_REPLACE) {
+				buf_printf(&out, "%s:%s:%s\n", user, hash, e->rest);
+				continue;
+			}
+		}
+		buf_append(&out, line, (size_t)n);
+		if (n > 0 && line[n - 1] != '\n')
+			buf_putc(&out, '\n');
+	}
+	if (op == PASSWD_ADD && found) {
+		*error_r = "user already exists";
+		goto out;
+	}
+	if (op != PASSWD_ADD && !found) {
+		*error_r = "no such user";
+		goto out;
+	}
+	if (op == PASSWD_ADD)
+		buf_printf(&out, "%s:%s::::::\n", user, hash);
+	if (out.failed) {
+		*error_r = "out of memory";
+		goto out;
+	}
+	int fd = open(buf_cstr(&tmppath), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		*error_r = "cannot write the passwd file";
+		goto out;
+	}
+	size_t off = 0;
+	while (off < out.len) {
+		ssize_t w = write(fd, out.data + off, out.len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+	if (off != out.len || fsync(fd) < 0 || close(fd) < 0 ||
+	    rename(buf_cstr(&tmppath), path) < 0) {
+		if (off != out.len)
+			close(fd);
+		unlink(buf_cstr(&tmppath));
+		*error_r = "cannot write the passwd file";
+		goto out;
+	}
+	ret = 0;
+out:
+	if (in != NULL)
+		fclose(in);
+	if (lockfd >= 0)
+		close(lockfd);
+	free(line);
+	free(e);
+	explicit_bzero(out.data, out.len);
+	buf_free(&out);
+	buf_free(&lockpath);
+	buf_free(&tmppath);
+	return ret;
+}

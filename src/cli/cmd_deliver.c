@@ -1,0 +1,146 @@
+/*
+ * cmd_deliver.c: `mailroom deliver -d DATA [-m MAILBOX] USER...`
+ *
+ * Reads one message on standard input and delivers it to every USER (single
+ * instance: one file, one link per user). For MTAs that pipe (Postfix's
+ * mailbox_command, procmail-style setups), the exit status follows
+ * sysexits.h:
+ *   0  delivered to every user
+ *   65 EX_DATAERR   empty or too large message
+ *   67 EX_NOUSER    unknown user (and no temporary failure)
+ *   75 EX_TEMPFAIL  disk full, I/O error, lock timeout, or over quota when
+ *                   quota_full_tempfail = yes
+ *   77 EX_NOPERM    over quota (permanent), as dovecot-lda does
+ * With several users, a temporary failure for any of them wins: the MTA
+ * retries, and a duplicate for the others beats a lost message. MTAs that
+ * deliver to many users at once should use LMTP, which reports per user.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "lib/config.h"
+#include "store/store.h"
+
+static int exit_code(const struct store *store, enum store_errcode code)
+{
+	switch (code) {
+	case STORE_OK:
+		return 0;
+	case STORE_ERR_NOUSER:
+		return EX_NOUSER;
+	case STORE_ERR_QUOTA:
+		return store_quota_is_temporary(store) ? EX_TEMPFAIL : EX_NOPERM;
+	case STORE_ERR_DATA:
+	case STORE_ERR_LIMIT:
+		return EX_DATAERR;
+	default:
+		return EX_TEMPFAIL;
+	}
+}
+
+/* Which failure decides the exit status: temporary first (see above). */
+static int worse(int a, int b)
+{
+	static const int order[] = { EX_TEMPFAIL, EX_NOPERM, EX_NOUSER, EX_DATAERR, 0 };
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		if (a == order[i] || b == order[i])
+			return order[i];
+	return a ? a : b;
+}
+
+int cmd_deliver(int argc, char **argv)
+{
+	const char *data = cli_default_data_dir();
+	const char *mailbox = NULL;
+	struct config *config = NULL;
+	struct store *store = NULL;
+	struct store_stage *stage = NULL;
+	struct store_rcpt *rcpts = NULL;
+	struct store_error err;
+	int c, rc;
+	static char buf[65536];
+
+	while ((c = getopt(argc, argv, "d:m:")) != -1) {
+		switch (c) {
+		case 'd': data = optarg; break;
+		case 'm': mailbox = optarg; break;
+		default:
+			fprintf(stderr, "usage: mailroom deliver -d DATA [-m MAILBOX] USER...\n");
+			return EX_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "usage: mailroom deliver -d DATA [-m MAILBOX] USER...\n");
+		return EX_USAGE;
+	}
+	rc = cli_open_store("deliver", data, &config, &store);
+	if (rc != 0)
+		return rc;
+	uint64_t limit = config_uint(config, "message_size_limit");
+
+	if (store_stage_new(store, &stage, &err) < 0)
+		goto fail;
+	for (;;) {
+		ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "mailroom deliver: cannot read the message: %s\n", strerror(errno));
+			rc = EX_TEMPFAIL;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (store_stage_write(stage, buf, (size_t)n, &err) < 0)
+			goto fail;
+		if (limit != 0 && store_stage_size(stage) > limit) {
+			fprintf(stderr, "mailroom deliver: message larger than message_size_limit (%llu bytes)\n",
+				(unsigned long long)limit);
+			rc = EX_DATAERR;
+			goto out;
+		}
+	}
+	if (store_stage_size(stage) == 0) {
+		fprintf(stderr, "mailroom deliver: empty message\n");
+		rc = EX_DATAERR;
+		goto out;
+	}
+	if (store_stage_finish(stage, &err) < 0)
+		goto fail;
+
+	size_t n = (size_t)(argc - optind);
+	rcpts = calloc(n, sizeof(*rcpts));
+	if (rcpts == NULL) {
+		fprintf(stderr, "mailroom deliver: out of memory\n");
+		rc = EX_TEMPFAIL;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		rcpts[i].user = argv[optind + (int)i];
+		rcpts[i].mailbox = mailbox;
+	}
+	store_deliver(store, stage, 0, rcpts, n);
+	rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (rcpts[i].result.code == STORE_OK)
+			continue;
+		fprintf(stderr, "mailroom deliver: %s: %s\n", rcpts[i].user, rcpts[i].result.text);
+		rc = worse(rc, exit_code(store, rcpts[i].result.code));
+	}
+	goto out;
+fail:
+	fprintf(stderr, "mailroom deliver: %s\n", err.text);
+	rc = exit_code(store, err.code);
+out:
+	free(rcpts);
+	store_stage_free(&stage);
+	store_close(&store);
+	config_free(&config);
+	return rc;
+}

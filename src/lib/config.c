@@ -1,0 +1,296 @@
+/*
+ * config.c: the settings table and the mailroom.conf reader.
+ * To add a setting, add a row to `keys`: name, type, default, and what it
+ * is for. Nothing else in the program needs to know about the file format.
+ */
+#include "lib/config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/buf.h"
+#include "lib/strnum.h"
+
+enum ctype { C_STR, C_UINT, C_SIZE, C_BOOL, C_LISTEN };
+
+static const struct key {
+	const char *name;
+	enum ctype type;
+	const char *def;
+	const char *help;
+} keys[] = {
+	{ "imap_listen", C_LISTEN, "127.0.0.1:1143", "IMAP listeners (ADDR:PORT or unix:PATH, comma-separated)" },
+	{ "imaps_listen", C_LISTEN, "127.0.0.1:1993", "IMAP implicit-TLS listeners" },
+	{ "pop3_listen", C_LISTEN, "127.0.0.1:1110", "POP3 listeners" },
+	{ "pop3s_listen", C_LISTEN, "127.0.0.1:1995", "POP3 implicit-TLS listeners" },
+	{ "lmtp_listen", C_LISTEN, "127.0.0.1:2424", "LMTP listeners" },
+	{ "workers", C_UINT, "0", "worker processes (0: one per core)" },
+	{ "log", C_STR, "stderr", "stderr or syslog" },
+	{ "quota_bytes", C_SIZE, "0", "per-user storage limit in bytes, K/M/G suffix (0: none)" },
+	{ "quota_messages", C_UINT, "0", "per-user message count limit (0: none)" },
+	{ "quota_full_tempfail", C_BOOL, "no", "over quota is a temporary failure (4xx, EX_TEMPFAIL)" },
+	{ "lock_timeout", C_UINT, "30", "seconds to wait for a mailbox lock" },
+	{ "message_size_limit", C_SIZE, "64M", "largest message accepted (0: none)" },
+	{ "recipient_delimiter", C_STR, "+", "user+detail separator for LMTP (empty: off)" },
+};
+
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+struct config {
+	char *values[N_KEYS];
+};
+
+static int key_index(const char *name)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int check_listen(const char *v)
+{
+	/* "", or ADDR:PORT / unix:PATH items separated by commas */
+	const char *p = v;
+	while (*p != '\0') {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		while (len > 0 && *p == ' ') {
+			p++;
+			len--;
+		}
+		if (len > 5 && strncmp(p, "unix:", 5) == 0) {
+			if (len - 5 > 100)
+				return -1;
+		} else {
+			const char *colon = memrchr(p, ':', len);
+			uint64_t port;
+			if (colon == NULL || colon == p)
+				return -1;
+			size_t plen = len - (size_t)(colon + 1 - p);
+			while (plen > 0 && colon[plen] == ' ')
+				plen--;
+			if (strnum_u64(colon + 1, plen, 65535, &port) < 0 || port == 0)
+				return -1;
+		}
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+	return 0;
+}
+
+static int check_value(const struct key *k, const char *v, const char **error_r)
+{
+	uint64_t n;
+	switch (k->type) {
+	case C_STR:
+		if (strcmp(k->name, "log") == 0 && strcmp(v, "stderr") != 0 && strcmp(v, "syslog") != 0) {
+			*error_r = "must be stderr or syslog";
+			return -1;
+		}
+		return 0;
+	case C_UINT:
+		if (strnum_u64z(v, UINT32_MAX, &n) < 0) {
+			*error_r = "not a number";
+			return -1;
+		}
+		return 0;
+	case C_SIZE:
+		if (strnum_size(v, &n) < 0) {
+			*error_r = "not a size (digits with an optional K, M, G or T)";
+			return -1;
+		}
+		return 0;
+	case C_BOOL:
+		if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
+			*error_r = "must be yes or no";
+			return -1;
+		}
+		return 0;
+	case C_LISTEN:
+		if (check_listen(v) < 0) {
+			*error_r = "must be a comma-separated list of ADDR:PORT or unix:PATH";
+			return -1;
+		}
+		return 0;
+	}
+	return 0;
+}
+
+struct config *config_new_defaults(void)
+{
+	struct config *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	for (size_t i = 0; i < N_KEYS; i++) {
+		c->values[i] = strdup(keys[i].def);
+		if (c->values[i] == NULL) {
+			config_free(&c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+void config_free(struct config **config)
+{
+	if (*config == NULL)
+		return;
+	for (size_t i = 0; i < N_KEYS; i++)
+		free((*config)->values[i]);
+	free(*config);
+	*config = NULL;
+}
+
+int config_set(struct config *config, const char *key, const char *value, const char **error_r)
+{
+	int i = key_index(key);
+	if (i < 0) {
+		*error_r = "unknown setting";
+		return -1;
+	}
+	if (check_value(&keys[i], value, error_r) < 0)
+		return -1;
+	char *v = strdup(value);
+	if (v == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	free(config->values[i]);
+	config->values[i] = v;
+	return 0;
+}
+
+static char *trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
+		s[--n] = '\0';
+	return s;
+}
+
+static int load_file(struct config *c, const char *path, char **error_r)
+{
+	FILE *f = fopen(path, "re");
+	char line[4096];
+	unsigned lineno = 0;
+	const char *why;
+	struct buf err = BUF_INIT;
+
+	if (f == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		buf_printf(&err, "%s: %s", path, strerror(errno));
+		*error_r = buf_steal(&err);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			buf_printf(&err, "%s:%u: line too long", path, lineno);
+			goto fail;
+		}
+		char *s = trim(line);
+		if (*s == '\0' || *s == '#')
+			continue;
+		char *eq = strchr(s, '=');
+		if (eq == NULL) {
+			buf_printf(&err, "%s:%u: expected 'key = value'", path, lineno);
+			goto fail;
+		}
+		*eq = '\0';
+		char *key = trim(s);
+		char *value = trim(eq + 1);
+		if (config_set(c, key, value, &why) < 0) {
+			buf_printf(&err, "%s:%u: %s: %s", path, lineno, key, why);
+			goto fail;
+		}
+	}
+	fclose(f);
+	return 0;
+fail:
+	fclose(f);
+	*error_r = buf_steal(&err);
+	return -1;
+}
+
+int config_load(const char *data_dir, char *const *overrides, int n_overrides,
+		struct config **config_r, char **error_r)
+{
+	struct buf path = BUF_INIT;
+	struct buf err = BUF_INIT;
+	const char *why;
+	struct config *c = config_new_defaults();
+
+	if (c == NULL) {
+		*error_r = strdup("out of memory");
+		return -1;
+	}
+	buf_printf(&path, "%s/mailroom.conf", data_dir);
+	if (load_file(c, buf_cstr(&path), error_r) < 0)
+		goto fail;
+	for (int i = 0; i < n_overrides; i++) {
+		char key[128];
+		const char *eq = strchr(overrides[i], '=');
+		size_t klen = eq ? (size_t)(eq - overrides[i]) : 0;
+		if (eq == NULL || klen == 0 || klen >= sizeof(key)) {
+			buf_printf(&err, "-o %s: expected key=value", overrides[i]);
+			*error_r = buf_steal(&err);
+			goto fail;
+		}
+		memcpy(key, overrides[i], klen);
+		key[klen] = '\0';
+		if (config_set(c, key, eq + 1, &why) < 0) {
+			buf_printf(&err, "-o %s: %s", overrides[i], why);
+			*error_r = buf_steal(&err);
+			goto fail;
+		}
+	}
+	buf_free(&path);
+	*config_r = c;
+	return 0;
+fail:
+	buf_free(&path);
+	config_free(&c);
+	return -1;
+}
+
+static int must_key(const char *key)
+{
+	int i = key_index(key);
+	if (i < 0)
+		abort();
+	return i;
+}
+
+const char *config_str(const struct config *config, const char *key)
+{
+	return config->values[must_key(key)];
+}
+
+uint64_t config_uint(const struct config *config, const char *key)
+{
+	int i = must_key(key);
+	uint64_t v = 0;
+	if (keys[i].type == C_SIZE)
+		(void)strnum_size(config->values[i], &v);
+	else
+		(void)strnum_u64z(config->values[i], UINT64_MAX, &v);
+	return v;
+}
+
+int config_bool(const struct config *config, const char *key)
+{
+	return strcmp(config->values[must_key(key)], "yes") == 0;
+}
+
+void config_print(const struct config *config, FILE *out, int all)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (all || strcmp(config->values[i], keys[i].def) != 0)
+			fprintf(out, "%s = %s\n", keys[i].name, config->values[i]);
+}

@@ -1,0 +1,353 @@
+/*
+ * store.c: the DATA folder, users, and error helpers.
+ *
+ * DATA/mail/USER is the user's root; everything of the user is opened
+ * beneath its directory fd (fsx_open_beneath), never by a path string, so a
+ * planted symlink or a crafted mailbox name cannot reach another user.
+ */
+#include "store/store_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "lib/config.h"
+#include "lib/fsx.h"
+
+static const struct {
+	const char *name;
+	const char *special_use;
+} default_mailboxes[] = {
+	{ "Drafts", "\\Drafts" }, { "Sent", "\\Sent" },	      { "Trash", "\\Trash" },
+	{ "Junk", "\\Junk" },	  { "Archive", "\\Archive" },
+};
+
+void store_err(struct store_error *err, enum store_errcode code, const char *fmt, ...)
+{
+	va_list ap;
+	err->code = code;
+	va_start(ap, fmt);
+	vsnprintf(err->text, sizeof(err->text), fmt, ap);
+	va_end(ap);
+}
+
+void store_err_errno(struct store_error *err, const char *what)
+{
+	int e = errno;
+	enum store_errcode code = STORE_ERR_TEMP;
+	if (e == ENOENT)
+		code = STORE_ERR_NOTFOUND;
+	else if (e == EEXIST || e == ENOTEMPTY)
+		code = STORE_ERR_EXISTS;
+	else if (e == ELOOP || e == EXDEV || e == ENAMETOOLONG)
+		code = STORE_ERR_INVALID;
+	else if (e == EDQUOT)
+		code = STORE_ERR_QUOTA;
+	store_err(err, code, "%s: %s", what, strerror(e));
+}
+
+static void read_boot_id(char *out, size_t size)
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	out[0] = '\0';
+	if (f != NULL) {
+		if (fgets(out, (int)size, f) == NULL)
+			out[0] = '\0';
+		fclose(f);
+	}
+	out[strcspn(out, "\n")] = '\0';
+}
+
+static void init_host(struct store *st)
+{
+	char h[64];
+	size_t o = 0;
+	if (gethostname(h, sizeof(h)) < 0)
+		strcpy(h, "localhost");
+	h[sizeof(h) - 1] = '\0';
+	/* Maildir: '/' and ':' are escaped in the host part; we also escape ','
+	 * and '.' because both separate fields of our names. */
+	for (const char *p = h; *p != '\0' && o + 5 < sizeof(st->host); p++) {
+		if (*p == '/' || *p == ':' || *p == ',' || *p == '.' || (unsigned char)*p < 0x21 ||
+		    (unsigned char)*p > 0x7e)
+			o += (size_t)snprintf(st->host + o, sizeof(st->host) - o, "\\%03o",
+					      (unsigned char)*p);
+		else
+			st->host[o++] = *p;
+	}
+	st->host[o] = '\0';
+}
+
+void store_unique_base(struct store *store, char *out, size_t outsize)
+{
+	struct timeval tv;
+	unsigned char rnd[4] = { 0 };
+	gettimeofday(&tv, NULL);
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (read(fd, rnd, sizeof(rnd)) < 0)
+			memset(rnd, 0, sizeof(rnd));
+		close(fd);
+	}
+	snprintf(out, outsize, "%lld.M%06ldP%ldQ%luR%02x%02x%02x%02x.%s", (long long)tv.tv_sec,
+		 (long)tv.tv_usec, (long)getpid(), ++store->counter, rnd[0], rnd[1], rnd[2], rnd[3],
+		 store->host);
+}
+
+static int mkdir_beneath(int dirfd, const char *name)
+{
+	if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+int store_open(const char *data_dir, const struct config *settings, struct store **store_r,
+	       struct store_error *err)
+{
+	struct store *st = calloc(1, sizeof(*st));
+	if (st == NULL) {
+		store_err(err, STORE_ERR_TEMP, "out of memory");
+		return -1;
+	}
+	st->data_fd = st->mail_fd = st->spool_fd = -1;
+	st->data_dir = strdup(data_dir);
+	st->lock_timeout = 30;
+	if (settings != NULL) {
+		st->quota_bytes = config_uint(settings, "quota_bytes");
+		st->quota_messages = config_uint(settings, "quota_messages");
+		st->quota_tempfail = config_bool(settings, "quota_full_tempfail");
+		st->lock_timeout = (unsigned)config_uint(settings, "lock_timeout");
+	}
+	read_boot_id(st->boot_id, sizeof(st->boot_id));
+	init_host(st);
+
+	st->data_fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (st->data_fd < 0) {
+		store_err(err, errno == ENOENT ? STORE_ERR_INVALID : STORE_ERR_TEMP,
+			  "cannot open data folder %s: %s", data_dir, strerror(errno));
+		goto fail;
+	}
+	if (mkdir_beneath(st->data_fd, "mail") < 0 || mkdir_beneath(st->data_fd, "spool") < 0) {
+		store_err_errno(err, "cannot create mail/ or spool/ in the data folder");
+		goto fail;
+	}
+	st->mail_fd = fsx_opendir_beneath(st->data_fd, "mail");
+	if (st->mail_fd < 0) {
+		store_err_errno(err, "cannot open DATA/mail");
+		goto fail;
+	}
+	int spool = fsx_opendir_beneath(st->data_fd, "spool");
+	if (spool < 0 || mkdir_beneath(spool, "tmp") < 0) {
+		store_err_errno(err, "cannot create DATA/spool/tmp");
+		if (spool >= 0)
+			close(spool);
+		goto fail;
+	}
+	st->spool_fd = fsx_opendir_beneath(spool, "tmp");
+	close(spool);
+	if (st->spool_fd < 0) {
+		store_err_errno(err, "cannot open DATA/spool/tmp");
+		goto fail;
+	}
+	*store_r = st;
+	return 0;
+fail:
+	store_close(&st);
+	return -1;
+}
+
+void store_close(struct store **store)
+{
+	struct store *st = *store;
+	if (st == NULL)
+		return;
+	if (st->spool_fd >= 0)
+		close(st->spool_fd);
+	if (st->mail_fd >= 0)
+		close(st->mail_fd);
+	if (st->data_fd >= 0)
+		close(st->data_fd);
+	free(st->data_dir);
+	free(st);
+	*store = NULL;
+}
+
+int store_quota_is_temporary(const struct store *store)
+{
+	return store->quota_tempfail;
+}
+
+int store_username_valid(const char *name)
+{
+	size_t len = strlen(name);
+	if (len == 0 || len > STORE_MAX_USERNAME || name[0] == '.')
+		return -1;
+	for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++)
+		if (*p < 0x21 || *p == 0x7f || *p == '/' || *p == ':' || *p == '\\')
+			return -1;
+	return 0;
+}
+
+int store_user_create(struct store *store, const char *name, struct store_error *err)
+{
+	struct store_user *user = NULL;
+	if (store_username_valid(name) < 0) {
+		store_err(err, STORE_ERR_INVALID, "invalid user name");
+		return -1;
+	}
+	if (mkdirat(store->mail_fd, name, 0700) < 0) {
+		if (errno == EEXIST)
+			store_err(err, STORE_ERR_EXISTS, "user %s already has a mail folder", name);
+		else
+			store_err_errno(err, "cannot create the user's folder");
+		return -1;
+	}
+	if (fsx_fsync(store->mail_fd) < 0) {
+		store_err_errno(err, "fsync DATA/mail");
+		return -1;
+	}
+	if (store_user_open(store, name, &user, err) < 0)
+		return -1;
+	if (store_mailbox_create(user, "INBOX", NULL, err) < 0 && err->code != STORE_ERR_EXISTS)
+		goto fail;
+	for (size_t i = 0; i < sizeof(default_mailboxes) / sizeof(default_mailboxes[0]); i++) {
+		if (store_mailbox_create(user, default_mailboxes[i].name,
+					 default_mailboxes[i].special_use, err) < 0 &&
+		    err->code != STORE_ERR_EXISTS)
+			goto fail;
+		if (store_subscribe(user, default_mailboxes[i].name, 1, err) < 0)
+			goto fail;
+	}
+	if (store_subscribe(user, "INBOX", 1, err) < 0)
+		goto fail;
+	store_user_close(&user);
+	return 0;
+fail:
+	store_user_close(&user);
+	return -1;
+}
+
+/* Remove everything beneath dirfd/name, never following symlinks. */
+int store_remove_tree(int parent_fd, const char *name, int depth)
+{
+	if (depth > 16) {
+		errno = ELOOP;
+		return -1;
+	}
+	int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOTDIR || errno == ELOOP ? unlinkat(parent_fd, name, 0) : -1;
+	DIR *d = fdopendir(fd);
+	if (d == NULL) {
+		close(fd);
+		return -1;
+	}
+	struct dirent *de;
+	int ret = 0;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (de->d_type == DT_DIR) {
+			if (store_remove_tree(dirfd(d), de->d_name, depth + 1) < 0)
+				ret = -1;
+		} else if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
+			ret = -1;
+		}
+	}
+	closedir(d);
+	if (ret == 0 && unlinkat(parent_fd, name, AT_REMOVEDIR) < 0)
+		ret = -1;
+	return ret;
+}
+
+int store_user_purge(struct store *store, const char *name, struct store_error *err)
+{
+	if (store_username_valid(name) < 0) {
+		store_err(err, STORE_ERR_INVALID, "invalid user name");
+		return -1;
+	}
+	if (store_remove_tree(store->mail_fd, name, 0) < 0) {
+		if (errno == ENOENT)
+			store_err(err, STORE_ERR_NOUSER, "user %s has no mail folder", name);
+		else
+			store_err_errno(err, "cannot remove the user's folder");
+		return -1;
+	}
+	return 0;
+}
+
+int store_user_open(struct store *store, const char *name, struct store_user **user_r,
+		    struct store_error *err)
+{
+	if (store_username_valid(name) < 0) {
+		store_err(err, STORE_ERR_NOUSER, "invalid user name");
+		return -1;
+	}
+	struct store_user *u = calloc(1, sizeof(*u));
+	if (u == NULL) {
+		store_err(err, STORE_ERR_TEMP, "out of memory");
+		return -1;
+	}
+	u->store = store;
+	snprintf(u->name, sizeof(u->name), "%s", name);
+	u->quota_bytes = store->quota_bytes;
+	u->quota_messages = store->quota_messages;
+	u->root_fd = fsx_opendir_beneath(store->mail_fd, name);
+	if (u->root_fd < 0) {
+		if (errno == ENOENT)
+			store_err(err, STORE_ERR_NOUSER, "no such user: %s", name);
+		else
+			store_err_errno(err, "cannot open the user's folder");
+		free(u);
+		return -1;
+	}
+	if (store_index_open(u, err) < 0) {
+		close(u->root_fd);
+		free(u);
+		return -1;
+	}
+	*user_r = u;
+	return 0;
+}
+
+void store_user_close(struct store_user **user)
+{
+	struct store_user *u = *user;
+	if (u == NULL)
+		return;
+	store_index_close(u);
+	close(u->root_fd);
+	free(u);
+	*user = NULL;
+}
+
+const char *store_user_name(const struct store_user *user)
+{
+	return user->name;
+}
+
+void store_user_set_quota(struct store_user *user, uint64_t max_bytes, uint64_t max_messages)
+{
+	user->quota_bytes = max_bytes;
+	user->quota_messages = max_messages;
+}
+
+int store_user_quota_usage(struct store_user *user, uint64_t *bytes_r, uint64_t *messages_r,
+			   struct store_error *err)
+{
+	int64_t b = 0, m = 0;
+	if (store_index_meta_get(user, "quota_bytes", &b) < 0 ||
+	    store_index_meta_get(user, "quota_messages", &m) < 0) {
+		store_index_sqlerr(user, err, "quota");
+		return -1;
+	}
+	*bytes_r = b < 0 ? 0 : (uint64_t)b;
+	*messages_r = m < 0 ? 0 : (uint64_t)m;
+	return 0;
+}

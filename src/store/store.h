@@ -1,0 +1,244 @@
+/*
+ * store.h: the mail store's public API (src/store).
+ *
+ * The store keeps every user's mail under DATA/mail/USER as maildirs plus a
+ * per-user SQLite index. Protocols (IMAP, POP3, LMTP) and the CLI call only
+ * this header; none of them touches a path or an SQL statement. The design
+ * notes (delivery protocol, UID and modseq allocation, reconcile) are at the
+ * top of store_msg.c and store_sync.c.
+ *
+ * Errors: functions return 0 on success and -1 on failure, with the reason in
+ * the struct store_error the caller passes. Its code keeps temporary and
+ * permanent failures apart all the way up (LMTP 4xx vs 5xx, EX_TEMPFAIL vs
+ * EX_NOUSER, IMAP NO [SERVERBUG] vs NO [OVERQUOTA]).
+ *
+ * Objects: a struct store (one DATA folder) owns nothing else; a struct
+ * store_user (one user's root and index) must be closed before its store; a
+ * struct store_mailbox (one open mailbox) before its user. None is
+ * thread-safe: use one of each per thread.
+ */
+#ifndef MAILROOM_STORE_H
+#define MAILROOM_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct config;
+struct store;
+struct store_user;
+struct store_mailbox;
+struct store_stage;
+
+enum store_errcode {
+	STORE_OK = 0,
+	STORE_ERR_TEMP,	    /* I/O error, disk full, lock timeout: worth retrying */
+	STORE_ERR_NOUSER,   /* no such user */
+	STORE_ERR_NOTFOUND, /* no such mailbox or message */
+	STORE_ERR_EXISTS,   /* the mailbox (or user) already exists */
+	STORE_ERR_INVALID,  /* bad name or argument: permanent */
+	STORE_ERR_QUOTA,    /* over quota: permanent unless store_quota_is_temporary() */
+	STORE_ERR_LIMIT,    /* a store limit (keywords per mailbox, message size) */
+	STORE_ERR_DATA,	    /* bad message data */
+};
+
+struct store_error {
+	enum store_errcode code;
+	char text[256];
+};
+
+/* System flags, as bits. On disk they are the maildir info letters. */
+#define STORE_F_DRAFT	  0x01u /* D  \Draft */
+#define STORE_F_FLAGGED	  0x02u /* F  \Flagged */
+#define STORE_F_PASSED	  0x04u /* P  $Forwarded */
+#define STORE_F_ANSWERED  0x08u /* R  \Answered */
+#define STORE_F_SEEN	  0x10u /* S  \Seen */
+#define STORE_F_DELETED	  0x20u /* T  \Deleted */
+#define STORE_F_ALL	  0x3fu
+
+/* Keywords per mailbox: each is a letter a..z in file names. */
+#define STORE_MAX_KEYWORDS 26
+#define STORE_MAX_USERNAME 64
+/* Longest IMAP mailbox name accepted (bytes of UTF-8). */
+#define STORE_MAX_MAILBOX_NAME 200
+
+/* ---- the DATA folder --------------------------------------------------- */
+
+/* Open DATA (creating mail/ and spool/tmp/ if missing). settings may be NULL
+ * for defaults. The store keeps no pointer to settings. */
+int store_open(const char *data_dir, const struct config *settings, struct store **store_r,
+	       struct store_error *err);
+void store_close(struct store **store);
+/* Over-quota is reported as STORE_ERR_QUOTA either way; this says whether the
+ * admin configured it as temporary (quota_full_tempfail). */
+int store_quota_is_temporary(const struct store *store);
+
+/* ---- users --------------------------------------------------------------- */
+
+/* 0 if name is acceptable as a user name: 1..64 bytes, no '/', no control
+ * characters, not "." or "..", no ':' (the passwd separator), no leading '.'. */
+int store_username_valid(const char *name);
+
+/* Create USER's root with INBOX and the special-use mailboxes Drafts, Sent,
+ * Trash, Junk and Archive. STORE_ERR_EXISTS if the root exists. */
+int store_user_create(struct store *store, const char *name, struct store_error *err);
+/* Remove the user's root and everything in it. */
+int store_user_purge(struct store *store, const char *name, struct store_error *err);
+/* Open an existing user; STORE_ERR_NOUSER if there is no root. */
+int store_user_open(struct store *store, const char *name, struct store_user **user_r,
+		    struct store_error *err);
+void store_user_close(struct store_user **user);
+const char *store_user_name(const struct store_user *user);
+/* Bytes and messages held by the user (every link counts, as quota does). */
+int store_user_quota_usage(struct store_user *user, uint64_t *bytes_r, uint64_t *messages_r,
+			   struct store_error *err);
+/* Per-user limits (0: none); default from the settings. */
+void store_user_set_quota(struct store_user *user, uint64_t max_bytes, uint64_t max_messages);
+
+/* ---- mailboxes ----------------------------------------------------------- */
+
+struct store_mailbox_info {
+	const char *name;	 /* IMAP name, UTF-8, '/' separated */
+	const char *special_use; /* "\\Sent" etc., or NULL */
+};
+
+/* Call cb for every mailbox the user has, INBOX first, then sorted by name.
+ * cb returning non-zero stops the walk (and store_mailbox_list returns 0). */
+int store_mailbox_list(struct store_user *user,
+		       int (*cb)(void *ctx, const struct store_mailbox_info *info), void *ctx,
+		       struct store_error *err);
+/* special_use: NULL or one of \Drafts \Sent \Trash \Junk \Archive \All \Flagged. */
+int store_mailbox_create(struct store_user *user, const char *name, const char *special_use,
+			 struct store_error *err);
+/* Delete a mailbox and its messages (children are kept). INBOX: INVALID. */
+int store_mailbox_delete(struct store_user *user, const char *name, struct store_error *err);
+/* Rename a mailbox and its children. Renaming INBOX moves its messages to a
+ * new mailbox and leaves INBOX empty (RFC 9051 6.3.6). */
+int store_mailbox_rename(struct store_user *user, const char *from, const char *to,
+			 struct store_error *err);
+/* Normalise an IMAP mailbox name ("inbox/x" -> "INBOX/x"). Returns 0 and a
+ * malloc'ed name, or -1 (INVALID) if it is not a name the store accepts. */
+int store_mailbox_name_normalize(const char *name, char **norm_r, struct store_error *err);
+
+/* Subscriptions (RFC 9051 6.3.7): a set of names, which need not exist. */
+int store_subscribe(struct store_user *user, const char *name, int subscribe,
+		    struct store_error *err);
+int store_subscriptions(struct store_user *user, int (*cb)(void *ctx, const char *name),
+			void *ctx, struct store_error *err);
+
+struct store_status {
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint32_t messages;
+	uint32_t unseen;
+	uint32_t deleted;
+	uint64_t size;
+	uint64_t highestmodseq;
+};
+
+/* Open a mailbox and reconcile it with the files (see store_sync.c). */
+int store_mailbox_open(struct store_user *user, const char *name, struct store_mailbox **mbox_r,
+		       struct store_error *err);
+void store_mailbox_close(struct store_mailbox **mbox);
+const char *store_mailbox_name(const struct store_mailbox *mbox);
+int store_mailbox_status(struct store_mailbox *mbox, struct store_status *st_r,
+			 struct store_error *err);
+/* Pick up changes made by other processes or by hand (files in new/, files
+ * renamed or removed in cur/). full forces a complete rescan of cur/. */
+int store_mailbox_sync(struct store_mailbox *mbox, int full, struct store_error *err);
+
+/* Keyword names of the mailbox, by bit index (NULL where unused). Valid until
+ * the mailbox is closed or synced. */
+const char *store_mailbox_keyword(const struct store_mailbox *mbox, unsigned idx);
+/* Find (or with create = 1 add) a keyword; returns its bit index in *idx_r.
+ * STORE_ERR_LIMIT when the mailbox has STORE_MAX_KEYWORDS already. */
+int store_mailbox_keyword_index(struct store_mailbox *mbox, const char *keyword, int create,
+				unsigned *idx_r, struct store_error *err);
+
+/* ---- messages ------------------------------------------------------------ */
+
+struct store_msg {
+	uint32_t uid;
+	uint32_t flags;	   /* STORE_F_* */
+	uint32_t keywords; /* bit i: store_mailbox_keyword(mbox, i) */
+	uint64_t modseq;
+	uint64_t size;	   /* bytes of the file: the message in wire form */
+	int64_t internaldate;
+	const char *fname; /* file name in cur/; valid during the callback only */
+};
+
+/* Call cb for each message with lo <= uid <= hi in UID order; cb non-zero
+ * stops the walk. */
+int store_mailbox_messages(struct store_mailbox *mbox, uint32_t lo, uint32_t hi,
+			   int (*cb)(void *ctx, const struct store_msg *msg), void *ctx,
+			   struct store_error *err);
+/* Open the message file read-only; the caller closes *fd_r. NOTFOUND if the
+ * UID is not (or no longer) in the mailbox. */
+int store_message_open(struct store_mailbox *mbox, uint32_t uid, int *fd_r, uint64_t *size_r,
+		       struct store_error *err);
+
+/* A message being received: written once to a staging file (CRLF line
+ * endings enforced), fsynced once, then linked into one or more mailboxes. */
+int store_stage_new(struct store *store, struct store_stage **stage_r, struct store_error *err);
+/* Append bytes. Bare LF becomes CRLF; bare CR is kept only before LF. */
+int store_stage_write(struct store_stage *stage, const void *data, size_t len,
+		      struct store_error *err);
+/* Set the internal date (default: the time of store_stage_finish). */
+void store_stage_set_internaldate(struct store_stage *stage, time_t when);
+/* Flush and fsync. After this, the staged message can be added. */
+int store_stage_finish(struct store_stage *stage, struct store_error *err);
+uint64_t store_stage_size(const struct store_stage *stage);
+/* Remove the staging file (the mailboxes keep their links) and free. */
+void store_stage_free(struct store_stage **stage);
+
+/* Add the staged, finished message to mbox with the given flags and keyword
+ * bits. On success *uid_r is its UID and the message is durable. */
+int store_mailbox_add(struct store_mailbox *mbox, struct store_stage *stage, uint32_t flags,
+		      uint32_t keywords, uint32_t *uid_r, struct store_error *err);
+
+/* Copy messages (hard links). uids[] must be ascending; dst_uids_r[i] gets
+ * the new UID of uids[i] (0 if that message had gone). Keywords are carried
+ * over by name. */
+int store_mailbox_copy(struct store_mailbox *src, const uint32_t *uids, size_t n,
+		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct store_error *err);
+/* Copy, then expunge from src. */
+int store_mailbox_move(struct store_mailbox *src, const uint32_t *uids, size_t n,
+		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct store_error *err);
+
+enum store_flag_mode { STORE_FLAGS_SET, STORE_FLAGS_ADD, STORE_FLAGS_REMOVE };
+/* Change flags and keywords of the messages in uids[] (ascending). A message
+ * whose modseq is above unchangedsince (when non-zero) is left alone and its
+ * UID reported through failed_cb (CONDSTORE, RFC 7162 3.1.3). Each changed
+ * message gets a new modseq. */
+int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, size_t n,
+			    enum store_flag_mode mode, uint32_t flags, uint32_t keywords,
+			    uint64_t unchangedsince, void (*failed_cb)(void *ctx, uint32_t uid),
+			    void *ctx, struct store_error *err);
+/* Remove messages (unlink). Missing UIDs are ignored. */
+int store_mailbox_expunge(struct store_mailbox *mbox, const uint32_t *uids, size_t n,
+			  struct store_error *err);
+
+/* ---- delivery (LMTP, `mailroom deliver`) ---------------------------------- */
+
+struct store_rcpt {
+	const char *user;
+	const char *mailbox; /* NULL: INBOX; a missing mailbox falls back to INBOX */
+	struct store_error result;
+	uint32_t uid;
+};
+/* Link one finished staged message into every recipient's mailbox (single
+ * instance: one inode, n links). Each rcpt gets its own result; returns the
+ * number of recipients that failed. */
+size_t store_deliver(struct store *store, struct store_stage *stage, uint32_t flags,
+		     struct store_rcpt *rcpts, size_t n);
+
+/* ---- consistency check and repair (`mailroom check`) ---------------------- */
+
+/* Compare the user's index with the files; report each difference through
+ * say(). With repair, fix the index (rebuilding it if missing) and report
+ * what changed. *problems_r counts the differences found. */
+int store_check_user(struct store *store, const char *user, int repair,
+		     void (*say)(void *ctx, const char *line), void *ctx, unsigned *problems_r,
+		     struct store_error *err);
+
+#endif

@@ -1,0 +1,183 @@
+/*
+ * store_check.c: `mailroom check`: compare a user's index with the files,
+ * and with repair, make the index match them (rebuilding it if it is gone).
+ *
+ * The comparison is the reconcile of store_sync.c run over every mailbox in
+ * dry mode (report only); repair runs it for real. On top of that: index rows
+ * of mailboxes that no longer exist, the quota counters against the sum of
+ * the messages, and leftovers of interrupted operations (tmp-create.* and
+ * tmp-delete.* folders in the user's root).
+ */
+#include "store/store_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct check_ctx {
+	struct store_user *user;
+	struct store_sync_report rep;
+	int repair;
+	struct store_error *err;
+	int failed;
+};
+
+static void report(struct check_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void report(struct check_ctx *c, const char *fmt, ...)
+{
+	char line[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	c->rep.problems++;
+	if (c->rep.say != NULL)
+		c->rep.say(c->rep.ctx, line);
+}
+
+static int check_mailbox(void *ctx, const struct store_mailbox_info *info)
+{
+	struct check_ctx *c = ctx;
+	struct store_mailbox *mbox = NULL;
+
+	if (store_mailbox_open_nosync(c->user, info->name, &mbox, c->err) < 0) {
+		c->failed = 1;
+		return 1;
+	}
+	if (store_mailbox_lock(mbox, c->err) < 0 ||
+	    store_sync_run(mbox, 1, &c->rep, c->err) < 0)
+		c->failed = 1;
+	store_mailbox_close(&mbox);
+	return c->failed;
+}
+
+/* Rows of mailboxes that are no longer on disk. */
+static int check_stale_rows(struct check_ctx *c)
+{
+	struct store_user *user = c->user;
+	sqlite3_stmt *st = store_index_stmt(user, "SELECT name FROM mailbox ORDER BY name", c->err);
+	char **stale = NULL;
+	size_t n = 0;
+	int ret = 0;
+
+	if (st == NULL)
+		return -1;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		char *dir;
+		struct store_error e;
+		if (store_name_to_dir(name, &dir, &e) == 0) {
+			int exists = faccessat(user->root_fd, dir, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+			free(dir);
+			if (exists)
+				continue;
+		}
+		char **p = realloc(stale, (n + 1) * sizeof(*p));
+		if (p == NULL)
+			break;
+		stale = p;
+		stale[n] = strdup(name);
+		if (stale[n] != NULL)
+			n++;
+	}
+	sqlite3_reset(st);
+	for (size_t i = 0; i < n; i++) {
+		report(c, "index has mailbox %s, which is not on disk", stale[i]);
+		if (c->repair && ret == 0) {
+			ret = store_index_exec(user, c->err,
+					       "UPDATE meta SET value=max(0, value-(SELECT coalesce(sum(size),0) FROM msg WHERE mailbox=(SELECT id FROM mailbox WHERE name=%Q))) WHERE key='quota_bytes';"
+					       "UPDATE meta SET value=max(0, value-(SELECT count(*) FROM msg WHERE mailbox=(SELECT id FROM mailbox WHERE name=%Q))) WHERE key='quota_messages';"
+					       "DELETE FROM msg WHERE mailbox=(SELECT id FROM mailbox WHERE name=%Q);"
+					       "DELETE FROM expunged WHERE mailbox=(SELECT id FROM mailbox WHERE name=%Q);"
+					       "DELETE FROM mailbox WHERE name=%Q",
+					       stale[i], stale[i], stale[i], stale[i], stale[i]);
+		}
+		free(stale[i]);
+	}
+	free(stale);
+	return ret;
+}
+
+static int check_quota(struct check_ctx *c)
+{
+	struct store_user *user = c->user;
+	int64_t qb = 0, qm = 0, sb = 0, sm = 0;
+	sqlite3_stmt *st = store_index_stmt(
+		user, "SELECT coalesce(sum(size),0), count(*) FROM msg WHERE pending=0", c->err);
+	if (st == NULL)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		sb = sqlite3_column_int64(st, 0);
+		sm = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	if (store_index_meta_get(user, "quota_bytes", &qb) < 0 ||
+	    store_index_meta_get(user, "quota_messages", &qm) < 0) {
+		store_index_sqlerr(user, c->err, "quota");
+		return -1;
+	}
+	if (qb == sb && qm == sm)
+		return 0;
+	report(c, "quota usage is %lld bytes / %lld messages, the messages add up to %lld / %lld",
+	       (long long)qb, (long long)qm, (long long)sb, (long long)sm);
+	if (!c->repair)
+		return 0;
+	if (store_index_meta_set(user, "quota_bytes", sb, c->err) < 0 ||
+	    store_index_meta_set(user, "quota_messages", sm, c->err) < 0)
+		return -1;
+	return 0;
+}
+
+static void check_leftovers(struct check_ctx *c)
+{
+	int fd = dup(c->user->root_fd);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	rewinddir(d);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, "tmp-create.", 11) != 0 &&
+		    strncmp(de->d_name, "tmp-delete.", 11) != 0)
+			continue;
+		report(c, "leftover of an interrupted mailbox operation: %s", de->d_name);
+		if (c->repair)
+			store_remove_tree(c->user->root_fd, de->d_name, 0);
+	}
+	closedir(d);
+}
+
+int store_check_user(struct store *store, const char *username, int repair,
+		     void (*say_cb)(void *ctx, const char *line), void *ctx, unsigned *problems_r,
+		     struct store_error *err)
+{
+	struct check_ctx c;
+	memset(&c, 0, sizeof(c));
+	c.repair = repair;
+	c.err = err;
+	c.rep.dry = !repair;
+	c.rep.say = say_cb;
+	c.rep.ctx = ctx;
+
+	if (store_user_open(store, username, &c.user, err) < 0)
+		return -1;
+	int ret = -1;
+	if (store_mailbox_list(c.user, check_mailbox, &c, err) < 0 || c.failed)
+		goto out;
+	if (check_stale_rows(&c) < 0 || check_quota(&c) < 0)
+		goto out;
+	check_leftovers(&c);
+	ret = 0;
+out:
+	*problems_r = c.rep.problems;
+	store_user_close(&c.user);
+	return ret;
+}

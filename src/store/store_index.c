@@ -1,0 +1,273 @@
+/*
+ * store_index.c: the per-user SQLite index (DATA/mail/USER/index.sqlite).
+ *
+ * Design note. The index is a cache plus state that the files also hold:
+ * deleting it loses nothing a client can see (store_sync.c rebuilds it from
+ * the file names and mailroom-box). That is why it runs in WAL mode with
+ * synchronous=NORMAL: a commit does not fsync, and a power loss that rolls
+ * the index back is detected (the boot id stored here differs from the
+ * kernel's) and repaired by a full rescan of every mailbox of the user.
+ *
+ * The database is opened through /proc/self/fd/ROOTFD so that it is the file
+ * in the directory we opened beneath DATA/mail, not whatever a path names now.
+ *
+ * Tables:
+ *   meta(key, value)              boot_id, quota_bytes, quota_messages
+ *   mailbox(id, name, uidvalidity, uidnext, highestmodseq, cur_mtime, rescan)
+ *   msg(mailbox, uid, fname, size, flags, keywords, modseq, internaldate,
+ *       pending, envelope, bodystructure)
+ *   expunged(mailbox, uid, modseq)  for QRESYNC VANISHED (RFC 7162)
+ *
+ * mailbox.rescan: 0 in step with the files; 1 rescan cur/ fully on next sync;
+ * 2 also the modseqs can no longer be trusted (index rebuilt or rolled back),
+ * so HIGHESTMODSEQ jumps to the reserve in mailroom-box.
+ */
+#include "store/store_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STMT_CACHE 64
+
+/* The cache is keyed by the SQL text's address: callers pass literals. */
+struct index_stmt {
+	const char *sql;
+	sqlite3_stmt *stmt;
+};
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
+	"CREATE TABLE IF NOT EXISTS mailbox("
+	" id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, uidvalidity INTEGER NOT NULL,"
+	" uidnext INTEGER NOT NULL, highestmodseq INTEGER NOT NULL,"
+	" cur_mtime INTEGER NOT NULL DEFAULT 0, rescan INTEGER NOT NULL DEFAULT 2);"
+	"CREATE TABLE IF NOT EXISTS msg("
+	" mailbox INTEGER NOT NULL, uid INTEGER NOT NULL, fname TEXT NOT NULL,"
+	" size INTEGER NOT NULL, flags INTEGER NOT NULL, keywords INTEGER NOT NULL,"
+	" modseq INTEGER NOT NULL, internaldate INTEGER NOT NULL,"
+	" pending INTEGER NOT NULL DEFAULT 0, envelope TEXT, bodystructure TEXT,"
+	" PRIMARY KEY(mailbox, uid)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS msg_modseq ON msg(mailbox, modseq);"
+	"CREATE TABLE IF NOT EXISTS expunged("
+	" mailbox INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,"
+	" PRIMARY KEY(mailbox, uid)) WITHOUT ROWID;";
+
+void store_index_sqlerr(struct store_user *user, struct store_error *err, const char *what)
+{
+	int code = user->db ? sqlite3_errcode(user->db) : SQLITE_CANTOPEN;
+	const char *msg = user->db ? sqlite3_errmsg(user->db) : "not open";
+	if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+		store_err(err, STORE_ERR_TEMP, "%s: index is locked (timeout)", what);
+	else
+		store_err(err, STORE_ERR_TEMP, "%s: index: %s", what, msg);
+}
+
+int store_index_exec(struct store_user *user, struct store_error *err, const char *sql, ...)
+{
+	va_list ap;
+	va_start(ap, sql);
+	char *q = sqlite3_vmprintf(sql, ap);
+	va_end(ap);
+	if (q == NULL) {
+		store_err(err, STORE_ERR_TEMP, "out of memory");
+		return -1;
+	}
+	int rc = sqlite3_exec(user->db, q, NULL, NULL, NULL);
+	sqlite3_free(q);
+	if (rc != SQLITE_OK) {
+		store_index_sqlerr(user, err, "index");
+		return -1;
+	}
+	return 0;
+}
+
+static int check_boot(struct store_user *user, struct store_error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(user, "SELECT value FROM meta WHERE key='boot_id'", err);
+	if (st == NULL)
+		return -1;
+	int same = 0;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *v = sqlite3_column_text(st, 0);
+		same = v != NULL && strcmp((const char *)v, user->store->boot_id) == 0;
+	}
+	sqlite3_reset(st);
+	if (same)
+		return 0;
+	/* The machine rebooted since this index was last written: commits that
+	 * were not yet on disk may be gone while the files they described are
+	 * there. Rescan everything and stop trusting the modseqs. */
+	if (store_index_begin(user, err) < 0)
+		return -1;
+	if (store_index_exec(user, err, "UPDATE mailbox SET rescan=2") < 0 ||
+	    store_index_exec(user, err, "INSERT OR REPLACE INTO meta VALUES('boot_id', %Q)",
+			     user->store->boot_id) < 0) {
+		store_index_rollback(user);
+		return -1;
+	}
+	return store_index_commit(user, err);
+}
+
+int store_index_open(struct store_user *user, struct store_error *err)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d/index.sqlite", user->root_fd);
+	user->stmts = calloc(STMT_CACHE, sizeof(*user->stmts));
+	if (user->stmts == NULL) {
+		store_err(err, STORE_ERR_TEMP, "out of memory");
+		return -1;
+	}
+	if (sqlite3_open_v2(path, &user->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+					       SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
+		store_index_sqlerr(user, err, "cannot open index.sqlite");
+		goto fail;
+	}
+	sqlite3_busy_timeout(user->db, (int)user->store->lock_timeout * 1000);
+	if (store_index_exec(user, err,
+			     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;") < 0)
+		goto fail;
+	if (store_index_exec(user, err, "%s", schema) < 0)
+		goto fail;
+	if (check_boot(user, err) < 0)
+		goto fail;
+	return 0;
+fail:
+	store_index_close(user);
+	return -1;
+}
+
+void store_index_close(struct store_user *user)
+{
+	if (user->stmts != NULL) {
+		for (int i = 0; i < STMT_CACHE; i++)
+			sqlite3_finalize(user->stmts[i].stmt);
+		free(user->stmts);
+		user->stmts = NULL;
+	}
+	if (user->db != NULL) {
+		sqlite3_close(user->db);
+		user->db = NULL;
+	}
+}
+
+sqlite3_stmt *store_index_stmt(struct store_user *user, const char *sql, struct store_error *err)
+{
+	int free_slot = -1;
+	for (int i = 0; i < STMT_CACHE; i++) {
+		if (user->stmts[i].sql == sql) {
+			sqlite3_reset(user->stmts[i].stmt);
+			sqlite3_clear_bindings(user->stmts[i].stmt);
+			return user->stmts[i].stmt;
+		}
+		if (user->stmts[i].sql == NULL && free_slot < 0)
+			free_slot = i;
+	}
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(user->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		store_index_sqlerr(user, err, "prepare");
+		return NULL;
+	}
+	if (free_slot < 0) {
+		/* Cache full: a programming error (too many distinct statements);
+		 * still work, by replacing the last slot. */
+		free_slot = STMT_CACHE - 1;
+		sqlite3_finalize(user->stmts[free_slot].stmt);
+	}
+	user->stmts[free_slot].sql = sql;
+	user->stmts[free_slot].stmt = st;
+	return st;
+}
+
+int store_index_begin(struct store_user *user, struct store_error *err)
+{
+	if (sqlite3_exec(user->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		store_index_sqlerr(user, err, "begin");
+		return -1;
+	}
+	user->in_txn = 1;
+	return 0;
+}
+
+int store_index_commit(struct store_user *user, struct store_error *err)
+{
+	if (sqlite3_exec(user->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		store_index_sqlerr(user, err, "commit");
+		store_index_rollback(user);
+		return -1;
+	}
+	user->in_txn = 0;
+	return 0;
+}
+
+void store_index_rollback(struct store_user *user)
+{
+	if (user->in_txn)
+		sqlite3_exec(user->db, "ROLLBACK", NULL, NULL, NULL);
+	user->in_txn = 0;
+}
+
+int store_index_meta_get(struct store_user *user, const char *key, int64_t *v_r)
+{
+	struct store_error err;
+	sqlite3_stmt *st = store_index_stmt(user, "SELECT value FROM meta WHERE key=?", &err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*v_r = sqlite3_column_int64(st, 0);
+	else if (rc == SQLITE_DONE)
+		*v_r = 0;
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_index_meta_set(struct store_user *user, const char *key, int64_t v,
+			 struct store_error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(user, "INSERT OR REPLACE INTO meta VALUES(?, ?)", err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, v);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_index_sqlerr(user, err, "meta");
+		return -1;
+	}
+	return 0;
+}
+
+int store_index_quota_add(struct store_user *user, int64_t bytes, int64_t messages,
+			  struct store_error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(
+		user,
+		"INSERT INTO meta VALUES('quota_bytes', ?1) ON CONFLICT(key) DO UPDATE SET value=max(0, value+?1)",
+		err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, bytes);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		goto fail;
+	st = store_index_stmt(
+		user,
+		"INSERT INTO meta VALUES('quota_messages', ?1) ON CONFLICT(key) DO UPDATE SET value=max(0, value+?1)",
+		err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, messages);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		goto fail;
+	return 0;
+fail:
+	store_index_sqlerr(user, err, "quota");
+	return -1;
+}
