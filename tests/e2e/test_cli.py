@@ -1,0 +1,221 @@
+"""The `mailroom` command line as admins and MTAs use it: user, deliver,
+mailbox and check, with their exit codes (sysexits.h) and error messages."""
+import glob
+import os
+import subprocess
+import warnings
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import crypt  # deprecated in 3.11 but present: checks hashes independently of mailroom
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("MAILROOM", os.path.join(ROOT, "build", "mailroom"))
+
+EX_DATAERR, EX_NOUSER, EX_CANTCREAT, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG, EX_USAGE = 65, 67, 73, 75, 77, 78, 64
+
+
+def run(*args, stdin=b"", env=None):
+    return subprocess.run([BIN, *args], input=stdin, capture_output=True, env=env, timeout=60)
+
+
+@pytest.fixture
+def data(tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    return str(d)
+
+
+def add(data, user, pw="pw-" + "x" * 8):
+    r = run("user", "add", "-d", data, user, stdin=(pw + "\n").encode())
+    assert r.returncode == 0, r.stderr
+    return pw
+
+
+def inbox_files(data, user, box="INBOX"):
+    d = os.path.join(data, "mail", user, box, "cur")
+    return sorted(os.listdir(d))
+
+
+MSG = b"From: a@example.org\nTo: b@example.org\nSubject: hello\n\nline one\nline two\n"
+
+
+def test_user_add_writes_passwd_and_mailboxes(data):
+    pw = add(data, "alice", "open sesame")
+    line = open(os.path.join(data, "passwd")).read().splitlines()[0]
+    user, hashed = line.split(":")[:2]
+    assert user == "alice"
+    assert hashed.startswith("{YESCRYPT}$y$")
+    # Verified by the system's crypt(3), not by mailroom.
+    h = hashed[len("{YESCRYPT}"):]
+    assert crypt.crypt("open sesame", h) == h
+    assert crypt.crypt("open sesamE", h) != h
+    assert len(line.split(":")) == 8  # Dovecot passwd-file: 8 fields
+    root = os.path.join(data, "mail", "alice")
+    for box in ["INBOX", ".Drafts", ".Sent", ".Trash", ".Junk", ".Archive"]:
+        for sub in ["cur", "new", "tmp"]:
+            assert os.path.isdir(os.path.join(root, box, sub)), box
+    assert "\\Sent" in open(os.path.join(root, ".Sent", "mailroom-box")).read()
+    assert pw not in open(os.path.join(data, "passwd")).read()
+    r = run("user", "list", "-d", data)
+    assert r.stdout.decode() == "alice\t{YESCRYPT}\n"
+
+
+def test_user_add_refusals(data):
+    add(data, "alice")
+    r = run("user", "add", "-d", data, "alice", stdin=b"x\n")
+    assert r.returncode == EX_CANTCREAT and b"already exists" in r.stderr
+    for bad in ["a/b", "..", ".hidden", "x" * 65, "tab\tuser", "col:on", ""]:
+        r = run("user", "add", "-d", data, bad, stdin=b"x\n")
+        assert r.returncode in (EX_DATAERR, EX_USAGE), bad
+        assert not os.path.exists(os.path.join(data, "mail", "a")), bad
+    r = run("user", "add", "-d", data, "bob", stdin=b"")
+    assert r.returncode == EX_DATAERR and b"no password" in r.stderr
+    r = run("user", "add", "-d", data, "bob", stdin=b"\n")
+    assert r.returncode == EX_DATAERR and b"empty password" in r.stderr
+    r = run("user", "add", "-d", data, "bob", "--scheme", "ROT13", stdin=b"x\n")
+    assert r.returncode != 0 and b"unknown password scheme" in r.stderr
+    r = run("user", "add", "bob", stdin=b"x\n", env={"PATH": "/usr/bin"})
+    assert r.returncode == EX_USAGE and b"-d DATA" in r.stderr
+    assert [l.split(":")[0] for l in open(os.path.join(data, "passwd"))] == ["alice"]
+
+
+def test_user_passwd_and_del(data):
+    add(data, "alice", "old")
+    add(data, "bob", "bobpw")
+    r = run("user", "passwd", "-d", data, "--scheme", "SHA512-CRYPT", "alice", stdin=b"new\n")
+    assert r.returncode == 0, r.stderr
+    lines = dict(l.split(":", 1) for l in open(os.path.join(data, "passwd")).read().splitlines())
+    h = lines["alice"].split(":")[0]
+    assert h.startswith("{SHA512-CRYPT}$6$")
+    assert crypt.crypt("new", h[len("{SHA512-CRYPT}"):]) == h[len("{SHA512-CRYPT}"):]
+    assert run("user", "passwd", "-d", data, "nobody", stdin=b"x\n").returncode == EX_NOUSER
+    assert run("deliver", "-d", data, "alice", stdin=MSG).returncode == 0
+    r = run("user", "del", "-d", data, "alice")
+    assert r.returncode == EX_USAGE and b"--yes" in r.stderr
+    assert run("user", "del", "-d", data, "--yes", "alice").returncode == 0
+    assert len(inbox_files(data, "alice")) == 1  # mail kept
+    assert run("user", "del", "-d", data, "--yes", "--purge", "bob").returncode == 0
+    assert not os.path.exists(os.path.join(data, "mail", "bob"))
+    assert open(os.path.join(data, "passwd")).read() == ""
+    assert run("user", "del", "-d", data, "--yes", "alice").returncode == EX_NOUSER
+
+
+def test_deliver_roundtrip_and_exit_codes(data):
+    add(data, "alice")
+    add(data, "bob")
+    r = run("deliver", "-d", data, "alice", "bob", stdin=MSG)
+    assert r.returncode == 0, r.stderr
+    fa = inbox_files(data, "alice")
+    assert len(fa) == 1 and ",U=1:2," in fa[0]
+    pa = os.path.join(data, "mail", "alice", "INBOX", "cur", fa[0])
+    assert open(pa, "rb").read() == MSG.replace(b"\n", b"\r\n")
+    assert os.stat(pa).st_nlink == 2  # alice + bob, one inode
+    crlf_size = len(MSG.replace(b"\n", b"\r\n"))
+    assert ",S=%d," % crlf_size in fa[0]
+
+    r = run("deliver", "-d", data, "nosuch", stdin=MSG)
+    assert r.returncode == EX_NOUSER
+    assert r.stderr.decode().count("\n") == 1 and "nosuch" in r.stderr.decode()
+    r = run("deliver", "-d", data, "alice", "nosuch", stdin=MSG)
+    assert r.returncode == EX_NOUSER and len(inbox_files(data, "alice")) == 2
+    r = run("deliver", "-d", data, "alice", stdin=b"")
+    assert r.returncode == EX_DATAERR and b"empty" in r.stderr
+    r = run("deliver", "-d", data, stdin=MSG)
+    assert r.returncode == EX_USAGE
+    # -m: into a mailbox; a missing one falls back to INBOX
+    assert run("deliver", "-d", data, "-m", "Sent", "alice", stdin=MSG).returncode == 0
+    assert len(inbox_files(data, "alice", ".Sent")) == 1
+    assert run("deliver", "-d", data, "-m", "No/Such", "alice", stdin=MSG).returncode == 0
+    assert len(inbox_files(data, "alice")) == 3
+    # nothing left behind in the spool
+    assert os.listdir(os.path.join(data, "spool", "tmp")) == []
+
+
+def test_deliver_limits_and_quota(data):
+    add(data, "alice")
+    with open(os.path.join(data, "mailroom.conf"), "w") as f:
+        f.write("message_size_limit = 1K\nquota_messages = 2\n")
+    big = b"Subject: big\n\n" + b"x" * 2000 + b"\n"
+    r = run("deliver", "-d", data, "alice", stdin=big)
+    assert r.returncode == EX_DATAERR and b"message_size_limit" in r.stderr
+    assert inbox_files(data, "alice") == []
+    assert run("deliver", "-d", data, "alice", stdin=MSG).returncode == 0
+    assert run("deliver", "-d", data, "alice", stdin=MSG).returncode == 0
+    r = run("deliver", "-d", data, "alice", stdin=MSG)
+    assert r.returncode == EX_NOPERM and b"quota" in r.stderr
+    with open(os.path.join(data, "mailroom.conf"), "a") as f:
+        f.write("quota_full_tempfail = yes\n")
+    assert run("deliver", "-d", data, "alice", stdin=MSG).returncode == EX_TEMPFAIL
+    assert len(inbox_files(data, "alice")) == 2
+    with open(os.path.join(data, "mailroom.conf"), "w") as f:
+        f.write("quota_messages = many\n")
+    r = run("deliver", "-d", data, "alice", stdin=MSG)
+    assert r.returncode == EX_CONFIG and b"mailroom.conf:1: quota_messages" in r.stderr
+
+
+def test_deliver_disk_errors_are_temporary(data):
+    add(data, "alice")
+    env = dict(os.environ, MAILROOM_TEST_FAULT="fsync:1:ENOSPC")
+    r = run("deliver", "-d", data, "alice", stdin=MSG, env=env)
+    assert r.returncode == EX_TEMPFAIL and b"No space left" in r.stderr
+    env = dict(os.environ, MAILROOM_TEST_FAULT="link:1:EIO")
+    r = run("deliver", "-d", data, "alice", stdin=MSG, env=env)
+    assert r.returncode == EX_TEMPFAIL
+    assert inbox_files(data, "alice") == []
+    assert run("check", "-d", data).returncode == 0
+
+
+def test_mailbox_commands(data):
+    add(data, "alice")
+    assert run("mailbox", "create", "-d", data, "alice", "Lists/Debian Devel").returncode == 0
+    # the parent is not a mailbox until created (IMAP \\NonExistent): RENAME refuses it
+    assert run("mailbox", "rename", "-d", data, "alice", "Lists", "X").returncode == 66
+    assert run("mailbox", "create", "-d", data, "alice", "Lists").returncode == 0
+    r = run("mailbox", "create", "-d", data, "alice", "Lists/Debian Devel")
+    assert r.returncode == EX_CANTCREAT
+    for bad in ["../bob", "a//b", "x*"]:
+        r = run("mailbox", "create", "-d", data, "alice", bad)
+        assert r.returncode == EX_DATAERR, bad
+    assert os.path.isdir(os.path.join(data, "mail", "alice", ".Lists.Debian Devel", "cur"))
+    assert run("deliver", "-d", data, "-m", "Lists/Debian Devel", "alice", stdin=MSG).returncode == 0
+    assert run("mailbox", "rename", "-d", data, "alice", "Lists", "Archive/Lists").returncode == 0
+    out = run("mailbox", "list", "-d", data, "alice").stdout.decode()
+    line = [l for l in out.splitlines() if l.startswith("Archive/Lists/Debian Devel\t")]
+    assert line and "messages=1 " in line[0], out
+    assert out.splitlines()[0].startswith("INBOX\t")
+    assert run("mailbox", "delete", "-d", data, "alice", "Archive/Lists/Debian Devel").returncode == 0
+    assert "Debian" not in run("mailbox", "list", "-d", data, "alice").stdout.decode()
+    assert run("mailbox", "delete", "-d", data, "alice", "INBOX").returncode == EX_DATAERR
+    assert run("mailbox", "list", "-d", data, "nobody").returncode == EX_NOUSER
+
+
+def test_check_finds_and_repairs(data):
+    add(data, "alice")
+    for i in range(3):
+        assert run("deliver", "-d", data, "alice", stdin=MSG + b"%d\n" % i).returncode == 0
+    r = run("check", "-d", data)
+    assert r.returncode == 0 and r.stdout.decode() == "alice: ok\n"
+    # remove a file and drop one into new/ by hand
+    cur = os.path.join(data, "mail", "alice", "INBOX", "cur")
+    victim = sorted(os.listdir(cur))[0]
+    os.unlink(os.path.join(cur, victim))
+    with open(os.path.join(data, "mail", "alice", "INBOX", "new", "123.dropped"), "wb") as f:
+        f.write(b"Subject: dropped\n\nx\n")
+    r = run("check", "-d", data, "alice")
+    assert r.returncode == 1
+    out = r.stdout.decode()
+    assert "UID 1: file is gone" in out and "new message" in out and "INCONSISTENT" in out
+    r = run("check", "-d", data, "--repair", "alice")
+    assert r.returncode == 0 and "alice: ok" in r.stdout.decode()
+    names = sorted(os.listdir(cur))
+    assert len(names) == 3 and any(",U=4:2," in n for n in names)
+    # delete the index: check says so, --repair rebuilds it identically
+    for f in glob.glob(os.path.join(data, "mail", "alice", "index.sqlite*")):
+        os.unlink(f)
+    assert run("check", "-d", data).returncode == 1
+    assert run("check", "-d", data, "--repair").returncode == 0
+    assert sorted(os.listdir(cur)) == names
+    assert run("check", "-d", data, "nobody").returncode == EX_NOUSER
