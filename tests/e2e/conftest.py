@@ -1,0 +1,186 @@
+"""Shared fixtures and helpers for mailroom's end-to-end tests.
+
+Everything here drives the real binary (``$MAILROOM``, default
+``build/mailroom`` in the repository) on a throw-away DATA folder and reads
+the results straight from disk, so a test can compare what the CLI says with
+what the files and the index hold.
+
+Fixtures
+    mailroom_bin  path of the binary (the test session fails early if missing)
+    data          a fresh, empty DATA folder under pytest's tmp_path
+
+Helpers (plain functions, safe to call from threads)
+    run(args, input=None, env=None, cwd=None, timeout=60)   -> CompletedProcess
+    add_user(data, name, password="secret", scheme=None)    -> CompletedProcess (asserts exit 0)
+    deliver(data, users, message_bytes, mailbox=None, env=None) -> CompletedProcess
+    check(data, repair=False, users=())                     -> CompletedProcess
+    write_config(data, **settings)          writes DATA/mailroom.conf (key = value)
+    mailbox_dir(data, user, mailbox="INBOX") the maildir of an IMAP mailbox name
+    cur_files(data, user, mailbox="INBOX")  -> [(uid, flags, path)] sorted by UID
+    index_rows(data, user, mailbox="INBOX") -> [dict] rows of table msg, by UID
+    wire(message_bytes)                     the stored form (bare LF -> CRLF)
+    make_message(tag, body_size=0)          a unique message (Message-ID from tag)
+    check_problems(proc)                    lines of `check` output that are not "USER: ok"
+
+The helpers never assume anything about the store that the format
+documentation (DESIGN.md, store_fname.c, store_name.c) does not promise.
+"""
+
+import os
+import re
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MAILROOM = os.environ.get("MAILROOM") or str(REPO / "build" / "mailroom")
+
+# sysexits.h codes that `mailroom deliver` returns.
+EX_OK, EX_DATAERR, EX_NOUSER, EX_TEMPFAIL, EX_NOPERM = 0, 65, 67, 75, 77
+
+# <base>,S=<size>,U=<uid>:2,<flags>  (store_fname.c)
+_FNAME = re.compile(r"^(?P<base>.+?),S=(?P<size>\d+),U=(?P<uid>\d+):2,(?P<flags>[A-Za-z]*)$")
+
+
+@pytest.fixture(scope="session")
+def mailroom_bin():
+    if not os.access(MAILROOM, os.X_OK):
+        pytest.fail(f"mailroom binary not found at {MAILROOM} (set MAILROOM or run make build/mailroom)")
+    return MAILROOM
+
+
+@pytest.fixture
+def data(tmp_path, mailroom_bin):
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
+
+
+def run(args, input=None, env=None, cwd=None, timeout=60):
+    """Run `mailroom ARGS...`; stdout/stderr captured as text (bytes if input is bytes)."""
+    full_env = None
+    if env is not None:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    return subprocess.run([MAILROOM] + [str(a) for a in args], input=input, env=full_env,
+                          cwd=cwd, capture_output=True, timeout=timeout)
+
+
+def add_user(data, name, password="secret", scheme=None):
+    """`mailroom user add`; the password goes on stdin as one line."""
+    args = ["user", "add", "-d", data]
+    if scheme:
+        args += ["--scheme", scheme]
+    p = run(args + [name], input=(password + "\n").encode())
+    assert p.returncode == 0, f"user add {name}: rc={p.returncode} {p.stderr!r}"
+    return p
+
+
+def deliver(data, users, message_bytes, mailbox=None, env=None, timeout=120):
+    """`mailroom deliver -d DATA [-m MAILBOX] USER...` with the message on stdin."""
+    if isinstance(users, str):
+        users = [users]
+    args = ["deliver", "-d", data]
+    if mailbox is not None:
+        args += ["-m", mailbox]
+    return run(args + list(users), input=message_bytes, env=env, timeout=timeout)
+
+
+def check(data, repair=False, users=(), timeout=120):
+    """`mailroom check -d DATA [--repair] [USER...]`, output as text."""
+    args = ["check", "-d", data] + (["--repair"] if repair else []) + list(users)
+    p = run(args, timeout=timeout)
+    p.stdout = p.stdout.decode(errors="replace")
+    p.stderr = p.stderr.decode(errors="replace")
+    return p
+
+
+def check_problems(proc):
+    """Lines of a `check` run other than the "USER: ok" summaries."""
+    return [l for l in proc.stdout.splitlines() if l.strip() and not re.fullmatch(r"\S+: ok", l)]
+
+
+def write_config(data, **settings):
+    """Write DATA/mailroom.conf with `key = value` lines (replacing the file)."""
+    text = "".join(f"{k} = {v}\n" for k, v in settings.items())
+    (Path(data) / "mailroom.conf").write_text(text)
+
+
+def mailbox_dir(data, user, mailbox="INBOX"):
+    """Directory of an IMAP mailbox (store_name.c: INBOX, else ".a.b" with '.', '%'
+    and control characters of each component written %XX)."""
+    root = Path(data) / "mail" / user
+    if mailbox.upper() == "INBOX":
+        return root / "INBOX"
+    parts = []
+    for comp in mailbox.split("/"):
+        out = []
+        for ch in comp.encode():
+            if ch in (ord("."), ord("%")) or ch < 0x20 or ch == 0x7F:
+                out.append(b"%%%02X" % ch)
+            else:
+                out.append(bytes([ch]))
+        parts.append(b"".join(out).decode())
+    return root / ("." + ".".join(parts))
+
+
+def parse_fname(name):
+    """(uid, flags, size) from a cur/ file name, or None if it is not ours."""
+    m = _FNAME.match(name)
+    if m is None:
+        return None
+    return int(m["uid"]), m["flags"], int(m["size"])
+
+
+def cur_files(data, user, mailbox="INBOX"):
+    """[(uid, flags, path)] of the messages in the mailbox's cur/, sorted by UID.
+    Files whose name carries no UID are returned with uid None (they sort last)."""
+    out = []
+    cur = mailbox_dir(data, user, mailbox) / "cur"
+    for name in os.listdir(cur):
+        if name.startswith("."):
+            continue
+        parsed = parse_fname(name)
+        if parsed is None:
+            out.append((None, "", cur / name))
+        else:
+            out.append((parsed[0], parsed[1], cur / name))
+    out.sort(key=lambda t: (t[0] is None, t[0] or 0, str(t[2])))
+    return out
+
+
+def index_rows(data, user, mailbox="INBOX", include_pending=True):
+    """Rows of index.sqlite's msg table for one mailbox, as dicts, by UID.
+    Opened read-only; safe while mailroom processes run (WAL)."""
+    db = Path(data) / "mail" / user / "index.sqlite"
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        con.row_factory = sqlite3.Row
+        q = ("SELECT msg.* FROM msg JOIN mailbox ON msg.mailbox = mailbox.id"
+             " WHERE mailbox.name = ?")
+        if not include_pending:
+            q += " AND msg.pending = 0"
+        rows = [dict(r) for r in con.execute(q + " ORDER BY msg.uid", (mailbox,))]
+    finally:
+        con.close()
+    return rows
+
+
+def wire(message_bytes):
+    """The form the store keeps a message in: every LF without a CR before it
+    becomes CRLF; a CR not followed by LF stays as it is."""
+    return re.sub(rb"(?<!\r)\n", b"\r\n", message_bytes)
+
+
+def make_message(tag, body_size=0):
+    """A message whose content is unique to tag (in Message-ID and body), with
+    roughly body_size extra bytes of body, bare LF line endings."""
+    head = (f"From: sender@example.org\nTo: rcpt@example.org\nSubject: test {tag}\n"
+            f"Message-ID: <{tag}@mailroom.test>\n\n").encode()
+    body = f"body of {tag}\n".encode()
+    if body_size > 0:
+        line = (f"{tag} " * 20)[:75].encode() + b"\n"
+        body += line * (body_size // len(line) + 1)
+    return head + body
