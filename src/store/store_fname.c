@@ -9,7 +9,8 @@
  * the system flags, then a..z for the mailbox's keywords (mailroom-box says
  * which letter is which keyword). Other ",X=" fields another program put in
  * a name are kept in the base. A name without ":2," (as delivered to new/ by
- * other programs) has no flags.
+ * other programs) has no flags; a name with other info after a colon is not
+ * a message file of ours and is left alone.
  */
 #include "store/store_int.h"
 
@@ -30,10 +31,12 @@ int store_fname_parse(const char *name, struct store_fname *f_r)
 {
 	struct store_fname f;
 	memset(&f, 0, sizeof(f));
-	const char *info = strstr(name, ":2,");
+	/* Maildir: everything after the first ':' is info, and the only info
+	 * defined is ":2," followed by flags. */
+	const char *info = strchr(name, ':');
 	size_t base_end = info ? (size_t)(info - name) : strlen(name);
 
-	if (base_end == 0 || name[0] == '.')
+	if (base_end == 0 || name[0] == '.' || (info != NULL && strncmp(info, ":2,", 3) != 0))
 		return -1;
 	if (info != NULL) {
 		f.has_info = 1;
@@ -87,7 +90,10 @@ int store_fname_build(const struct store_fname *f, char *out, size_t outsize)
 		if (f->keywords & (1u << k))
 			flags[n++] = (char)('a' + k);
 	flags[n] = '\0';
-	int len = snprintf(out, outsize, "%s,S=%llu,U=%u:2,%s", f->base,
-			   (unsigned long long)f->size, f->uid, flags);
+	char uid[24] = "";
+	if (f->uid != 0) /* files not yet given a UID (never in cur/ for long) */
+		snprintf(uid, sizeof(uid), ",U=%u", f->uid);
+	int len = snprintf(out, outsize, "%s,S=%llu%s:2,%s", f->base, (unsigned long long)f->size,
+			   uid, flags);
 	return len < 0 || (size_t)len >= outsize ? -1 : 0;
 }
