@@ -42,6 +42,7 @@ FUZZERS  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 PYTEST   := /usr/bin/python3 -m pytest
 FUZZ_SECONDS ?= 60
 
+.SECONDARY:
 .PHONY: all test check unit unit-asan e2e fuzz fuzz-short bench run clean deps
 all: build/mailroom
 

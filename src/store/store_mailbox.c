@@ -547,7 +547,8 @@ int store_mailbox_list(struct store_user *user,
 		close(mfd);
 		n++;
 	}
-	qsort(ents, n, sizeof(*ents), entry_cmp);
+	if (n > 1)
+		qsort(ents, n, sizeof(*ents), entry_cmp);
 	for (size_t i = 0; i < n; i++) {
 		struct store_mailbox_info info = {
 			ents[i].name, ents[i].special_use[0] ? ents[i].special_use : NULL

@@ -345,7 +345,8 @@ static int full_scan(struct store_mailbox *mbox, int trust_lost, uint32_t *uidne
 
 	if (read_files(mbox->cur_fd, 0, &files, err) < 0 || load_rows(mbox, &rows, err) < 0)
 		goto out;
-	qsort(files.v, files.n, sizeof(*files.v), file_cmp);
+	if (files.n > 1)
+		qsort(files.v, files.n, sizeof(*files.v), file_cmp);
 	if (trust_lost && !dry) {
 		/* Jump above every modseq ever handed out (see the note above). */
 		uint64_t hm = mbox->box.modseq_reserved;
@@ -418,7 +419,8 @@ static int full_scan(struct store_mailbox *mbox, int trust_lost, uint32_t *uidne
 			goto out;
 	}
 	/* Files without a usable UID, oldest first. */
-	qsort(files.v, files.n, sizeof(*files.v), file_cmp);
+	if (files.n > 1)
+		qsort(files.v, files.n, sizeof(*files.v), file_cmp);
 	for (size_t i = 0; i < files.n; i++)
 		if (files.v[i].f.uid == 0 &&
 		    adopt_new_uid(mbox, &files.v[i], uidnext, rep, dry, err) < 0)
@@ -471,7 +473,8 @@ int store_sync_run(struct store_mailbox *mbox, int full, struct store_sync_repor
 		goto fail;
 	if (read_files(mbox->new_fd, 1, &fresh, err) < 0)
 		goto fail;
-	qsort(fresh.v, fresh.n, sizeof(*fresh.v), file_cmp);
+	if (fresh.n > 1)
+		qsort(fresh.v, fresh.n, sizeof(*fresh.v), file_cmp);
 	for (size_t i = 0; i < fresh.n; i++)
 		if (adopt_new_uid(mbox, &fresh.v[i], &uidnext, rep, dry, err) < 0)
 			goto fail;
