@@ -374,13 +374,16 @@ static void header_end(struct mime_parser *p, const struct mark *at, bool start_
 	p->mode = MODE_HEADER;
 }
 
-/* Closes `part`'s body at `end` (clamped to its body start). */
-static void part_end(struct mime_parser *p, struct mime_part *part, const struct mark *end)
+/* Closes `part`'s body at `*end`, raised to its body start if it is before
+ * it (a header whose blank line is also the line ending that a delimiter
+ * owns); *end is updated so that the ancestors closed next end no earlier
+ * than this part (parts nest). */
+static void part_end(struct mime_parser *p, struct mime_part *part, struct mark *end)
 {
 	const struct part_marks *m = &p->marks[part->depth];
-	struct mark e = *end;
-	if (e.offset < m->body_start.offset)
-		e = m->body_start;
+	if (end->offset < m->body_start.offset)
+		*end = m->body_start;
+	const struct mark e = *end;
 	part->body_size = e.offset - part->body_offset;
 	part->body_lines = e.lf - m->body_start.lf;
 	part->body_vsize = part->body_size + (e.bare_lf - m->body_start.bare_lf);
@@ -441,7 +444,10 @@ static void handle_boundary(struct mime_parser *p, int idx, bool close)
 		/* a header cut short by a delimiter: it ends here, body empty */
 		field_dispatch(p, p->line_start.offset);
 		p->cur->flags |= MIME_PART_HEADER_UNTERMINATED;
-		header_end(p, &p->line_start, false);
+		/* the line ending before the delimiter is the delimiter's,
+		 * so the header stops before it too (never before it began) */
+		const struct mark *hs = &p->marks[p->cur->depth].header_start;
+		header_end(p, end.offset < hs->offset ? hs : &end, false);
 	}
 	for (struct mime_part *x = p->cur; x != mp; x = x->parent)
 		part_end(p, x, &end);
@@ -619,8 +625,9 @@ int mime_parser_finish(struct mime_parser **pp, struct mime_tree **tree_r, const
 			p->bstack[i].mp->flags |= MIME_PART_NO_FINAL_BOUNDARY;
 			p->tree->flags |= MIME_TREE_NO_FINAL_BOUNDARY;
 		}
+		struct mark eof = p->now;
 		for (struct mime_part *x = p->cur; x != NULL; x = x->parent)
-			part_end(p, x, &p->now);
+			part_end(p, x, &eof);
 		p->tree->size = p->now.offset;
 		p->tree->vsize = p->now.offset + p->now.bare_lf;
 	}

@@ -541,7 +541,7 @@ int mime_section_copy(const struct mime_section_result *r, const struct mime_sou
 		if (g->flags & MIME_RANGE_CRLF) {
 			uint64_t o = g->offset < 2 ? g->offset : 2;
 			uint64_t n = g->vsize < 2 - o ? g->vsize : 2 - o;
-			emit(&e, "\r\n" + o, (size_t)n);
+			emit(&e, &"\r\n"[o], (size_t)n);
 			continue;
 		}
 		/* FIX_LF ranges are never cut (mime_section_result_partial

@@ -75,7 +75,7 @@ static const char *word(struct mime_arena *a, const char **p, const char *end)
 	const char *s = *p;
 	while (*p < end && **p != ' ' && **p != '\n')
 		(*p)++;
-	if (*p == s || *p - s > 200)
+	if (*p == s)
 		return NULL;
 	const char *w = mime_arena_strndup(a, s, (size_t)(*p - s));
 	if (*p < end && **p == ' ')

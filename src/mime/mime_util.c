@@ -270,7 +270,8 @@ size_t mime_lex_token(const char **pos, const char *end, const char **start_r)
 	*start_r = p;
 	while (p < end) {
 		unsigned char c = (unsigned char)*p;
-		if (c <= ' ' || c == 0x7f || is_tspecial(c))
+		/* US-ASCII only: 8-bit bytes are not token characters */
+		if (c <= ' ' || c >= 0x7f || is_tspecial(c))
 			break;
 		p++;
 	}
