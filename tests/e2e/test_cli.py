@@ -219,3 +219,28 @@ def test_check_finds_and_repairs(data):
     assert run("check", "-d", data, "--repair").returncode == 0
     assert sorted(os.listdir(cur)) == names
     assert run("check", "-d", data, "nobody").returncode == EX_NOUSER
+
+
+def test_deliver_lock_timeout_is_temporary(data):
+    """A mailbox locked by another process (here: us, with flock on the
+    mailbox directory, as mailroom's writers lock it) makes deliver give up
+    after lock_timeout with EX_TEMPFAIL, so the MTA retries later."""
+    import fcntl
+    import time
+    add(data, "alice")
+    with open(os.path.join(data, "mailroom.conf"), "w") as f:
+        f.write("lock_timeout = 1\n")
+    fd = os.open(os.path.join(data, "mail", "alice", "INBOX"), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # make the mailbox need a sync, so that even opening it takes the lock
+        open(os.path.join(data, "mail", "alice", "INBOX", "new", "1.x"), "wb").write(b"S: x\n\nx\n")
+        t0 = time.monotonic()
+        r = run("deliver", "-d", data, "alice", stdin=MSG)
+        took = time.monotonic() - t0
+        assert r.returncode == EX_TEMPFAIL and b"lock timeout" in r.stderr
+        assert 0.9 < took < 10
+    finally:
+        os.close(fd)
+    assert run("deliver", "-d", data, "alice", stdin=MSG).returncode == 0
+    assert len(inbox_files(data, "alice")) == 2

@@ -73,6 +73,17 @@ static struct store_stage *stage_of(struct store *store, const char *text)
 	return s;
 }
 
+static struct store_stage *stage_of_dated(struct store *store, const char *text, time_t when)
+{
+	struct store_stage *s;
+	struct store_error err;
+	assert_int_equal(store_stage_new(store, &s, &err), 0);
+	assert_int_equal(store_stage_write(s, text, strlen(text), &err), 0);
+	store_stage_set_internaldate(s, when);
+	assert_int_equal(store_stage_finish(s, &err), 0);
+	return s;
+}
+
 static uint32_t add_msg(struct store_mailbox *mbox, struct store *store, const char *text,
 			uint32_t flags)
 {
@@ -101,6 +112,7 @@ struct collected {
 	uint32_t flags[256];
 	uint32_t keywords[256];
 	uint64_t modseq[256];
+	int64_t idate[256];
 	char fname[256][256];
 	size_t n;
 };
@@ -113,6 +125,7 @@ static int collect(void *ctx, const struct store_msg *m)
 		c->flags[c->n] = m->flags;
 		c->keywords[c->n] = m->keywords;
 		c->modseq[c->n] = m->modseq;
+		c->idate[c->n] = m->internaldate;
 		snprintf(c->fname[c->n], sizeof(c->fname[0]), "%s", m->fname);
 		c->n++;
 	}
@@ -182,6 +195,22 @@ static void test_roundtrip(void **state)
 	assert_int_equal(st.uidnext, 3);
 	assert_true(c.modseq[1] > c.modseq[0]);
 	assert_true(st.highestmodseq >= c.modseq[1]);
+	/* APPEND with flags, a keyword and an internal date (RFC 9051 6.3.12):
+	 * the date is the file's mtime, so it survives the index. */
+	unsigned kw;
+	assert_int_equal(store_mailbox_keyword_index(mbox, "$Junk", 1, &kw, &err), 0);
+	struct store_stage *s = stage_of_dated(f->store, "Subject: old\n\nx\n", 946684800);
+	uint32_t u3;
+	assert_int_equal(store_mailbox_add(mbox, s, STORE_F_DRAFT, 1u << kw, &u3, &err), 0);
+	store_stage_free(&s);
+	list_msgs(mbox, &c);
+	assert_int_equal(c.n, 3);
+	assert_int_equal(c.uid[2], 3);
+	assert_int_equal(c.flags[2], STORE_F_DRAFT);
+	assert_int_equal(c.keywords[2], 1u << kw);
+	assert_non_null(strstr(c.fname[2], ":2,Da"));
+	assert_int_equal(c.idate[2], 946684800);
+	assert_true(c.idate[0] > 946684800);
 	store_mailbox_close(&mbox);
 	assert_int_equal(check_problems(f, "alice", 0), 0);
 }
@@ -618,6 +647,7 @@ static void test_rebuild_index(void **state)
 		for (size_t i = 0; i < before[b].msgs.n; i++) {
 			assert_int_equal(after[b].msgs.uid[i], before[b].msgs.uid[i]);
 			assert_int_equal(after[b].msgs.flags[i], before[b].msgs.flags[i]);
+			assert_int_equal(after[b].msgs.idate[i], before[b].msgs.idate[i]);
 			assert_string_equal(after[b].kwnames[i], before[b].kwnames[i]);
 			assert_true(after[b].msgs.modseq[i] >= before[b].st.highestmodseq);
 		}
