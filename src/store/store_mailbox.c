@@ -50,7 +50,9 @@ static int flock_wait(int fd, unsigned timeout_s, struct store_error *err)
 			return -1;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec - start.tv_sec >= (time_t)timeout_s) {
+		int64_t waited_ms = (int64_t)(now.tv_sec - start.tv_sec) * 1000 +
+				    (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (waited_ms >= (int64_t)timeout_s * 1000) {
 			store_err(err, STORE_ERR_TEMP, "lock timeout");
 			return -1;
 		}
