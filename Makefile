@@ -14,7 +14,7 @@
 
 SHELL    := /bin/bash
 CC       ?= gcc
-PKGS     := sqlite3 libxcrypt
+PKGS     := sqlite3 libxcrypt libevent libevent_openssl libevent_pthreads openssl zlib
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wformat=2 -Wcast-qual -Werror
 CFLAGS   ?= -O2 -g

@@ -1,0 +1,89 @@
+/*
+ * conn.h: one client connection: a socket, optionally TLS, with bounded
+ * buffers in both directions, on a libevent loop.
+ *
+ * Design note. Protocol sessions (IMAP, POP3, LMTP) see only this API, so
+ * they never touch libevent or OpenSSL directly and can be tested over a
+ * socketpair. The server (src/server) makes the conn when it accepts and
+ * hands it to a protocol, which sets a handler:
+ *
+ *  - input(ctx): bytes are waiting in conn_input(); consume what you can.
+ *    Not called again while input is paused (conn_pause_input), which a
+ *    session does while a command runs off the loop or while its output is
+ *    above the high-water mark (backpressure: a client that does not read
+ *    cannot make the server buffer without bound).
+ *  - drained(ctx): output fell below the low-water mark.
+ *  - closed(ctx): the peer went away, an I/O or TLS error, or the timeout;
+ *    the handler must free its session and not use the conn again (the conn
+ *    frees itself after the call).
+ *
+ * STARTTLS: conn_starttls() discards every byte the client sent after the
+ * STARTTLS command (they were pipelined in plain text: CVE-2011-0411) and
+ * starts the handshake after what is already queued (the tagged OK) is sent.
+ *
+ * Large bodies: conn_send_file() queues a range of a file; on a plain socket
+ * libevent sends it with sendfile(2), so it never passes through user space.
+ */
+#ifndef MAILROOM_CONN_H
+#define MAILROOM_CONN_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+struct event_base;
+struct evbuffer;
+struct ssl_ctx_st;
+
+struct conn;
+
+struct conn_handler {
+	void (*input)(void *ctx);
+	void (*drained)(void *ctx);
+	void (*closed)(void *ctx);
+	/* The idle timeout expired. NULL: close at once. Otherwise the handler
+	 * decides (say BYE and conn_close, or keep going). */
+	void (*timeout)(void *ctx);
+};
+
+/* Output above this many bytes: the session should stop producing. */
+#define CONN_OUTPUT_HIGH (256 * 1024)
+#define CONN_OUTPUT_LOW (64 * 1024)
+
+/* Wrap an accepted socket. tls: NULL for plain, or the context for an
+ * implicit-TLS listener (the handshake starts at once). Takes the fd. */
+struct conn *conn_new(struct event_base *base, int fd, struct ssl_ctx_st *tls,
+		      const struct sockaddr *peer, socklen_t peerlen);
+void conn_set_handler(struct conn *c, const struct conn_handler *h, void *ctx);
+
+/* Input waiting to be parsed; drain what you consume. */
+struct evbuffer *conn_input(struct conn *c);
+void conn_pause_input(struct conn *c);
+void conn_resume_input(struct conn *c);
+
+void conn_write(struct conn *c, const void *data, size_t len);
+void conn_puts(struct conn *c, const char *s);
+void conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Queue len bytes of fd from offset; the conn takes the fd. 0 or -1. */
+int conn_send_file(struct conn *c, int fd, off_t offset, size_t len);
+size_t conn_output_pending(const struct conn *c);
+
+/* Close after a timeout of this many seconds without input (0: none). */
+void conn_set_idle_timeout(struct conn *c, unsigned seconds);
+
+/* Switch to TLS; see the note above. 0, or -1 if TLS is unavailable. */
+int conn_starttls(struct conn *c, struct ssl_ctx_st *tls);
+int conn_is_tls(const struct conn *c);
+/* Peer is 127.0.0.0/8, ::1 or a unix socket. */
+int conn_is_local(const struct conn *c);
+const char *conn_peer_ip(const struct conn *c);
+/* Bytes received and sent, for the logout log line. */
+void conn_byte_counts(const struct conn *c, unsigned long long *in_r, unsigned long long *out_r);
+
+/* Send what is queued, then close (the closed handler runs). */
+void conn_close(struct conn *c);
+/* Close at once, dropping queued output (the closed handler runs). */
+void conn_abort(struct conn *c);
+
+#endif
