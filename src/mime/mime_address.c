@@ -377,13 +377,19 @@ static int parse_group(struct actx *c)
 	set_field(c, &c->a.mailbox, dup_buf(c, &c->str));
 	add_address(c); /* group start: (NIL NIL name NIL) */
 	if (ret > 0 && *c->p != ';') {
+		/* a broken member does not end the group while a "," follows
+		 * (Dovecot keeps the later members inside the group too) */
 		for (;;) {
-			if (parse_mailbox(c) <= 0) {
-				ret = -1;
+			int r = parse_mailbox(c);
+			if (r == 0) {
+				ret = -1; /* end of input: no ";" */
 				break;
 			}
-			if (*c->p != ',')
+			if (c->p >= c->end || *c->p != ',') {
+				if (r < 0)
+					ret = -1;
 				break;
+			}
 			c->p++;
 			if (skip_lwsp(c) <= 0) {
 				ret = -1;

@@ -305,15 +305,17 @@ static void boundary_push(struct mime_parser *p, struct mime_part *mp)
 			break;
 		}
 	}
+	mp->flags |= MIME_PART_MULTIPART;
 	if (b == NULL || blen == 0 || blen > MIME_MAX_BOUNDARY_LEN) {
 		/* RFC 2046 5.1.1 makes the parameter mandatory and at most
-		 * 70 characters; without a usable one nothing can be split */
+		 * 70 characters; without a usable one nothing can be split:
+		 * a multipart without parts (BODYSTRUCTURE gives it one empty
+		 * text/plain, as Dovecot does, since 1*body needs one) */
 		mp->flags |= MIME_PART_OPAQUE;
 		if (blen > MIME_MAX_BOUNDARY_LEN)
 			p->tree->flags |= MIME_TREE_BOUNDARY_TOO_LONG;
 		return;
 	}
-	mp->flags |= MIME_PART_MULTIPART;
 	struct boundary *bs = &p->bstack[p->bdepth++];
 	bs->str = b;
 	bs->len = blen;
@@ -351,7 +353,8 @@ static void header_end(struct mime_parser *p, const struct mark *at, bool start_
 	if (!is_multipart && !is_message)
 		return;
 	if (part->depth >= MIME_MAX_DEPTH || p->boundaries_off) {
-		part->flags |= MIME_PART_OPAQUE;
+		/* a multipart stays one, without parts (see boundary_push) */
+		part->flags |= MIME_PART_OPAQUE | (is_multipart ? MIME_PART_MULTIPART : 0);
 		if (part->depth >= MIME_MAX_DEPTH)
 			p->tree->flags |= MIME_TREE_DEPTH_LIMIT;
 		return;
@@ -663,17 +666,24 @@ const struct mime_part *mime_tree_find(const struct mime_tree *tree, const unsig
 	/* RFC 9051 6.4.5: the numbers of a message are those of its body: the
 	 * children of a multipart body, or 1 for a single-part body (the
 	 * message itself). Inside a message/rfc822 part they number the parts
-	 * of the encapsulated message; inside a multipart, its children. */
+	 * of the encapsulated message; inside a multipart, its children.
+	 * The RFC does not say what "n.1" of a leaf part of a multipart is;
+	 * Dovecot answers with the leaf itself (once: "n.1.1" does not exist)
+	 * and so do we, so a client that asks gets what it always got. */
 	const struct mime_part *part = tree->root;
+	bool self_used = false;
 	for (unsigned int i = 0; i < path_len; i++) {
 		unsigned int n = path[i];
 		if (n == 0)
 			return NULL;
-		if (i > 0) {
-			if (part->flags & MIME_PART_MESSAGE)
-				part = part->children;
-			else if (!(part->flags & MIME_PART_MULTIPART))
+		if (i > 0 && (part->flags & MIME_PART_MESSAGE)) {
+			part = part->children;
+		} else if (i > 0 && !(part->flags & MIME_PART_MULTIPART)) {
+			if (n != 1 || self_used || part->parent == NULL ||
+			    !(part->parent->flags & MIME_PART_MULTIPART))
 				return NULL;
+			self_used = true;
+			continue;
 		}
 		if (part->flags & MIME_PART_MULTIPART) {
 			const struct mime_part *c = part->children;

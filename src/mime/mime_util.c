@@ -270,8 +270,10 @@ size_t mime_lex_token(const char **pos, const char *end, const char **start_r)
 	*start_r = p;
 	while (p < end) {
 		unsigned char c = (unsigned char)*p;
-		/* US-ASCII only: 8-bit bytes are not token characters */
-		if (c <= ' ' || c >= 0x7f || is_tspecial(c))
+		/* 8-bit bytes are accepted, as Dovecot does: RFC 6532 lets
+		 * UTF-8 into header fields, and losing the rest of a raw UTF-8
+		 * filename helps nobody */
+		if (c <= ' ' || c == 0x7f || is_tspecial(c))
 			break;
 		p++;
 	}

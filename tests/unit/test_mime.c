@@ -200,7 +200,7 @@ static void test_simple_message(void **state)
 	assert_section(t, m, "TEXT", "Hello Joe, do you think we can meet at 3:30 tomorrow?\r\n");
 	assert_section(t, m, "", m);
 	assert_null(section(t, m, "2", 0, UINT64_MAX));
-	assert_null(section(t, m, "1.1", 0, UINT64_MAX));
+	assert_null(section(t, m, "1.1", 0, UINT64_MAX)); /* a single-part message has only 1 */
 	assert_null(section(t, m, "1.HEADER", 0, UINT64_MAX)); /* not a message/rfc822 */
 	mime_tree_free(&t);
 }
@@ -390,7 +390,9 @@ static void test_message_rfc822(void **state)
 	assert_section(t, m, "2.MIME", "Content-Type: message/rfc822\r\n\r\n");
 	assert_section(t, m, "2.HEADER.FIELDS (SUBJECT)", "Subject: inner\r\n\r\n");
 	assert_null(section(t, m, "2.3", 0, UINT64_MAX));
-	assert_null(section(t, m, "1.1", 0, UINT64_MAX));
+	assert_section(t, m, "1.1", "see attached"); /* n.1 of a leaf: itself */
+	assert_null(section(t, m, "1.1.1", 0, UINT64_MAX));
+	assert_null(section(t, m, "1.2", 0, UINT64_MAX));
 	/* body of part 2: the inner message, 25+16+50+2+6+2+7+6+25+2+13+8 =
 	 * 162 bytes, 12 LFs (the CRLF before "--=_outer--" is the delimiter's) */
 	const char *inner = strstr(m, "From: inner");
@@ -984,15 +986,15 @@ static void test_deep_nesting(void **state)
 	struct mime_tree *t = parse_sliced(m, strlen(m), 1);
 	assert_true(t->flags & MIME_TREE_DEPTH_LIMIT);
 	assert_true(t->flags & MIME_TREE_NO_FINAL_BOUNDARY);
-	unsigned int path[MIME_MAX_DEPTH + 1];
-	for (unsigned int i = 0; i <= MIME_MAX_DEPTH; i++)
+	unsigned int path[MIME_MAX_DEPTH + 2];
+	for (unsigned int i = 0; i <= MIME_MAX_DEPTH + 1; i++)
 		path[i] = 1;
 	/* depth is capped: the innermost part reached is opaque */
 	const struct mime_part *deepest = mime_tree_find(t, path, MIME_MAX_DEPTH);
 	assert_non_null(deepest);
 	assert_int_equal(deepest->depth, MIME_MAX_DEPTH);
 	assert_true(deepest->flags & MIME_PART_OPAQUE);
-	assert_null(mime_tree_find(t, path, MIME_MAX_DEPTH + 1));
+	assert_null(mime_tree_find(t, path, MIME_MAX_DEPTH + 1)); /* opaque: a multipart without parts */
 	size_t len;
 	char *bs = mime_bodystructure_imap(t, true, &len);
 	assert_non_null(bs);
