@@ -1,0 +1,288 @@
+/*
+ * imap_cmd_store.c: STORE and UID STORE (RFC 9051 6.4.6), with the
+ * UNCHANGEDSINCE modifier and [MODIFIED] response code of CONDSTORE
+ * (RFC 7162 3.1.3).
+ *
+ * Design note. The change itself is one store call
+ * (store_mailbox_set_flags): the store renames each file and gives each
+ * changed message a new modseq, and reports through a callback the messages
+ * whose modseq was above UNCHANGEDSINCE (left alone). Afterwards the index
+ * rows of the set are read back and compared with the view, which holds
+ * what the client was last told:
+ *
+ *  - without .SILENT, every message of the set that still exists (and did
+ *    not fail UNCHANGEDSINCE) gets an untagged FETCH with its new FLAGS
+ *    (RFC 9051 6.4.6), plus UID for UID STORE or under QRESYNC (RFC 7162
+ *    3.2.4) and MODSEQ under CONDSTORE (RFC 7162 3.1.3);
+ *  - with .SILENT, nothing about FLAGS is sent (the client knows what it
+ *    asked for), but under CONDSTORE each message this STORE changed still
+ *    gets FETCH (MODSEQ) so the client learns the new mod-sequence (RFC
+ *    7162 3.1.3 and its example 3).
+ *
+ * Each message whose state was reported here, or whose new state is
+ * exactly what the client asked for, is recorded with imap_view_update so
+ * that the sync before the tagged reply does not echo it. A message that
+ * someone else changed at the same time (its flags are not what this
+ * STORE alone would give) is left to that sync, which reports it.
+ *
+ * Keywords named in +FLAGS/FLAGS are created on the way (imap_arg_flags
+ * with create); a new keyword is announced with FLAGS before the first
+ * FETCH that shows it.
+ */
+#include "imap/imap_int.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imap/imap_seqset.h"
+#include "lib/buf.h"
+
+struct store_ctx {
+	struct imap_session *s;
+	const uint32_t *uids; /* the set, ascending */
+	size_t n;
+	uint32_t *failed; /* UIDs that failed UNCHANGEDSINCE, ascending */
+	size_t nfailed;
+	bool oom;
+	/* read back */
+	enum store_flag_mode mode;
+	uint32_t flags, keywords;
+	bool silent, uid_cmd;
+};
+
+static bool uid_in(const uint32_t *uids, size_t n, uint32_t uid)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (uids[mid] == uid)
+			return true;
+		if (uids[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+static void failed_cb(void *ctx, uint32_t uid)
+{
+	struct store_ctx *sc = ctx;
+	/* the store walks uids[] in order, so this stays ascending; at most n */
+	if (sc->failed == NULL) {
+		sc->failed = malloc(sc->n * sizeof(*sc->failed));
+		if (sc->failed == NULL) {
+			sc->oom = true;
+			return;
+		}
+	}
+	if (sc->nfailed < sc->n)
+		sc->failed[sc->nfailed++] = uid;
+}
+
+static void apply(enum store_flag_mode mode, uint32_t *f, uint32_t *k, uint32_t flags,
+		  uint32_t keywords)
+{
+	switch (mode) {
+	case STORE_FLAGS_SET:
+		*f = flags;
+		*k = keywords;
+		break;
+	case STORE_FLAGS_ADD:
+		*f |= flags;
+		*k |= keywords;
+		break;
+	case STORE_FLAGS_REMOVE:
+		*f &= ~flags;
+		*k &= ~keywords;
+		break;
+	}
+}
+
+static int report(void *ctx, const struct store_msg *m)
+{
+	struct store_ctx *sc = ctx;
+	struct imap_session *s = sc->s;
+	struct imap_view *v = s->view;
+	if (!uid_in(sc->uids, sc->n, m->uid) || uid_in(sc->failed, sc->nfailed, m->uid))
+		return 0;
+	uint32_t seq = imap_view_seq(v, m->uid);
+	if (seq == 0)
+		return 0;
+	uint32_t ef = v->flags[seq - 1], ek = v->keywords[seq - 1];
+	apply(sc->mode, &ef, &ek, sc->flags, sc->keywords);
+	bool as_asked = ef == (m->flags & STORE_F_ALL) && ek == m->keywords;
+	bool modseq_changed = m->modseq != v->modseqs[seq - 1];
+	if (sc->silent) {
+		if (!as_asked)
+			return 0; /* changed elsewhere too: the sync reports it */
+		if (s->condstore && modseq_changed) {
+			imap_send(s, "* %u FETCH (", seq);
+			if (sc->uid_cmd || s->qresync)
+				imap_send(s, "UID %u ", m->uid);
+			imap_send(s, "MODSEQ (%" PRIu64 "))\r\n", m->modseq);
+		}
+	} else {
+		imap_send(s, "* %u FETCH (", seq);
+		if (sc->uid_cmd || s->qresync)
+			imap_send(s, "UID %u ", m->uid);
+		imap_send(s, "FLAGS ");
+		imap_send_flags(s, m->flags, m->keywords);
+		if (s->condstore)
+			imap_send(s, " MODSEQ (%" PRIu64 ")", m->modseq);
+		imap_send(s, ")\r\n");
+	}
+	imap_view_update(v, m->uid, m->flags, m->keywords, m->modseq);
+	return 0;
+}
+
+static unsigned keyword_count(struct store_mailbox *mbox)
+{
+	unsigned n = 0;
+	for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++)
+		if (store_mailbox_keyword(mbox, k) != NULL)
+			n = k + 1;
+	return n;
+}
+
+/* (UNCHANGEDSINCE n); *given_r tells it was there (n may be 0). */
+static int parse_modifiers(const struct imap_arg *a, uint64_t *since_r, bool *given_r)
+{
+	*given_r = false;
+	for (size_t i = 0; i < a->count; i++) {
+		if (!imap_parser_arg_atom_eq(&a->list[i], "UNCHANGEDSINCE") || i + 1 >= a->count ||
+		    !imap_parser_arg_number64(&a->list[i + 1], since_r))
+			return -1;
+		*given_r = true;
+		i++;
+	}
+	return 0;
+}
+
+int imap_cmd_store(struct imap_session *s, const struct imap_command *cmd)
+{
+	struct imap_view *v = s->view;
+	struct store_ctx sc = { .s = s, .uid_cmd = cmd->uid };
+	struct store_error err;
+	uint32_t *uids = NULL;
+	size_t n = 0, k = 1;
+	uint64_t since = 0;
+	bool since_given = false;
+
+	if (cmd->argc >= 2 && cmd->args[1].type == IMAP_ARG_LIST) {
+		if (parse_modifiers(&cmd->args[1], &since, &since_given) < 0) {
+			imap_tagged(s, cmd, "BAD", "Invalid STORE modifier");
+			return 0;
+		}
+		k = 2;
+	}
+	if (cmd->argc < k + 2 || cmd->args[k].type != IMAP_ARG_ATOM) {
+		imap_tagged(s, cmd, "BAD", "STORE needs a set, an action and flags");
+		return 0;
+	}
+	/* store-att-flags = (["+" / "-"] "FLAGS" [".SILENT"]) SP (flag-list / (flag *(SP flag))) */
+	const char *item = cmd->args[k].str;
+	if (*item == '+') {
+		sc.mode = STORE_FLAGS_ADD;
+		item++;
+	} else if (*item == '-') {
+		sc.mode = STORE_FLAGS_REMOVE;
+		item++;
+	} else {
+		sc.mode = STORE_FLAGS_SET;
+	}
+	if (strcasecmp(item, "FLAGS.SILENT") == 0) {
+		sc.silent = true;
+	} else if (strcasecmp(item, "FLAGS") != 0) {
+		imap_tagged(s, cmd, "BAD", "Unknown STORE data item");
+		return 0;
+	}
+	struct imap_arg many = { .type = IMAP_ARG_LIST };
+	const struct imap_arg *flagarg = &cmd->args[k + 1];
+	if (cmd->argc - (k + 1) > 1) {
+		many.list = &cmd->args[k + 1];
+		many.count = cmd->argc - (k + 1);
+		for (size_t i = 0; i < many.count; i++)
+			if (many.list[i].type == IMAP_ARG_LIST) {
+				imap_tagged(s, cmd, "BAD", "Invalid flag list");
+				return 0;
+			}
+		flagarg = &many;
+	}
+	if (imap_arg_uidset(s, cmd, &cmd->args[0], cmd->uid, &uids, &n) < 0)
+		return 0;
+	if (v->readonly) {
+		/* RFC 9051 6.4.6 / 6.3.3: flags of an EXAMINEd mailbox are fixed */
+		free(uids);
+		imap_tagged(s, cmd, "NO", "[READ-ONLY] The mailbox is read-only");
+		return 0;
+	}
+	unsigned kw_before = v->nkeywords_announced;
+	if (imap_arg_flags(s, cmd, flagarg, v->mbox, sc.mode != STORE_FLAGS_REMOVE, &sc.flags,
+			   &sc.keywords) < 0) {
+		free(uids);
+		return 0;
+	}
+	if (since_given)
+		s->condstore = true; /* RFC 7162 3.1: a CONDSTORE-enabling command */
+	sc.uids = uids;
+	sc.n = n;
+	if (n > 0 && since_given && since == 0) {
+		/* Every message has a mod-sequence of at least 1 (RFC 7162 3.1.3:
+		 * UNCHANGEDSINCE 0 fails for all of them). */
+		for (size_t i = 0; i < n; i++)
+			failed_cb(&sc, uids[i]);
+	} else if (n > 0 &&
+		   store_mailbox_set_flags(v->mbox, uids, n, sc.mode, sc.flags, sc.keywords, since,
+					   since_given ? failed_cb : NULL, &sc, &err) < 0) {
+		free(uids);
+		free(sc.failed);
+		imap_tagged_store_error(s, cmd, &err);
+		return 0;
+	}
+	if (sc.oom) {
+		free(uids);
+		free(sc.failed);
+		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		return 0;
+	}
+	/* a keyword created just now is announced before a FETCH shows it */
+	if (keyword_count(v->mbox) > kw_before && keyword_count(v->mbox) > v->nkeywords_announced)
+		imap_view_send_flags(s);
+	if (n > 0 && store_mailbox_messages(v->mbox, uids[0], uids[n - 1], report, &sc, &err) < 0) {
+		free(uids);
+		free(sc.failed);
+		imap_tagged_store_error(s, cmd, &err);
+		return 0;
+	}
+	struct buf modified = BUF_INIT;
+	if (sc.nfailed > 0) {
+		/* RFC 7162 3.1.3: message numbers for STORE, UIDs for UID STORE */
+		if (cmd->uid) {
+			imap_seqset_format_uids(sc.failed, sc.nfailed, &modified);
+		} else {
+			struct imap_seqset set = IMAP_SEQSET_INIT;
+			for (size_t i = 0; i < sc.nfailed; i++) {
+				uint32_t seq = imap_view_seq(v, sc.failed[i]);
+				if (seq != 0)
+					imap_seqset_add(&set, seq, seq);
+			}
+			imap_seqset_format(&set, &modified);
+			imap_seqset_free(&set);
+		}
+	}
+	free(uids);
+	free(sc.failed);
+	imap_view_sync(s, cmd->uid);
+	if (!s->closing) {
+		if (modified.len > 0) /* imap_tagged would cut a long set */
+			imap_send(s, "%s OK [MODIFIED %s] Conditional STORE failed\r\n", cmd->tag,
+				  buf_cstr(&modified));
+		else
+			imap_tagged(s, cmd, "OK", "Store completed");
+	}
+	buf_free(&modified);
+	return 0;
+}

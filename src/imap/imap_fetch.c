@@ -1,0 +1,1214 @@
+/*
+ * imap_fetch.c: FETCH and UID FETCH (RFC 9051 6.4.5 and 7.5.2; RFC 3501
+ * 6.4.5 for the rev1 items RFC822, RFC822.HEADER, RFC822.TEXT; RFC 3516
+ * BINARY; RFC 7162 CONDSTORE MODSEQ / CHANGEDSINCE and QRESYNC VANISHED).
+ *
+ * Design note.
+ *
+ * Parsing. The command's arguments live in the parser's arena, which is
+ * reset as soon as the handler returns; a FETCH may outlive that (see
+ * "Backpressure"), so everything is copied into a struct fetch_ctx first:
+ * the ascending UID list (imap_arg_uidset), the items (macros expanded,
+ * duplicates of simple items dropped, sections parsed with
+ * mime_section_parse) and the modifiers. A malformed item is a BAD before
+ * any output.
+ *
+ * Data sources, cheapest first. FLAGS, UID, MODSEQ, INTERNALDATE and the
+ * physical size come from the index (store_mailbox_messages, a batch of
+ * UIDs per query). ENVELOPE, BODY and BODYSTRUCTURE are strings cached in
+ * the index; the MIME tree is cached serialised (mime_tree_serialize). On a
+ * miss the message file is streamed through mime_parser in PARSE_CHUNK
+ * slices (never the whole file in memory) and all four cache fields are
+ * filled at once, so the next FETCH of any of them is a lookup.
+ *
+ * Body bytes. A section resolves (mime_section_resolve) to byte ranges of
+ * the message file. Large plain ranges go out as file segments
+ * (conn_send_file on a dup of the message fd: sendfile on plain sockets, no
+ * copy); small ones are read and written (a file segment per 40-byte header
+ * field would cost more than the copy); ranges whose bare LF must become
+ * CRLF are copied through mime_section_copy. The literal announces the
+ * exact virtual size, which the tree knows before any byte is read. BINARY
+ * is decoded twice: once to count (the literal needs its size, and ~{n}
+ * when the content has NUL, RFC 3516 4.2), once to send.
+ *
+ * Messages that vanish. The view may still hold a message that another
+ * session expunged (no EXPUNGE may be sent during FETCH, RFC 9051 7.5.1).
+ * Such a message is simply left out of the responses (RFC 9051 7.4.1 allows
+ * it); everything a response needs is loaded, and the file opened, before
+ * the "* n FETCH (" line starts, so a message never disappears halfway
+ * through its response.
+ *
+ * \Seen. A non-PEEK BODY[], BINARY[] or RFC822/RFC822.TEXT sets \Seen
+ * (RFC 9051 6.4.5) unless the mailbox is read-only: done for the whole set
+ * up front with store_mailbox_set_flags, and each message whose \Seen
+ * changed gets FLAGS (and MODSEQ with CONDSTORE) in its response even if
+ * not asked; imap_view_update keeps the later sync from echoing it.
+ *
+ * Backpressure. Output is produced message by message; when the
+ * connection's output passes CONN_OUTPUT_HIGH the command suspends: the
+ * session is marked busy with input paused (as for async work), and a
+ * short timer checks until the output drains below CONN_OUTPUT_LOW, then
+ * carries on. So FETCH 1:* BODY.PEEK[] on a 50,000 message mailbox holds a
+ * bounded number of queued file segments (and their fds), not one per
+ * message. (imap_int.h has no "call me when drained" hook; the timer backs
+ * off from 1 ms to 100 ms while the client does not read.) If the client
+ * goes away meanwhile, the timer frees the context and ends the command.
+ */
+#include "imap/imap_int.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "imap/imap_seqset.h"
+#include "lib/buf.h"
+#include "lib/conn.h"
+#include "lib/log.h"
+#include "mime/mime.h"
+
+#define PARSE_CHUNK (64 * 1024)
+/* Ranges below this are copied rather than queued as file segments. */
+#define SMALL_RANGE (16 * 1024)
+/* Items in one FETCH (after macro expansion). */
+#define MAX_ITEMS 100
+/* UIDs looked up per index query. */
+#define BATCH 256
+/* Resume timer back-off bounds, microseconds. */
+#define RESUME_MIN_US 1000
+#define RESUME_MAX_US 100000
+
+enum item_kind {
+	IT_UID,
+	IT_FLAGS,
+	IT_INTERNALDATE,
+	IT_SIZE,
+	IT_ENVELOPE,
+	IT_BODY,	  /* BODY without section: non-extensible BODYSTRUCTURE */
+	IT_BODYSTRUCTURE,
+	IT_MODSEQ,
+	IT_SECTION,	  /* BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
+	IT_BINARY,	  /* BINARY[...], BINARY.PEEK[...] */
+	IT_BINARY_SIZE,
+};
+
+struct fetch_item {
+	enum item_kind kind;
+	bool peek;
+	bool partial;
+	uint64_t origin, count;
+	char *name; /* response name without <origin>: "BODY[1.MIME]", "RFC822" */
+	struct mime_section section;
+};
+
+/* One message being answered. */
+struct fmsg {
+	struct store_msg m; /* m.fname is not kept */
+	bool seen_changed;  /* \Seen set by this FETCH: send FLAGS */
+	int fd;
+	struct mime_tree *tree;
+	bool tree_parsed; /* tree from the parser (not deserialised) */
+	char *cache[4];	  /* indexed by enum store_cache_field */
+	size_t cache_len[4];
+};
+
+struct fetch_ctx {
+	struct imap_session *s;
+	bool uid_cmd;
+	struct fetch_item items[MAX_ITEMS];
+	size_t nitems;
+	bool want_uid, want_flags, want_modseq;
+	bool need_env, need_body, need_bs, need_tree, need_fd;
+	bool sets_seen;
+	uint64_t changedsince; /* 0: none */
+	bool vanished;
+	uint32_t *uids; /* ascending */
+	size_t n, pos;
+	uint32_t *seen_uids; /* messages whose \Seen this FETCH set (ascending) */
+	size_t nseen;
+	/* batch of index rows for uids[batch_start .. batch_start+batch_n) */
+	struct store_msg *rows;
+	size_t nrows, row_i;
+	char *buf; /* PARSE_CHUNK scratch */
+	struct event *resume_ev;
+	unsigned resume_us;
+	bool suspended;
+	bool failed; /* a fatal condition was answered (tagged already sent) */
+};
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static bool uid_in(const uint32_t *uids, size_t n, uint32_t uid)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (uids[mid] == uid)
+			return true;
+		if (uids[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+static void fmsg_clear(struct fmsg *fm)
+{
+	if (fm->fd >= 0)
+		close(fm->fd);
+	fm->fd = -1;
+	mime_tree_free(&fm->tree);
+	for (int i = 0; i < 4; i++) {
+		free(fm->cache[i]);
+		fm->cache[i] = NULL;
+	}
+}
+
+static void ctx_free(struct fetch_ctx *fc)
+{
+	if (fc == NULL)
+		return;
+	for (size_t i = 0; i < fc->nitems; i++) {
+		free(fc->items[i].name);
+		mime_section_clear(&fc->items[i].section);
+	}
+	if (fc->resume_ev != NULL)
+		event_free(fc->resume_ev);
+	free(fc->uids);
+	free(fc->seen_uids);
+	free(fc->rows);
+	free(fc->buf);
+	free(fc);
+}
+
+/* ---- item parsing ------------------------------------------------------------ */
+
+static struct fetch_item *add_item(struct fetch_ctx *fc, enum item_kind kind)
+{
+	if (kind != IT_SECTION && kind != IT_BINARY && kind != IT_BINARY_SIZE) {
+		for (size_t i = 0; i < fc->nitems; i++)
+			if (fc->items[i].kind == kind)
+				return &fc->items[i]; /* "FLAGS FLAGS": once is enough */
+	}
+	if (fc->nitems >= MAX_ITEMS)
+		return NULL;
+	struct fetch_item *it = &fc->items[fc->nitems++];
+	memset(it, 0, sizeof(*it));
+	it->kind = kind;
+	return it;
+}
+
+/* Appends the canonical text of a section spec (RFC 9051 9, section-spec)
+ * to b: part numbers, upper-cased keyword, header names upper-cased and
+ * quoted when they are not atoms. */
+static void section_text(struct buf *b, const struct mime_section *sec)
+{
+	for (unsigned i = 0; i < sec->path_len; i++)
+		buf_printf(b, "%s%u", i ? "." : "", sec->path[i]);
+	const char *kw = NULL;
+	switch (sec->kind) {
+	case MIME_SECTION_ALL: break;
+	case MIME_SECTION_HEADER: kw = "HEADER"; break;
+	case MIME_SECTION_TEXT: kw = "TEXT"; break;
+	case MIME_SECTION_MIME: kw = "MIME"; break;
+	case MIME_SECTION_HEADER_FIELDS: kw = "HEADER.FIELDS"; break;
+	case MIME_SECTION_HEADER_FIELDS_NOT: kw = "HEADER.FIELDS.NOT"; break;
+	}
+	if (kw == NULL)
+		return;
+	buf_printf(b, "%s%s", sec->path_len ? "." : "", kw);
+	if (sec->kind != MIME_SECTION_HEADER_FIELDS && sec->kind != MIME_SECTION_HEADER_FIELDS_NOT)
+		return;
+	buf_puts(b, " (");
+	for (unsigned i = 0; i < sec->field_count; i++) {
+		const char *f = sec->fields[i];
+		bool atom = *f != '\0';
+		for (const char *p = f; *p && atom; p++)
+			if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f ||
+			    strchr("(){%*\"\\]", *p) != NULL)
+				atom = false;
+		if (i)
+			buf_putc(b, ' ');
+		if (!atom)
+			buf_putc(b, '"');
+		for (const char *p = f; *p; p++) {
+			if (!atom && (*p == '"' || *p == '\\'))
+				buf_putc(b, '\\');
+			buf_putc(b, (char)toupper((unsigned char)*p));
+		}
+		if (!atom)
+			buf_putc(b, '"');
+	}
+	buf_putc(b, ')');
+}
+
+/* "<origin.count>" (RFC 9051 9: partial = "<" number64 "." nz-number64 ">"). */
+static int parse_partial(const char *p, size_t len, uint64_t *origin_r, uint64_t *count_r)
+{
+	if (len < 5 || p[0] != '<' || p[len - 1] != '>')
+		return -1;
+	const char *dot = memchr(p, '.', len);
+	if (dot == NULL)
+		return -1;
+	struct imap_arg a = { .type = IMAP_ARG_ATOM };
+	uint64_t o, c;
+	char tmp[32];
+	size_t ol = (size_t)(dot - p - 1), cl = (size_t)(p + len - 1 - dot - 1);
+	if (ol == 0 || cl == 0 || ol >= sizeof(tmp) || cl >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, p + 1, ol);
+	tmp[ol] = '\0';
+	a.str = tmp;
+	a.len = ol;
+	if (!imap_parser_arg_number64(&a, &o))
+		return -1;
+	memcpy(tmp, dot + 1, cl);
+	tmp[cl] = '\0';
+	a.len = cl;
+	if (!imap_parser_arg_number64(&a, &c) || c == 0)
+		return -1;
+	*origin_r = o;
+	*count_r = c;
+	return 0;
+}
+
+/* BODY[...]<...>, BODY.PEEK[...], BINARY[.PEEK|.SIZE][...]: one atom. */
+static int parse_section_item(struct fetch_ctx *fc, const char *str, size_t len,
+			      const char **why_r)
+{
+	const char *lb = memchr(str, '[', len);
+	size_t plen = (size_t)(lb - str);
+	enum item_kind kind;
+	bool peek = false;
+	const char *rname;
+	if (plen == 4 && strncasecmp(str, "BODY", 4) == 0) {
+		kind = IT_SECTION;
+		rname = "BODY";
+	} else if (plen == 9 && strncasecmp(str, "BODY.PEEK", 9) == 0) {
+		kind = IT_SECTION;
+		peek = true;
+		rname = "BODY";
+	} else if (plen == 6 && strncasecmp(str, "BINARY", 6) == 0) {
+		kind = IT_BINARY;
+		rname = "BINARY";
+	} else if (plen == 11 && strncasecmp(str, "BINARY.PEEK", 11) == 0) {
+		kind = IT_BINARY;
+		peek = true;
+		rname = "BINARY";
+	} else if (plen == 11 && strncasecmp(str, "BINARY.SIZE", 11) == 0) {
+		kind = IT_BINARY_SIZE;
+		peek = true;
+		rname = "BINARY.SIZE";
+	} else {
+		*why_r = "Unknown fetch attribute";
+		return -1;
+	}
+	/* the matching ']' (a quoted header name may hold one) */
+	const char *p = lb + 1, *end = str + len, *rb = NULL;
+	bool q = false;
+	for (; p < end; p++) {
+		if (q && *p == '\\' && p + 1 < end) {
+			p++;
+			continue;
+		}
+		if (*p == '"')
+			q = !q;
+		else if (!q && *p == ']') {
+			rb = p;
+			break;
+		}
+	}
+	if (rb == NULL) {
+		*why_r = "Unterminated section";
+		return -1;
+	}
+	struct fetch_item tmp = { .kind = kind, .peek = peek };
+	if (mime_section_parse(lb + 1, (size_t)(rb - lb - 1), &tmp.section, why_r) < 0)
+		return -1;
+	if (kind != IT_SECTION && tmp.section.kind != MIME_SECTION_ALL) {
+		/* RFC 3516: section-binary = "[" [section-part] "]" */
+		mime_section_clear(&tmp.section);
+		*why_r = "BINARY takes part numbers only";
+		return -1;
+	}
+	size_t rest = (size_t)(end - rb - 1);
+	if (rest > 0) {
+		if (kind == IT_BINARY_SIZE ||
+		    parse_partial(rb + 1, rest, &tmp.origin, &tmp.count) < 0) {
+			mime_section_clear(&tmp.section);
+			*why_r = "Invalid partial";
+			return -1;
+		}
+		tmp.partial = true;
+	}
+	struct buf b = BUF_INIT;
+	buf_printf(&b, "%s[", rname);
+	section_text(&b, &tmp.section);
+	buf_putc(&b, ']');
+	tmp.name = buf_steal(&b);
+	struct fetch_item *it = tmp.name != NULL ? add_item(fc, kind) : NULL;
+	if (it == NULL) {
+		free(tmp.name);
+		mime_section_clear(&tmp.section);
+		*why_r = tmp.name == NULL ? "Out of memory" : "Too many fetch attributes";
+		return -1;
+	}
+	*it = tmp;
+	return 0;
+}
+
+/* The rev1 items that are sections under another name (RFC 3501 6.4.5). */
+static int add_rfc822(struct fetch_ctx *fc, const char *name, enum mime_section_kind kind,
+		      bool peek)
+{
+	struct fetch_item *it = add_item(fc, IT_SECTION);
+	if (it == NULL)
+		return -1;
+	it->peek = peek;
+	it->section.kind = kind;
+	it->name = strdup(name);
+	return it->name != NULL ? 0 : -1;
+}
+
+static int parse_one(struct fetch_ctx *fc, const struct imap_arg *a, bool top, const char **why_r)
+{
+	static const struct {
+		const char *name;
+		enum item_kind kind;
+	} simple[] = {
+		{ "UID", IT_UID },
+		{ "FLAGS", IT_FLAGS },
+		{ "INTERNALDATE", IT_INTERNALDATE },
+		{ "RFC822.SIZE", IT_SIZE },
+		{ "ENVELOPE", IT_ENVELOPE },
+		{ "BODY", IT_BODY },
+		{ "BODYSTRUCTURE", IT_BODYSTRUCTURE },
+		{ "MODSEQ", IT_MODSEQ },
+	};
+	if (a->type != IMAP_ARG_ATOM) {
+		*why_r = "Invalid fetch attribute";
+		return -1;
+	}
+	if (memchr(a->str, '[', a->len) != NULL)
+		return parse_section_item(fc, a->str, a->len, why_r);
+	for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++)
+		if (strcasecmp(a->str, simple[i].name) == 0) {
+			if (add_item(fc, simple[i].kind) == NULL) {
+				*why_r = "Too many fetch attributes";
+				return -1;
+			}
+			return 0;
+		}
+	int r = 0;
+	if (strcasecmp(a->str, "RFC822") == 0)
+		r = add_rfc822(fc, "RFC822", MIME_SECTION_ALL, false);
+	else if (strcasecmp(a->str, "RFC822.HEADER") == 0)
+		r = add_rfc822(fc, "RFC822.HEADER", MIME_SECTION_HEADER, true);
+	else if (strcasecmp(a->str, "RFC822.TEXT") == 0)
+		r = add_rfc822(fc, "RFC822.TEXT", MIME_SECTION_TEXT, false);
+	else if (top && (strcasecmp(a->str, "ALL") == 0 || strcasecmp(a->str, "FAST") == 0 ||
+			 strcasecmp(a->str, "FULL") == 0)) {
+		/* RFC 9051 6.4.5: macros, only alone and not in a list */
+		bool fast = strcasecmp(a->str, "FAST") == 0, full = strcasecmp(a->str, "FULL") == 0;
+		if (add_item(fc, IT_FLAGS) == NULL || add_item(fc, IT_INTERNALDATE) == NULL ||
+		    add_item(fc, IT_SIZE) == NULL || (!fast && add_item(fc, IT_ENVELOPE) == NULL) ||
+		    (full && add_item(fc, IT_BODY) == NULL))
+			r = -1;
+	} else {
+		*why_r = "Unknown fetch attribute";
+		return -1;
+	}
+	if (r < 0)
+		*why_r = "Too many fetch attributes";
+	return r;
+}
+
+/* (CHANGEDSINCE n [VANISHED]) (RFC 7162 3.1.4, 3.2.6). */
+static int parse_modifiers(struct fetch_ctx *fc, const struct imap_arg *a, const char **why_r)
+{
+	if (a->type != IMAP_ARG_LIST) {
+		*why_r = "Expected fetch modifiers";
+		return -1;
+	}
+	for (size_t i = 0; i < a->count; i++) {
+		const struct imap_arg *m = &a->list[i];
+		if (imap_parser_arg_atom_eq(m, "CHANGEDSINCE") && i + 1 < a->count) {
+			uint64_t v;
+			if (!imap_parser_arg_number64(&a->list[i + 1], &v) || v == 0) {
+				*why_r = "CHANGEDSINCE needs a mod-sequence";
+				return -1;
+			}
+			fc->changedsince = v;
+			i++;
+		} else if (imap_parser_arg_atom_eq(m, "VANISHED")) {
+			fc->vanished = true;
+		} else {
+			*why_r = "Unknown fetch modifier";
+			return -1;
+		}
+	}
+	if (fc->vanished && (!fc->uid_cmd || fc->changedsince == 0 || !fc->s->qresync)) {
+		/* RFC 7162 3.2.6: UID FETCH only, with CHANGEDSINCE, QRESYNC enabled */
+		*why_r = "VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC";
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_items(struct fetch_ctx *fc, const struct imap_command *cmd, const char **why_r)
+{
+	if (cmd->argc < 2 || cmd->argc > 3) {
+		*why_r = "FETCH needs a set and attributes";
+		return -1;
+	}
+	const struct imap_arg *a = &cmd->args[1];
+	if (a->type == IMAP_ARG_LIST) {
+		if (a->count == 0) {
+			*why_r = "Empty attribute list";
+			return -1;
+		}
+		for (size_t i = 0; i < a->count; i++)
+			if (parse_one(fc, &a->list[i], false, why_r) < 0)
+				return -1;
+	} else if (parse_one(fc, a, true, why_r) < 0) {
+		return -1;
+	}
+	if (cmd->argc == 3 && parse_modifiers(fc, &cmd->args[2], why_r) < 0)
+		return -1;
+	/* RFC 9051 6.4.9: UID FETCH responses always hold UID. RFC 7162
+	 * 3.1.4.1: CHANGEDSINCE implies MODSEQ. */
+	if (fc->uid_cmd && add_item(fc, IT_UID) == NULL) {
+		*why_r = "Too many fetch attributes";
+		return -1;
+	}
+	if (fc->changedsince != 0 && add_item(fc, IT_MODSEQ) == NULL) {
+		*why_r = "Too many fetch attributes";
+		return -1;
+	}
+	for (size_t i = 0; i < fc->nitems; i++) {
+		const struct fetch_item *it = &fc->items[i];
+		switch (it->kind) {
+		case IT_UID: fc->want_uid = true; break;
+		case IT_FLAGS: fc->want_flags = true; break;
+		case IT_MODSEQ: fc->want_modseq = true; break;
+		case IT_ENVELOPE: fc->need_env = true; break;
+		case IT_BODY: fc->need_body = true; break;
+		case IT_BODYSTRUCTURE: fc->need_bs = true; break;
+		case IT_SECTION:
+		case IT_BINARY:
+		case IT_BINARY_SIZE:
+			fc->need_tree = fc->need_fd = true;
+			if (!it->peek)
+				fc->sets_seen = true;
+			break;
+		default: break;
+		}
+	}
+	return 0;
+}
+
+/* ---- message data -------------------------------------------------------------- */
+
+static int fmsg_open(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *err)
+{
+	if (fm->fd >= 0)
+		return 0;
+	uint64_t size;
+	return store_message_open(fc->s->view->mbox, fm->m.uid, &fm->fd, &size, err);
+}
+
+/* Streams the file through the parser and fills the four cache fields.
+ * -1: the file is gone (NOTFOUND) or a temporary failure (err). */
+static int fmsg_parse(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *err)
+{
+	struct store_mailbox *mbox = fc->s->view->mbox;
+	if (fmsg_open(fc, fm, err) < 0)
+		return -1;
+	struct mime_parser *p = mime_parser_new(NULL);
+	if (p == NULL)
+		goto oom;
+	uint64_t off = 0;
+	for (;;) {
+		ssize_t n = pread(fm->fd, fc->buf, PARSE_CHUNK, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			mime_parser_free(&p);
+			err->code = STORE_ERR_TEMP;
+			snprintf(err->text, sizeof(err->text), "read message %u: %s", fm->m.uid,
+				 strerror(errno));
+			return -1;
+		}
+		if (n == 0)
+			break;
+		if (mime_parser_feed(p, fc->buf, (size_t)n) == MIME_ERROR)
+			break; /* finish reports it */
+		off += (uint64_t)n;
+	}
+	const char *why;
+	struct mime_tree *tree;
+	if (mime_parser_finish(&p, &tree, &why) < 0)
+		goto oom;
+	mime_tree_free(&fm->tree);
+	fm->tree = tree;
+	fm->tree_parsed = true;
+	for (int i = 0; i < 4; i++) {
+		free(fm->cache[i]);
+		fm->cache[i] = NULL;
+	}
+	fm->cache[STORE_CACHE_ENVELOPE] =
+		mime_envelope_imap(tree->root, &fm->cache_len[STORE_CACHE_ENVELOPE]);
+	fm->cache[STORE_CACHE_BODY] =
+		mime_bodystructure_imap(tree, false, &fm->cache_len[STORE_CACHE_BODY]);
+	fm->cache[STORE_CACHE_BODYSTRUCTURE] =
+		mime_bodystructure_imap(tree, true, &fm->cache_len[STORE_CACHE_BODYSTRUCTURE]);
+	fm->cache[STORE_CACHE_MIMETREE] =
+		mime_tree_serialize(tree, &fm->cache_len[STORE_CACHE_MIMETREE]);
+	for (int i = 0; i < 4; i++) {
+		if (fm->cache[i] == NULL)
+			goto oom;
+		struct store_error cerr;
+		/* A cache that cannot be written (disk full, lock) costs a
+		 * reparse next time, not this FETCH. */
+		if (store_message_cache_set(mbox, fm->m.uid, (enum store_cache_field)i, fm->cache[i],
+					    fm->cache_len[i], &cerr) < 0)
+			log_warn("imap %s: cache of uid %u: %s", fc->s->id, fm->m.uid, cerr.text);
+	}
+	return 0;
+oom:
+	mime_parser_free(&p);
+	err->code = STORE_ERR_TEMP;
+	snprintf(err->text, sizeof(err->text), "out of memory parsing message %u", fm->m.uid);
+	return -1;
+}
+
+static int fmsg_cached(struct fetch_ctx *fc, struct fmsg *fm, enum store_cache_field f,
+		       struct store_error *err)
+{
+	if (fm->cache[f] != NULL)
+		return 0;
+	if (store_message_cache_get(fc->s->view->mbox, fm->m.uid, f, &fm->cache[f],
+				    &fm->cache_len[f], err) < 0)
+		return -1;
+	if (fm->cache[f] != NULL)
+		return 0;
+	return fmsg_parse(fc, fm, err);
+}
+
+static int fmsg_tree(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *err)
+{
+	if (fm->tree != NULL)
+		return 0;
+	char *blob;
+	size_t len;
+	if (store_message_cache_get(fc->s->view->mbox, fm->m.uid, STORE_CACHE_MIMETREE, &blob, &len,
+				    err) < 0)
+		return -1;
+	if (blob != NULL) {
+		const char *why;
+		int r = mime_tree_deserialize(blob, len, &fm->tree, &why);
+		free(blob);
+		if (r == 0)
+			return 0;
+		log_warn("imap %s: cached tree of uid %u: %s; reparsing", fc->s->id, fm->m.uid, why);
+	}
+	return fmsg_parse(fc, fm, err);
+}
+
+/* RFC822.SIZE: the virtual size (bare LF counted as CRLF), which equals the
+ * file size for every file the store wrote. Only a cached tree (or one at
+ * hand) is consulted: a 50 MB message is not parsed to learn its size. */
+static uint64_t fmsg_vsize(struct fetch_ctx *fc, struct fmsg *fm)
+{
+	if (fm->tree != NULL)
+		return fm->tree->vsize;
+	char *blob;
+	size_t len;
+	struct store_error err;
+	if (store_message_cache_get(fc->s->view->mbox, fm->m.uid, STORE_CACHE_MIMETREE, &blob, &len,
+				    &err) == 0 &&
+	    blob != NULL) {
+		const char *why;
+		if (mime_tree_deserialize(blob, len, &fm->tree, &why) < 0)
+			fm->tree = NULL;
+		free(blob);
+		if (fm->tree != NULL)
+			return fm->tree->vsize;
+	}
+	return fm->m.size;
+}
+
+/* ---- output ------------------------------------------------------------------- */
+
+static int conn_out(void *ctx, const void *data, size_t len)
+{
+	struct imap_session *s = ctx;
+	if (s->conn == NULL)
+		return -1;
+	imap_send_raw(s, data, len);
+	return 0;
+}
+
+/* Writes the bytes of a (possibly narrowed) section result. */
+static int send_ranges(struct fetch_ctx *fc, struct fmsg *fm, const struct mime_section_result *r,
+		       const char **why_r)
+{
+	struct imap_session *s = fc->s;
+	struct mime_source src = { mime_source_fd_pread, (void *)(intptr_t)fm->fd };
+	for (unsigned i = 0; i < r->count; i++) {
+		const struct mime_range *g = &r->ranges[i];
+		if (g->flags & MIME_RANGE_CRLF) {
+			uint64_t o = g->offset < 2 ? g->offset : 2;
+			uint64_t k = g->vsize < 2 - o ? g->vsize : 2 - o;
+			imap_send_raw(s, &"\r\n"[o], (size_t)k);
+		} else if (g->flags & MIME_RANGE_FIX_LF) {
+			struct mime_section_result one = { (struct mime_range *)(uintptr_t)g, 1, g->vsize };
+			if (mime_section_copy(&one, &src, 0, UINT64_MAX, conn_out, s, why_r) < 0)
+				return -1;
+		} else if (g->size < SMALL_RANGE) {
+			uint64_t done = 0;
+			while (done < g->size) {
+				size_t want = g->size - done < PARSE_CHUNK ? (size_t)(g->size - done)
+									  : PARSE_CHUNK;
+				ssize_t n = pread(fm->fd, fc->buf, want, (off_t)(g->offset + done));
+				if (n < 0 && errno == EINTR)
+					continue;
+				if (n <= 0) {
+					*why_r = "message file shorter than its index";
+					return -1;
+				}
+				imap_send_raw(s, fc->buf, (size_t)n);
+				done += (uint64_t)n;
+			}
+		} else {
+			int dfd = dup(fm->fd);
+			if (dfd < 0 || conn_send_file(s->conn, dfd, (off_t)g->offset, (size_t)g->size) < 0) {
+				*why_r = "cannot queue the message file";
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* BODY[section]<partial>: name, " ", then NIL or a literal. */
+static int send_section(struct fetch_ctx *fc, struct fmsg *fm, const struct fetch_item *it)
+{
+	struct imap_session *s = fc->s;
+	struct mime_source src = { mime_source_fd_pread, (void *)(intptr_t)fm->fd };
+	struct mime_section_result r;
+	const char *why;
+	imap_send(s, "%s", it->name);
+	if (it->partial)
+		imap_send(s, "<%" PRIu64 ">", it->origin);
+	if (mime_section_resolve(fm->tree, &it->section, &src, &r, &why) < 0) {
+		/* no such part, or HEADER/TEXT of a part that is no message */
+		imap_send(s, " NIL");
+		return 0;
+	}
+	uint64_t origin = 0, count = UINT64_MAX;
+	bool copy = false;
+	if (it->partial) {
+		origin = it->origin;
+		count = it->count;
+		if (mime_section_result_partial(&r, origin, count) < 0)
+			copy = true; /* a cut inside a range needing LF conversion */
+	}
+	uint64_t size = r.vsize;
+	if (copy)
+		size = origin >= r.vsize ? 0 : (r.vsize - origin < count ? r.vsize - origin : count);
+	int ret = 0;
+	if (size == 0) {
+		imap_send(s, " \"\"");
+	} else {
+		imap_send(s, " {%" PRIu64 "}\r\n", size);
+		if (copy)
+			ret = mime_section_copy(&r, &src, origin, count, conn_out, s, &why);
+		else
+			ret = send_ranges(fc, fm, &r, &why);
+		if (ret < 0)
+			log_warn("imap %s: FETCH uid %u %s: %s", s->id, fm->m.uid, it->name, why);
+	}
+	mime_section_result_free(&r);
+	return ret;
+}
+
+struct window {
+	uint64_t skip, left, total;
+	bool nul;
+	struct imap_session *s; /* NULL: only count */
+};
+
+static int window_out(void *ctx, const void *data, size_t len)
+{
+	struct window *w = ctx;
+	const char *d = data;
+	w->total += len;
+	if (w->skip >= len) {
+		w->skip -= len;
+		return 0;
+	}
+	d += w->skip;
+	len -= (size_t)w->skip;
+	w->skip = 0;
+	if (len > w->left)
+		len = (size_t)w->left;
+	w->left -= len;
+	if (len == 0)
+		return 0;
+	if (memchr(d, '\0', len) != NULL)
+		w->nul = true;
+	if (w->s != NULL)
+		imap_send_raw(w->s, d, len);
+	return 0;
+}
+
+/* BINARY[part]<partial> and BINARY.SIZE[part] (RFC 3516 4.2, 4.3). */
+static int send_binary(struct fetch_ctx *fc, struct fmsg *fm, const struct fetch_item *it)
+{
+	struct imap_session *s = fc->s;
+	struct mime_source src = { mime_source_fd_pread, (void *)(intptr_t)fm->fd };
+	const char *why;
+	uint64_t size;
+	imap_send(s, "%s", it->name);
+	if (it->partial)
+		imap_send(s, "<%" PRIu64 ">", it->origin);
+	if (mime_tree_find(fm->tree, it->section.path, it->section.path_len) == NULL) {
+		imap_send(s, " NIL");
+		return 0;
+	}
+	struct window w = { it->partial ? it->origin : 0, it->partial ? it->count : UINT64_MAX, 0,
+			    false, NULL };
+	if (mime_section_binary(fm->tree, it->section.path, it->section.path_len, &src,
+				it->kind == IT_BINARY ? window_out : NULL, &w, &size, NULL, &why) < 0) {
+		log_warn("imap %s: FETCH uid %u %s: %s", s->id, fm->m.uid, it->name, why);
+		imap_send(s, " NIL");
+		return 0;
+	}
+	if (it->kind == IT_BINARY_SIZE) {
+		imap_send(s, " %" PRIu64, size);
+		return 0;
+	}
+	uint64_t sent = (it->partial ? it->count : UINT64_MAX) - w.left;
+	if (sent == 0) {
+		imap_send(s, " \"\"");
+		return 0;
+	}
+	imap_send(s, " %s{%" PRIu64 "}\r\n", w.nul ? "~" : "", sent);
+	struct window w2 = { it->partial ? it->origin : 0, sent, 0, false, s };
+	if (mime_section_binary(fm->tree, it->section.path, it->section.path_len, &src, window_out,
+				&w2, &size, NULL, &why) < 0 ||
+	    w2.left != 0) {
+		log_warn("imap %s: FETCH uid %u %s (second pass): %s", s->id, fm->m.uid, it->name,
+			 w2.left ? "content changed" : why);
+		return -1;
+	}
+	return 0;
+}
+
+static void send_internaldate(struct imap_session *s, int64_t when)
+{
+	static const char mon[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	time_t t = (time_t)when;
+	struct tm tm;
+	if (localtime_r(&t, &tm) == NULL) {
+		t = 0;
+		gmtime_r(&t, &tm);
+	}
+	long off = tm.tm_gmtoff / 60;
+	char sign = off < 0 ? '-' : '+';
+	if (off < 0)
+		off = -off;
+	/* RFC 9051 9: date-time = DQUOTE date-day-fixed "-" date-month "-"
+	 * date-year SP time SP zone DQUOTE; date-day-fixed = (SP DIGIT) / 2DIGIT */
+	imap_send(s, "INTERNALDATE \"%2d-%s-%04d %02d:%02d:%02d %c%02ld%02ld\"", tm.tm_mday,
+		  mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, sign, off / 60,
+		  off % 60);
+}
+
+/* Loads what fm's response needs. 1: send it; 0: the message is gone
+ * (skip it); -1: a temporary failure (err). */
+static int fmsg_load(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *err)
+{
+	int r = 0;
+	if (fc->need_fd)
+		r = fmsg_open(fc, fm, err);
+	if (r == 0 && fc->need_tree)
+		r = fmsg_tree(fc, fm, err);
+	if (r == 0 && fc->need_env)
+		r = fmsg_cached(fc, fm, STORE_CACHE_ENVELOPE, err);
+	if (r == 0 && fc->need_body)
+		r = fmsg_cached(fc, fm, STORE_CACHE_BODY, err);
+	if (r == 0 && fc->need_bs)
+		r = fmsg_cached(fc, fm, STORE_CACHE_BODYSTRUCTURE, err);
+	if (r < 0)
+		return err->code == STORE_ERR_NOTFOUND ? 0 : -1;
+	if (fc->need_fd && fm->fd < 0 && fmsg_open(fc, fm, err) < 0)
+		return err->code == STORE_ERR_NOTFOUND ? 0 : -1;
+	return 1;
+}
+
+/* A BINARY of a part with an unknown transfer encoding fails the command
+ * (RFC 3516 4.2: NO [UNKNOWN-CTE]). Checked before the response starts. */
+static bool unknown_cte(const struct fetch_ctx *fc, const struct fmsg *fm)
+{
+	for (size_t i = 0; i < fc->nitems; i++) {
+		const struct fetch_item *it = &fc->items[i];
+		if (it->kind != IT_BINARY && it->kind != IT_BINARY_SIZE)
+			continue;
+		if (it->section.path_len == 0)
+			continue;
+		const struct mime_part *p =
+			mime_tree_find(fm->tree, it->section.path, it->section.path_len);
+		if (p != NULL && !(p->flags & (MIME_PART_MULTIPART | MIME_PART_MESSAGE)) &&
+		    p->cte == MIME_CTE_UNKNOWN)
+			return true;
+	}
+	return false;
+}
+
+/* Answers one message. 0: done or skipped; -1: the command ends (tagged
+ * reply already sent, or the connection is broken). */
+static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
+{
+	struct imap_session *s = fc->s;
+	struct fmsg fm = { .m = *m, .fd = -1 };
+	struct store_error err;
+	uint32_t seq = imap_view_seq(s->view, m->uid);
+	if (seq == 0)
+		return 0;
+	fm.m.fname = NULL;
+	fm.seen_changed = fc->nseen > 0 && uid_in(fc->seen_uids, fc->nseen, m->uid);
+	int r = fmsg_load(fc, &fm, &err);
+	if (r < 0) {
+		fmsg_clear(&fm);
+		imap_tagged_store_error(s, NULL, &err);
+		return -1;
+	}
+	if (r == 0) {
+		fmsg_clear(&fm);
+		return 0; /* expunged meanwhile: RFC 9051 allows leaving it out */
+	}
+	if (fc->need_tree && unknown_cte(fc, &fm)) {
+		fmsg_clear(&fm);
+		imap_tagged(s, NULL, "NO", "[UNKNOWN-CTE] Cannot decode the part's content");
+		return -1;
+	}
+	imap_view_update(s->view, m->uid, m->flags, m->keywords, m->modseq);
+	imap_send(s, "* %u FETCH (", seq);
+	bool first = true;
+	bool flags_done = false, modseq_done = false;
+	int ret = 0;
+	for (size_t i = 0; i < fc->nitems && ret == 0; i++) {
+		const struct fetch_item *it = &fc->items[i];
+		if (!first)
+			imap_send_raw(s, " ", 1);
+		first = false;
+		switch (it->kind) {
+		case IT_UID: imap_send(s, "UID %u", m->uid); break;
+		case IT_FLAGS:
+			imap_send(s, "FLAGS ");
+			imap_send_flags(s, m->flags, m->keywords);
+			flags_done = true;
+			break;
+		case IT_INTERNALDATE: send_internaldate(s, m->internaldate); break;
+		case IT_SIZE: imap_send(s, "RFC822.SIZE %" PRIu64, fmsg_vsize(fc, &fm)); break;
+		case IT_ENVELOPE:
+			imap_send(s, "ENVELOPE ");
+			imap_send_raw(s, fm.cache[STORE_CACHE_ENVELOPE], fm.cache_len[STORE_CACHE_ENVELOPE]);
+			break;
+		case IT_BODY:
+			imap_send(s, "BODY ");
+			imap_send_raw(s, fm.cache[STORE_CACHE_BODY], fm.cache_len[STORE_CACHE_BODY]);
+			break;
+		case IT_BODYSTRUCTURE:
+			imap_send(s, "BODYSTRUCTURE ");
+			imap_send_raw(s, fm.cache[STORE_CACHE_BODYSTRUCTURE],
+				      fm.cache_len[STORE_CACHE_BODYSTRUCTURE]);
+			break;
+		case IT_MODSEQ:
+			imap_send(s, "MODSEQ (%" PRIu64 ")", m->modseq);
+			modseq_done = true;
+			break;
+		case IT_SECTION: ret = send_section(fc, &fm, it); break;
+		case IT_BINARY:
+		case IT_BINARY_SIZE: ret = send_binary(fc, &fm, it); break;
+		}
+	}
+	if (ret == 0 && fm.seen_changed) {
+		/* RFC 9051 6.4.5: the \Seen flag set as a side effect is reported */
+		if (!flags_done) {
+			imap_send(s, " FLAGS ");
+			imap_send_flags(s, m->flags, m->keywords);
+		}
+		if (s->condstore && !modseq_done)
+			imap_send(s, " MODSEQ (%" PRIu64 ")", m->modseq);
+	}
+	fmsg_clear(&fm);
+	if (ret < 0) {
+		/* A literal was promised and cannot be completed: the stream
+		 * cannot be resynchronised. */
+		imap_send(s, "\r\n* BYE Internal error reading a message\r\n");
+		s->closing = true;
+		return -1;
+	}
+	imap_send(s, ")\r\n");
+	return 0;
+}
+
+/* ---- the command ----------------------------------------------------------------- */
+
+static int collect_row(void *ctx, const struct store_msg *m)
+{
+	struct fetch_ctx *fc = ctx;
+	if (!uid_in(fc->uids + fc->pos, fc->n - fc->pos, m->uid))
+		return 0;
+	if (fc->changedsince != 0 && m->modseq <= fc->changedsince)
+		return 0; /* RFC 7162 3.1.4.1 */
+	fc->rows[fc->nrows] = *m;
+	fc->rows[fc->nrows].fname = NULL;
+	fc->nrows++;
+	return fc->nrows >= BATCH;
+}
+
+/* Loads the index rows of the next batch of UIDs from fc->pos. */
+static int next_batch(struct fetch_ctx *fc, struct store_error *err)
+{
+	size_t k = fc->n - fc->pos < BATCH ? fc->n - fc->pos : BATCH;
+	uint32_t lo = fc->uids[fc->pos], hi = fc->uids[fc->pos + k - 1];
+	fc->nrows = fc->row_i = 0;
+	if ((uint64_t)hi - lo + 1 <= 4 * (uint64_t)k) {
+		if (store_mailbox_messages(fc->s->view->mbox, lo, hi, collect_row, fc, err) < 0)
+			return -1;
+	} else {
+		/* a sparse set: one lookup per UID beats walking the gaps */
+		for (size_t i = 0; i < k; i++)
+			if (store_mailbox_messages(fc->s->view->mbox, fc->uids[fc->pos + i],
+						   fc->uids[fc->pos + i], collect_row, fc, err) < 0)
+				return -1;
+	}
+	fc->pos += k;
+	return 0;
+}
+
+static void fetch_run(struct fetch_ctx *fc);
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct fetch_ctx *fc = arg;
+	struct imap_session *s = fc->s;
+	if (s->conn == NULL) {
+		/* the client left: the session is freed by command_done */
+		ctx_free(fc);
+		imap_session_command_done(s);
+		return;
+	}
+	if (conn_output_pending(s->conn) > CONN_OUTPUT_LOW) {
+		if (fc->resume_us < RESUME_MAX_US)
+			fc->resume_us *= 2;
+		struct timeval tv = { 0, (suseconds_t)fc->resume_us };
+		event_add(fc->resume_ev, &tv);
+		return;
+	}
+	fetch_run(fc);
+}
+
+/* Pauses the command until the client has read most of its output. */
+static int suspend(struct fetch_ctx *fc)
+{
+	struct imap_session *s = fc->s;
+	if (fc->resume_ev == NULL) {
+		fc->resume_ev = event_new(s->env->base, -1, 0, resume_cb, fc);
+		if (fc->resume_ev == NULL)
+			return -1;
+	}
+	fc->resume_us = RESUME_MIN_US;
+	struct timeval tv = { 0, RESUME_MIN_US };
+	if (event_add(fc->resume_ev, &tv) < 0)
+		return -1;
+	if (!fc->suspended) {
+		fc->suspended = true;
+		s->busy = true;
+		conn_pause_input(s->conn);
+	}
+	return 0;
+}
+
+static void fetch_finish(struct fetch_ctx *fc, bool ok)
+{
+	struct imap_session *s = fc->s;
+	bool suspended = fc->suspended;
+	if (ok) {
+		/* RFC 9051 7.5.1: no EXPUNGE during FETCH, but UID FETCH may */
+		imap_view_sync(s, fc->uid_cmd);
+		if (!s->closing)
+			imap_tagged(s, NULL, "OK", "Fetch completed");
+	}
+	ctx_free(fc);
+	if (suspended)
+		imap_session_command_done(s);
+}
+
+static void fetch_run(struct fetch_ctx *fc)
+{
+	struct imap_session *s = fc->s;
+	struct store_error err;
+	for (;;) {
+		if (s->closing || s->conn == NULL) {
+			fetch_finish(fc, false);
+			return;
+		}
+		if (conn_output_pending(s->conn) >= CONN_OUTPUT_HIGH) {
+			if (suspend(fc) == 0)
+				return;
+			/* no timer: carry on and let the output grow */
+		}
+		if (fc->row_i >= fc->nrows) {
+			if (fc->pos >= fc->n)
+				break;
+			if (next_batch(fc, &err) < 0) {
+				imap_tagged_store_error(s, NULL, &err);
+				fetch_finish(fc, false);
+				return;
+			}
+			continue;
+		}
+		if (fetch_one(fc, &fc->rows[fc->row_i++]) < 0) {
+			fetch_finish(fc, false);
+			return;
+		}
+	}
+	fetch_finish(fc, true);
+}
+
+/* RFC 7162 3.2.6: VANISHED (EARLIER) for the UIDs of the set that were
+ * expunged after CHANGEDSINCE. The set is parsed again because
+ * imap_arg_uidset keeps only UIDs that exist. */
+struct vanished_ctx {
+	struct imap_seqset set;
+	const uint32_t *saved;
+	size_t nsaved;
+	bool searchres;
+	struct imap_seqset out;
+	bool failed;
+};
+
+static int vanished_cb(void *ctx, uint32_t uid, uint64_t modseq)
+{
+	struct vanished_ctx *vc = ctx;
+	(void)modseq;
+	bool in = false;
+	if (vc->searchres) {
+		for (size_t i = 0; i < vc->nsaved && !in; i++)
+			in = vc->saved[i] == uid;
+	} else {
+		in = imap_seqset_contains(&vc->set, uid);
+	}
+	if (in && imap_seqset_add(&vc->out, uid, uid) < 0)
+		vc->failed = true;
+	return 0;
+}
+
+static int send_vanished(struct fetch_ctx *fc, const struct imap_arg *setarg,
+			 struct store_error *err)
+{
+	struct imap_session *s = fc->s;
+	struct vanished_ctx vc = { .set = IMAP_SEQSET_INIT, .out = IMAP_SEQSET_INIT };
+	const char *why;
+	struct imap_view *v = s->view;
+	uint32_t star = v->n ? v->uids[v->n - 1] : 1;
+	if (imap_seqset_parse(setarg->str, setarg->len, star, IMAP_SEQSET_ALLOW_SEARCHRES, &vc.set,
+			      &why) < 0)
+		return 0; /* imap_arg_uidset accepted it; nothing to add */
+	vc.searchres = vc.set.searchres;
+	vc.saved = s->saved_valid ? s->saved : NULL;
+	vc.nsaved = s->saved_valid ? s->nsaved : 0;
+	int r = store_mailbox_expunged_since(v->mbox, fc->changedsince, vanished_cb, &vc, err);
+	if (r == 0 && vc.out.count > 0 && !vc.failed) {
+		struct buf b = BUF_INIT;
+		imap_seqset_format(&vc.out, &b);
+		if (!b.failed)
+			imap_send(s, "* VANISHED (EARLIER) %s\r\n", buf_cstr(&b));
+		buf_free(&b);
+	}
+	imap_seqset_free(&vc.set);
+	imap_seqset_free(&vc.out);
+	return r;
+}
+
+/* Sets \Seen on the messages of the set that lack it (RFC 9051 6.4.5) and
+ * remembers which, so their responses carry FLAGS. */
+static int set_seen(struct fetch_ctx *fc, struct store_error *err)
+{
+	struct imap_view *v = fc->s->view;
+	fc->seen_uids = malloc((fc->n ? fc->n : 1) * sizeof(*fc->seen_uids));
+	if (fc->seen_uids == NULL) {
+		err->code = STORE_ERR_TEMP;
+		strcpy(err->text, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < fc->n; i++) {
+		uint32_t seq = imap_view_seq(v, fc->uids[i]);
+		if (seq != 0 && !(v->flags[seq - 1] & STORE_F_SEEN))
+			fc->seen_uids[fc->nseen++] = fc->uids[i];
+	}
+	if (fc->nseen == 0)
+		return 0;
+	return store_mailbox_set_flags(v->mbox, fc->seen_uids, fc->nseen, STORE_FLAGS_ADD,
+				       STORE_F_SEEN, 0, 0, NULL, NULL, err);
+}
+
+int imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
+{
+	struct fetch_ctx *fc = calloc(1, sizeof(*fc));
+	const char *why = NULL;
+	struct store_error err;
+	if (fc == NULL) {
+		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		return 0;
+	}
+	fc->s = s;
+	fc->uid_cmd = cmd->uid;
+	if (parse_items(fc, cmd, &why) < 0) {
+		imap_tagged(s, cmd, "BAD", "%s", why);
+		ctx_free(fc);
+		return 0;
+	}
+	if (imap_arg_uidset(s, cmd, &cmd->args[0], cmd->uid, &fc->uids, &fc->n) < 0) {
+		ctx_free(fc);
+		return 0;
+	}
+	fc->rows = malloc(BATCH * sizeof(*fc->rows));
+	fc->buf = malloc(PARSE_CHUNK);
+	if (fc->rows == NULL || fc->buf == NULL) {
+		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		ctx_free(fc);
+		return 0;
+	}
+	/* RFC 7162 3.1: MODSEQ and CHANGEDSINCE are CONDSTORE-enabling */
+	if (fc->want_modseq)
+		s->condstore = true;
+	if (fc->vanished && send_vanished(fc, &cmd->args[0], &err) < 0) {
+		imap_tagged_store_error(s, cmd, &err);
+		ctx_free(fc);
+		return 0;
+	}
+	if (fc->sets_seen && !s->view->readonly && fc->n > 0 && set_seen(fc, &err) < 0) {
+		imap_tagged_store_error(s, cmd, &err);
+		ctx_free(fc);
+		return 0;
+	}
+	fetch_run(fc);
+	return 0;
+}
