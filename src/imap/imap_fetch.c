@@ -485,9 +485,17 @@ static int parse_items(struct fetch_ctx *fc, const struct imap_command *cmd, con
 		return -1;
 	/* RFC 9051 6.4.9: UID FETCH responses always hold UID. RFC 7162
 	 * 3.1.4.1: CHANGEDSINCE implies MODSEQ. */
-	if (fc->uid_cmd && add_item(fc, IT_UID) == NULL) {
-		*why_r = "Too many fetch attributes";
-		return -1;
+	if (fc->uid_cmd) {
+		struct fetch_item *u = add_item(fc, IT_UID);
+		if (u == NULL) {
+			*why_r = "Too many fetch attributes";
+			return -1;
+		}
+		/* first in the response, where clients look for it */
+		size_t at = (size_t)(u - fc->items);
+		struct fetch_item tmp = *u;
+		memmove(&fc->items[1], &fc->items[0], at * sizeof(fc->items[0]));
+		fc->items[0] = tmp;
 	}
 	if (fc->changedsince != 0 && add_item(fc, IT_MODSEQ) == NULL) {
 		*why_r = "Too many fetch attributes";
@@ -499,6 +507,12 @@ static int parse_items(struct fetch_ctx *fc, const struct imap_command *cmd, con
 		case IT_UID: fc->want_uid = true; break;
 		case IT_FLAGS: fc->want_flags = true; break;
 		case IT_MODSEQ: fc->want_modseq = true; break;
+		case IT_SIZE:
+			/* RFC822.SIZE must be the size BODY[] sends: the virtual
+			 * size (bare LF counted as CRLF), which only the tree knows
+			 * for a file the store did not write itself */
+			fc->need_tree = true;
+			break;
 		case IT_ENVELOPE: fc->need_env = true; break;
 		case IT_BODY: fc->need_body = true; break;
 		case IT_BODYSTRUCTURE: fc->need_bs = true; break;
@@ -623,28 +637,6 @@ static int fmsg_tree(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *
 	return fmsg_parse(fc, fm, err);
 }
 
-/* RFC822.SIZE: the virtual size (bare LF counted as CRLF), which equals the
- * file size for every file the store wrote. Only a cached tree (or one at
- * hand) is consulted: a 50 MB message is not parsed to learn its size. */
-static uint64_t fmsg_vsize(struct fetch_ctx *fc, struct fmsg *fm)
-{
-	if (fm->tree != NULL)
-		return fm->tree->vsize;
-	char *blob;
-	size_t len;
-	struct store_error err;
-	if (store_message_cache_get(fc->s->view->mbox, fm->m.uid, STORE_CACHE_MIMETREE, &blob, &len,
-				    &err) == 0 &&
-	    blob != NULL) {
-		const char *why;
-		if (mime_tree_deserialize(blob, len, &fm->tree, &why) < 0)
-			fm->tree = NULL;
-		free(blob);
-		if (fm->tree != NULL)
-			return fm->tree->vsize;
-	}
-	return fm->m.size;
-}
 
 /* ---- output ------------------------------------------------------------------- */
 
@@ -921,7 +913,7 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 			flags_done = true;
 			break;
 		case IT_INTERNALDATE: send_internaldate(s, m->internaldate); break;
-		case IT_SIZE: imap_send(s, "RFC822.SIZE %" PRIu64, fmsg_vsize(fc, &fm)); break;
+		case IT_SIZE: imap_send(s, "RFC822.SIZE %" PRIu64, fm.tree->vsize); break;
 		case IT_ENVELOPE:
 			imap_send(s, "ENVELOPE ");
 			imap_send_raw(s, fm.cache[STORE_CACHE_ENVELOPE], fm.cache_len[STORE_CACHE_ENVELOPE]);
