@@ -33,18 +33,18 @@
  * `discard` saying what still belongs to the bad command:
  *   D_NONE  nothing (the line ended and its literal, if any, was refused
  *           before the client may send it: synchronizing);
- *   D_LINE  the rest of the line; at its LF the line's last bytes (the
- *           "tail", a 64-byte ring of the current line) are checked for a
- *           literal announcement: {n+} means n bytes follow that belong to
+ *   D_LINE  the rest of the line; at its LF, if the line ended with a
+ *           literal announcement, {n+} means n bytes follow that belong to
  *           the bad command (skip them, then discard the next line the same
  *           way); {n} means the client waits for "+", which never comes;
- *   D_TAIL  the error was found on the LF itself: the tail check only;
+ *   D_TAIL  the error was found on the LF itself: the end-of-line check only;
  *   D_LIT   n literal bytes, then D_LINE.
- * A {n+} whose n cannot be read from the tail (over UINT32_MAX, or digits
- * filling the whole window) turns the error fatal. The tail check is a
- * heuristic only for broken input: a {n+} inside an unterminated quoted
- * string is taken as a literal too (the safe side: we may eat too much of
- * a broken client's input, never run literal data as a command).
+ * "Did the line end with {n+}" is answered by a five-state recognizer fed
+ * every byte of the line (struct tail), exact whatever the line length. A
+ * {n+} with n over UINT32_MAX turns the error fatal. It looks at bytes
+ * only, not at the grammar: a {n+} ending an unterminated quoted string is
+ * taken as a literal too (the safe side: we may eat too much of a broken
+ * client's input, never run literal data as a command).
  *
  * Memory. Tokens accumulate in `tok` (a growable chunk); a finished token
  * is copied into the arena, or, when large, the chunk itself is adopted by
@@ -69,7 +69,6 @@
 #define ARENA_MAX_CHUNK (64 * 1024)
 #define TOK_KEEP	256  /* token buffer kept across commands */
 #define TOK_ADOPT	512  /* tokens this big are adopted, not copied */
-#define TAIL_SIZE	64   /* line tail kept for literal detection */
 #define MAX_NAME	32   /* command name bytes */
 #define ALIGN		(sizeof(void *))
 
@@ -120,6 +119,16 @@ enum state {
 
 enum discard { D_NONE, D_LINE, D_TAIL, D_LIT };
 
+/* Recognizer of a line ending ["~"] "{" number ["+"] "}" [CR]. */
+enum tail_state { T_NONE, T_BRACE, T_DIGITS, T_PLUS, T_CLOSE, T_CLOSE_CR };
+
+struct tail {
+	enum tail_state st;
+	bool plus;
+	bool overflow; /* number > UINT32_MAX */
+	uint64_t v;
+};
+
 struct imap_parser {
 	struct imap_parser_limits lim;
 	struct imap_parser_callbacks cb;
@@ -146,9 +155,7 @@ struct imap_parser {
 	unsigned int lit_digits;
 	bool lit_overflow, lit_nonsync, lit_8, lit_stream;
 
-	/* line tail ring */
-	unsigned char tail[TAIL_SIZE];
-	size_t tail_n;
+	struct tail tail; /* end of the current line */
 
 	/* results */
 	struct imap_parser_error err;
@@ -387,50 +394,55 @@ static void fail_literal(struct imap_parser *p, enum imap_parser_error_kind kind
 /* ------------------------------------------------------------------ */
 /* line tail                                                           */
 
+static void tail_reset(struct imap_parser *p)
+{
+	p->tail.st = T_NONE;
+}
+
 static void tail_push(struct imap_parser *p, unsigned char c)
 {
-	p->tail[p->tail_n % TAIL_SIZE] = c;
-	p->tail_n++;
+	struct tail *t = &p->tail;
+	if (c == '{') {
+		t->st = T_BRACE;
+		t->v = 0;
+		t->overflow = false;
+		t->plus = false;
+	} else if (c >= '0' && c <= '9' && (t->st == T_BRACE || t->st == T_DIGITS)) {
+		t->st = T_DIGITS;
+		t->v = t->v * 10 + (uint64_t)(c - '0');
+		if (t->v > UINT32_MAX) {
+			t->overflow = true;
+			t->v = UINT32_MAX; /* stays small: no wrap */
+		}
+	} else if (c == '+' && t->st == T_DIGITS) {
+		t->st = T_PLUS;
+		t->plus = true;
+	} else if (c == '}' && (t->st == T_DIGITS || t->st == T_PLUS)) {
+		t->st = T_CLOSE;
+	} else if (c == '\r' && t->st == T_CLOSE) {
+		t->st = T_CLOSE_CR;
+	} else {
+		t->st = T_NONE;
+	}
 }
 
 static void tail_push_many(struct imap_parser *p, const unsigned char *d, size_t n)
 {
-	if (n > TAIL_SIZE) {
-		d += n - TAIL_SIZE;
-		n = TAIL_SIZE;
-	}
 	for (size_t i = 0; i < n; i++)
 		tail_push(p, d[i]);
 }
 
-/* Does the line in the tail end with a non-synchronizing literal
- * announcement ["~"] "{" number "+}" (CR excluded)? Returns 1 and *n_r,
- * 0 when not (a synchronizing one included), -1 when it does but its size
- * cannot be known. */
+/* At the LF of a line: did it end with a non-synchronizing literal
+ * announcement ["~"] "{" number "+}"? Returns 1 and *n_r, 0 when not (a
+ * synchronizing one included), -1 when its size is over UINT32_MAX. */
 static int tail_literal(const struct imap_parser *p, uint64_t *n_r)
 {
-	unsigned char t[TAIL_SIZE];
-	size_t k = p->tail_n < TAIL_SIZE ? p->tail_n : TAIL_SIZE;
-	for (size_t i = 0; i < k; i++)
-		t[i] = p->tail[(p->tail_n - k + i) % TAIL_SIZE];
-	if (k > 0 && t[k - 1] == '\r')
-		k--;
-	if (k < 4 || t[k - 1] != '}' || t[k - 2] != '+')
+	const struct tail *t = &p->tail;
+	if ((t->st != T_CLOSE && t->st != T_CLOSE_CR) || !t->plus)
 		return 0;
-	size_t end = k - 2, start = end;
-	while (start > 0 && t[start - 1] >= '0' && t[start - 1] <= '9')
-		start--;
-	if (start == 0)
-		return p->tail_n > TAIL_SIZE && start < end ? -1 : 0;
-	if (t[start - 1] != '{' || start == end)
-		return 0;
-	uint64_t v = 0;
-	for (size_t i = start; i < end; i++) {
-		v = v * 10 + (uint64_t)(t[i] - '0');
-		if (v > UINT32_MAX)
-			return -1;
-	}
-	*n_r = v;
+	if (t->overflow)
+		return -1;
+	*n_r = t->v;
 	return 1;
 }
 
@@ -545,7 +557,7 @@ static void command_done(struct imap_parser *p)
 	if (make_array(p, p->top_head, p->top_count, &p->cmd.args) < 0)
 		return;
 	p->cmd.argc = p->top_count;
-	p->tail_n = 0;
+	tail_reset(p);
 	p->state = S_DONE;
 }
 
@@ -571,7 +583,7 @@ static void literal_done(struct imap_parser *p)
 		n->a.str = s;
 		n->a.len = len;
 	}
-	p->tail_n = 0;
+	tail_reset(p);
 	p->state = S_AFTER_ARG;
 }
 
@@ -579,7 +591,7 @@ static void literal_done(struct imap_parser *p)
 static void literal_begin(struct imap_parser *p)
 {
 	uint64_t v = p->lit_size;
-	p->tail_n = 0;
+	tail_reset(p);
 	if (p->lit_overflow || v > UINT32_MAX) {
 		/* A synchronizing literal costs nothing: the client waits. A
 		 * non-synchronizing one cannot be skipped: close. */
@@ -628,30 +640,36 @@ static void literal_begin(struct imap_parser *p)
 		literal_done(p);
 }
 
-/* Reads literal bytes; returns how many were used. */
+/* Reads literal bytes; returns how many were used. Bytes before a NUL in a
+ * non-literal8 literal are delivered first, so the outcome (which error,
+ * which bytes reached literal_data()) does not depend on the slicing. */
 static size_t literal_data(struct imap_parser *p, const unsigned char *d, size_t len)
 {
 	size_t n = len < p->lit_remaining ? len : (size_t)p->lit_remaining;
-	p->lit_remaining -= n;
-	if (!p->lit_8 && memchr(d, '\0', n) != NULL) {
-		/* RFC 3516 4.3 / RFC 9051 9 (CHAR8): NUL only in literal8 */
-		fail_with(p, IMAP_PARSER_ERR_SYNTAX, "NUL byte in literal (use literal8)", D_LIT,
-			  p->lit_remaining);
-		return n;
-	}
-	if (p->lit_stream) {
-		if (n > 0 && p->cb.literal_data != NULL && p->cb.literal_data(p->cb.ctx, d, n) < 0) {
+	const unsigned char *nul = p->lit_8 ? NULL : memchr(d, '\0', n);
+	size_t ok = nul != NULL ? (size_t)(nul - d) : n;
+
+	p->lit_remaining -= ok;
+	if (ok > 0 && p->lit_stream) {
+		if (p->cb.literal_data != NULL && p->cb.literal_data(p->cb.ctx, d, ok) < 0) {
 			fail_with(p, IMAP_PARSER_ERR_CALLBACK, "Failed to store literal", D_LIT,
 				  p->lit_remaining);
-			return n;
+			return ok;
 		}
-	} else if (n > 0 && tok_append(p, d, n, p->lit_size) < 0) {
+	} else if (ok > 0 && tok_append(p, d, ok, p->lit_size) < 0) {
 		fail_nomem(p);
-		return n;
+		return ok;
+	}
+	if (nul != NULL) {
+		/* RFC 3516 4.3 / RFC 9051 9 (CHAR8): NUL only in literal8 */
+		p->lit_remaining--;
+		fail_with(p, IMAP_PARSER_ERR_SYNTAX, "NUL byte in literal (use literal8)", D_LIT,
+			  p->lit_remaining);
+		return ok + 1;
 	}
 	if (p->lit_remaining == 0)
 		literal_done(p);
-	return n;
+	return ok;
 }
 
 /* ------------------------------------------------------------------ */
@@ -710,7 +728,7 @@ static void step(struct imap_parser *p, int c)
 				p->state = S_EMPTY_CR;
 			} else {
 				p->line_len = 0;
-				p->tail_n = 0;
+				tail_reset(p);
 			}
 			return;
 		}
@@ -739,7 +757,7 @@ static void step(struct imap_parser *p, int c)
 			return;
 		}
 		p->line_len = 0;
-		p->tail_n = 0;
+		tail_reset(p);
 		p->state = S_TAG;
 		return;
 	case S_NAME:
@@ -950,7 +968,7 @@ static size_t discard_step(struct imap_parser *p, const unsigned char *d, size_t
 		p->discard_lit -= n;
 		if (p->discard_lit == 0) {
 			p->state = S_DISCARD;
-			p->tail_n = 0;
+			tail_reset(p);
 		}
 		return n;
 	}
@@ -962,7 +980,7 @@ static size_t discard_step(struct imap_parser *p, const unsigned char *d, size_t
 		return len;
 	uint64_t lit = 0;
 	int r = p->discard_plain ? 0 : tail_literal(p, &lit);
-	p->tail_n = 0;
+	tail_reset(p);
 	p->discard_plain = false;
 	if (r < 0) {
 		fail_fatal(p, "Literal size out of range");
@@ -1059,7 +1077,7 @@ enum imap_parser_result imap_parser_feed(struct imap_parser *p, const void *data
 	} else if (p->state == S_LINE_DONE) {
 		tok_clear(p);
 		p->line_len = 0;
-		p->tail_n = 0;
+		tail_reset(p);
 		p->state = S_TAG;
 	} else if (p->state == S_LINE || p->state == S_LINE_CR) {
 		fail_fatal(p, "Command read while a line is pending");
@@ -1165,7 +1183,7 @@ void imap_parser_reset(struct imap_parser *p)
 	case D_NONE:
 		p->state = S_TAG;
 		p->discard_plain = false;
-		p->tail_n = 0;
+		tail_reset(p);
 		break;
 	case D_LINE:
 		p->state = S_DISCARD;
@@ -1175,13 +1193,13 @@ void imap_parser_reset(struct imap_parser *p)
 		p->discard_lit = lit;
 		if (lit == 0) {
 			p->state = S_DISCARD;
-			p->tail_n = 0;
+			tail_reset(p);
 		}
 		break;
 	case D_TAIL: {
 		uint64_t n = 0;
 		int r = tail_literal(p, &n);
-		p->tail_n = 0;
+		tail_reset(p);
 		p->state = S_TAG;
 		if (r < 0) {
 			fail_fatal(p, "Literal size out of range");

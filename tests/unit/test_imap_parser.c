@@ -785,15 +785,34 @@ static void test_recovery(void **state)
 	/* an error found on the LF itself, with {n+} before it */
 	expect("a X \"q {3+}\r\nabc\r\nc NOOP\r\n",
 	       "ERR SYNTAX a ok Unterminated quoted string\nCMD c NOOP\nEND idle\n");
-	/* the tail holds 64 bytes: {n+} with a number filling it cannot be
-	 * skipped reliably: fatal */
+	/* the end-of-line check has no window: 70 leading zeros */
 	char in[200];
 	memcpy(in, "a X \x01 {", 7);
 	memset(in + 7, '0', 70);
-	memcpy(in + 77, "5+}\r\nhelloc NOOP\r\n", 18);
-	expect_n(in, 95, NULL, NULL,
-		 "ERR SYNTAX a ok Invalid character in argument\nERR SYNTAX - fatal Literal size out of range\n"
-		 "CLOSED\n");
+	memcpy(in + 77, "5+}\r\nhello\r\nc NOOP\r\n", 20);
+	expect_n(in, 97, NULL, NULL,
+		 "ERR SYNTAX a ok Invalid character in argument\nCMD c NOOP\nEND idle\n");
+	/* found by the fuzzer: a long run of digits without "{" is no literal,
+	 * whether the discarded line arrives in one piece or in many */
+	memcpy(in, "a X \x01 {1+}\r\nZ", 14);
+	memset(in + 14, '8', 70);
+	memcpy(in + 84, "+}\r\nc NOOP\r\n", 12);
+	expect_n(in, 96, NULL, NULL,
+		 "ERR SYNTAX a ok Invalid character in argument\nCMD c NOOP\nEND idle\n");
+	/* a {n+} over UINT32_MAX while discarding: no way to resynchronise */
+	expect("a X \x01 {4294967296+}\r\nc NOOP\r\n",
+	       "ERR SYNTAX a ok Invalid character in argument\nERR SYNTAX - fatal Literal size out of range\n"
+	       "CLOSED\n");
+	expect("a X \x01 {4294967295+}\r\n", "ERR SYNTAX a ok Invalid character in argument\nEND pending\n");
+	/* "{5+}" not at the end of the line, or broken, is no literal */
+	expect("a X \x01 {5+} \r\nc NOOP\r\n",
+	       "ERR SYNTAX a ok Invalid character in argument\nCMD c NOOP\nEND idle\n");
+	expect("a X \x01 {5+\r\nc NOOP\r\n",
+	       "ERR SYNTAX a ok Invalid character in argument\nCMD c NOOP\nEND idle\n");
+	expect("a X \x01 {+}\r\nc NOOP\r\n",
+	       "ERR SYNTAX a ok Invalid character in argument\nCMD c NOOP\nEND idle\n");
+	expect("a X \x01 {{5+}\r\nhello\r\nc NOOP\r\n",
+	       "ERR SYNTAX a ok Invalid character in argument\nCMD c NOOP\nEND idle\n");
 	/* a rejected literal inside an accepted command line, then more errors */
 	struct srv s = { .reject_over = 2 };
 	expect_cfg("a X {3+}\r\nabc\r\nb Y {1+}\r\nz (\r\nc NOOP\r\n", NULL, &s,
