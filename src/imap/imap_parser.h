@@ -23,7 +23,10 @@
  *
  * After DONE, ERROR or LITERAL, feeding again without a reset consumes
  * nothing and returns the same result (LITERAL excepted: feeding after
- * LITERAL means "the continuation was sent" and reads the literal).
+ * LITERAL means "the continuation was sent" and reads the literal). The
+ * bytes consumed with an ERROR include the byte where it was found. The
+ * server should count errors and close after too many (the parser never
+ * does, apart from the fatal cases below).
  *
  * Error recovery, what the next feed after imap_parser_reset() discards:
  *   - an error found on the byte that ended the line (LF): nothing;
@@ -37,7 +40,11 @@
  *     nothing (the client sends no bytes); non-synchronizing: its n bytes,
  *     then the rest of the command as above;
  *   - literal_data() failed, or a NUL in a non-literal8 literal: the rest of
- *     that literal, then the rest of the command as above.
+ *     that literal, then the rest of the command as above (of a STREAM
+ *     literal, the bytes before the error were given to literal_data():
+ *     the server drops what it stored).
+ * A reset while a command is half read (server shutting a command down)
+ * discards the rest of it the same way.
  * A non-synchronizing literal whose size cannot be known (over UINT32_MAX,
  * or unreadable) makes the error fatal: there is no way to resynchronise.
  *
@@ -93,7 +100,8 @@ enum imap_arg_type {
  * str[len] == '\0'; only a literal8 (~{n}, RFC 3516) may contain NUL bytes.
  * An atom holding '[' runs to its matching ']' and may contain spaces,
  * lists and quoted strings there, kept raw (BODY.PEEK[HEADER.FIELDS (A "B")]<0.9>
- * is one ATOM, str exactly as sent). NIL is its own type so a handler that
+ * is one ATOM, str exactly as sent; a literal inside [] is not supported:
+ * its "{" is a plain byte there). NIL is its own type so a handler that
  * wants nstring can tell it from "NIL"; one that wants an astring (a
  * mailbox called NIL) reads str like an atom's. LIST: list/count.
  */
@@ -152,8 +160,9 @@ struct imap_parser_callbacks {
 						  uint64_t size, bool is_sync, bool is_literal8);
 	/* STREAM literals: called with consecutive slices (len > 0) of the
 	 * literal, exactly `size` bytes in all, then the next literal_start()
-	 * or the command's DONE/ERROR follows. Return 0, or -1 to abort the
-	 * command (ERR_CALLBACK; the rest of the literal is discarded). */
+	 * or the command's DONE/ERROR follows (an ERROR may come after only
+	 * part of it). Return 0, or -1 to abort the command (ERR_CALLBACK;
+	 * the rest of the literal is discarded). */
 	int (*literal_data)(void *ctx, const void *data, size_t len);
 	void *ctx;
 };
@@ -185,11 +194,13 @@ const struct imap_parser_literal *imap_parser_literal(const struct imap_parser *
 /* Ends the current command, whatever its state: releases the arena (every
  * pointer returned so far becomes invalid) and, after an ERROR, arms the
  * discarding described above. After LITERAL it means "the literal was
- * refused": nothing is discarded. Keeps at most a small buffer for reuse. */
+ * refused": nothing is discarded (if literal_start() had answered STREAM,
+ * the server drops that stream). After a fatal ERROR the parser stays in
+ * error. Keeps at most a small buffer for reuse. */
 void imap_parser_reset(struct imap_parser *p);
 
-/* True when no byte of a command is pending (a fresh command would start
- * at the next byte, discarding excepted). */
+/* True when no byte of a command is pending and nothing is being
+ * discarded: the next byte starts a new command. */
 bool imap_parser_idle(const struct imap_parser *p);
 
 /*
