@@ -53,6 +53,15 @@ def _answers(port):
         return False
 
 
+def _running(pid):
+    """pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 class Server:
     def __init__(self, proc, ports, logfile):
         self.proc = proc
@@ -60,8 +69,12 @@ class Server:
         self.port = ports.get("imap")
         self.pid = proc.pid
         self._logfile = logfile
+        self._final = None
 
     def log(self):
+        """What the server wrote to stdout/stderr so far (also after stop())."""
+        if self._final is not None:
+            return self._final
         self._logfile.flush()
         with open(self._logfile.name, "rb") as f:
             return f.read().decode("utf-8", "replace")
@@ -69,14 +82,49 @@ class Server:
     def alive(self):
         return self.proc.poll() is None
 
-    def stop(self, timeout=10):
+    def children(self):
+        """PIDs of the master's children (auth process, workers)."""
+        out = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == self.pid:
+                        out.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+        return out
+
+    def stop(self, timeout=3):
+        """SIGTERM the master and wait; if it does not exit in time, SIGKILL
+        it and its children (by PID: a killed master leaves its workers
+        behind otherwise)."""
+        kids = self.children() if self.proc.poll() is None else []
         if self.proc.poll() is None:
             os.kill(self.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                for k in kids:
+                    try:
+                        os.kill(k, signal.SIGKILL)
+                    except OSError:
+                        pass
                 os.kill(self.pid, signal.SIGKILL)
                 self.proc.wait(timeout)
+        deadline = time.monotonic() + timeout
+        for k in kids:  # the children of a master that exited must follow it
+            while time.monotonic() < deadline and _running(k):
+                time.sleep(0.05)
+            if _running(k):
+                try:
+                    os.kill(k, signal.SIGKILL)
+                except OSError:
+                    pass
+        if self._final is not None:
+            return
+        self._final = self.log()
         self._logfile.close()
         try:
             os.unlink(self._logfile.name)
