@@ -975,19 +975,73 @@ static int sink_out(void *ctx, const void *data, size_t len)
 	return 0;
 }
 
-static const char *part_charset(const struct mime_part *p)
+/* The charset parameter of a Content-Type value, into out ("" if none). */
+static void charset_param(const char *v, size_t len, char *out, size_t size)
+{
+	out[0] = '\0';
+	for (size_t i = 0; i + 8 <= len; i++) {
+		if (strncasecmp(v + i, "charset", 7) != 0 || (i > 0 && v[i - 1] != ';' &&
+							       v[i - 1] != ' ' && v[i - 1] != '\t'))
+			continue;
+		size_t k = i + 7;
+		while (k < len && (v[k] == ' ' || v[k] == '\t'))
+			k++;
+		if (k >= len || v[k] != '=')
+			continue;
+		k++;
+		while (k < len && (v[k] == ' ' || v[k] == '\t'))
+			k++;
+		bool q = k < len && v[k] == '"';
+		k += q;
+		size_t o = 0;
+		while (k < len && o + 1 < size && (q ? v[k] != '"' : strchr(" \t;()<>@,:\\\"/[]?=", v[k]) == NULL))
+			out[o++] = v[k++];
+		out[o] = '\0';
+		return;
+	}
+}
+
+struct ct_scan {
+	char charset[48];
+	bool seen;
+};
+
+static void content_type_field(struct msgeval *me, const char *name, size_t nlen,
+			       const char *value, size_t vlen, void *ctx)
+{
+	struct ct_scan *cs = ctx;
+	(void)me;
+	while (nlen > 0 && (name[nlen - 1] == ' ' || name[nlen - 1] == '\t'))
+		nlen--;
+	if (cs->seen || nlen != 12 || strncasecmp(name, "Content-Type", 12) != 0)
+		return;
+	cs->seen = true; /* the first occurrence wins, as in the parser */
+	charset_param(value, vlen, cs->charset, sizeof(cs->charset));
+}
+
+/* The charset to convert a text part from, or NULL for UTF-8/ASCII (and for
+ * non-text parts, searched as bytes). A tree rebuilt from the index cache
+ * has no parameters (mime_tree_serialize keeps none, whatever mime.h says),
+ * so then the part's Content-Type is read from its header. */
+static const char *part_charset(struct msgeval *me, const struct mime_part *p, char *buf,
+				size_t size)
 {
 	if (strcasecmp(p->type, "text") != 0)
 		return NULL;
-	for (unsigned i = 0; i < p->param_count; i++)
-		if (strcasecmp(p->params[i].name, "charset") == 0) {
-			const char *cs = p->params[i].value;
-			if (strcasecmp(cs, "utf-8") == 0 || strcasecmp(cs, "us-ascii") == 0 ||
-			    strcasecmp(cs, "utf8") == 0)
-				return NULL;
-			return cs;
-		}
-	return NULL;
+	const char *cs = NULL;
+	for (unsigned i = 0; i < p->param_count && cs == NULL; i++)
+		if (strcasecmp(p->params[i].name, "charset") == 0)
+			cs = p->params[i].value;
+	if (cs == NULL && p->param_count == 0 && !(p->flags & MIME_PART_DEFAULT_TYPE)) {
+		struct ct_scan ct = { "", false };
+		scan_header(me, p->header_offset, p->header_size, content_type_field, &ct);
+		snprintf(buf, size, "%s", ct.charset);
+		cs = buf;
+	}
+	if (cs == NULL || *cs == '\0' || strcasecmp(cs, "utf-8") == 0 ||
+	    strcasecmp(cs, "us-ascii") == 0 || strcasecmp(cs, "utf8") == 0)
+		return NULL;
+	return cs;
 }
 
 static void body_part(struct textsink *ts, const struct mime_part *p)
@@ -1009,7 +1063,8 @@ static void body_part(struct textsink *ts, const struct mime_part *p)
 	struct mime_decoder *d = mime_decoder_new(cte);
 	if (d == NULL)
 		return;
-	ts->charset = part_charset(p);
+	char csbuf[48];
+	ts->charset = part_charset(me, p, csbuf, sizeof(csbuf));
 	ts->len = 0;
 	buf_truncate(&ts->tail, 0);
 	uint64_t pos = p->body_offset, end = p->body_offset + p->body_size;
