@@ -13,6 +13,8 @@ static const struct {
 	int (*run)(int argc, char **argv);
 	const char *usage;
 } commands[] = {
+	{ "serve", cmd_serve, "serve -d DATA [-o key=value]..." },
+	{ "config", cmd_config, "config -d DATA [-a] [-o key=value]..." },
 	{ "user", cmd_user, "user add|passwd|del|list -d DATA [USER]" },
 	{ "deliver", cmd_deliver, "deliver -d DATA [-m MAILBOX] USER..." },
 	{ "check", cmd_check, "check -d DATA [--repair] [USER...]" },

@@ -33,6 +33,17 @@ static const struct key {
 	{ "lock_timeout", C_UINT, "30", "seconds to wait for a mailbox lock" },
 	{ "message_size_limit", C_SIZE, "64M", "largest message accepted (0: none)" },
 	{ "recipient_delimiter", C_STR, "+", "user+detail separator for LMTP (empty: off)" },
+	{ "run_user", C_STR, "mail", "user the workers run as when started as root" },
+	{ "auth_user", C_STR, "nobody", "user the auth process runs as when started as root" },
+	{ "tls_cert", C_STR, "", "PEM certificate chain (empty: DATA/tls/cert.pem, made if missing)" },
+	{ "tls_key", C_STR, "", "PEM private key (empty: DATA/tls/key.pem, made if missing)" },
+	{ "plaintext_auth", C_BOOL, "no", "allow passwords on unencrypted non-loopback connections" },
+	{ "auth_failure_delay_ms", C_UINT, "2000", "delay before answering a failed login" },
+	{ "auth_max_failures", C_UINT, "10", "failed logins per minute per IP or user before refusing" },
+	{ "auth_allow_plain", C_BOOL, "no", "accept {PLAIN} passwords in DATA/passwd" },
+	{ "imap_autologout", C_UINT, "1800", "seconds of silence before an IMAP session is closed" },
+	{ "imap_idle_timeout", C_UINT, "7200", "seconds an IDLE may last without traffic" },
+	{ "max_connections_per_worker", C_UINT, "20000", "connections one worker accepts" },
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))

@@ -96,7 +96,8 @@ void store_unique_base(struct store *store, char *out, size_t outsize)
 		close(fd);
 	}
 	snprintf(out, outsize, "%lld.M%06ldP%ldQ%luR%02x%02x%02x%02x.%s", (long long)tv.tv_sec,
-		 (long)tv.tv_usec, (long)getpid(), ++store->counter, rnd[0], rnd[1], rnd[2], rnd[3],
+		 (long)tv.tv_usec, (long)getpid(),
+		 __atomic_add_fetch(&store->counter, 1, __ATOMIC_RELAXED), rnd[0], rnd[1], rnd[2], rnd[3],
 		 store->host);
 }
 

@@ -172,6 +172,30 @@ struct store_msg {
 int store_mailbox_messages(struct store_mailbox *mbox, uint32_t lo, uint32_t hi,
 			   int (*cb)(void *ctx, const struct store_msg *msg), void *ctx,
 			   struct store_error *err);
+/* Messages whose modseq is above modseq (new ones and changed flags), in UID
+ * order: what a session that has seen everything up to modseq must learn. */
+int store_mailbox_changed_since(struct store_mailbox *mbox, uint64_t modseq,
+				int (*cb)(void *ctx, const struct store_msg *msg), void *ctx,
+				struct store_error *err);
+/* UIDs expunged with a modseq above modseq, ascending (QRESYNC VANISHED,
+ * and sessions catching up). */
+int store_mailbox_expunged_since(struct store_mailbox *mbox, uint64_t modseq,
+				 int (*cb)(void *ctx, uint32_t uid, uint64_t modseq), void *ctx,
+				 struct store_error *err);
+
+/* Parsed data cached per message (by IMAP FETCH, filled on first use). */
+enum store_cache_field {
+	STORE_CACHE_ENVELOPE,
+	STORE_CACHE_BODY,	   /* BODY (non-extensible BODYSTRUCTURE) */
+	STORE_CACHE_BODYSTRUCTURE,
+	STORE_CACHE_MIMETREE,	   /* mime_tree_serialize() */
+};
+/* *data_r: malloc'ed copy (NUL-terminated), or NULL when not cached yet. */
+int store_message_cache_get(struct store_mailbox *mbox, uint32_t uid, enum store_cache_field f,
+			    char **data_r, size_t *len_r, struct store_error *err);
+int store_message_cache_set(struct store_mailbox *mbox, uint32_t uid, enum store_cache_field f,
+			    const void *data, size_t len, struct store_error *err);
+
 /* Open the message file read-only; the caller closes *fd_r. NOTFOUND if the
  * UID is not (or no longer) in the mailbox. */
 int store_message_open(struct store_mailbox *mbox, uint32_t uid, int *fd_r, uint64_t *size_r,
@@ -217,6 +241,21 @@ int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, si
 /* Remove messages (unlink). Missing UIDs are ignored. */
 int store_mailbox_expunge(struct store_mailbox *mbox, const uint32_t *uids, size_t n,
 			  struct store_error *err);
+
+/* ---- change notification (IDLE), store_notify.c ---------------------------- */
+
+struct store_notify;
+struct store_notify *store_notify_new(void);
+void store_notify_free(struct store_notify **n);
+/* Poll this fd for reading in the event loop. */
+int store_notify_fd(const struct store_notify *n);
+/* Watch mbox for owner; returns an id (0 on failure). The mailbox must stay
+ * open while watched. */
+unsigned store_notify_add(struct store_notify *n, struct store_mailbox *mbox, void *owner);
+void store_notify_remove(struct store_notify *n, unsigned id);
+/* After the fd became readable: cb(owner) for each owner whose mailbox may
+ * have changed (possibly more than once; cb may remove watches). */
+void store_notify_read(struct store_notify *n, void (*cb)(void *owner));
 
 /* ---- delivery (LMTP, `mailroom deliver`) ---------------------------------- */
 

@@ -15,7 +15,8 @@
  *   meta(key, value)              boot_id, quota_bytes, quota_messages
  *   mailbox(id, name, uidvalidity, uidnext, highestmodseq, cur_mtime, rescan)
  *   msg(mailbox, uid, fname, size, flags, keywords, modseq, internaldate,
- *       pending, envelope, bodystructure)
+ *       pending, envelope, body, bodystructure, mimetree)  the last four a
+ *       cache of the parsed message, filled on first FETCH
  *   expunged(mailbox, uid, modseq)  for QRESYNC VANISHED (RFC 7162)
  *
  * mailbox.rescan: 0 in step with the files; 1 rescan cur/ fully on next sync;
@@ -46,7 +47,8 @@ static const char schema[] =
 	" mailbox INTEGER NOT NULL, uid INTEGER NOT NULL, fname TEXT NOT NULL,"
 	" size INTEGER NOT NULL, flags INTEGER NOT NULL, keywords INTEGER NOT NULL,"
 	" modseq INTEGER NOT NULL, internaldate INTEGER NOT NULL,"
-	" pending INTEGER NOT NULL DEFAULT 0, envelope TEXT, bodystructure TEXT,"
+	" pending INTEGER NOT NULL DEFAULT 0, envelope TEXT, body TEXT, bodystructure TEXT,"
+	" mimetree BLOB,"
 	" PRIMARY KEY(mailbox, uid)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS msg_modseq ON msg(mailbox, modseq);"
 	"CREATE TABLE IF NOT EXISTS expunged("

@@ -667,3 +667,133 @@ out:
 	store_mailbox_unlock(mbox);
 	return ret;
 }
+
+int store_mailbox_changed_since(struct store_mailbox *mbox, uint64_t modseq,
+				int (*cb)(void *ctx, const struct store_msg *msg), void *ctx,
+				struct store_error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(
+		mbox->user,
+		"SELECT uid, flags, keywords, modseq, size, internaldate, fname FROM msg"
+		" WHERE mailbox=? AND pending=0 AND modseq>? ORDER BY uid",
+		err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mbox->id);
+	sqlite3_bind_int64(st, 2, (int64_t)modseq);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_msg m;
+		m.uid = (uint32_t)sqlite3_column_int64(st, 0);
+		m.flags = (uint32_t)sqlite3_column_int64(st, 1);
+		m.keywords = (uint32_t)sqlite3_column_int64(st, 2);
+		m.modseq = (uint64_t)sqlite3_column_int64(st, 3);
+		m.size = (uint64_t)sqlite3_column_int64(st, 4);
+		m.internaldate = sqlite3_column_int64(st, 5);
+		m.fname = (const char *)sqlite3_column_text(st, 6);
+		if (cb(ctx, &m) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_index_sqlerr(mbox->user, err, "changes");
+		return -1;
+	}
+	return 0;
+}
+
+int store_mailbox_expunged_since(struct store_mailbox *mbox, uint64_t modseq,
+				 int (*cb)(void *ctx, uint32_t uid, uint64_t modseq), void *ctx,
+				 struct store_error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(
+		mbox->user, "SELECT uid, modseq FROM expunged WHERE mailbox=? AND modseq>? ORDER BY uid",
+		err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mbox->id);
+	sqlite3_bind_int64(st, 2, (int64_t)modseq);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (cb(ctx, (uint32_t)sqlite3_column_int64(st, 0),
+		       (uint64_t)sqlite3_column_int64(st, 1)) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_index_sqlerr(mbox->user, err, "expunged");
+		return -1;
+	}
+	return 0;
+}
+
+static const char *const cache_get_sql[] = {
+	"SELECT envelope FROM msg WHERE mailbox=? AND uid=?",
+	"SELECT body FROM msg WHERE mailbox=? AND uid=?",
+	"SELECT bodystructure FROM msg WHERE mailbox=? AND uid=?",
+	"SELECT mimetree FROM msg WHERE mailbox=? AND uid=?",
+};
+static const char *const cache_set_sql[] = {
+	"UPDATE msg SET envelope=? WHERE mailbox=? AND uid=?",
+	"UPDATE msg SET body=? WHERE mailbox=? AND uid=?",
+	"UPDATE msg SET bodystructure=? WHERE mailbox=? AND uid=?",
+	"UPDATE msg SET mimetree=? WHERE mailbox=? AND uid=?",
+};
+
+int store_message_cache_get(struct store_mailbox *mbox, uint32_t uid, enum store_cache_field f,
+			    char **data_r, size_t *len_r, struct store_error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(mbox->user, cache_get_sql[f], err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mbox->id);
+	sqlite3_bind_int64(st, 2, uid);
+	*data_r = NULL;
+	*len_r = 0;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+		const void *p = sqlite3_column_blob(st, 0);
+		size_t n = (size_t)sqlite3_column_bytes(st, 0);
+		char *copy = malloc(n + 1);
+		if (copy == NULL) {
+			sqlite3_reset(st);
+			store_err(err, STORE_ERR_TEMP, "out of memory");
+			return -1;
+		}
+		if (n > 0)
+			memcpy(copy, p, n);
+		copy[n] = '\0';
+		*data_r = copy;
+		*len_r = n;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_index_sqlerr(mbox->user, err, "cache");
+		return -1;
+	}
+	return 0;
+}
+
+int store_message_cache_set(struct store_mailbox *mbox, uint32_t uid, enum store_cache_field f,
+			    const void *data, size_t len, struct store_error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(mbox->user, cache_set_sql[f], err);
+	if (st == NULL)
+		return -1;
+	if (f == STORE_CACHE_MIMETREE)
+		sqlite3_bind_blob(st, 1, data, (int)len, SQLITE_STATIC);
+	else
+		sqlite3_bind_text(st, 1, data, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, mbox->id);
+	sqlite3_bind_int64(st, 3, uid);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_index_sqlerr(mbox->user, err, "cache");
+		return -1;
+	}
+	return 0;
+}

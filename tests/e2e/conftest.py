@@ -44,6 +44,20 @@ EX_OK, EX_DATAERR, EX_NOUSER, EX_TEMPFAIL, EX_NOPERM = 0, 65, 67, 75, 77
 _FNAME = re.compile(r"^(?P<base>.+?),S=(?P<size>\d+),U=(?P<uid>\d+):2,(?P<flags>[A-Za-z]*)$")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _searchable_tmp(tmp_path_factory):
+    """`mailroom serve` started as root runs its workers as run_user (mail),
+    which must be able to reach DATA by its path, as in production. pytest
+    makes its temp folders 0700; open the two levels above the tests' DATA
+    folders for searching (x only: nothing becomes listable or readable)."""
+    base = tmp_path_factory.getbasetemp()
+    for d in (base.parent, base):
+        try:
+            os.chmod(d, os.stat(d).st_mode | 0o111)
+        except OSError:
+            pass
+
+
 @pytest.fixture(scope="session")
 def mailroom_bin():
     if not os.access(MAILROOM, os.X_OK):
@@ -53,6 +67,7 @@ def mailroom_bin():
 
 @pytest.fixture
 def data(tmp_path, mailroom_bin):
+    os.chmod(tmp_path, 0o755)  # see _searchable_tmp
     d = tmp_path / "data"
     d.mkdir()
     return d

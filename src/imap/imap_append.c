@@ -1,0 +1,326 @@
+/*
+ * imap_append.c: APPEND (RFC 9051 6.3.12) with MULTIAPPEND (RFC 3502),
+ * UIDPLUS APPENDUID (RFC 4315) and literal8 (RFC 3516).
+ *
+ * Design note. A message literal never sits in memory: when the parser
+ * meets a literal in an APPEND after the mailbox name, it asks us
+ * (imap_append_literal_start) and we open a staging file in the store and
+ * take the bytes as they arrive (imap_append_literal_data), CRLF-normalised
+ * by the store. A literal above message_size_limit is refused before any of
+ * it is read ([TOOBIG]). When the whole command has arrived, the work that
+ * can block (fsync, linking into the mailbox) runs off the event loop. A
+ * MULTIAPPEND is all or nothing: if one message fails, the ones already
+ * added are expunged again. A client that disconnects mid-literal leaves
+ * only a staging file, which is removed at once.
+ */
+#include "imap/imap_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "imap/imap_seqset.h"
+#include "lib/buf.h"
+#include "lib/config.h"
+
+#define MAX_APPEND_MESSAGES 1000
+
+struct imap_append {
+	struct store_stage *stages[MAX_APPEND_MESSAGES];
+	size_t n;
+	bool failed;
+	struct store_error err;
+};
+
+enum imap_literal_action imap_append_literal_start(struct imap_session *s, const char *name,
+						   size_t argc, uint64_t size, bool is_sync,
+						   bool is_literal8)
+{
+	(void)name;
+	(void)is_sync;
+	(void)is_literal8;
+	if (argc == 0)
+		return size <= 1024 ? IMAP_LITERAL_BUFFER : IMAP_LITERAL_REJECT; /* the mailbox name */
+	uint64_t limit = config_uint(s->env->config, "message_size_limit");
+	if (limit != 0 && size > limit)
+		return IMAP_LITERAL_REJECT;
+	if (s->append == NULL) {
+		s->append = calloc(1, sizeof(*s->append));
+		if (s->append == NULL)
+			return IMAP_LITERAL_REJECT;
+	}
+	struct imap_append *a = s->append;
+	if (a->n == MAX_APPEND_MESSAGES)
+		return IMAP_LITERAL_REJECT;
+	if (store_stage_new(s->env->store, &a->stages[a->n], &a->err) < 0) {
+		a->failed = true;
+		return IMAP_LITERAL_REJECT;
+	}
+	a->n++;
+	return IMAP_LITERAL_STREAM;
+}
+
+int imap_append_literal_data(struct imap_session *s, const void *data, size_t len)
+{
+	struct imap_append *a = s->append;
+	if (a == NULL || a->n == 0 || a->failed)
+		return -1;
+	if (store_stage_write(a->stages[a->n - 1], data, len, &a->err) < 0) {
+		a->failed = true;
+		return -1;
+	}
+	return 0;
+}
+
+void imap_append_abort(struct imap_session *s)
+{
+	struct imap_append *a = s->append;
+	if (a == NULL)
+		return;
+	for (size_t i = 0; i < a->n; i++)
+		store_stage_free(&a->stages[i]);
+	free(a);
+	s->append = NULL;
+}
+
+/* RFC 9051 9: date-time = DQUOTE date-day-fixed "-" date-month "-"
+ * date-year SP time SP zone DQUOTE, e.g. " 7-Feb-1994 21:52:25 -0800". */
+static int parse_date_time(const char *s, size_t len, time_t *t_r)
+{
+	static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	char mon[4];
+	int day, year, hh, mm, ss, zone, n = 0;
+	char sign;
+	if (len != 26 || s[2] != '-' || s[6] != '-')
+		return -1;
+	if (sscanf(s, "%2d-%3c-%4d %2d:%2d:%2d %c%4d%n", &day, mon, &year, &hh, &mm, &ss, &sign,
+		   &zone, &n) != 8 || (size_t)n != len)
+		return -1;
+	mon[3] = '\0';
+	const char *m = strstr(months, mon);
+	if (m == NULL || (m - months) % 3 != 0 || day < 1 || day > 31 || year < 1900 ||
+	    hh > 23 || mm > 59 || ss > 60 || (sign != '+' && sign != '-') || zone % 100 > 59 ||
+	    !(s[12] >= '0' && s[12] <= '9') || s[20] != ' ')
+		return -1;
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_mday = day;
+	tm.tm_mon = (int)((m - months) / 3);
+	tm.tm_year = year - 1900;
+	tm.tm_hour = hh;
+	tm.tm_min = mm;
+	tm.tm_sec = ss;
+	time_t t = timegm(&tm);
+	int offset = (zone / 100) * 3600 + (zone % 100) * 60;
+	*t_r = sign == '+' ? t - offset : t + offset;
+	return 0;
+}
+
+struct append_msg {
+	uint32_t flags;
+	char *keywords[STORE_MAX_KEYWORDS + 1];
+	size_t nkw;
+	time_t date;
+};
+
+struct append_job {
+	struct imap_session *s;
+	char *mailbox;
+	struct imap_append *a;
+	struct append_msg *msgs;
+	size_t n;
+	uint32_t uidvalidity;
+	uint32_t *uids;
+	struct store_error err;
+	int rc;
+};
+
+static void append_work(void *arg)
+{
+	struct append_job *j = arg;
+	struct store_mailbox *m = NULL;
+	struct store_status st;
+	size_t added = 0;
+	j->rc = -1;
+	if (store_mailbox_open(j->s->suser, j->mailbox, &m, &j->err) < 0)
+		return;
+	if (store_mailbox_status(m, &st, &j->err) < 0)
+		goto out;
+	j->uidvalidity = st.uidvalidity;
+	for (size_t i = 0; i < j->n; i++) {
+		uint32_t kw = 0;
+		for (size_t k = 0; k < j->msgs[i].nkw; k++) {
+			unsigned idx;
+			if (store_mailbox_keyword_index(m, j->msgs[i].keywords[k], 1, &idx, &j->err) < 0)
+				goto undo;
+			kw |= 1u << idx;
+		}
+		if (j->msgs[i].date != 0)
+			store_stage_set_internaldate(j->a->stages[i], j->msgs[i].date);
+		if (store_stage_finish(j->a->stages[i], &j->err) < 0 ||
+		    store_mailbox_add(m, j->a->stages[i], j->msgs[i].flags, kw, &j->uids[i], &j->err) < 0)
+			goto undo;
+		added++;
+	}
+	j->rc = 0;
+	goto out;
+undo:
+	/* RFC 3502 6: all or nothing. */
+	if (added > 0) {
+		struct store_error ignore;
+		store_mailbox_expunge(m, j->uids, added, &ignore);
+	}
+out:
+	store_mailbox_close(&m);
+}
+
+static void append_job_free(struct append_job *j)
+{
+	for (size_t i = 0; i < j->n; i++)
+		for (size_t k = 0; k < j->msgs[i].nkw; k++)
+			free(j->msgs[i].keywords[k]);
+	if (j->a != NULL) {
+		for (size_t i = 0; i < j->a->n; i++)
+			store_stage_free(&j->a->stages[i]);
+		free(j->a);
+	}
+	free(j->msgs);
+	free(j->uids);
+	free(j->mailbox);
+	free(j);
+}
+
+static void append_done(struct imap_session *s, void *arg)
+{
+	struct append_job *j = arg;
+	if (j->rc < 0) {
+		if (j->err.code == STORE_ERR_NOTFOUND)
+			imap_tagged(s, NULL, "NO", "[TRYCREATE] No such mailbox");
+		else
+			imap_tagged_store_error(s, NULL, &j->err);
+	} else {
+		struct buf b = BUF_INIT;
+		imap_seqset_format_uids(j->uids, j->n, &b);
+		imap_view_sync(s, true);
+		imap_tagged(s, NULL, "OK", "[APPENDUID %u %s] Append completed", j->uidvalidity,
+			    buf_cstr(&b));
+		buf_free(&b);
+	}
+	append_job_free(j);
+}
+
+static int parse_flags(const struct imap_arg *a, struct append_msg *m)
+{
+	static const struct {
+		const char *name;
+		uint32_t bit;
+	} sys[] = {
+		{ "\\Answered", STORE_F_ANSWERED }, { "\\Flagged", STORE_F_FLAGGED },
+		{ "\\Deleted", STORE_F_DELETED },   { "\\Seen", STORE_F_SEEN },
+		{ "\\Draft", STORE_F_DRAFT },	    { "$Forwarded", STORE_F_PASSED },
+	};
+	for (size_t i = 0; i < a->count; i++) {
+		const struct imap_arg *f = &a->list[i];
+		bool found = false;
+		if (f->type != IMAP_ARG_ATOM)
+			return -1;
+		for (size_t k = 0; k < sizeof(sys) / sizeof(sys[0]); k++)
+			if (strcasecmp(f->str, sys[k].name) == 0) {
+				m->flags |= sys[k].bit;
+				found = true;
+			}
+		if (found)
+			continue;
+		if (f->str[0] == '\\' || m->nkw == STORE_MAX_KEYWORDS)
+			return -1;
+		m->keywords[m->nkw] = strdup(f->str);
+		if (m->keywords[m->nkw] == NULL)
+			return -1;
+		m->nkw++;
+	}
+	return 0;
+}
+
+int imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
+{
+	struct imap_append *a = s->append;
+	s->append = NULL; /* the job owns the staged messages from here */
+	struct append_job *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		if (a != NULL) {
+			s->append = a;
+			imap_append_abort(s);
+		}
+		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		return 0;
+	}
+	j->s = s;
+	j->a = a;
+	size_t nlit = a ? a->n : 0;
+	j->msgs = calloc(nlit ? nlit : 1, sizeof(*j->msgs));
+	j->uids = calloc(nlit ? nlit : 1, sizeof(*j->uids));
+	if (j->msgs == NULL || j->uids == NULL) {
+		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		goto fail;
+	}
+	if (a != NULL && a->failed) {
+		imap_tagged_store_error(s, cmd, &a->err);
+		goto fail;
+	}
+	if (cmd->argc < 2) {
+		imap_tagged(s, cmd, "BAD", "Usage: APPEND mailbox [(flags)] [date-time] message");
+		goto fail;
+	}
+	/* mailbox, then per message: [flags] [date-time] literal */
+	size_t i = 1;
+	while (i < cmd->argc) {
+		struct append_msg *m = &j->msgs[j->n];
+		if (j->n >= nlit) {
+			imap_tagged(s, cmd, "BAD", "Expected a message literal");
+			goto fail;
+		}
+		if (cmd->args[i].type == IMAP_ARG_LIST) {
+			if (parse_flags(&cmd->args[i], m) < 0) {
+				j->n++; /* so that its keywords are freed */
+				imap_tagged(s, cmd, "BAD", "Invalid flags");
+				goto fail;
+			}
+			i++;
+		}
+		if (i < cmd->argc && cmd->args[i].type == IMAP_ARG_STRING) {
+			if (parse_date_time(cmd->args[i].str, cmd->args[i].len, &m->date) < 0) {
+				j->n++;
+				imap_tagged(s, cmd, "BAD", "Invalid date-time");
+				goto fail;
+			}
+			i++;
+		}
+		j->n++;
+		if (i >= cmd->argc || cmd->args[i].type != IMAP_ARG_STREAMED) {
+			imap_tagged(s, cmd, "BAD", "Expected a message literal");
+			goto fail;
+		}
+		if (cmd->args[i].len == 0) {
+			imap_tagged(s, cmd, "NO", "[CANNOT] Empty message");
+			goto fail;
+		}
+		i++;
+	}
+	if (j->n != nlit) {
+		imap_tagged(s, cmd, "BAD", "Invalid APPEND arguments");
+		goto fail;
+	}
+	j->mailbox = imap_arg_mailbox(s, cmd, &cmd->args[0]);
+	if (j->mailbox == NULL)
+		goto fail;
+	if (imap_session_async(s, append_work, append_done, j) < 0) {
+		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		goto fail;
+	}
+	return 0;
+fail:
+	append_job_free(j);
+	return 0;
+}

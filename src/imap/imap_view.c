@@ -1,0 +1,344 @@
+/*
+ * imap_view.c: the selected mailbox as this session's client knows it.
+ *
+ * Design note. The view is an array of UIDs (sequence number = index + 1)
+ * with each message's flags, keywords and modseq as last reported, and two
+ * modseq watermarks: every flag change and new message up to seen_modseq,
+ * and every expunge up to expunge_modseq, has been told to the client.
+ * imap_view_sync() asks the store only for what changed above them
+ * (store_mailbox_changed_since / _expunged_since), so a NOOP on a 20,000
+ * message mailbox costs two indexed queries, not a rescan. While expunges
+ * may not be reported (during FETCH, STORE, SEARCH: RFC 9051 7.5.1), the
+ * expunge watermark simply stays behind and the messages keep their
+ * sequence numbers; EXISTS always counts them.
+ *
+ * Order of untagged responses in one sync: EXPUNGE (descending sequence
+ * numbers, so each is valid when sent) or VANISHED under QRESYNC, then FLAGS
+ * if new keywords appeared, then FETCH for changed flags, then EXISTS.
+ */
+#include "imap/imap_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "imap/imap_seqset.h"
+#include "lib/buf.h"
+#include "lib/conn.h"
+
+static struct store_notify *notify;
+static struct event *notify_ev;
+
+static int grow(struct imap_view *v, size_t need)
+{
+	if (need <= v->cap)
+		return 0;
+	size_t cap = v->cap ? v->cap : 64;
+	while (cap < need)
+		cap *= 2;
+	uint32_t *u = realloc(v->uids, cap * sizeof(*u));
+	if (u != NULL)
+		v->uids = u;
+	uint32_t *f = realloc(v->flags, cap * sizeof(*f));
+	if (f != NULL)
+		v->flags = f;
+	uint32_t *k = realloc(v->keywords, cap * sizeof(*k));
+	if (k != NULL)
+		v->keywords = k;
+	uint64_t *m = realloc(v->modseqs, cap * sizeof(*m));
+	if (m != NULL)
+		v->modseqs = m;
+	if (u == NULL || f == NULL || k == NULL || m == NULL)
+		return -1;
+	v->cap = cap;
+	return 0;
+}
+
+static int append_msg(void *ctx, const struct store_msg *m)
+{
+	struct imap_view *v = ctx;
+	if (v->n > 0 && m->uid <= v->uids[v->n - 1])
+		return 0; /* already known, or adopted below the top: see note */
+	if (grow(v, v->n + 1) < 0)
+		return -1;
+	v->uids[v->n] = m->uid;
+	v->flags[v->n] = m->flags;
+	v->keywords[v->n] = m->keywords;
+	v->modseqs[v->n] = m->modseq;
+	v->n++;
+	return 0;
+}
+
+int imap_view_open(struct imap_session *s, const char *name, bool readonly,
+		   struct store_error *err)
+{
+	struct imap_view *v = calloc(1, sizeof(*v));
+	struct store_status st;
+	if (v == NULL) {
+		err->code = STORE_ERR_TEMP;
+		strcpy(err->text, "out of memory");
+		return -1;
+	}
+	v->readonly = readonly;
+	if (store_mailbox_open(s->suser, name, &v->mbox, err) < 0) {
+		free(v);
+		return -1;
+	}
+	/* Status first, then the messages: a change in between is reported
+	 * again by the next sync, never lost. */
+	err->code = STORE_OK;
+	if (store_mailbox_status(v->mbox, &st, err) < 0 ||
+	    store_mailbox_messages(v->mbox, 1, UINT32_MAX, append_msg, v, err) < 0) {
+		store_mailbox_close(&v->mbox);
+		free(v->uids);
+		free(v->flags);
+		free(v->keywords);
+		free(v->modseqs);
+		free(v);
+		if (err->code == STORE_OK) { /* append_msg ran out of memory */
+			err->code = STORE_ERR_TEMP;
+			strcpy(err->text, "out of memory");
+		}
+		return -1;
+	}
+	v->uidvalidity = st.uidvalidity;
+	v->seen_modseq = v->expunge_modseq = st.highestmodseq;
+	s->view = v;
+	return 0;
+}
+
+void imap_view_close(struct imap_session *s)
+{
+	struct imap_view *v = s->view;
+	if (v == NULL)
+		return;
+	imap_view_unwatch(s);
+	store_mailbox_close(&v->mbox);
+	free(v->uids);
+	free(v->flags);
+	free(v->keywords);
+	free(v->modseqs);
+	free(v);
+	s->view = NULL;
+	s->saved_valid = false;
+}
+
+uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid)
+{
+	size_t lo = 0, hi = v->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (v->uids[mid] == uid)
+			return (uint32_t)mid + 1;
+		if (v->uids[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+void imap_view_update(struct imap_view *v, uint32_t uid, uint32_t flags, uint32_t keywords,
+		      uint64_t modseq)
+{
+	uint32_t seq = imap_view_seq(v, uid);
+	if (seq == 0)
+		return;
+	v->flags[seq - 1] = flags;
+	v->keywords[seq - 1] = keywords;
+	v->modseqs[seq - 1] = modseq;
+}
+
+struct expunge_ctx {
+	struct imap_view *v;
+	char *gone; /* per view index */
+	size_t count;
+};
+
+static int mark_expunged(void *ctx, uint32_t uid, uint64_t modseq)
+{
+	struct expunge_ctx *e = ctx;
+	(void)modseq;
+	uint32_t seq = imap_view_seq(e->v, uid);
+	if (seq != 0 && !e->gone[seq - 1]) {
+		e->gone[seq - 1] = 1;
+		e->count++;
+	}
+	return 0;
+}
+
+struct change_ctx {
+	struct imap_session *s;
+	size_t added;
+	int failed;
+};
+
+static int apply_change(void *ctx, const struct store_msg *m)
+{
+	struct change_ctx *c = ctx;
+	struct imap_session *s = c->s;
+	struct imap_view *v = s->view;
+	uint32_t seq = imap_view_seq(v, m->uid);
+	if (seq == 0) {
+		size_t before = v->n;
+		if (append_msg(v, m) < 0) {
+			c->failed = 1;
+			return 1;
+		}
+		c->added += v->n - before;
+		return 0;
+	}
+	size_t i = seq - 1;
+	bool flags_changed = v->flags[i] != m->flags || v->keywords[i] != m->keywords;
+	bool modseq_changed = v->modseqs[i] != m->modseq;
+	v->flags[i] = m->flags;
+	v->keywords[i] = m->keywords;
+	v->modseqs[i] = m->modseq;
+	if (!flags_changed && !(s->condstore && modseq_changed))
+		return 0;
+	imap_send(s, "* %u FETCH (", seq);
+	if (s->qresync)
+		imap_send(s, "UID %u ", m->uid);
+	imap_send(s, "FLAGS ");
+	imap_send_flags(s, m->flags, m->keywords);
+	if (s->condstore)
+		imap_send(s, " MODSEQ (%llu)", (unsigned long long)m->modseq);
+	imap_send(s, ")\r\n");
+	return 0;
+}
+
+static unsigned keyword_count(const struct imap_view *v)
+{
+	unsigned n = 0;
+	for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++)
+		if (store_mailbox_keyword(v->mbox, k) != NULL)
+			n = k + 1;
+	return n;
+}
+
+void imap_view_send_flags(struct imap_session *s)
+{
+	struct imap_view *v = s->view;
+	char kws[STORE_MAX_KEYWORDS * 104];
+	size_t o = 0;
+	kws[0] = '\0';
+	for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++) {
+		const char *kw = store_mailbox_keyword(v->mbox, k);
+		if (kw != NULL)
+			o += (size_t)snprintf(kws + o, sizeof(kws) - o, " %s", kw);
+	}
+	v->nkeywords_announced = keyword_count(v);
+	imap_send(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded%s)\r\n", kws);
+	if (v->readonly)
+		imap_send(s, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+	else
+		imap_send(s, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft "
+			     "$Forwarded%s%s)] Flags permitted\r\n",
+			  kws, v->nkeywords_announced < STORE_MAX_KEYWORDS ? " \\*" : "");
+}
+
+int imap_view_sync(struct imap_session *s, bool allow_expunge)
+{
+	struct imap_view *v = s->view;
+	struct store_error err;
+	struct store_status st;
+	if (v == NULL)
+		return 0;
+	if (store_mailbox_sync(v->mbox, 0, &err) < 0 || store_mailbox_status(v->mbox, &st, &err) < 0)
+		return -1;
+	if (st.uidvalidity != v->uidvalidity) {
+		/* Deleted and re-created under us: nothing the client knows holds. */
+		imap_send(s, "* BYE [UIDVALIDITY] The selected mailbox was replaced\r\n");
+		s->closing = true;
+		return -1;
+	}
+	if (allow_expunge && st.highestmodseq > v->expunge_modseq && v->n > 0) {
+		struct expunge_ctx e = { v, calloc(v->n, 1), 0 };
+		if (e.gone == NULL)
+			return -1;
+		if (store_mailbox_expunged_since(v->mbox, v->expunge_modseq, mark_expunged, &e, &err) < 0) {
+			free(e.gone);
+			return -1;
+		}
+		if (e.count > 0) {
+			if (s->qresync) {
+				struct buf b = BUF_INIT;
+				uint32_t *gone_uids = malloc(e.count * sizeof(*gone_uids));
+				size_t k = 0;
+				for (size_t i = 0; i < v->n && gone_uids; i++)
+					if (e.gone[i])
+						gone_uids[k++] = v->uids[i];
+				if (gone_uids != NULL) {
+					imap_seqset_format_uids(gone_uids, k, &b);
+					imap_send(s, "* VANISHED %s\r\n", buf_cstr(&b));
+				}
+				free(gone_uids);
+				buf_free(&b);
+			} else {
+				for (size_t i = v->n; i-- > 0;)
+					if (e.gone[i])
+						imap_send(s, "* %zu EXPUNGE\r\n", i + 1);
+			}
+			size_t o = 0;
+			for (size_t i = 0; i < v->n; i++) {
+				if (e.gone[i])
+					continue;
+				v->uids[o] = v->uids[i];
+				v->flags[o] = v->flags[i];
+				v->keywords[o] = v->keywords[i];
+				v->modseqs[o] = v->modseqs[i];
+				o++;
+			}
+			v->n = o; /* "$" (SEARCHRES) is filtered against the view on use */
+		}
+		free(e.gone);
+	}
+	if (allow_expunge)
+		v->expunge_modseq = st.highestmodseq;
+	if (st.highestmodseq > v->seen_modseq) {
+		if (keyword_count(v) > v->nkeywords_announced)
+			imap_view_send_flags(s);
+		struct change_ctx c = { s, 0, 0 };
+		if (store_mailbox_changed_since(v->mbox, v->seen_modseq, apply_change, &c, &err) < 0 ||
+		    c.failed)
+			return -1;
+		if (c.added > 0)
+			imap_send(s, "* %zu EXISTS\r\n", v->n);
+		v->seen_modseq = st.highestmodseq;
+	}
+	return 0;
+}
+
+/* ---- IDLE push ----------------------------------------------------------- */
+
+static void notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	store_notify_read(notify, imap_idle_wakeup);
+}
+
+int imap_view_watch(struct imap_session *s)
+{
+	if (notify == NULL) {
+		notify = store_notify_new();
+		if (notify == NULL)
+			return -1;
+		notify_ev = event_new(s->env->base, store_notify_fd(notify), EV_READ | EV_PERSIST,
+				      notify_cb, NULL);
+		if (notify_ev == NULL || event_add(notify_ev, NULL) < 0)
+			return -1;
+	}
+	if (s->watch_id == 0)
+		s->watch_id = store_notify_add(notify, s->view->mbox, s);
+	return s->watch_id != 0 ? 0 : -1;
+}
+
+void imap_view_unwatch(struct imap_session *s)
+{
+	if (s->watch_id != 0 && notify != NULL)
+		store_notify_remove(notify, s->watch_id);
+	s->watch_id = 0;
+}

@@ -1,0 +1,163 @@
+/*
+ * worker.c: one worker process: a libevent loop that accepts on the shared
+ * listening sockets and runs the protocol sessions.
+ *
+ * SIGTERM: stop accepting, tell every session to finish (BYE) and exit when
+ * they are gone (or after 10 seconds). SIGUSR1 (the master replacing workers
+ * after SIGHUP): stop accepting, let the sessions run to their natural end,
+ * then exit; no connection is dropped.
+ */
+#include "server/server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "auth/auth_client.h"
+#include "imap/imap.h"
+#include "lib/config.h"
+#include "lib/conn.h"
+#include "lib/jobs.h"
+#include "lib/log.h"
+#include "store/store.h"
+
+struct worker {
+	struct event_base *base;
+	const struct worker_args *args;
+	struct imap_env imap;
+	struct evconnlistener **lst;
+	size_t nlst;
+	int stopping; /* 1 draining, 2 shutting down */
+	time_t stop_started;
+	struct event *tick;
+};
+
+struct accept_ctx {
+	struct worker *w;
+	const struct listener *l;
+};
+
+static void accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sockaddr *sa,
+		      int salen, void *arg)
+{
+	struct accept_ctx *ac = arg;
+	struct worker *w = ac->w;
+	(void)el;
+	if (w->imap.sessions >= config_uint(w->args->config, "max_connections_per_worker")) {
+		close(fd);
+		return;
+	}
+	int implicit = ac->l->proto == PROTO_IMAPS || ac->l->proto == PROTO_POP3S;
+	struct conn *c = conn_new(w->base, fd, implicit ? w->args->tls : NULL, sa, (socklen_t)salen);
+	if (c == NULL)
+		return;
+	switch (ac->l->proto) {
+	case PROTO_IMAP:
+	case PROTO_IMAPS:
+		imap_session_start(&w->imap, c);
+		break;
+	default:
+		conn_close(c); /* not offered (the master does not bind these) */
+		break;
+	}
+}
+
+static void stop_accepting(struct worker *w)
+{
+	for (size_t i = 0; i < w->nlst; i++)
+		if (w->lst[i] != NULL) {
+			evconnlistener_free(w->lst[i]);
+			w->lst[i] = NULL;
+		}
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	(void)fd;
+	(void)what;
+	if (w->stopping == 0)
+		return;
+	if (w->imap.sessions == 0 || (w->stopping == 2 && time(NULL) - w->stop_started > 10))
+		event_base_loopexit(w->base, NULL);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker *w = arg;
+	(void)what;
+	stop_accepting(w);
+	if (sig == SIGTERM && w->stopping != 2) {
+		w->stopping = 2;
+		w->stop_started = time(NULL);
+		imap_shutdown_all(&w->imap);
+	} else if (sig == SIGUSR1 && w->stopping == 0) {
+		w->stopping = 1;
+	}
+	tick_cb(-1, 0, w);
+}
+
+int worker_run(const struct worker_args *args)
+{
+	struct worker w;
+	struct store_error serr;
+	struct accept_ctx *acs = NULL;
+	int rc = 1;
+
+	memset(&w, 0, sizeof(w));
+	w.args = args;
+	signal(SIGPIPE, SIG_IGN);
+	w.base = event_base_new();
+	if (w.base == NULL)
+		return 1;
+	w.imap.base = w.base;
+	w.imap.config = args->config;
+	w.imap.tls = args->tls;
+	if (store_open(args->data_dir, args->config, &w.imap.store, &serr) < 0) {
+		log_error("worker: %s", serr.text);
+		goto out;
+	}
+	w.imap.auth = auth_client_new(w.base, args->auth_fd);
+	w.imap.jobs = jobs_new(w.base, 2);
+	if (w.imap.auth == NULL || w.imap.jobs == NULL)
+		goto out;
+	acs = calloc(args->listeners->n, sizeof(*acs));
+	w.lst = calloc(args->listeners->n, sizeof(*w.lst));
+	if (acs == NULL || w.lst == NULL)
+		goto out;
+	for (size_t i = 0; i < args->listeners->n; i++) {
+		const struct listener *l = &args->listeners->v[i];
+		acs[i].w = &w;
+		acs[i].l = l;
+		w.lst[i] = evconnlistener_new(w.base, accept_cb, &acs[i], LEV_OPT_REUSEABLE, -1, l->fd);
+		if (w.lst[i] == NULL)
+			goto out;
+		w.nlst++;
+	}
+	struct event *sterm = evsignal_new(w.base, SIGTERM, signal_cb, &w);
+	struct event *susr1 = evsignal_new(w.base, SIGUSR1, signal_cb, &w);
+	struct timeval second = { 1, 0 };
+	w.tick = event_new(w.base, -1, EV_PERSIST, tick_cb, &w);
+	event_add(sterm, NULL);
+	event_add(susr1, NULL);
+	event_add(w.tick, &second);
+	event_base_dispatch(w.base);
+	event_free(sterm);
+	event_free(susr1);
+	event_free(w.tick);
+	rc = 0;
+out:
+	stop_accepting(&w);
+	free(w.lst);
+	free(acs);
+	jobs_free(&w.imap.jobs);
+	auth_client_free(&w.imap.auth);
+	store_close(&w.imap.store);
+	event_base_free(w.base);
+	return rc;
+}
