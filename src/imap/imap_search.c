@@ -892,6 +892,7 @@ struct textsink {
 	size_t len;
 	const char *charset; /* NULL: take the bytes as UTF-8 */
 	struct buf tail;     /* folded, at most maxneedle-1 bytes */
+	struct buf hay;	     /* tail + folded slice (reused) */
 	int left;	     /* body nodes still unmatched */
 };
 
@@ -904,14 +905,16 @@ static void sink_search(struct textsink *ts, const char *data, size_t len)
 		conv = mime_charset_utf8_sanitize(data, len, &clen);
 	if (conv == NULL)
 		return;
-	struct buf hay = BUF_INIT;
-	buf_append(&hay, ts->tail.len ? ts->tail.data : "", ts->tail.len);
-	fold_utf8(conv, clen, &hay);
+	struct buf *hp = &ts->hay;
+	buf_truncate(hp, 0);
+	buf_append(hp, ts->tail.len ? ts->tail.data : "", ts->tail.len);
+	fold_utf8(conv, clen, hp);
 	free(conv);
-	if (hay.failed) {
-		buf_free(&hay);
+	if (hp->failed) {
+		buf_free(hp);
 		return;
 	}
+	const struct buf hay = *hp;
 	for (int id = 0; id < se->nnodes; id++) {
 		const struct node *n = &se->nodes[id];
 		if ((n->type != N_BODY && n->type != N_TEXT) || ts->me->match[n->textidx])
@@ -926,7 +929,6 @@ static void sink_search(struct textsink *ts, const char *data, size_t len)
 		keep = hay.len;
 	buf_truncate(&ts->tail, 0);
 	buf_append(&ts->tail, hay.data + hay.len - keep, keep);
-	buf_free(&hay);
 }
 
 static void sink_flush(struct textsink *ts, bool all)
@@ -1100,7 +1102,7 @@ static void ev_body(struct msgeval *me)
 		}
 	if (ev_open(me) < 0 || ev_tree(me) < 0)
 		return;
-	struct textsink ts = { .me = me, .tail = BUF_INIT };
+	struct textsink ts = { .me = me, .tail = BUF_INIT, .hay = BUF_INIT };
 	for (int id = 0; id < se->nnodes; id++) {
 		const struct node *n = &se->nodes[id];
 		if ((n->type == N_BODY || n->type == N_TEXT) && !me->match[n->textidx])
@@ -1124,6 +1126,7 @@ static void ev_body(struct msgeval *me)
 	}
 	free(ts.acc);
 	buf_free(&ts.tail);
+	buf_free(&ts.hay);
 }
 
 /* ---- evaluation ----------------------------------------------------------------- */

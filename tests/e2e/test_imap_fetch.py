@@ -451,3 +451,30 @@ def test_fetch_many_large_messages_slow_reader(tmp_path):
         cl.close()
     finally:
         srv.stop()
+
+
+def test_file_with_bare_lf_dropped_in_by_hand(tmp_path):
+    """A file another program put in new/ with bare LF is served as CRLF:
+    RFC822.SIZE, BODY[], partials and part bodies all agree (DESIGN.md)."""
+    data = new_data(tmp_path)
+    add_user(data, "alice", PW)
+    m = (b"From: x@example.com\nSubject: lf\nContent-Type: multipart/mixed; boundary=b\n\n"
+         b"--b\nContent-Type: text/plain\n\nline1\nline2\n--b--\n")
+    (mailbox_dir(data, "alice") / "new" / "1700000000.lf.host").write_bytes(m)
+    crlf = m.replace(b"\n", b"\r\n")
+    srv = imap_server.start(data)
+    try:
+        cl = Client(srv.port)
+        cl.login("alice", PW)
+        cl.ok("EXAMINE INBOX")
+        _, items = one(cl, "FETCH 1 (RFC822.SIZE BODY.PEEK[] BODY.PEEK[1] BODY.PEEK[]<3.20> "
+                           "BINARY.PEEK[1] BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert int(items["RFC822.SIZE"]) == len(crlf)
+        assert items["BODY[]"] == crlf
+        assert items["BODY[1]"] == b"line1\r\nline2"
+        assert items["BODY[]<3>"] == crlf[3:23]
+        assert items["BINARY[1]"] == b"line1\r\nline2"
+        assert items["BODY[HEADER.FIELDS (SUBJECT)]"] == b"Subject: lf\r\n\r\n"
+        cl.close()
+    finally:
+        srv.stop()
