@@ -895,7 +895,6 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 		imap_tagged(s, NULL, "NO", "[UNKNOWN-CTE] Cannot decode the part's content");
 		return -1;
 	}
-	imap_view_update(s->view, m->uid, m->flags, m->keywords, m->modseq);
 	imap_send(s, "* %u FETCH (", seq);
 	bool first = true;
 	bool flags_done = false, modseq_done = false;
@@ -944,6 +943,16 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 		}
 		if (s->condstore && !modseq_done)
 			imap_send(s, " MODSEQ (%" PRIu64 ")", m->modseq);
+		flags_done = modseq_done = true;
+	}
+	if (ret == 0 && flags_done) {
+		/* The client now knows these flags: the sync must not repeat
+		 * them. Only what was sent is recorded, so a change made
+		 * elsewhere that this response did not show is still reported
+		 * (and a MODSEQ not shown under CONDSTORE too). */
+		uint64_t known = s->view->modseqs[seq - 1];
+		imap_view_update(s->view, m->uid, m->flags, m->keywords,
+				 modseq_done || !s->condstore ? m->modseq : known);
 	}
 	fmsg_clear(&fm);
 	if (ret < 0) {

@@ -478,3 +478,27 @@ def test_file_with_bare_lf_dropped_in_by_hand(tmp_path):
         cl.close()
     finally:
         srv.stop()
+
+
+def test_flag_change_elsewhere_is_still_reported(tmp_path):
+    """A FETCH that does not show FLAGS must not swallow a flag change made by
+    another session: the client still learns it (RFC 9051 7.5.1 sync)."""
+    data = new_data(tmp_path)
+    add_user(data, "alice", PW)
+    deliver(data, ["alice"], M1)
+    srv = imap_server.start(data)
+    try:
+        a = Client(srv.port)
+        a.login("alice", PW)
+        a.ok("SELECT INBOX")
+        b = Client(srv.port)
+        b.login("alice", PW)
+        b.ok("SELECT INBOX")
+        b.ok("STORE 1 +FLAGS.SILENT (\\Flagged)")
+        untagged = a.ok("FETCH 1 (UID)") + a.ok("NOOP")
+        flags = [it.get("FLAGS") for _, it in map(fetch_items, [u for u in untagged if b"FETCH" in u])]
+        assert ["\\Flagged"] in flags, untagged
+        a.close()
+        b.close()
+    finally:
+        srv.stop()
