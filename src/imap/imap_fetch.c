@@ -40,9 +40,10 @@
  *
  * \Seen. A non-PEEK BODY[], BINARY[] or RFC822/RFC822.TEXT sets \Seen
  * (RFC 9051 6.4.5) unless the mailbox is read-only: done for the whole set
- * up front with store_mailbox_set_flags, and each message whose \Seen
- * changed gets FLAGS (and MODSEQ with CONDSTORE) in its response even if
- * not asked; imap_view_update keeps the later sync from echoing it.
+ * up front with store_mailbox_set_flags, and each message whose \Seen the
+ * client did not know gets FLAGS (and MODSEQ with CONDSTORE) in its
+ * response even if not asked; imap_view_update keeps the later sync from
+ * echoing it.
  *
  * Backpressure. Output is produced message by message; when the
  * connection's output passes CONN_OUTPUT_HIGH the command suspends: the
@@ -131,8 +132,7 @@ struct fetch_ctx {
 	bool vanished;
 	uint32_t *uids; /* ascending */
 	size_t n, pos;
-	uint32_t *seen_uids; /* messages whose \Seen this FETCH set (ascending) */
-	size_t nseen;
+	bool seen_set; /* \Seen was set on the whole set */
 	/* batch of index rows for uids[batch_start .. batch_start+batch_n) */
 	struct store_msg *rows;
 	size_t nrows, row_i;
@@ -183,7 +183,6 @@ static void ctx_free(struct fetch_ctx *fc)
 	if (fc->resume_ev != NULL)
 		event_free(fc->resume_ev);
 	free(fc->uids);
-	free(fc->seen_uids);
 	free(fc->rows);
 	free(fc->buf);
 	free(fc);
@@ -879,7 +878,8 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 	if (seq == 0)
 		return 0;
 	fm.m.fname = NULL;
-	fm.seen_changed = fc->nseen > 0 && uid_in(fc->seen_uids, fc->nseen, m->uid);
+	fm.seen_changed = fc->seen_set && (m->flags & STORE_F_SEEN) &&
+			  !(s->view->flags[seq - 1] & STORE_F_SEEN);
 	int r = fmsg_load(fc, &fm, &err);
 	if (r < 0) {
 		fmsg_clear(&fm);
@@ -1148,25 +1148,14 @@ static int send_vanished(struct fetch_ctx *fc, const struct imap_arg *setarg,
 	return r;
 }
 
-/* Sets \Seen on the messages of the set that lack it (RFC 9051 6.4.5) and
- * remembers which, so their responses carry FLAGS. */
+/* Sets \Seen on the messages of the set (RFC 9051 6.4.5). All of them go
+ * to the store, not only those the view thinks unseen: the view may be
+ * behind a change made elsewhere, and the store skips messages that need
+ * nothing. A response shows FLAGS for each message whose \Seen the client
+ * did not know about (fetch_one). */
 static int set_seen(struct fetch_ctx *fc, struct store_error *err)
 {
-	struct imap_view *v = fc->s->view;
-	fc->seen_uids = malloc((fc->n ? fc->n : 1) * sizeof(*fc->seen_uids));
-	if (fc->seen_uids == NULL) {
-		err->code = STORE_ERR_TEMP;
-		strcpy(err->text, "out of memory");
-		return -1;
-	}
-	for (size_t i = 0; i < fc->n; i++) {
-		uint32_t seq = imap_view_seq(v, fc->uids[i]);
-		if (seq != 0 && !(v->flags[seq - 1] & STORE_F_SEEN))
-			fc->seen_uids[fc->nseen++] = fc->uids[i];
-	}
-	if (fc->nseen == 0)
-		return 0;
-	return store_mailbox_set_flags(v->mbox, fc->seen_uids, fc->nseen, STORE_FLAGS_ADD,
+	return store_mailbox_set_flags(fc->s->view->mbox, fc->uids, fc->n, STORE_FLAGS_ADD,
 				       STORE_F_SEEN, 0, 0, NULL, NULL, err);
 }
 
@@ -1205,10 +1194,13 @@ int imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 		ctx_free(fc);
 		return 0;
 	}
-	if (fc->sets_seen && !s->view->readonly && fc->n > 0 && set_seen(fc, &err) < 0) {
-		imap_tagged_store_error(s, cmd, &err);
-		ctx_free(fc);
-		return 0;
+	if (fc->sets_seen && !s->view->readonly && fc->n > 0) {
+		if (set_seen(fc, &err) < 0) {
+			imap_tagged_store_error(s, cmd, &err);
+			ctx_free(fc);
+			return 0;
+		}
+		fc->seen_set = true;
 	}
 	fetch_run(fc);
 	return 0;

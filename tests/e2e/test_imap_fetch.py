@@ -300,6 +300,15 @@ def test_seen_set_by_body_fetch(tmp_path):
         # the NOOP after does not echo the change back
         untagged = cl.ok("NOOP")
         assert not [u for u in untagged if b"FETCH" in u], untagged
+        # \Seen removed elsewhere, unknown to this session: BODY[] sets it again
+        other = Client(srv.port)
+        other.login("alice", PW)
+        other.ok("SELECT INBOX")
+        other.ok("STORE 1 -FLAGS.SILENT (\\Seen)")
+        other.close()
+        assert cur_files(data, "alice")[0][1] == ""
+        cl.ok("FETCH 1 (BODY[TEXT])")
+        assert cur_files(data, "alice")[0][1] == "S"
         cl.close()
         ro.close()
     finally:
