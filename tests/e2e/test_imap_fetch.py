@@ -436,7 +436,8 @@ def test_fetch_many_large_messages_slow_reader(tmp_path):
         t.start()
         cl.n += 1
         tag = f"t{cl.n}".encode()
-        cl.send(tag + b" FETCH 1:* (BODY.PEEK[])\r\n")
+        # a pipelined command waits behind the suspended FETCH
+        cl.send(tag + b" FETCH 1:* (BODY.PEEK[])\r\n" + tag + b"b NOOP\r\n")
         time.sleep(1.0)  # let the server hit the high-water mark
         got = []
         while True:
@@ -447,6 +448,7 @@ def test_fetch_many_large_messages_slow_reader(tmp_path):
             got.append(r)
             if len(got) % 50 == 0:
                 time.sleep(0.05)
+        assert cl._read_response().startswith(tag + b"b OK")
         stop.set()
         t.join()
         assert len(got) == 200
