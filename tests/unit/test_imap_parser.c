@@ -785,6 +785,16 @@ static void test_recovery(void **state)
 	/* an error found on the LF itself, with {n+} before it */
 	expect("a X \"q {3+}\r\nabc\r\nc NOOP\r\n",
 	       "ERR SYNTAX a ok Unterminated quoted string\nCMD c NOOP\nEND idle\n");
+	/* the same with bare LF: the error is found on the LF itself */
+	expect("a X \"q {3+}\nabc\nc NOOP\n",
+	       "ERR SYNTAX a ok Unterminated quoted string\nCMD c NOOP\nEND idle\n");
+	expect("a X \"q {0+}\n\nc NOOP\n",
+	       "ERR SYNTAX a ok Unterminated quoted string\nCMD c NOOP\nEND idle\n");
+	expect("a X \"q {3}\nc NOOP\n",
+	       "ERR SYNTAX a ok Unterminated quoted string\nCMD c NOOP\nEND idle\n");
+	expect("a X \"q {4294967296+}\nc NOOP\n",
+	       "ERR SYNTAX a ok Unterminated quoted string\nERR SYNTAX - fatal Literal size out of range\n"
+	       "CLOSED\n");
 	/* the end-of-line check has no window: 70 leading zeros */
 	char in[200];
 	memcpy(in, "a X \x01 {", 7);
@@ -892,6 +902,50 @@ static void test_large_tokens(void **state)
 	free(in);
 }
 
+static void test_arg_helpers(void **state)
+{
+	(void)state;
+	struct imap_parser *p = imap_parser_new(NULL, NULL);
+	size_t used;
+	const char *in = "a X abc \"q s\" {2+}\r\nlt ~{3+}\r\na\0b 1:* a%b BODY[] (x)\r\n";
+	assert_int_equal(imap_parser_feed(p, in, 54, &used), IMAP_PARSER_DONE);
+	const struct imap_command *c = imap_parser_command(p);
+	const struct imap_arg *a = c->args;
+	assert_int_equal(c->argc, 8);
+	const char *s;
+	size_t len;
+	/* atom */
+	assert_true(imap_parser_arg_astring(&a[0], &s, &len));
+	assert_int_equal(len, 3);
+	assert_false(imap_parser_arg_string(&a[0], &s, &len));
+	assert_false(imap_parser_arg_nstring(&a[0], &s, &len));
+	assert_true(imap_parser_arg_atom_eq(&a[0], "ABC"));
+	assert_false(imap_parser_arg_atom_eq(&a[0], "ab"));
+	/* quoted */
+	assert_true(imap_parser_arg_string(&a[1], &s, &len));
+	assert_string_equal(s, "q s");
+	assert_true(imap_parser_arg_nstring(&a[1], &s, &len));
+	assert_true(imap_parser_arg_astring(&a[1], &s, &len));
+	assert_false(imap_parser_arg_atom_eq(&a[1], "q s"));
+	/* literal; literal8 with NUL is no string */
+	assert_true(imap_parser_arg_astring(&a[2], &s, &len));
+	assert_string_equal(s, "lt");
+	assert_int_equal(a[3].type, IMAP_ARG_LITERAL);
+	assert_true(a[3].literal8);
+	assert_false(imap_parser_arg_string(&a[3], &s, &len));
+	assert_false(imap_parser_arg_astring(&a[3], &s, &len));
+	/* "*", "%" and "[" atoms are not astrings (RFC 9051 9, ASTRING-CHAR) */
+	assert_false(imap_parser_arg_astring(&a[4], &s, &len));
+	assert_false(imap_parser_arg_astring(&a[5], &s, &len));
+	assert_true(imap_parser_arg_astring(&a[6], &s, &len)); /* "[" is an ATOM-CHAR */
+	/* list */
+	assert_false(imap_parser_arg_astring(&a[7], &s, &len));
+	assert_false(imap_parser_arg_atom_eq(&a[7], "x"));
+	uint32_t n;
+	assert_false(imap_parser_arg_number(&a[7], &n));
+	imap_parser_free(&p);
+}
+
 /* ------------------------------------------------------------------ */
 /* line mode                                                           */
 
@@ -991,6 +1045,7 @@ int main(void)
 		cmocka_unit_test(test_reset_midway),
 		cmocka_unit_test(test_callback_args),
 		cmocka_unit_test(test_large_tokens),
+		cmocka_unit_test(test_arg_helpers),
 		cmocka_unit_test(test_read_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
