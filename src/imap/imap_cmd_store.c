@@ -219,7 +219,6 @@ int imap_cmd_store(struct imap_session *s, const struct imap_command *cmd)
 		imap_tagged(s, cmd, "NO", "[READ-ONLY] The mailbox is read-only");
 		return 0;
 	}
-	unsigned kw_before = v->nkeywords_announced;
 	if (imap_arg_flags(s, cmd, flagarg, v->mbox, sc.mode != STORE_FLAGS_REMOVE, &sc.flags,
 			   &sc.keywords) < 0) {
 		free(uids);
@@ -249,7 +248,7 @@ int imap_cmd_store(struct imap_session *s, const struct imap_command *cmd)
 		return 0;
 	}
 	/* a keyword created just now is announced before a FETCH shows it */
-	if (keyword_count(v->mbox) > kw_before && keyword_count(v->mbox) > v->nkeywords_announced)
+	if (keyword_count(v->mbox) > v->nkeywords_announced)
 		imap_view_send_flags(s);
 	if (n > 0 && store_mailbox_messages(v->mbox, uids[0], uids[n - 1], report, &sc, &err) < 0) {
 		free(uids);

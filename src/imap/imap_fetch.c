@@ -115,7 +115,6 @@ struct fmsg {
 	bool seen_changed;  /* \Seen set by this FETCH: send FLAGS */
 	int fd;
 	struct mime_tree *tree;
-	bool tree_parsed; /* tree from the parser (not deserialised) */
 	char *cache[4];	  /* indexed by enum store_cache_field */
 	size_t cache_len[4];
 };
@@ -572,7 +571,6 @@ static int fmsg_parse(struct fetch_ctx *fc, struct fmsg *fm, struct store_error 
 		goto oom;
 	mime_tree_free(&fm->tree);
 	fm->tree = tree;
-	fm->tree_parsed = true;
 	for (int i = 0; i < 4; i++) {
 		free(fm->cache[i]);
 		fm->cache[i] = NULL;

@@ -460,6 +460,22 @@ def test_fetch_many_large_messages_slow_reader(tmp_path):
         assert peak[0] < 150, peak[0]
         one(cl, "FETCH 200 (UID)")
         cl.close()
+        # a client that leaves in the middle of a suspended FETCH
+        before = sorted(srv.children())
+        for _ in range(3):
+            gone = Client(srv.port)
+            gone.login("bulk", PW)
+            gone.ok("SELECT INBOX")
+            gone.send(b"x FETCH 1:* (BODY.PEEK[])\r\n")
+            time.sleep(0.3)
+            gone.close()
+        time.sleep(0.5)
+        assert sorted(srv.children()) == before     # no worker died
+        cl = Client(srv.port)
+        cl.login("bulk", PW)
+        cl.ok("SELECT INBOX")
+        one(cl, "FETCH 7 (UID)")
+        cl.close()
     finally:
         srv.stop()
 
