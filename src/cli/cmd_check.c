@@ -64,6 +64,15 @@ int cmd_check(int argc, char **argv)
 	int open_rc = cli_open_store("check", data, &config, &store);
 	if (open_rc != 0)
 		return open_rc;
+	struct store_error err;
+	unsigned stale = 0;
+	static char spool[] = "spool";
+	if (store_check_spool(store, repair, say_line, spool, &stale, &err) < 0) {
+		fprintf(stderr, "mailroom check: %s\n", err.text);
+		rc = EX_TEMPFAIL;
+	} else if (stale > 0 && !repair) {
+		rc = 1;
+	}
 	if (optind < argc) {
 		for (int i = optind; i < argc; i++) {
 			int r = check_one(store, argv[i], repair);

@@ -114,13 +114,15 @@ void imap_send_raw(struct imap_session *s, const void *data, size_t len)
 void imap_tagged(struct imap_session *s, const struct imap_command *cmd, const char *status,
 		 const char *fmt, ...)
 {
-	char text[512];
+	char *text = NULL;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
+	int n = vasprintf(&text, fmt, ap); /* no limit: a [MODIFIED set] can be long */
 	va_end(ap);
 	const char *tag = cmd != NULL ? cmd->tag : s->cmd_tag != NULL ? s->cmd_tag : "*";
-	imap_send(s, "%s %s %s\r\n", tag, status, text);
+	imap_send(s, "%s %s %s\r\n", tag, status, n >= 0 ? text : "");
+	if (n >= 0)
+		free(text);
 	if (strcmp(status, "BAD") == 0 && ++s->bad_count > MAX_BAD_COMMANDS) {
 		imap_send(s, "* BYE Too many invalid commands\r\n");
 		s->closing = true;

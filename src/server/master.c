@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -79,6 +80,8 @@ static struct master *the_master; /* for the nftw callback only */
  * whole group) is the master's to turn into an orderly stop. */
 static void child_signals(void)
 {
+	/* A child whose master is gone (even by SIGKILL) stops too. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);

@@ -280,4 +280,10 @@ int store_check_user(struct store *store, const char *user, int repair,
 		     void (*say)(void *ctx, const char *line), void *ctx, unsigned *problems_r,
 		     struct store_error *err);
 
+/* Leftover staging files in DATA/spool/tmp (older than 36 hours and held by
+ * no process): report, and with repair remove them. */
+int store_check_spool(struct store *store, int repair,
+		      void (*say)(void *ctx, const char *line), void *ctx, unsigned *problems_r,
+		      struct store_error *err);
+
 #endif

@@ -16,6 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct check_ctx {
@@ -180,4 +183,49 @@ out:
 	*problems_r = c.rep.problems;
 	store_user_close(&c.user);
 	return ret;
+}
+
+/* Staging files older than this that no process holds are leftovers of
+ * killed deliveries (the maildir convention for tmp/ is 36 hours). */
+#define SPOOL_STALE_SECONDS (36 * 3600)
+
+int store_check_spool(struct store *store, int repair, void (*say_cb)(void *ctx, const char *line),
+		      void *ctx, unsigned *problems_r, struct store_error *err)
+{
+	int fd = dup(store->spool_fd);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	unsigned problems = 0;
+	time_t now = time(NULL);
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
+		store_err_errno(err, "cannot read spool/tmp");
+		return -1;
+	}
+	rewinddir(d);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+		if (de->d_name[0] == '.' ||
+		    fstatat(store->spool_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode) || now - st.st_mtime < SPOOL_STALE_SECONDS)
+			continue;
+		int f = openat(store->spool_fd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (f < 0)
+			continue;
+		if (flock(f, LOCK_EX | LOCK_NB) == 0) {
+			char line[400];
+			problems++;
+			snprintf(line, sizeof(line), "spool/tmp/%.300s: leftover of an interrupted delivery%s",
+				 de->d_name, repair ? ", removed" : "");
+			if (say_cb != NULL)
+				say_cb(ctx, line);
+			if (repair)
+				unlinkat(store->spool_fd, de->d_name, 0);
+		}
+		close(f);
+	}
+	closedir(d);
+	*problems_r = problems;
+	return 0;
 }

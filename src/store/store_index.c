@@ -127,6 +127,14 @@ int store_index_open(struct store_user *user, struct store_error *err)
 		goto fail;
 	}
 	sqlite3_busy_timeout(user->db, (int)user->store->lock_timeout * 1000);
+	/* Keep the WAL file and skip the checkpoint when a connection closes:
+	 * otherwise every short-lived process (a delivery) rewrites index pages
+	 * and recreates the WAL, several times the bytes of a small message.
+	 * Checkpoints still happen as the WAL grows (SQLite's auto-checkpoint).
+	 * The persistent WAL is also what IDLE sessions watch (store_notify.c). */
+	int one = 1;
+	sqlite3_db_config(user->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, &one);
+	sqlite3_file_control(user->db, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
 	if (store_index_exec(user, err,
 			     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;") < 0)
 		goto fail;

@@ -8,7 +8,8 @@
  * (store_stage_finish); every recipient then gets a link to the same inode
  * (store_mailbox_add), and store_stage_free removes the staging name. A
  * process that dies leaves only a file in spool/tmp/, never a partial message
- * in a mailbox; `mailroom check --repair` removes old ones.
+ * in a mailbox; `mailroom check --repair` removes old ones that no process
+ * holds (store_check_spool).
  */
 #include "store/store_int.h"
 
@@ -17,6 +18,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,6 +57,9 @@ int store_stage_new(struct store *store, struct store_stage **stage_r, struct st
 		free(s);
 		return -1;
 	}
+	/* Held while the stage lives: store_check_spool removes only files
+	 * nobody holds (a running APPEND may carry an old internal date). */
+	flock(s->fd, LOCK_SH);
 	*stage_r = s;
 	return 0;
 }

@@ -371,6 +371,30 @@ static int full_scan(struct store_mailbox *mbox, int trust_lost, uint32_t *uidne
 			continue;
 		}
 		prev_uid = e->f.uid;
+		int fixed_size = 0;
+		if (e->f.size != 0 && e->f.size != e->size) {
+			/* The file is not what was stored (truncated, or edited by
+			 * hand): say so; repair gives it a name with its real size,
+			 * so that what IMAP announces matches what it sends. */
+			say(rep, "%s: UID %u: %s has %llu bytes, its name says %llu", mbox->name,
+			    e->f.uid, e->name, (unsigned long long)e->size,
+			    (unsigned long long)e->f.size);
+			if (!dry) {
+				char fixed[512];
+				struct store_fname f = e->f;
+				f.size = e->size;
+				if (store_fname_build(&f, fixed, sizeof(fixed)) == 0 &&
+				    fsx_renameat(mbox->cur_fd, e->name, mbox->cur_fd, fixed) == 0) {
+					char *n = strdup(fixed);
+					if (n != NULL) {
+						free(e->name);
+						e->name = n;
+						e->f.size = e->size;
+						fixed_size = 1;
+					}
+				}
+			}
+		}
 		struct row *w = find_row(&rows, e->f.uid);
 		if (w != NULL) {
 			w->seen = 1;
@@ -378,17 +402,22 @@ static int full_scan(struct store_mailbox *mbox, int trust_lost, uint32_t *uidne
 				continue;
 			if (w->flags != e->f.flags || w->keywords != e->f.keywords)
 				say(rep, "%s: UID %u: flags changed on disk", mbox->name, w->uid);
-			else
+			else if (!fixed_size)
 				say(rep, "%s: UID %u: file renamed to %s", mbox->name, w->uid, e->name);
 			if (dry)
 				continue;
 			uint64_t modseq;
 			if (store_mailbox_next_modseq(mbox, &modseq, err) < 0 ||
 			    store_index_exec(mbox->user, err,
-					     "UPDATE msg SET fname=%Q, flags=%u, keywords=%u, modseq=%llu"
-					     " WHERE mailbox=%lld AND uid=%u",
+					     "UPDATE msg SET fname=%Q, flags=%u, keywords=%u, modseq=%llu,"
+					     " size=%llu, envelope=NULL, body=NULL, bodystructure=NULL,"
+					     " mimetree=NULL WHERE mailbox=%lld AND uid=%u",
 					     e->name, e->f.flags, e->f.keywords,
-					     (unsigned long long)modseq, (long long)mbox->id, w->uid) < 0)
+					     (unsigned long long)modseq, (unsigned long long)e->size,
+					     (long long)mbox->id, w->uid) < 0 ||
+			    (w->size != e->size &&
+			     store_index_quota_add(mbox->user, (int64_t)e->size - (int64_t)w->size, 0,
+						   err) < 0))
 				goto out;
 			continue;
 		}

@@ -423,9 +423,6 @@ def test_fault_injection_every_call(tmp_path, capsys):
 # ---- leftovers of killed deliveries -----------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="store_stage.c says `check --repair` removes old staging "
-                   "files from spool/tmp, but store_check.c never looks at spool/tmp: every "
-                   "delivery killed after staging leaks its file (reported)")
 def test_check_repair_removes_old_staging_leftovers(data, tmp_path):
     add_user(data, "r1")
     msg = tmp_path / "m.eml"

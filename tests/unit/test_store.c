@@ -595,6 +595,35 @@ static void snapshot(struct fx *f, const char *name, struct snap_box *s)
 	store_mailbox_close(&m);
 }
 
+/* A file whose size no longer matches its S= (truncated, edited by hand) is
+ * reported by check; repair renames it to its real size. */
+static void test_check_size_mismatch(void **state)
+{
+	struct fx *f = *state;
+	struct store_error err;
+	struct store_mailbox *in;
+	struct collected c;
+	char path[600];
+	assert_int_equal(store_mailbox_open(f->user, "INBOX", &in, &err), 0);
+	add_msg(in, f->store, "Subject: whole\n\n0123456789\n", 0);
+	list_msgs(in, &c);
+	store_mailbox_close(&in);
+	snprintf(path, sizeof(path), "%s/mail/alice/INBOX/cur/%s", f->dir, c.fname[0]);
+	assert_int_equal(truncate(path, 10), 0);
+	assert_int_equal(check_problems(f, "alice", 0), 1);
+	assert_int_equal(check_problems(f, "alice", 1), 1);
+	assert_int_equal(check_problems(f, "alice", 0), 0);
+	assert_int_equal(store_mailbox_open(f->user, "INBOX", &in, &err), 0);
+	list_msgs(in, &c);
+	assert_non_null(strstr(c.fname[0], ",S=10,U=1:2,"));
+	int fd;
+	uint64_t size;
+	assert_int_equal(store_message_open(in, 1, &fd, &size, &err), 0);
+	assert_int_equal(size, 10);
+	close(fd);
+	store_mailbox_close(&in);
+}
+
 /* 6. Recovery: delete the index, check --repair, nothing visible changes. */
 static void test_rebuild_index(void **state)
 {
@@ -852,6 +881,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_containment, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rebuild_index, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_size_mismatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quota_and_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_delivery_invisible, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fault_injection, setup, teardown),
