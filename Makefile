@@ -95,14 +95,19 @@ unit-asan: $(AUNITS)
 e2e: build/mailroom build/asan/mailroom
 	MAILROOM=$(CURDIR)/build/mailroom $(PYTEST) -q tests/e2e
 
+# In `make test` each target runs briefly: 60 s for the message parser
+# (issue 3 asks for it), 30 s for the IMAP parser, 15 s for the small ones.
+# `make fuzz` runs each for FUZZ_SECONDS.
 fuzz-short: $(FUZZERS)
 	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); \
 	  mkdir -p build/fuzz/corpus/$$n; \
-	  echo "== $$n ($(FUZZ_SHORT_SECONDS)s)"; \
-	  $$f -max_total_time=$(FUZZ_SHORT_SECONDS) -rss_limit_mb=2048 \
+	  t=$(FUZZ_SHORT_SECONDS); if [ -z "$$t" ]; then case $$n in \
+	    fuzz_mime) t=60;; fuzz_imap_parser) t=30;; *) t=15;; esac; fi; \
+	  echo "== $$n ($${t}s)"; \
+	  $$f -max_total_time=$$t -rss_limit_mb=2048 \
 	      build/fuzz/corpus/$$n $$([ -d tests/fuzz/seeds/$$n ] && echo tests/fuzz/seeds/$$n) 2>&1 | tail -n 3; \
 	  test $${PIPESTATUS[0]} -eq 0; done
-FUZZ_SHORT_SECONDS ?= 20
+FUZZ_SHORT_SECONDS ?=
 fuzz:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory fuzz-short FUZZ_SHORT_SECONDS=$(FUZZ_SECONDS)

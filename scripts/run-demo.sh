@@ -21,14 +21,13 @@ echo "demo user:     demo"
 echo "demo password: $pw"
 echo "data folder:   $data"
 
-if "$bin" serve --help >/dev/null 2>&1; then
-	echo "IMAP 127.0.0.1:1143 (try: curl -s --user demo:$pw 'imap://127.0.0.1:1143/INBOX;UID=1')"
-	exec "$bin" serve -d "$data"
-fi
-# The network server (`mailroom serve`, issue 4) has not landed yet; show
-# what the store holds instead, so the demo still proves something.
-echo
-echo "mailroom serve is not built yet (see the open issues); the store works:"
-"$bin" mailbox list -d "$data" demo
-"$bin" check -d "$data" demo
-echo "deliver more with: printf 'Subject: hi\\n\\nhello\\n' | $bin deliver -d $data demo"
+cat <<EOT
+
+IMAP   127.0.0.1:1143 (STARTTLS)   IMAPS 127.0.0.1:1993 (self-signed certificate)
+       user demo, password $pw, normal password authentication
+Try:   curl -s --user 'demo:$pw' 'imap://127.0.0.1:1143/INBOX;UID=1'
+       printf 'Subject: hi\\n\\nhello\\n' | $bin deliver -d $data demo
+POP3 (1110/1995) and LMTP (2424) are configured but not served yet (issue 5).
+Stop with Ctrl-C.
+EOT
+exec "$bin" serve -d "$data"

@@ -35,6 +35,8 @@
 
 #include <event2/event.h>
 #include <openssl/ssl.h>
+#include <poll.h>
+#include <sys/signalfd.h>
 
 #include "auth/auth_proc.h"
 #include "lib/config.h"
@@ -57,14 +59,13 @@ struct master {
 	struct config *config;
 	struct listeners listeners;
 	SSL_CTX *tls;
-	struct event_base *base;
-	pid_t master_pid;
+	int sigfd;   /* signalfd: SIGCHLD, SIGTERM, SIGINT, SIGHUP */
+	int pw_alive; /* pw_sock still has an auth process behind it */
+	int done;
 	int data_fd;  /* DATA, for the workers (see fork_worker) */
 	char data_path[64];
 	int pw_sock;  /* master end of the passwd channel */
 	int new_sock; /* master end of the new-worker channel */
-	struct event *pw_ev;
-	struct event *sig_ev[4];
 	struct child auth;
 	struct child workers[MAX_WORKERS * 2];
 	unsigned nworkers;
@@ -75,11 +76,18 @@ struct master {
 
 static struct master *the_master; /* for the nftw callback only */
 
-/* Children take their own signal dispositions: the master's libevent
- * handlers must not fire in them. SIGINT (a terminal's Ctrl-C reaches the
- * whole group) is the master's to turn into an orderly stop. */
-static void child_signals(void)
+/* The master's loop is poll() on a signalfd and the passwd socket: no
+ * event library, so nothing of it leaks into the children it forks. They
+ * unblock the signals the master reads through the signalfd and take their
+ * own dispositions. SIGINT (a terminal's Ctrl-C reaches the whole group) is
+ * the master's to turn into an orderly stop. */
+static void child_signals(struct master *m)
 {
+	sigset_t all;
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	if (m->sigfd >= 0)
+		close(m->sigfd);
 	/* A child whose master is gone (even by SIGKILL) stops too. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	signal(SIGINT, SIG_IGN);
@@ -231,26 +239,6 @@ static int auth_child(struct master *m, int pw_sock, int new_sock, int *worker_f
 
 /* ---- forking --------------------------------------------------------------- */
 
-/* In a child: drop the master's event base (its signal handling must not
- * compete with the child's own base). */
-static void forget_master_base(struct master *m)
-{
-	/* After fork the epoll instance is shared with the master: take our own
-	 * first, or removing our events would remove the master's. */
-	if (m->base != NULL && getpid() != m->master_pid)
-		event_reinit(m->base);
-	for (int i = 0; i < 4; i++)
-		if (m->sig_ev[i] != NULL) {
-			event_free(m->sig_ev[i]);
-			m->sig_ev[i] = NULL;
-		}
-	if (m->pw_ev != NULL)
-		event_free(m->pw_ev);
-	m->pw_ev = NULL;
-	if (m->base != NULL)
-		event_base_free(m->base);
-	m->base = NULL;
-}
 
 static pid_t fork_worker(struct master *m)
 {
@@ -283,8 +271,7 @@ static pid_t fork_worker(struct master *m)
 		/* Workers reach DATA through the descriptor the master opened:
 		 * run_user may have no right to search DATA's parent folders. */
 		struct worker_args args = { m->data_path, m->config, &m->listeners, m->tls, sv[1] };
-		forget_master_base(m);
-		child_signals();
+		child_signals(m);
 		_exit(worker_run(&args));
 	}
 	close(sv[1]);
@@ -306,27 +293,26 @@ static int start_auth(struct master *m)
 		close(pw[0]);
 		close(nw[0]);
 		listen_close_all(&m->listeners);
-		forget_master_base(m);
-		child_signals();
+		child_signals(m);
 		_exit(auth_child(m, pw[1], nw[1], NULL, 0));
 	}
 	close(pw[1]);
 	close(nw[1]);
 	m->pw_sock = pw[0];
 	m->new_sock = nw[0];
+	m->pw_alive = 1;
 	m->auth.pid = pid;
 	m->auth.started = time(NULL);
 	return 0;
 }
 
-static void pw_cb(evutil_socket_t sock, short what, void *arg)
+static void pw_request(struct master *m)
 {
-	struct master *m = arg;
+	int sock = m->pw_sock;
 	char msg[8];
-	(void)what;
 	ssize_t n = recv(sock, msg, sizeof(msg), MSG_DONTWAIT);
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-		event_del(m->pw_ev); /* the auth process is gone; reap() restarts it */
+		m->pw_alive = 0; /* the auth process is gone; reap() restarts it */
 		return;
 	}
 	if (n < 0)
@@ -379,13 +365,9 @@ static void reap(struct master *m)
 				 * restart everything (existing sessions stay on
 				 * the old workers until they end). */
 				log_error("auth process died (status %d); restarting", status);
-				event_del(m->pw_ev);
-				event_free(m->pw_ev);
 				close(m->pw_sock);
 				close(m->new_sock);
 				if (start_auth(m) == 0) {
-					m->pw_ev = event_new(m->base, m->pw_sock, EV_READ | EV_PERSIST, pw_cb, m);
-					event_add(m->pw_ev, NULL);
 					for (unsigned i = 0; i < m->nworkers; i++)
 						if (m->workers[i].pid > 0 && !m->workers[i].retiring) {
 							m->workers[i].retiring = 1;
@@ -409,7 +391,7 @@ static void reap(struct master *m)
 		}
 	}
 	if (m->stopping && m->nworkers == 0 && m->auth.pid == 0)
-		event_base_loopexit(m->base, NULL);
+		m->done = 1;
 }
 
 static void reload(struct master *m)
@@ -445,10 +427,8 @@ static void reload(struct master *m)
 	log_info("reloaded the configuration and certificates");
 }
 
-static void signal_cb(evutil_socket_t sig, short what, void *arg)
+static void on_signal(struct master *m, int sig)
 {
-	struct master *m = arg;
-	(void)what;
 	if (sig == SIGCHLD) {
 		reap(m);
 	} else if (sig == SIGHUP) {
@@ -478,8 +458,7 @@ int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 	m.data_dir = data_dir;
 	m.overrides = overrides;
 	m.n_overrides = n_overrides;
-	m.pw_sock = m.new_sock = m.data_fd = -1;
-	m.master_pid = getpid();
+	m.pw_sock = m.new_sock = m.data_fd = m.sigfd = -1;
 	if (config_load(data_dir, overrides, n_overrides, &m.config, &why) < 0) {
 		fprintf(stderr, "mailroom serve: %s\n", why);
 		free(why);
@@ -536,22 +515,33 @@ int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 		m.listeners.v[i--] = m.listeners.v[--m.listeners.n];
 	}
 	signal(SIGPIPE, SIG_IGN);
-	m.base = event_base_new();
-	if (m.base == NULL || start_auth(&m) < 0)
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	m.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (m.sigfd < 0 || start_auth(&m) < 0)
 		goto out;
-	m.pw_ev = event_new(m.base, m.pw_sock, EV_READ | EV_PERSIST, pw_cb, &m);
-	event_add(m.pw_ev, NULL);
-	int sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP };
-	for (int i = 0; i < 4; i++) {
-		m.sig_ev[i] = evsignal_new(m.base, sigs[i], signal_cb, &m);
-		event_add(m.sig_ev[i], NULL);
-	}
 	start_workers(&m, worker_count(&m));
 	log_info("mailroom serve: %u workers, data %s", m.nworkers, data_dir);
-	event_base_dispatch(m.base);
+	while (!m.done) {
+		struct pollfd pfd[2] = { { m.sigfd, POLLIN, 0 }, { m.pw_sock, POLLIN, 0 } };
+		int n = poll(pfd, m.pw_alive ? 2 : 1, -1);
+		if (n < 0 && errno != EINTR)
+			break;
+		struct signalfd_siginfo si;
+		while (read(m.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+			on_signal(&m, (int)si.ssi_signo);
+		if (m.pw_alive && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)))
+			pw_request(&m);
+	}
 	rc = 0;
 out:
-	forget_master_base(&m);
+	if (m.sigfd >= 0)
+		close(m.sigfd);
 	if (m.pw_sock >= 0)
 		close(m.pw_sock);
 	if (m.new_sock >= 0)
