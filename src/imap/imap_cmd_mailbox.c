@@ -710,8 +710,10 @@ out:
 void imap_idle_wakeup(void *session)
 {
 	struct imap_session *s = session;
-	if (s->idling && s->view != NULL && s->conn != NULL)
+	if (s->idling && s->view != NULL && s->conn != NULL) {
 		imap_view_sync(s, true);
+		store_user_release_index(s->suser);
+	}
 }
 
 int imap_cmd_idle(struct imap_session *s, const struct imap_command *cmd)
@@ -726,6 +728,9 @@ int imap_cmd_idle(struct imap_session *s, const struct imap_command *cmd)
 		imap_view_sync(s, true);
 		imap_view_watch(s);
 	}
+	/* Most connections spend their life in IDLE: hold no index connection
+	 * meanwhile (it reopens on the next change or command). */
+	store_user_release_index(s->suser);
 	/* RFC 9051 6.3.13: IDLE outlives the autologout timer. */
 	conn_set_idle_timeout(s->conn, (unsigned)config_uint(s->env->config, "imap_idle_timeout"));
 	return 0;

@@ -6,14 +6,18 @@
  * just enough of the tree from it to resolve sections. The format is text,
  * one line per part in pre-order, so `sqlite3` shows it:
  *
- *   mime-tree 1 FLAGS PARTS SIZE VSIZE
- *   DEPTH FLAGS HOFF HSIZE HVSIZE HLINES BOFF BSIZE BVSIZE BLINES CTE TYPE SUBTYPE
+ *   mime-tree 2 FLAGS PARTS SIZE VSIZE
+ *   DEPTH FLAGS HOFF HSIZE HVSIZE HLINES BOFF BSIZE BVSIZE BLINES CTE TYPE SUBTYPE CHARSET
+ *
+ * CHARSET is the part's charset parameter, or "-" when it has none (SEARCH
+ * needs it to decode bodies). Version 1 lines (no CHARSET) are still read.
  *
  * The index is another component's data, hence distrusted: every number is
  * range-checked, depths must nest, parts must lie inside the message.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "mime/mime_private.h"
 
@@ -28,13 +32,21 @@ static void ser_part(struct mime_buf *b, const struct mime_part *p)
 	mime_buf_puts(b, p->type);
 	mime_buf_putc(b, ' ');
 	mime_buf_puts(b, p->subtype);
+	mime_buf_putc(b, ' ');
+	const char *cs = NULL;
+	for (unsigned int i = 0; i < p->param_count && cs == NULL; i++)
+		if (strcasecmp(p->params[i].name, "charset") == 0 && p->params[i].value_len > 0 &&
+		    p->params[i].value_len < 100 &&
+		    strcspn(p->params[i].value, " \t\r\n") == p->params[i].value_len)
+			cs = p->params[i].value;
+	mime_buf_puts(b, cs != NULL ? cs : "-");
 	mime_buf_putc(b, '\n');
 }
 
 char *mime_tree_serialize(const struct mime_tree *tree, size_t *len_r)
 {
 	struct mime_buf b = { 0 };
-	mime_buf_printf(&b, "mime-tree 1 %u %u %llu %llu\n", tree->flags, tree->part_count,
+	mime_buf_printf(&b, "mime-tree 2 %u %u %llu %llu\n", tree->flags, tree->part_count,
 			(unsigned long long)tree->size, (unsigned long long)tree->vsize);
 	/* iterative pre-order walk */
 	const struct mime_part *p = tree->root;
@@ -87,13 +99,15 @@ int mime_tree_deserialize(const char *data, size_t len, struct mime_tree **tree_
 			  const char **error_r)
 {
 	const char *p = data, *end = data + len;
-	static const char magic[] = "mime-tree 1 ";
+	static const char magic[] = "mime-tree ";
 	uint64_t tflags, count, size, vsize;
-	if (len < sizeof(magic) - 1 || memcmp(p, magic, sizeof(magic) - 1) != 0) {
+	if (len < sizeof(magic) + 1 || memcmp(p, magic, sizeof(magic) - 1) != 0 ||
+	    (p[sizeof(magic) - 1] != '1' && p[sizeof(magic) - 1] != '2') || p[sizeof(magic)] != ' ') {
 		*error_r = "Not a serialised MIME tree";
 		return -1;
 	}
-	p += sizeof(magic) - 1;
+	bool with_charset = p[sizeof(magic) - 1] == '2';
+	p += sizeof(magic) + 1;
 	if (!num(&p, end, &tflags) || !num(&p, end, &count) || !num(&p, end, &size) ||
 	    !num(&p, end, &vsize) || p >= end || *p != '\n' || count == 0 ||
 	    count > MIME_MAX_PARTS + 1 || vsize < size) {
@@ -122,7 +136,24 @@ int mime_tree_deserialize(const char *data, size_t len, struct mime_tree **tree_
 			goto nomem;
 		part->type = word(t->arena, &p, end);
 		part->subtype = word(t->arena, &p, end);
-		if (part->type == NULL || part->subtype == NULL || p >= end || *p != '\n')
+		if (part->type == NULL || part->subtype == NULL)
+			goto corrupt;
+		if (with_charset) {
+			const char *cs = word(t->arena, &p, end);
+			if (cs == NULL)
+				goto corrupt;
+			if (strcmp(cs, "-") != 0) {
+				struct mime_param *param = mime_arena_alloc(t->arena, sizeof(*param));
+				if (param == NULL)
+					goto nomem;
+				param->name = "charset";
+				param->value = cs;
+				param->value_len = strlen(cs);
+				part->params = param;
+				part->param_count = 1;
+			}
+		}
+		if (p >= end || *p != '\n')
 			goto corrupt;
 		p++;
 		uint64_t depth = v[0];

@@ -92,6 +92,9 @@ const char *store_user_name(const struct store_user *user);
 /* Bytes and messages held by the user (every link counts, as quota does). */
 int store_user_quota_usage(struct store_user *user, uint64_t *bytes_r, uint64_t *messages_r,
 			   struct store_error *err);
+/* Close the user's index connection until it is next needed (it reopens by
+ * itself): what an idle session holds shrinks to a few file descriptors. */
+void store_user_release_index(struct store_user *user);
 /* Per-user limits (0: none); default from the settings. */
 void store_user_set_quota(struct store_user *user, uint64_t max_bytes, uint64_t max_messages);
 

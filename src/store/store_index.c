@@ -65,8 +65,24 @@ void store_index_sqlerr(struct store_user *user, struct store_error *err, const 
 		store_err(err, STORE_ERR_TEMP, "%s: index: %s", what, msg);
 }
 
+/* A released index (store_user_release_index) is opened again on first use. */
+static int ensure_open(struct store_user *user, struct store_error *err)
+{
+	if (user->db != NULL)
+		return 0;
+	return store_index_open(user, err);
+}
+
+void store_user_release_index(struct store_user *user)
+{
+	if (!user->in_txn)
+		store_index_close(user);
+}
+
 int store_index_exec(struct store_user *user, struct store_error *err, const char *sql, ...)
 {
+	if (ensure_open(user, err) < 0)
+		return -1;
 	va_list ap;
 	va_start(ap, sql);
 	char *q = sqlite3_vmprintf(sql, ap);
@@ -165,6 +181,8 @@ void store_index_close(struct store_user *user)
 sqlite3_stmt *store_index_stmt(struct store_user *user, const char *sql, struct store_error *err)
 {
 	int free_slot = -1;
+	if (ensure_open(user, err) < 0)
+		return NULL;
 	for (int i = 0; i < STMT_CACHE; i++) {
 		if (user->stmts[i].sql == sql) {
 			sqlite3_reset(user->stmts[i].stmt);
@@ -192,6 +210,8 @@ sqlite3_stmt *store_index_stmt(struct store_user *user, const char *sql, struct 
 
 int store_index_begin(struct store_user *user, struct store_error *err)
 {
+	if (ensure_open(user, err) < 0)
+		return -1;
 	if (sqlite3_exec(user->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
 		store_index_sqlerr(user, err, "begin");
 		return -1;

@@ -865,6 +865,18 @@ static void test_tree_roundtrip(void **state)
 	size_t len2;
 	char *ser2 = mime_tree_serialize(t2, &len2);
 	assert_string_equal(ser, ser2);
+	/* the charset of a text part survives (SEARCH decodes bodies with it) */
+	struct mime_tree *tc = parse("Content-Type: text/plain; charset=\"ISO-8859-1\"\r\n\r\nx\r\n");
+	size_t lc;
+	char *sc = mime_tree_serialize(tc, &lc);
+	struct mime_tree *tc2;
+	assert_int_equal(mime_tree_deserialize(sc, lc, &tc2, &error), 0);
+	assert_int_equal(tc2->root->param_count, 1);
+	assert_string_equal(tc2->root->params[0].name, "charset");
+	assert_string_equal(tc2->root->params[0].value, "ISO-8859-1");
+	free(sc);
+	mime_tree_free(&tc);
+	mime_tree_free(&tc2);
 	/* sections resolve the same from the deserialised tree */
 	const char *specs[] = { "1", "2", "2.1", "2.2", "2.HEADER", "2.TEXT", "2.2.MIME", "HEADER",
 				"2.HEADER.FIELDS (subject)" };
