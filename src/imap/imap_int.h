@@ -45,7 +45,7 @@ struct imap_view {
 };
 
 struct imap_session {
-	struct imap_env *env;
+	struct proto_env *env;
 	struct conn *conn;
 	struct imap_parser *parser;
 	enum imap_state state;

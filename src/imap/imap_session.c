@@ -590,7 +590,7 @@ static const struct conn_handler handler = {
 
 static void session_free(struct imap_session *s)
 {
-	struct imap_env *env = s->env;
+	struct proto_env *env = s->env;
 	if (s->auth_id != 0)
 		auth_client_cancel(env->auth, s->auth_id);
 	imap_append_abort(s);
@@ -611,7 +611,7 @@ static void session_free(struct imap_session *s)
 	free(s);
 }
 
-void imap_session_start(struct imap_env *env, struct conn *c)
+void imap_session_start(struct proto_env *env, struct conn *c)
 {
 	static unsigned long counter;
 	struct imap_session *s = calloc(1, sizeof(*s));
@@ -643,7 +643,7 @@ void imap_session_start(struct imap_env *env, struct conn *c)
 	log_info("imap %s connect ip=%s%s", s->id, conn_peer_ip(c), conn_is_tls(c) ? " tls" : "");
 }
 
-void imap_shutdown_all(struct imap_env *env)
+void imap_shutdown_all(struct proto_env *env)
 {
 	(void)env;
 	for (struct imap_session *s = all_sessions; s != NULL; s = s->next) {

@@ -29,7 +29,7 @@
 struct worker {
 	struct event_base *base;
 	const struct worker_args *args;
-	struct imap_env imap;
+	struct proto_env env;
 	struct evconnlistener **lst;
 	size_t nlst;
 	int stopping; /* 1 draining, 2 shutting down */
@@ -48,7 +48,7 @@ static void accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sock
 	struct accept_ctx *ac = arg;
 	struct worker *w = ac->w;
 	(void)el;
-	if (w->imap.sessions >= config_uint(w->args->config, "max_connections_per_worker")) {
+	if (w->env.sessions >= config_uint(w->args->config, "max_connections_per_worker")) {
 		close(fd);
 		return;
 	}
@@ -59,7 +59,7 @@ static void accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sock
 	switch (ac->l->proto) {
 	case PROTO_IMAP:
 	case PROTO_IMAPS:
-		imap_session_start(&w->imap, c);
+		imap_session_start(&w->env, c);
 		break;
 	default:
 		conn_close(c); /* not offered (the master does not bind these) */
@@ -83,7 +83,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (w->stopping == 0)
 		return;
-	if (w->imap.sessions == 0 || (w->stopping == 2 && time(NULL) - w->stop_started > 10))
+	if (w->env.sessions == 0 || (w->stopping == 2 && time(NULL) - w->stop_started > 10))
 		event_base_loopexit(w->base, NULL);
 }
 
@@ -95,7 +95,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	if (sig == SIGTERM && w->stopping != 2) {
 		w->stopping = 2;
 		w->stop_started = time(NULL);
-		imap_shutdown_all(&w->imap);
+		imap_shutdown_all(&w->env);
 	} else if (sig == SIGUSR1 && w->stopping == 0) {
 		w->stopping = 1;
 	}
@@ -115,16 +115,16 @@ int worker_run(const struct worker_args *args)
 	w.base = event_base_new();
 	if (w.base == NULL)
 		return 1;
-	w.imap.base = w.base;
-	w.imap.config = args->config;
-	w.imap.tls = args->tls;
-	if (store_open(args->data_dir, args->config, &w.imap.store, &serr) < 0) {
+	w.env.base = w.base;
+	w.env.config = args->config;
+	w.env.tls = args->tls;
+	if (store_open(args->data_dir, args->config, &w.env.store, &serr) < 0) {
 		log_error("worker: %s", serr.text);
 		goto out;
 	}
-	w.imap.auth = auth_client_new(w.base, args->auth_fd);
-	w.imap.jobs = jobs_new(w.base, 2);
-	if (w.imap.auth == NULL || w.imap.jobs == NULL)
+	w.env.auth = auth_client_new(w.base, args->auth_fd);
+	w.env.jobs = jobs_new(w.base, 2);
+	if (w.env.auth == NULL || w.env.jobs == NULL)
 		goto out;
 	acs = calloc(args->listeners->n, sizeof(*acs));
 	w.lst = calloc(args->listeners->n, sizeof(*w.lst));
@@ -155,9 +155,9 @@ out:
 	stop_accepting(&w);
 	free(w.lst);
 	free(acs);
-	jobs_free(&w.imap.jobs);
-	auth_client_free(&w.imap.auth);
-	store_close(&w.imap.store);
+	jobs_free(&w.env.jobs);
+	auth_client_free(&w.env.auth);
+	store_close(&w.env.store);
 	event_base_free(w.base);
 	return rc;
 }
