@@ -33,6 +33,8 @@ static const struct key {
 	{ "lock_timeout", C_UINT, "30", "seconds to wait for a mailbox lock" },
 	{ "message_size_limit", C_SIZE, "64M", "largest message accepted (0: none)" },
 	{ "recipient_delimiter", C_STR, "+", "user+detail separator for LMTP (empty: off)" },
+	{ "lmtp_local_domains", C_STR, "", "domains LMTP accepts (comma-separated; empty: any)" },
+	{ "lmtp_max_recipients", C_UINT, "1000", "recipients per LMTP transaction" },
 	{ "run_user", C_STR, "mail", "user the workers run as when started as root" },
 	{ "auth_user", C_STR, "nobody", "user the auth process runs as when started as root" },
 	{ "tls_cert", C_STR, "", "PEM certificate chain (empty: DATA/tls/cert.pem, made if missing)" },

@@ -20,6 +20,7 @@
 
 #include "auth/auth_client.h"
 #include "imap/imap.h"
+#include "lmtp/lmtp.h"
 #include "lib/config.h"
 #include "lib/conn.h"
 #include "lib/jobs.h"
@@ -61,6 +62,9 @@ static void accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sock
 	case PROTO_IMAPS:
 		imap_session_start(&w->env, c);
 		break;
+	case PROTO_LMTP:
+		lmtp_session_start(&w->env, c);
+		break;
 	default:
 		conn_close(c); /* not offered (the master does not bind these) */
 		break;
@@ -96,6 +100,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 		w->stopping = 2;
 		w->stop_started = time(NULL);
 		imap_shutdown_all(&w->env);
+		lmtp_shutdown_all(&w->env);
 	} else if (sig == SIGUSR1 && w->stopping == 0) {
 		w->stopping = 1;
 	}

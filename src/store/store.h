@@ -95,6 +95,10 @@ int store_user_quota_usage(struct store_user *user, uint64_t *bytes_r, uint64_t 
 /* Close the user's index connection until it is next needed (it reopens by
  * itself): what an idle session holds shrinks to a few file descriptors. */
 void store_user_release_index(struct store_user *user);
+/* Would bytes/messages more go over the user's quota? 0 if not; -1 with
+ * STORE_ERR_QUOTA if so (or another error if the usage cannot be read). */
+int store_user_quota_check(struct store_user *user, uint64_t bytes, uint64_t messages,
+			   struct store_error *err);
 /* Per-user limits (0: none); default from the settings. */
 void store_user_set_quota(struct store_user *user, uint64_t max_bytes, uint64_t max_messages);
 

@@ -141,8 +141,8 @@ int store_message_open(struct store_mailbox *mbox, uint32_t uid, int *fd_r, uint
 	return -1;
 }
 
-static int quota_check(struct store_user *user, uint64_t bytes, uint64_t messages,
-		       struct store_error *err)
+int store_user_quota_check(struct store_user *user, uint64_t bytes, uint64_t messages,
+			   struct store_error *err)
 {
 	uint64_t used_b, used_m;
 	if (user->quota_bytes == 0 && user->quota_messages == 0)
@@ -295,7 +295,7 @@ int store_mailbox_add(struct store_mailbox *mbox, struct store_stage *stage, uin
 			store_err(err, STORE_ERR_INVALID, "unknown keyword index");
 			return -1;
 		}
-	if (quota_check(mbox->user, m.f.size, 1, err) < 0)
+	if (store_user_quota_check(mbox->user, m.f.size, 1, err) < 0)
 		return -1;
 	if (store_mailbox_lock(mbox, err) < 0)
 		return -1;
@@ -393,7 +393,7 @@ int store_mailbox_copy(struct store_mailbox *src, const uint32_t *uids, size_t n
 		ret = 0;
 		goto out_free;
 	}
-	if (quota_check(dst->user, 0, found, err) < 0)
+	if (store_user_quota_check(dst->user, 0, found, err) < 0)
 		goto out_free;
 	uint32_t *src_uid = calloc(found, sizeof(*src_uid));
 	if (src_uid == NULL) {
