@@ -96,6 +96,8 @@ int lmtp_parse_command(const char *line, size_t len, struct lmtp_command *cmd,
 {
 	memset(cmd, 0, offsetof(struct lmtp_command, params));
 	cmd->nparams = 0;
+	cmd->chunk_size = 0;
+	cmd->last = false;
 	cmd->verb = LMTP_UNKNOWN;
 	if (len >= LMTP_MAX_LINE) {
 		*error_r = "500 5.5.2 Line too long";
@@ -147,7 +149,7 @@ int lmtp_parse_command(const char *line, size_t len, struct lmtp_command *cmd,
 			return -1;
 		}
 		if (s2 != NULL) {
-			if (strcasecmp(s2 + 1, "LAST") != 0) {
+			if (end - (s2 + 1) != 4 || strncasecmp(s2 + 1, "LAST", 4) != 0) {
 				*error_r = "501 5.5.4 Syntax: BDAT size [LAST]";
 				return -1;
 			}
