@@ -713,3 +713,22 @@ def test_auth_failure_delay_and_rate_limit(store, serve):
     r, _ = c.cmd("SELECT INBOX")
     assert r.startswith(b"BAD")  # not logged in
     c.close()
+
+
+@pytest.mark.xfail(strict=True, reason="server bug: `mailroom deliver` run as root while `serve` runs "
+                   "(workers as run_user mail) writes a root-owned 0600 file; FETCH answers "
+                   "NO [UNAVAILABLE] cannot open the message: Permission denied")
+def test_deliver_as_root_while_serving(store, serve):
+    """A message delivered by `mailroom deliver` while the server runs (the
+    CLI run as root, as these tests and a root MTA pipe do) can be read over
+    IMAP like one delivered before the start."""
+    port = free_port()
+    serve(store, imap_listen=f"127.0.0.1:{port}").wait_ready([port])
+    later = b"From: b@example.org\nSubject: later\nMessage-ID: <later@mailroom.test>\n\ndelivered while serving\n"
+    assert deliver(store, "alice", later).returncode == 0
+    c = Imap.tcp(port)
+    c.login()
+    c.ok("EXAMINE INBOX")
+    r, u = c.cmd("FETCH 2 BODY.PEEK[]")
+    assert r.startswith(b"OK") and wire(later) in u[0], (r, u)
+    c.close()
