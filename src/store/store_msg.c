@@ -72,20 +72,12 @@ int store_msg_lookup(struct store_mailbox *mbox, uint32_t uid, struct store_msg 
 	return 0;
 }
 
-int store_mailbox_messages(struct store_mailbox *mbox, uint32_t lo, uint32_t hi,
-			   int (*cb)(void *ctx, const struct store_msg *msg), void *ctx,
-			   struct store_error *err)
+/* Step a bound "SELECT uid, flags, keywords, modseq, size, internaldate,
+ * fname" statement, calling cb for each row until it returns non-zero. */
+static int walk_rows(struct store_mailbox *mbox, sqlite3_stmt *st,
+		     int (*cb)(void *ctx, const struct store_msg *msg), void *ctx,
+		     struct store_error *err)
 {
-	sqlite3_stmt *st = store_index_stmt(
-		mbox->user,
-		"SELECT uid, flags, keywords, modseq, size, internaldate, fname FROM msg"
-		" WHERE mailbox=? AND pending=0 AND uid BETWEEN ? AND ? ORDER BY uid",
-		err);
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, mbox->id);
-	sqlite3_bind_int64(st, 2, lo);
-	sqlite3_bind_int64(st, 3, hi);
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct store_msg m;
@@ -103,10 +95,27 @@ int store_mailbox_messages(struct store_mailbox *mbox, uint32_t lo, uint32_t hi,
 	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
-		store_index_sqlerr(mbox->user, err, "list");
+		store_index_sqlerr(mbox->user, err, "messages");
 		return -1;
 	}
 	return 0;
+}
+
+int store_mailbox_messages(struct store_mailbox *mbox, uint32_t lo, uint32_t hi,
+			   int (*cb)(void *ctx, const struct store_msg *msg), void *ctx,
+			   struct store_error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(
+		mbox->user,
+		"SELECT uid, flags, keywords, modseq, size, internaldate, fname FROM msg"
+		" WHERE mailbox=? AND pending=0 AND uid BETWEEN ? AND ? ORDER BY uid",
+		err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mbox->id);
+	sqlite3_bind_int64(st, 2, lo);
+	sqlite3_bind_int64(st, 3, hi);
+	return walk_rows(mbox, st, cb, ctx, err);
 }
 
 int store_message_open(struct store_mailbox *mbox, uint32_t uid, int *fd_r, uint64_t *size_r,
@@ -681,27 +690,7 @@ int store_mailbox_changed_since(struct store_mailbox *mbox, uint64_t modseq,
 		return -1;
 	sqlite3_bind_int64(st, 1, mbox->id);
 	sqlite3_bind_int64(st, 2, (int64_t)modseq);
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct store_msg m;
-		m.uid = (uint32_t)sqlite3_column_int64(st, 0);
-		m.flags = (uint32_t)sqlite3_column_int64(st, 1);
-		m.keywords = (uint32_t)sqlite3_column_int64(st, 2);
-		m.modseq = (uint64_t)sqlite3_column_int64(st, 3);
-		m.size = (uint64_t)sqlite3_column_int64(st, 4);
-		m.internaldate = sqlite3_column_int64(st, 5);
-		m.fname = (const char *)sqlite3_column_text(st, 6);
-		if (cb(ctx, &m) != 0) {
-			rc = SQLITE_DONE;
-			break;
-		}
-	}
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		store_index_sqlerr(mbox->user, err, "changes");
-		return -1;
-	}
-	return 0;
+	return walk_rows(mbox, st, cb, ctx, err);
 }
 
 int store_mailbox_expunged_since(struct store_mailbox *mbox, uint64_t modseq,
