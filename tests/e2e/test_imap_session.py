@@ -460,3 +460,26 @@ def test_enable_id_errors(server):
     except (EOFError, ConnectionResetError, socket.timeout):
         pass
     assert any(l.startswith(b"* BYE") for l in lines)
+
+
+def test_privilege_separation(server):
+    """Workers run as run_user (mail), the auth process as auth_user
+    (nobody); only the auth process gets to read DATA/passwd (through a
+    descriptor the master passes it), and no worker can open it."""
+    c = Client(server.port)
+    c.login()  # a login went through the auth process
+    kids = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True,
+                          text=True).stdout.split()
+    users = {}
+    for pid in kids:
+        with open("/proc/%s/status" % pid) as f:
+            uid = [l.split()[1] for l in f if l.startswith("Uid:")][0]
+        users.setdefault(uid, []).append(pid)
+    import pwd
+    mail_uid, nobody_uid = str(pwd.getpwnam("mail").pw_uid), str(pwd.getpwnam("nobody").pw_uid)
+    assert set(users) == {mail_uid, nobody_uid}, users
+    assert len(users[nobody_uid]) == 1  # the auth process
+    passwd = os.path.join(server.data, "passwd")
+    assert os.stat(passwd).st_mode & 0o077 == 0
+    r = subprocess.run(["runuser", "-u", "mail", "--", "cat", passwd], capture_output=True)
+    assert r.returncode != 0 and b"Permission denied" in r.stderr
