@@ -507,7 +507,8 @@ int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 	/* Protocols not built yet are not bound (their listeners close). */
 	for (size_t i = 0; i < m.listeners.n; i++) {
 		if (m.listeners.v[i].proto == PROTO_IMAP || m.listeners.v[i].proto == PROTO_IMAPS ||
-		    m.listeners.v[i].proto == PROTO_LMTP) {
+		    m.listeners.v[i].proto == PROTO_LMTP || m.listeners.v[i].proto == PROTO_POP3 ||
+		    m.listeners.v[i].proto == PROTO_POP3S) {
 			log_info("listening: %s", m.listeners.v[i].name);
 			continue;
 		}

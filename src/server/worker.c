@@ -21,6 +21,7 @@
 #include "auth/auth_client.h"
 #include "imap/imap.h"
 #include "lmtp/lmtp.h"
+#include "pop3/pop3.h"
 #include "lib/config.h"
 #include "lib/conn.h"
 #include "lib/jobs.h"
@@ -65,6 +66,10 @@ static void accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sock
 	case PROTO_LMTP:
 		lmtp_session_start(&w->env, c);
 		break;
+	case PROTO_POP3:
+	case PROTO_POP3S:
+		pop3_session_start(&w->env, c);
+		break;
 	default:
 		conn_close(c); /* not offered (the master does not bind these) */
 		break;
@@ -101,6 +106,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 		w->stop_started = time(NULL);
 		imap_shutdown_all(&w->env);
 		lmtp_shutdown_all(&w->env);
+		pop3_shutdown_all(&w->env);
 	} else if (sig == SIGUSR1 && w->stopping == 0) {
 		w->stopping = 1;
 	}
