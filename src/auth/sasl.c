@@ -43,6 +43,13 @@ static enum sasl_result plain(struct sasl *s, const char *in, size_t len, const 
 		return SASL_FAIL;
 	}
 	size_t zlen = (size_t)(n1 - z), ulen = (size_t)(n2 - n1 - 1), plen = (size_t)(end - n2 - 1);
+	/* RFC 4616 2: passwd = 1*SAFE, no NUL; a third NUL is malformed (and
+	 * would otherwise cut the password short). */
+	if (memchr(n2 + 1, '\0', plen) != NULL) {
+		*error_r = "malformed PLAIN response";
+		explicit_bzero(buf, sizeof(buf));
+		return SASL_FAIL;
+	}
 	if (ulen == 0 || ulen >= sizeof(s->user) || plen >= sizeof(s->pass)) {
 		*error_r = "bad user name or password length";
 		explicit_bzero(buf, sizeof(buf));

@@ -27,4 +27,10 @@ const char *cli_default_data_dir(void);
 int cli_open_store(const char *prog, const char *data_dir, struct config **config_r,
 		   struct store **store_r);
 
+/* Run as root on a store that `mailroom serve` handed to its run_user: take
+ * that user's identity, so that every file created is readable by the
+ * server. Call after anything that needs root (DATA/passwd). 0, or an exit
+ * code after a message. */
+int cli_become_store_owner(const char *prog, const char *data_dir);
+
 #endif

@@ -1,9 +1,12 @@
 /* cli_common.c: what several subcommands share: the data folder, settings,
  * and opening the store. */
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sysexits.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "lib/config.h"
@@ -35,6 +38,26 @@ int cli_open_store(const char *prog, const char *data_dir, struct config **confi
 		fprintf(stderr, "mailroom %s: %s\n", prog, err.text);
 		config_free(config_r);
 		return err.code == STORE_ERR_TEMP ? EX_TEMPFAIL : EX_NOINPUT;
+	}
+	return 0;
+}
+
+int cli_become_store_owner(const char *prog, const char *data_dir)
+{
+	char path[4096];
+	struct stat st;
+	if (geteuid() != 0)
+		return 0;
+	snprintf(path, sizeof(path), "%s/mail", data_dir);
+	if (stat(path, &st) < 0 || st.st_uid == 0)
+		return 0; /* a store nobody took over yet: stay root */
+	/* `mailroom serve` handed the store to run_user: files we create must
+	 * be that user's, or the server could not read them. */
+	gid_t gid = st.st_gid;
+	if (setgroups(1, &gid) < 0 || setgid(st.st_gid) < 0 || setuid(st.st_uid) < 0) {
+		fprintf(stderr, "mailroom %s: cannot take the identity of the store's owner (uid %ld)\n",
+			prog, (long)st.st_uid);
+		return EX_OSERR;
 	}
 	return 0;
 }

@@ -61,7 +61,10 @@ int cmd_check(int argc, char **argv)
 			return EX_USAGE;
 		}
 	}
-	int open_rc = cli_open_store("check", data, &config, &store);
+	int open_rc = data ? cli_become_store_owner("check", data) : 0;
+	if (open_rc != 0)
+		return open_rc;
+	open_rc = cli_open_store("check", data, &config, &store);
 	if (open_rc != 0)
 		return open_rc;
 	struct store_error err;

@@ -79,6 +79,9 @@ int cmd_deliver(int argc, char **argv)
 		fprintf(stderr, "usage: mailroom deliver -d DATA [-m MAILBOX] USER...\n");
 		return EX_USAGE;
 	}
+	rc = data ? cli_become_store_owner("deliver", data) : 0;
+	if (rc != 0)
+		return rc;
 	rc = cli_open_store("deliver", data, &config, &store);
 	if (rc != 0)
 		return rc;

@@ -76,6 +76,9 @@ int cmd_mailbox(int argc, char **argv)
 		fputs(usage, stderr);
 		return EX_USAGE;
 	}
+	rc = data ? cli_become_store_owner("mailbox", data) : 0;
+	if (rc != 0)
+		return rc;
 	rc = cli_open_store("mailbox", data, &config, &store);
 	if (rc != 0)
 		return rc;

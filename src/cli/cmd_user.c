@@ -158,6 +158,8 @@ int cmd_user(int argc, char **argv)
 			rc = strcmp(why, "no such user") == 0 ? EX_NOUSER : EX_IOERR;
 			goto out;
 		}
+		if (purge && (rc = cli_become_store_owner("user", data)) != 0)
+			goto out;
 		if (purge && store_user_purge(store, user, &err) < 0 && err.code != STORE_ERR_NOUSER) {
 			fprintf(stderr, "mailroom user del: %s: %s\n", user, err.text);
 			rc = EX_IOERR;
@@ -183,6 +185,8 @@ int cmd_user(int argc, char **argv)
 			rc = strcmp(why, "user already exists") == 0 ? EX_CANTCREAT : EX_IOERR;
 			goto out;
 		}
+		if ((rc = cli_become_store_owner("user", data)) != 0)
+			goto out;
 		if (store_user_create(store, user, &err) < 0 && err.code != STORE_ERR_EXISTS) {
 			fprintf(stderr, "mailroom user add: %s: %s\n", user, err.text);
 			passwd_file_update(path, PASSWD_DELETE, user, NULL, &why);

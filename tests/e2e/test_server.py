@@ -715,9 +715,6 @@ def test_auth_failure_delay_and_rate_limit(store, serve):
     c.close()
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: `mailroom deliver` run as root while `serve` runs "
-                   "(workers as run_user mail) writes a root-owned 0600 file; FETCH answers "
-                   "NO [UNAVAILABLE] cannot open the message: Permission denied")
 def test_deliver_as_root_while_serving(store, serve):
     """A message delivered by `mailroom deliver` while the server runs (the
     CLI run as root, as these tests and a root MTA pipe do) can be read over
