@@ -228,9 +228,8 @@ SyncState *
     c.ok("LOGOUT")
     c.close()
     delivered = b"Subject: delivered later\nMessage-ID: <srv-deliver@mailroom.test>\n\nnew mail\n"
-    # as an MTA's pipe would run it, as run_user (mail): run as root while the
-    # server runs, deliver leaves a file the workers cannot read (see
-    # test_server.py::test_deliver_as_root_while_serving)
+    # as an MTA's pipe would run it, as run_user (mail); delivery as root
+    # while serving is test_server.py::test_deliver_as_root_while_serving
     p = subprocess.run(["runuser", "-u", "mail", "--", MAILROOM, "deliver", "-d", str(data), "alice"],
                        input=delivered, capture_output=True, timeout=60)
     assert p.returncode == 0, p.stderr
