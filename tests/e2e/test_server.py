@@ -534,12 +534,23 @@ def test_sighup_reload(store, serve):
     assert wait_until(lambda: not any(running(w) for w in workers_before), 10), "the old worker never exits"
     assert wait_until(lambda: len(srv.workers()) == 1, 5), srv.workers()
     assert "died" not in srv.stderr()
-    # a broken config on SIGHUP keeps the running one
+    # a broken config, or a certificate that cannot be loaded, on SIGHUP:
+    # the running configuration and certificate stay
     conf.write_text("message_size_limit = lots\n")
     os.kill(srv.pid, signal.SIGHUP)
     time.sleep(1)
     assert srv.proc.poll() is None
     assert new_limit() == 2 << 20
+    conf.write_text("message_size_limit = 3M\n")
+    (Path(store) / "tls" / "cert.pem").write_text("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
+    os.kill(srv.pid, signal.SIGHUP)
+    time.sleep(1)
+    assert srv.proc.poll() is None
+    assert new_limit() == 2 << 20
+    t3 = Imap.tls(sport)
+    assert t3.peer_cert() == new_der
+    t3.login()
+    t3.close()
 
 
 def test_sigterm_stops_everything(store, serve):
@@ -573,6 +584,94 @@ def test_sigterm_stops_everything(store, serve):
     assert not answers(port)
 
 
+def test_sigterm_during_append(store, serve):
+    """SIGTERM while a client is in the middle of an APPEND literal: BYE,
+    a quick exit, no message added and no staging file left."""
+    port = free_port()
+    srv = serve(store, imap_listen=f"127.0.0.1:{port}").wait_ready([port])
+    c = Imap.tcp(port)
+    c.login()
+    c.sock.sendall(b"m APPEND INBOX {100000}\r\n")
+    assert c.line().startswith(b"+")
+    c.sock.sendall(b"x" * 5000)
+    spool = Path(store) / "spool" / "tmp"
+    assert wait_until(lambda: len(os.listdir(spool)) == 1, 5), "no staging file for the APPEND"
+    kids = srv.children()
+    t0 = time.monotonic()
+    os.kill(srv.pid, signal.SIGTERM)
+    lines = []
+    try:
+        while True:
+            lines.append(c.line())
+    except (EOFError, OSError):
+        pass
+    assert any(l.startswith(b"* BYE") for l in lines), lines
+    assert not any(l.startswith(b"m OK") for l in lines), lines
+    srv.proc.wait(15)
+    assert time.monotonic() - t0 < 12
+    assert wait_until(lambda: not any(running(k) for k in kids), 5)
+    assert os.listdir(spool) == []
+    assert len(list((Path(store) / "mail" / "alice" / "INBOX" / "cur").iterdir())) == 1
+
+
+def test_killed_auth_process_is_restarted(store, serve):
+    port = free_port()
+    srv = serve(store, imap_listen=f"127.0.0.1:{port}").wait_ready([port])
+    [a] = srv.auth()
+    os.kill(a, signal.SIGKILL)
+    assert wait_until(lambda: [x for x in srv.auth() if x != a], 10), srv.stderr()
+
+    def login_ok():
+        c = Imap.tcp(port)
+        try:
+            r, _ = c.cmd('LOGIN alice "secret"')
+            return r.startswith(b"OK")
+        finally:
+            c.close()
+    assert wait_until(login_ok, 10, step=0.2), srv.stderr()
+    c = Imap.tcp(port)
+    c.login()
+    assert c.fetch_first() == wire(MSG)
+    c.close()
+
+
+def test_connection_limit(store, serve):
+    """max_connections_per_worker: a connection over the limit is refused
+    (closed, or a BYE greeting, RFC 9051 7.1.5); one more fits when another
+    leaves."""
+    port = free_port()
+    serve(store, imap_listen=f"127.0.0.1:{port}", max_connections_per_worker="2").wait_ready([port])
+    time.sleep(0.3)  # the readiness probe's connection is gone
+    a, b = Imap.tcp(port), Imap.tcp(port)
+    assert a.greeting.startswith(b"* OK") and b.greeting.startswith(b"* OK")
+    x = socket.create_connection(("127.0.0.1", port), timeout=10)
+    data = b""
+    try:
+        while True:
+            d = x.recv(4096)
+            if not d:
+                break
+            data += d
+    except OSError:
+        pass
+    assert data == b"" or data.startswith(b"* BYE"), data
+    x.close()
+    a.login()
+    a.ok("LOGOUT")
+    a.close()
+
+    def fits():
+        try:
+            c = Imap.tcp(port)
+        except (EOFError, OSError):
+            return False
+        c.close()
+        return c.greeting.startswith(b"* OK")
+    assert wait_until(fits, 5, step=0.2)
+    b.login()
+    b.close()
+
+
 def test_killed_worker_is_restarted(store, serve):
     port = free_port()
     srv = serve(store, imap_listen=f"127.0.0.1:{port}").wait_ready([port])
@@ -604,6 +703,34 @@ def test_children_follow_a_killed_master(store, serve):
     assert wait_until(lambda: not any(running(k) for k in kids), 5), \
         f"children still running 5 s after the master was killed: {[k for k in kids if running(k)]}"
     assert wait_until(lambda: not answers(port), 5)
+    c.close()
+
+
+def test_unix_socket_after_a_killed_master(store, serve):
+    """A unix socket left behind by a master killed with SIGKILL does not
+    stop the next start (nobody answers on it: it is replaced)."""
+    sock_path = Path(store) / "imap.sock"
+    srv = serve(store, imap_listen="unix:imap.sock").wait_ready(paths=[sock_path])
+    kids = srv.children()
+    os.kill(srv.pid, signal.SIGKILL)
+    srv.proc.wait(5)
+    assert wait_until(lambda: not any(running(k) for k in kids), 5)
+    assert sock_path.exists()
+    srv2 = serve(store, imap_listen="unix:imap.sock")
+    assert wait_until(lambda: srv2.proc.poll() is not None or len(srv2.workers()) == 1, 10)
+    assert srv2.proc.poll() is None, srv2.stderr()
+
+    def greets():
+        try:
+            c = Imap.unix(sock_path)
+        except (EOFError, OSError):
+            return False
+        c.close()
+        return c.greeting.startswith(b"* OK")
+    assert wait_until(greets, 10, step=0.2), srv2.stderr()
+    c = Imap.unix(sock_path)
+    c.login()
+    assert c.fetch_first() == wire(MSG)
     c.close()
 
 
