@@ -305,6 +305,23 @@ def test_auth_failures(server):
     assert c.cmd("AUTH PLAIN " + base64.b64encode(b"\0alice\0secret").decode()).startswith(b"+OK")
 
 
+def test_overlong_sasl_line_aborts_the_exchange(server):
+    c = Raw(server.ports["pop3"])
+    assert c.cmd("AUTH PLAIN").startswith(b"+ ")
+    r = c.cmd(b"A" * 100000)
+    assert r.startswith(b"-ERR"), r
+    # The exchange is over: the next line is a command again, not a response.
+    assert c.cmd("CAPA").startswith(b"+OK")
+    c.body()
+    # A response of 4094 octets plus CRLF is within the line limit: it is
+    # read as the SASL response (and refused: it is no valid PLAIN message),
+    # not as an overlong line.
+    assert c.cmd("AUTH PLAIN").startswith(b"+ ")
+    r = c.cmd(b"A" * 4092)
+    assert r.startswith(b"-ERR [AUTH]"), r
+    c.login()
+
+
 def test_auth_failure_delay_comes_from_auth_process(data, mailbox):
     srv = start(data, auth_failure_delay_ms="600")
     try:
