@@ -28,8 +28,11 @@ import base64
 import os
 import pwd
 import re
+import resource
 import socket
 import ssl
+import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,7 +40,7 @@ from pathlib import Path
 import pytest
 
 import imap_server
-from conftest import add_user, check, check_problems, deliver, wire
+from conftest import add_user, check, check_problems, deliver, run, wire
 
 MB = 1 << 20
 RSS_BOUND = 50 * MB
@@ -165,25 +168,51 @@ class Env:
         assert p.returncode == 0 and not check_problems(p), (p.returncode, p.stdout, p.stderr)
 
 
-@pytest.fixture
-def env(data):
+def _fill_store(data):
     add_user(data, "alice", "secret")
     add_user(data, "bob", "bobpw")
     for m in INBOX:
         assert deliver(data, "alice", m).returncode == 0
-    from conftest import run
     assert run(["mailbox", "create", "-d", data, "alice", "Work"]).returncode == 0
     for m in WORK:
         assert deliver(data, "alice", m, mailbox="Work").returncode == 0
     for m in BOB:
         assert deliver(data, "bob", m).returncode == 0
-    e = None
-    srv = imap_server.start(data, extra_opts={"auth_max_failures": "1000", "imap_autologout": "300"})
+
+
+SERVE_OPTS = {"auth_max_failures": "1000", "imap_autologout": "300"}
+
+
+@pytest.fixture
+def env(data):
+    _fill_store(data)
+    srv = imap_server.start(data, extra_opts=SERVE_OPTS)
     try:
-        e = Env(data, srv)
-        yield e
+        yield Env(data, srv)
     finally:
         srv.stop(timeout=15)
+
+
+def _start_with_nofile(data, nofile):
+    """imap_server.start, but the server runs with RLIMIT_NOFILE nofile:nofile."""
+    port = imap_server._free_port()
+    opts = {"imap_listen": f"127.0.0.1:{port}", "imaps_listen": "", "pop3_listen": "", "pop3s_listen": "",
+            "lmtp_listen": "", "workers": "1", "auth_failure_delay_ms": "0"}
+    opts.update(SERVE_OPTS)
+    args = [imap_server.MAILROOM, "serve", "-d", str(data)]
+    for k, v in opts.items():
+        args += ["-o", f"{k}={v}"]
+    logfile = tempfile.NamedTemporaryFile(prefix="mailroom-serve-", suffix=".log", delete=False)
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
+    srv = imap_server.Server(proc, {"imap": port}, logfile)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and proc.poll() is None and not imap_server._answers(port):
+        time.sleep(0.05)
+    if proc.poll() is not None or not imap_server._answers(port):
+        srv.stop(timeout=15)
+        raise RuntimeError(f"mailroom serve did not start: {srv.log()}")
+    return srv
 
 
 # --- a raw connection with a bounded background reader -------------------------------
@@ -612,6 +641,37 @@ def test_disconnect_mid_literal(env):
         assert left == [], f"{variant}: staging files left after the disconnect: {left}"
         assert _snapshot(env.data) == env.before, f"{variant}: the store changed"
     env.assert_intact()
+
+
+@pytest.mark.xfail(strict=True, reason="server bug: every literal of an unfinished MULTIAPPEND keeps its "
+                   "staging file open (up to 1000 per command); with 1024 descriptors one client leaves the "
+                   "worker none, and other users' LOGIN/EXAMINE get NO [UNAVAILABLE] (EMFILE)")
+def test_unfinished_multiappend_does_not_starve_others(data):
+    """One client sends 1000 small messages of a MULTIAPPEND with LITERAL+
+    and never ends the command. With RLIMIT_NOFILE 1024 (systemd's default
+    for services), other users must still log in and read their mail: a
+    single client may not take the worker's descriptors."""
+    _fill_store(data)
+    srv = _start_with_nofile(data, 1024)
+    try:
+        env = Env(data, srv)
+        hog = _login(env.port, select=None)
+        m = b"Subject: x\r\n\r\ny\r\n"
+        hog.send(b"m APPEND INBOX" + b"".join(b" {%d+}\r\n%s" % (len(m), m) for _ in range(1000)))
+        # let the server read all of it (it may refuse part of it: any answer is fine)
+        deadline = time.monotonic() + 20
+        last = -1
+        while time.monotonic() < deadline:
+            n = len(env.spool_files())
+            if n == last:
+                break
+            last = n
+            time.sleep(0.5)
+        env.assert_serving()
+        hog.close()
+        env.assert_intact()
+    finally:
+        srv.stop(timeout=15)
 
 
 def test_pipelined_10000_commands(env):
