@@ -54,6 +54,13 @@ enum imap_literal_action imap_append_literal_start(struct imap_session *s, const
 	struct imap_append *a = s->append;
 	if (a->n == MAX_APPEND_MESSAGES)
 		return IMAP_LITERAL_REJECT;
+	/* The previous message of a MULTIAPPEND is complete: close its file
+	 * until the command ends, so one client cannot hold a descriptor per
+	 * message. */
+	if (a->n > 0 && store_stage_pause(a->stages[a->n - 1], &a->err) < 0) {
+		a->failed = true;
+		return IMAP_LITERAL_REJECT;
+	}
 	if (store_stage_new(s->env->store, &a->stages[a->n], &a->err) < 0) {
 		a->failed = true;
 		return IMAP_LITERAL_REJECT;

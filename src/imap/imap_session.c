@@ -504,8 +504,17 @@ static void session_input(void *ctx)
 			if (r == IMAP_PARSER_NEED_MORE)
 				break;
 			if (r == IMAP_PARSER_ERROR) {
-				imap_send(s, "* BAD Line too long or invalid\r\n");
 				imap_parser_reset(s->parser);
+				if (s->authenticating) {
+					/* RFC 9051 6.2.2: a bad response ends the exchange. */
+					s->authenticating = false;
+					sasl_clear(&s->sasl);
+					imap_tagged(s, NULL, "BAD", "Invalid authentication response");
+					free(s->cmd_tag);
+					s->cmd_tag = NULL;
+				} else {
+					imap_send(s, "* BAD Line too long or invalid\r\n");
+				}
 				continue;
 			}
 			char *copy = strndup(line, len);

@@ -25,6 +25,8 @@ struct conn {
 	struct bufferevent *bev;
 	struct event *kick;   /* runs input() for data already buffered */
 	struct event *finish; /* frees the conn outside any callback */
+	struct event *linger; /* after STARTTLS: waits for the socket to take the last bytes */
+	int linger_ticks;
 	const struct conn_handler *h;
 	void *ctx;
 	char ip[INET6_ADDRSTRLEN];
@@ -43,8 +45,21 @@ static void finish_now(struct conn *c)
 	if (c->done)
 		return;
 	c->done = 1;
-	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	/* A lingering close keeps writing (the filter flushes into the socket). */
+	bufferevent_disable(c->bev, c->closing && c->linger != NULL ? EV_READ : EV_READ | EV_WRITE);
 	event_active(c->finish, 0, 0);
+}
+
+/* Bytes still on their way to the socket. After STARTTLS the conn is a
+ * filter: what left its output may still wait, encrypted, in the socket
+ * bufferevent beneath it. */
+static size_t unsent(const struct conn *c)
+{
+	struct bufferevent *under = bufferevent_get_underlying(c->bev);
+	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+	if (under != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(under));
+	return n;
 }
 
 static void finish_cb(evutil_socket_t fd, short what, void *arg)
@@ -52,11 +67,19 @@ static void finish_cb(evutil_socket_t fd, short what, void *arg)
 	struct conn *c = arg;
 	(void)fd;
 	(void)what;
+	if (c->closing && c->linger != NULL && unsent(c) > 0 && c->linger_ticks++ < 500) {
+		/* a graceful close: give the socket up to 5 s to take the rest */
+		struct timeval tv = { 0, 10000 };
+		event_add(c->linger, &tv);
+		return;
+	}
 	if (c->h != NULL && c->h->closed != NULL)
 		c->h->closed(c->ctx);
 	bufferevent_free(c->bev);
 	event_free(c->kick);
 	event_free(c->finish);
+	if (c->linger != NULL)
+		event_free(c->linger);
 	free(c);
 }
 
@@ -281,6 +304,7 @@ int conn_starttls(struct conn *c, struct ssl_ctx_st *tls)
 	}
 	c->bev = filter;
 	c->tls = 1;
+	c->linger = evtimer_new(c->base, finish_cb, c);
 	setup_bev(c);
 	return 0;
 }

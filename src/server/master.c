@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -515,6 +516,13 @@ int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 		log_info("not served yet: %s", m.listeners.v[i].name);
 		close(m.listeners.v[i].fd);
 		m.listeners.v[i--] = m.listeners.v[--m.listeners.n];
+	}
+	/* Each connection is a descriptor (plus a few per selected mailbox):
+	 * take every descriptor the system allows us. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	signal(SIGPIPE, SIG_IGN);
 	sigset_t mask;

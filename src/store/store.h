@@ -214,6 +214,9 @@ int store_stage_new(struct store *store, struct store_stage **stage_r, struct st
 /* Append bytes. Bare LF becomes CRLF; bare CR is kept only before LF. */
 int store_stage_write(struct store_stage *stage, const void *data, size_t len,
 		      struct store_error *err);
+/* Give back the descriptor until the next write or finish (a client that
+ * sends many messages in one command must not hold a file open for each). */
+int store_stage_pause(struct store_stage *stage, struct store_error *err);
 /* Set the internal date (default: the time of store_stage_finish). */
 void store_stage_set_internaldate(struct store_stage *stage, time_t when);
 /* Flush and fsync. After this, the staged message can be added. */

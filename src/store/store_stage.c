@@ -64,10 +64,27 @@ int store_stage_new(struct store *store, struct store_stage **stage_r, struct st
 	return 0;
 }
 
+/* A paused stage has no descriptor; take one again. */
+static int reopen(struct store_stage *s, struct store_error *err)
+{
+	if (s->fd >= 0)
+		return 0;
+	s->fd = fsx_open_beneath(s->store->spool_fd, s->name, O_WRONLY | O_APPEND, 0);
+	if (s->fd < 0) {
+		s->failed = 1;
+		store_err_errno(err, "cannot reopen the staged message");
+		return -1;
+	}
+	flock(s->fd, LOCK_SH);
+	return 0;
+}
+
 static int flush(struct store_stage *s, struct store_error *err)
 {
 	if (s->wlen == 0)
 		return 0;
+	if (reopen(s, err) < 0)
+		return -1;
 	if (fsx_write_all(s->fd, s->wbuf, s->wlen) < 0) {
 		s->failed = 1;
 		store_err_errno(err, "cannot write the message");
@@ -105,6 +122,17 @@ int store_stage_write(struct store_stage *s, const void *data, size_t len, struc
 	return 0;
 }
 
+int store_stage_pause(struct store_stage *s, struct store_error *err)
+{
+	if (s->failed || s->fd < 0)
+		return s->failed ? -1 : 0;
+	if (flush(s, err) < 0)
+		return -1;
+	close(s->fd);
+	s->fd = -1;
+	return 0;
+}
+
 void store_stage_set_internaldate(struct store_stage *stage, time_t when)
 {
 	stage->internaldate = when;
@@ -118,7 +146,7 @@ int store_stage_finish(struct store_stage *s, struct store_error *err)
 		store_err(err, STORE_ERR_TEMP, "message staging failed earlier");
 		return -1;
 	}
-	if (flush(s, err) < 0)
+	if (flush(s, err) < 0 || reopen(s, err) < 0)
 		return -1;
 	if (s->internaldate != 0) {
 		/* The internal date is the file's mtime, so it survives the index. */
@@ -162,7 +190,8 @@ void store_stage_free(struct store_stage **stage)
 	struct store_stage *s = *stage;
 	if (s == NULL)
 		return;
-	close(s->fd);
+	if (s->fd >= 0)
+		close(s->fd);
 	/* Not fsx_unlinkat: removing the staging name is cleanup, and a
 	 * failure here loses nothing (check --repair removes leftovers). */
 	unlinkat(s->store->spool_fd, s->name, 0);

@@ -511,9 +511,6 @@ def test_100mb_line_in_idle(env):
     env.assert_intact()
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: an over-long AUTHENTICATE response line gets an "
-                   "untagged '* BAD Line too long' and the exchange goes on, so the client's next "
-                   "command line is taken as the SASL response (for LOGIN, as the password)")
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
 def test_100mb_line_in_authenticate(env, mech):
     """A 100 MB response to an AUTHENTICATE challenge ends the exchange with
@@ -643,9 +640,6 @@ def test_disconnect_mid_literal(env):
     env.assert_intact()
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: every literal of an unfinished MULTIAPPEND keeps its "
-                   "staging file open (up to 1000 per command); with 1024 descriptors one client leaves the "
-                   "worker none, and other users' LOGIN/EXAMINE get NO [UNAVAILABLE] (EMFILE)")
 def test_unfinished_multiappend_does_not_starve_others(data):
     """One client sends 1000 small messages of a MULTIAPPEND with LITERAL+
     and never ends the command. With RLIMIT_NOFILE 1024 (systemd's default

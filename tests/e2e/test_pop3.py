@@ -803,10 +803,6 @@ def test_stls(server):
     p.close()
 
 
-@pytest.mark.xfail(strict=True, reason="src/lib/conn.c: after conn_starttls the conn is an OpenSSL "
-                   "filter bufferevent; conn_close frees it once the filter's output is empty, "
-                   "while the encrypted bytes still wait in the underlying socket bufferevent, so "
-                   "the last response before a close (POP3 QUIT +OK, IMAP LOGOUT OK) is lost")
 def test_quit_answer_after_stls(data, server):
     p = pop3(server)
     p.stls(tls_context())
