@@ -20,11 +20,12 @@
  * and commands are read from standard input, one per line:
  *   ARM                  take every idle connection's current EXISTS as its
  *                        baseline; answers "ARMED"
- *   DELIVERED T0 T1 [S]  the bench took CLOCK_MONOTONIC T0 (ns) right before
- *                        starting the delivery and T1 right after it
+ *   DELIVERED T0 T1 [S [Q]]  the bench took CLOCK_MONOTONIC T0 (ns) right
+ *                        before starting the delivery and T1 right after it
  *                        returned. Waits until every armed connection has
  *                        seen "* n EXISTS" with n above its baseline, or S
- *                        seconds (default 10) after this line, then prints
+ *                        seconds (default 10) after this line, or Q seconds
+ *                        (default S) without a new arrival, then prints
  *   ROUND got=G of=I p50=.. p99=.. max=.. min=.. (ms from T0) p50_t1=.. p99_t1=.. (ms from T1)
  *   QUIT                 exit (also at end of input)
  * Arrival times are taken with CLOCK_MONOTONIC when the line is parsed, so
@@ -75,6 +76,7 @@ static struct lconn *conns;
 static unsigned next_conn, inflight, idle_count, failed_count, armed_count, got_count;
 static int ready_printed, round_waiting;
 static int64_t t0_ns, t1_ns, ramp_start;
+static int64_t round_deadline, round_quiet_ns, last_arrival; /* ns */
 static struct event *round_timer, *ramp_timer, *progress_timer;
 static struct sockaddr_in server_sa;
 /* failure reasons, for the READY line */
@@ -153,6 +155,7 @@ static void on_line(struct lconn *c, const char *line, size_t len, int64_t t)
 		c->exists = ex;
 		if (c->state == S_IDLING && c->armed && c->arrival == 0 && ex > c->baseline) {
 			c->arrival = t;
+			last_arrival = t;
 			got_count++;
 			if (round_waiting && got_count == armed_count)
 				finish_round();
@@ -360,12 +363,15 @@ static void finish_round(void)
 	free(d1);
 }
 
+/* every 100 ms while a round waits: the deadline, or Q seconds of quiet */
 static void round_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	(void)arg;
-	finish_round();
+	int64_t now = now_ns();
+	if (now >= round_deadline || now - last_arrival >= round_quiet_ns)
+		finish_round();
 }
 
 static void stdin_cb(evutil_socket_t fd, short what, void *arg)
@@ -396,19 +402,25 @@ static void stdin_cb(evutil_socket_t fd, short what, void *arg)
 			fflush(stdout);
 		} else if (strncmp(buf, "DELIVERED ", 10) == 0) {
 			long long a, b;
-			double wait = 10;
-			if (sscanf(buf + 10, "%lld %lld %lf", &a, &b, &wait) < 2) {
+			double wait = 10, quiet = -1;
+			if (sscanf(buf + 10, "%lld %lld %lf %lf", &a, &b, &wait, &quiet) < 2) {
 				printf("ROUND error=syntax\n");
 				fflush(stdout);
 			} else {
 				t0_ns = a;
 				t1_ns = b;
 				round_waiting = 1;
+				if (quiet < 0)
+					quiet = wait;
+				int64_t now = now_ns();
+				round_deadline = now + (int64_t)(wait * 1e9);
+				round_quiet_ns = (int64_t)(quiet * 1e9);
+				if (last_arrival < now)
+					last_arrival = now; /* quiet counts from here */
 				if (got_count == armed_count) {
 					finish_round();
 				} else {
-					struct timeval tv = { (time_t)wait,
-							      (suseconds_t)((wait - (long)wait) * 1e6) };
+					struct timeval tv = { 0, 100000 };
 					evtimer_add(round_timer, &tv);
 				}
 			}
@@ -469,7 +481,7 @@ int main(int argc, char **argv)
 	base = event_base_new();
 	if (conns == NULL || base == NULL)
 		return 1;
-	round_timer = evtimer_new(base, round_timeout_cb, NULL);
+	round_timer = event_new(base, -1, EV_PERSIST, round_timeout_cb, NULL);
 	ramp_timer = evtimer_new(base, ramp_timeout_cb, NULL);
 	progress_timer = event_new(base, -1, EV_PERSIST, progress_cb, NULL);
 	struct event *in_ev = event_new(base, STDIN_FILENO, EV_READ | EV_PERSIST, stdin_cb, NULL);
