@@ -513,6 +513,13 @@ static void login_done(void *ctx, int ok, const char *text)
 	struct pop3_session *s = ctx;
 	struct store_error err;
 	s->auth_id = 0;
+	if (s->closing) {
+		/* The server began shutting down meanwhile: do not open the
+		 * maildrop only to close it again. */
+		pop3_send(s, "-ERR [SYS/TEMP] Server shutting down");
+		command_done(s);
+		return;
+	}
 	if (!ok) {
 		/* RFC 3206 4: [AUTH] says the credentials are at fault. */
 		pop3_send(s, "-ERR [AUTH] %s",
