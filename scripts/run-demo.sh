@@ -27,7 +27,8 @@ IMAP   127.0.0.1:1143 (STARTTLS)   IMAPS 127.0.0.1:1993 (self-signed certificate
        user demo, password $pw, normal password authentication
 Try:   curl -s --user 'demo:$pw' 'imap://127.0.0.1:1143/INBOX;UID=1'
        printf 'Subject: hi\\n\\nhello\\n' | $bin deliver -d $data demo
-POP3 (1110/1995) and LMTP (2424) are configured but not served yet (issue 5).
+POP3   127.0.0.1:1110 (STLS)      POP3S 127.0.0.1:1995
+LMTP   127.0.0.1:2424 (for an MTA: Postfix virtual_transport = lmtp:inet:127.0.0.1:2424)
 Stop with Ctrl-C.
 EOT
 exec "$bin" serve -d "$data"

@@ -106,6 +106,15 @@ static void login_done(void *ctx, int ok, const char *text)
 
 static void verify(struct imap_session *s, const char *user, const char *pass)
 {
+	/* A name the auth protocol cannot carry is no user of ours: a plain
+	 * failure, not "try again later". */
+	for (const char *p = user; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			imap_tagged(s, NULL, "NO", "[AUTHENTICATIONFAILED] Authentication failed");
+			free(s->cmd_tag);
+			s->cmd_tag = NULL;
+			return;
+		}
 	s->busy = true;
 	conn_pause_input(s->conn);
 	s->auth_id = auth_client_verify(s->env->auth, conn_peer_ip(s->conn), user, pass, login_done, s);
