@@ -242,10 +242,11 @@ int imap_view_sync(struct imap_session *s, bool allow_expunge)
 {
 	struct imap_view *v = s->view;
 	struct store_error err;
-	struct store_status st;
+	struct { uint32_t uidvalidity; uint64_t highestmodseq; } st;
 	if (v == NULL)
 		return 0;
-	if (store_mailbox_sync(v->mbox, 0, &err) < 0 || store_mailbox_status(v->mbox, &st, &err) < 0)
+	if (store_mailbox_sync(v->mbox, 0, &err) < 0 ||
+	    store_mailbox_modseq(v->mbox, &st.uidvalidity, &st.highestmodseq, &err) < 0)
 		return -1;
 	if (st.uidvalidity != v->uidvalidity) {
 		/* Deleted and re-created under us: nothing the client knows holds. */

@@ -36,7 +36,9 @@ struct worker {
 	size_t nlst;
 	int stopping; /* 1 draining, 2 shutting down */
 	time_t stop_started;
+	time_t last_accept_error;
 	struct event *tick;
+	struct event *resume;
 };
 
 struct accept_ctx {
@@ -74,6 +76,37 @@ static void accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sock
 		conn_close(c); /* not offered (the master does not bind these) */
 		break;
 	}
+}
+
+/* accept() failed: out of descriptors (EMFILE/ENFILE) or memory. Stop
+ * accepting on every listener for a second instead of spinning (and
+ * logging) on a connection we cannot take; it waits in the backlog. */
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	(void)fd;
+	(void)what;
+	for (size_t i = 0; i < w->nlst; i++)
+		if (w->lst[i] != NULL)
+			evconnlistener_enable(w->lst[i]);
+}
+
+static void accept_error_cb(struct evconnlistener *el, void *arg)
+{
+	struct accept_ctx *ac = arg;
+	struct worker *w = ac->w;
+	(void)el;
+	time_t now = time(NULL);
+	if (now != w->last_accept_error) {
+		log_error("accept: %s; pausing new connections for a second",
+			  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		w->last_accept_error = now;
+	}
+	for (size_t i = 0; i < w->nlst; i++)
+		if (w->lst[i] != NULL)
+			evconnlistener_disable(w->lst[i]);
+	struct timeval tv = { 1, 0 };
+	event_add(w->resume, &tv);
 }
 
 static void stop_accepting(struct worker *w)
@@ -137,6 +170,7 @@ int worker_run(const struct worker_args *args)
 	w.env.jobs = jobs_new(w.base, 2);
 	if (w.env.auth == NULL || w.env.jobs == NULL)
 		goto out;
+	w.resume = evtimer_new(w.base, resume_cb, &w);
 	acs = calloc(args->listeners->n, sizeof(*acs));
 	w.lst = calloc(args->listeners->n, sizeof(*w.lst));
 	if (acs == NULL || w.lst == NULL)
@@ -148,6 +182,7 @@ int worker_run(const struct worker_args *args)
 		w.lst[i] = evconnlistener_new(w.base, accept_cb, &acs[i], LEV_OPT_REUSEABLE, -1, l->fd);
 		if (w.lst[i] == NULL)
 			goto out;
+		evconnlistener_set_error_cb(w.lst[i], accept_error_cb);
 		w.nlst++;
 	}
 	struct event *sterm = evsignal_new(w.base, SIGTERM, signal_cb, &w);
@@ -164,6 +199,8 @@ int worker_run(const struct worker_args *args)
 	rc = 0;
 out:
 	stop_accepting(&w);
+	if (w.resume != NULL)
+		event_free(w.resume);
 	free(w.lst);
 	free(acs);
 	jobs_free(&w.env.jobs);

@@ -150,6 +150,10 @@ void store_mailbox_close(struct store_mailbox **mbox);
 const char *store_mailbox_name(const struct store_mailbox *mbox);
 int store_mailbox_status(struct store_mailbox *mbox, struct store_status *st_r,
 			 struct store_error *err);
+/* UIDVALIDITY and HIGHESTMODSEQ only: one indexed row, for sessions that
+ * ask often whether anything changed. */
+int store_mailbox_modseq(struct store_mailbox *mbox, uint32_t *uidvalidity_r,
+			 uint64_t *highestmodseq_r, struct store_error *err);
 /* Pick up changes made by other processes or by hand (files in new/, files
  * renamed or removed in cur/). full forces a complete rescan of cur/. */
 int store_mailbox_sync(struct store_mailbox *mbox, int full, struct store_error *err);

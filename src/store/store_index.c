@@ -15,8 +15,9 @@
  *   meta(key, value)              boot_id, quota_bytes, quota_messages
  *   mailbox(id, name, uidvalidity, uidnext, highestmodseq, cur_mtime, rescan)
  *   msg(mailbox, uid, fname, size, flags, keywords, modseq, internaldate,
- *       pending, envelope, body, bodystructure, mimetree)  the last four a
- *       cache of the parsed message, filled on first FETCH
+ *       pending)  narrow rows, so that counts and scans stay cheap
+ *   msg_cache(mailbox, uid, envelope, body, bodystructure, mimetree)  the
+ *       parsed message, filled on first FETCH; deleted with its msg row
  *   expunged(mailbox, uid, modseq)  for QRESYNC VANISHED (RFC 7162)
  *
  * mailbox.rescan: 0 in step with the files; 1 rescan cur/ fully on next sync;
@@ -47,10 +48,15 @@ static const char schema[] =
 	" mailbox INTEGER NOT NULL, uid INTEGER NOT NULL, fname TEXT NOT NULL,"
 	" size INTEGER NOT NULL, flags INTEGER NOT NULL, keywords INTEGER NOT NULL,"
 	" modseq INTEGER NOT NULL, internaldate INTEGER NOT NULL,"
-	" pending INTEGER NOT NULL DEFAULT 0, envelope TEXT, body TEXT, bodystructure TEXT,"
-	" mimetree BLOB,"
+	" pending INTEGER NOT NULL DEFAULT 0,"
 	" PRIMARY KEY(mailbox, uid)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS msg_modseq ON msg(mailbox, modseq);"
+	"CREATE INDEX IF NOT EXISTS msg_pending ON msg(mailbox) WHERE pending=1;"
+	"CREATE TABLE IF NOT EXISTS msg_cache("
+	" mailbox INTEGER NOT NULL, uid INTEGER NOT NULL, envelope TEXT, body TEXT,"
+	" bodystructure TEXT, mimetree BLOB, PRIMARY KEY(mailbox, uid));"
+	"CREATE TRIGGER IF NOT EXISTS msg_cache_gc AFTER DELETE ON msg BEGIN"
+	" DELETE FROM msg_cache WHERE mailbox=old.mailbox AND uid=old.uid; END;"
 	"CREATE TABLE IF NOT EXISTS expunged("
 	" mailbox INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,"
 	" PRIMARY KEY(mailbox, uid)) WITHOUT ROWID;";

@@ -720,16 +720,20 @@ int store_mailbox_expunged_since(struct store_mailbox *mbox, uint64_t modseq,
 }
 
 static const char *const cache_get_sql[] = {
-	"SELECT envelope FROM msg WHERE mailbox=? AND uid=?",
-	"SELECT body FROM msg WHERE mailbox=? AND uid=?",
-	"SELECT bodystructure FROM msg WHERE mailbox=? AND uid=?",
-	"SELECT mimetree FROM msg WHERE mailbox=? AND uid=?",
+	"SELECT envelope FROM msg_cache WHERE mailbox=? AND uid=?",
+	"SELECT body FROM msg_cache WHERE mailbox=? AND uid=?",
+	"SELECT bodystructure FROM msg_cache WHERE mailbox=? AND uid=?",
+	"SELECT mimetree FROM msg_cache WHERE mailbox=? AND uid=?",
 };
 static const char *const cache_set_sql[] = {
-	"UPDATE msg SET envelope=? WHERE mailbox=? AND uid=?",
-	"UPDATE msg SET body=? WHERE mailbox=? AND uid=?",
-	"UPDATE msg SET bodystructure=? WHERE mailbox=? AND uid=?",
-	"UPDATE msg SET mimetree=? WHERE mailbox=? AND uid=?",
+	"INSERT INTO msg_cache(envelope, mailbox, uid) VALUES(?, ?, ?)"
+	" ON CONFLICT(mailbox, uid) DO UPDATE SET envelope=excluded.envelope",
+	"INSERT INTO msg_cache(body, mailbox, uid) VALUES(?, ?, ?)"
+	" ON CONFLICT(mailbox, uid) DO UPDATE SET body=excluded.body",
+	"INSERT INTO msg_cache(bodystructure, mailbox, uid) VALUES(?, ?, ?)"
+	" ON CONFLICT(mailbox, uid) DO UPDATE SET bodystructure=excluded.bodystructure",
+	"INSERT INTO msg_cache(mimetree, mailbox, uid) VALUES(?, ?, ?)"
+	" ON CONFLICT(mailbox, uid) DO UPDATE SET mimetree=excluded.mimetree",
 };
 
 int store_message_cache_get(struct store_mailbox *mbox, uint32_t uid, enum store_cache_field f,
@@ -784,5 +788,24 @@ int store_message_cache_set(struct store_mailbox *mbox, uint32_t uid, enum store
 		store_index_sqlerr(mbox->user, err, "cache");
 		return -1;
 	}
+	return 0;
+}
+
+int store_mailbox_modseq(struct store_mailbox *mbox, uint32_t *uidvalidity_r,
+			 uint64_t *highestmodseq_r, struct store_error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(
+		mbox->user, "SELECT uidvalidity, highestmodseq FROM mailbox WHERE id=?", err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mbox->id);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_reset(st);
+		store_index_sqlerr(mbox->user, err, "modseq");
+		return -1;
+	}
+	*uidvalidity_r = (uint32_t)sqlite3_column_int64(st, 0);
+	*highestmodseq_r = (uint64_t)sqlite3_column_int64(st, 1);
+	sqlite3_reset(st);
 	return 0;
 }

@@ -28,6 +28,7 @@ struct watch_ent {
 	unsigned id;
 	int wd[3];
 	void *owner;
+	int fired; /* changed: its owner is to be told (store_notify_read) */
 	struct watch_ent *next;
 };
 
@@ -139,21 +140,21 @@ void store_notify_read(struct store_notify *n, void (*cb)(void *owner))
 		for (char *p = buf; p < buf + len;) {
 			const struct inotify_event *ev = (const struct inotify_event *)(void *)p;
 			p += sizeof(*ev) + ev->len;
-			/* Owners may unregister inside cb: walk a snapshot of ids. */
-			unsigned ids[64];
-			size_t k = 0;
-			for (struct watch_ent *e = n->ents; e != NULL && k < 64; e = e->next)
+			/* Mark every owner of this watch first, then call them: an
+			 * owner may unregister (itself or others) inside cb. */
+			for (struct watch_ent *e = n->ents; e != NULL; e = e->next)
 				for (int i = 0; i < 3; i++)
-					if (e->wd[i] == ev->wd) {
-						ids[k++] = e->id;
-						break;
-					}
-			for (size_t i = 0; i < k; i++)
-				for (struct watch_ent *e = n->ents; e != NULL; e = e->next)
-					if (e->id == ids[i]) {
-						cb(e->owner);
-						break;
-					}
+					if (e->wd[i] == ev->wd)
+						e->fired = 1;
+		}
+		for (;;) {
+			struct watch_ent *e = n->ents;
+			while (e != NULL && !e->fired)
+				e = e->next;
+			if (e == NULL)
+				break;
+			e->fired = 0;
+			cb(e->owner);
 		}
 	}
 }

@@ -252,6 +252,11 @@ static int insert_msg(struct store_mailbox *mbox, uint32_t uid, const char *fnam
 		store_index_sqlerr(mbox->user, err, "insert");
 		return -1;
 	}
+	/* A cache left by an earlier message of this UID (a rebuilt index,
+	 * a replaced row) describes other bytes. */
+	if (store_index_exec(mbox->user, err, "DELETE FROM msg_cache WHERE mailbox=%lld AND uid=%u",
+			     (long long)mbox->id, uid) < 0)
+		return -1;
 	return store_index_quota_add(mbox->user, (int64_t)e->size, 1, err);
 }
 
@@ -410,11 +415,14 @@ static int full_scan(struct store_mailbox *mbox, int trust_lost, uint32_t *uidne
 			if (store_mailbox_next_modseq(mbox, &modseq, err) < 0 ||
 			    store_index_exec(mbox->user, err,
 					     "UPDATE msg SET fname=%Q, flags=%u, keywords=%u, modseq=%llu,"
-					     " size=%llu, envelope=NULL, body=NULL, bodystructure=NULL,"
-					     " mimetree=NULL WHERE mailbox=%lld AND uid=%u",
+					     " size=%llu WHERE mailbox=%lld AND uid=%u",
 					     e->name, e->f.flags, e->f.keywords,
 					     (unsigned long long)modseq, (unsigned long long)e->size,
 					     (long long)mbox->id, w->uid) < 0 ||
+			    (w->size != e->size &&
+			     store_index_exec(mbox->user, err,
+					      "DELETE FROM msg_cache WHERE mailbox=%lld AND uid=%u",
+					      (long long)mbox->id, w->uid) < 0) ||
 			    (w->size != e->size &&
 			     store_index_quota_add(mbox->user, (int64_t)e->size - (int64_t)w->size, 0,
 						   err) < 0))
