@@ -31,6 +31,7 @@
 #include <string.h>
 
 #define STMT_CACHE 64
+#define SCHEMA_VERSION 2
 
 /* The cache is keyed by the SQL text's address: callers pass literals. */
 struct index_stmt {
@@ -160,7 +161,17 @@ int store_index_open(struct store_user *user, struct store_error *err)
 	if (store_index_exec(user, err,
 			     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;") < 0)
 		goto fail;
-	if (store_index_exec(user, err, "%s", schema) < 0)
+	/* The schema is created once per file (user_version marks it), so that
+	 * reopening a released index costs an open and two small reads. */
+	sqlite3_stmt *uv = NULL;
+	int version = 0;
+	if (sqlite3_prepare_v2(user->db, "PRAGMA user_version", -1, &uv, NULL) == SQLITE_OK &&
+	    sqlite3_step(uv) == SQLITE_ROW)
+		version = sqlite3_column_int(uv, 0);
+	sqlite3_finalize(uv);
+	if (version != SCHEMA_VERSION &&
+	    (store_index_exec(user, err, "%s", schema) < 0 ||
+	     store_index_exec(user, err, "PRAGMA user_version=%d", SCHEMA_VERSION) < 0))
 		goto fail;
 	if (check_boot(user, err) < 0)
 		goto fail;
