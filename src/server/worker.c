@@ -167,7 +167,9 @@ int worker_run(const struct worker_args *args)
 		goto out;
 	}
 	w.env.auth = auth_client_new(w.base, args->auth_fd);
-	w.env.jobs = jobs_new(w.base, 2);
+	/* Jobs mostly wait for fsync: more threads than cores keep the disk
+	 * busy while others wait. */
+	w.env.jobs = jobs_new(w.base, 4);
 	if (w.env.auth == NULL || w.env.jobs == NULL)
 		goto out;
 	w.resume = evtimer_new(w.base, resume_cb, &w);
