@@ -70,11 +70,19 @@ build/asan/tests/%: build/asan/obj/tests/unit/%.o build/asan/libmailroom.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $< build/asan/libmailroom.a $(LIBS) -lcmocka
 
-# Fuzz targets: clang + libFuzzer, with the library sources compiled in.
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+# Fuzz targets: clang + libFuzzer. The library is compiled once for all of
+# them (instrumented, without libFuzzer's main), each target links it.
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -Isrc -D_GNU_SOURCE -DFUZZING
+FUZZ_OBJ := $(patsubst %.c,build/fuzzlib/obj/%.o,$(LIB_SRC))
+build/fuzzlib/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang -std=gnu11 -g -O1 -Isrc -D_GNU_SOURCE -DFUZZING \
-	  -fsanitize=fuzzer,address,undefined $< $(LIB_SRC) -o $@ $(LIBS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+build/fuzzlib/libmailroom.a: $(FUZZ_OBJ)
+	@rm -f $@; ar rcs $@ $^
+build/fuzz/%: tests/fuzz/%.c build/fuzzlib/libmailroom.a
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined $< build/fuzzlib/libmailroom.a \
+	  -o $@ $(LIBS)
 
 deps:
 	@scripts/deps.sh test
