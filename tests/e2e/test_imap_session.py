@@ -27,10 +27,11 @@ def free_port():
 
 
 class Server:
-    def __init__(self, data, *opts):
+    def __init__(self, data, *opts, host="127.0.0.1"):
         self.port = free_port()
         self.tls_port = free_port()
-        args = [BIN, "serve", "-d", data, "-o", "imap_listen=127.0.0.1:%d" % self.port,
+        self.host = host
+        args = [BIN, "serve", "-d", data, "-o", "imap_listen=%s:%d" % (host, self.port),
                 "-o", "imaps_listen=127.0.0.1:%d" % self.tls_port, "-o", "pop3_listen=",
                 "-o", "pop3s_listen=", "-o", "lmtp_listen=", "-o", "workers=1",
                 "-o", "auth_failure_delay_ms=300"]
@@ -41,7 +42,7 @@ class Server:
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                socket.create_connection((self.host, self.port), timeout=1).close()
                 return
             except OSError:
                 assert self.proc.poll() is None, open(os.path.join(data, "serve.log")).read()
@@ -483,3 +484,51 @@ def test_privilege_separation(server):
     assert os.stat(passwd).st_mode & 0o077 == 0
     r = subprocess.run(["runuser", "-u", "mail", "--", "cat", passwd], capture_output=True)
     assert r.returncode != 0 and b"Permission denied" in r.stderr
+
+
+def _non_loopback_ipv4():
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.connect(("192.0.2.1", 9))  # picks the outgoing address; no packet is sent
+        ip = s.getsockname()[0]
+        s.close()
+    except OSError:
+        return None
+    return None if ip.startswith("127.") else ip
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_logindisabled_off_loopback(tmp_path, _searchable_tmp, allow):
+    """RFC 9051 6.2.3 / 7.2.2: on an unencrypted connection from another host
+    the server says LOGINDISABLED and refuses LOGIN and AUTHENTICATE until
+    STARTTLS, unless plaintext_auth = yes."""
+    ip = _non_loopback_ipv4()
+    if ip is None:
+        pytest.skip("no non-loopback IPv4 address on this machine")
+    os.chmod(tmp_path, 0o755)
+    data = str(tmp_path / "data")
+    os.mkdir(data)
+    add_user(data, "alice", "secret")
+    srv = Server(data, "plaintext_auth=%s" % ("yes" if allow else "no"), host=ip)
+    try:
+        c = Client(0, sock=socket.create_connection((ip, srv.port), timeout=10))
+        r, u = c.cmd("CAPABILITY")
+        caps = u[0].split()
+        if allow:
+            assert "AUTH=PLAIN" in caps and "LOGINDISABLED" not in caps
+            assert c.cmd("LOGIN alice secret")[0].startswith("OK")
+            return
+        assert "LOGINDISABLED" in caps and "AUTH=PLAIN" not in caps and "STARTTLS" in caps
+        assert c.cmd("LOGIN alice secret")[0].startswith("NO [PRIVACYREQUIRED]")
+        assert c.cmd("AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==")[0].startswith("NO")
+        assert c.cmd("STARTTLS")[0].startswith("OK")
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        tls = Client.__new__(Client)
+        tls.sock, tls.buf, tls.n = ctx.wrap_socket(c.sock), b"", 100
+        r, u = tls.cmd("CAPABILITY")
+        assert "AUTH=PLAIN" in u[0].split() and "LOGINDISABLED" not in u[0].split()
+        assert tls.cmd("LOGIN alice secret")[0].startswith("OK")
+    finally:
+        srv.stop()
