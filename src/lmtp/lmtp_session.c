@@ -4,8 +4,9 @@
  * SIZE RFC 1870, CHUNKING RFC 3030, SMTPUTF8 RFC 6531).
  *
  * Design note. A transaction is MAIL, one or more RCPT, then DATA (or
- * BDAT chunks). Each RCPT is checked at once: the user must have a mail
- * folder (550 5.1.1), and be under quota (452 4.2.2 or 552 5.2.2, per
+ * BDAT chunks). Each RCPT is checked at once, on a job thread (it opens
+ * the user's index): the user must have a mail folder (550 5.1.1), and be
+ * under quota (452 4.2.2 or 552 5.2.2, per
  * quota_full_tempfail). The message streams into one staging file as it
  * arrives (dot-unstuffed by lmtp_parser.c; never whole in memory) with
  * Return-Path and Received prepended; past message_size_limit the rest is
@@ -431,9 +432,52 @@ static void cmd_mail(struct lmtp_session *s, const struct lmtp_command *c)
 	reply(s, "250 2.1.0 Ok");
 }
 
+struct rcpt_job {
+	struct lmtp_session *s;
+	char addr[LMTP_MAX_ADDRESS + 1];
+	struct rcpt r;
+	const char *why;
+	int rc;
+};
+
+static void rcpt_work(void *arg)
+{
+	struct rcpt_job *j = arg;
+	j->rc = resolve(j->s, j->addr, &j->r, &j->why);
+}
+
+static void rcpt_done(void *arg)
+{
+	struct rcpt_job *j = arg;
+	struct lmtp_session *s = j->s;
+	s->busy = false;
+	if (s->conn == NULL) {
+		free(j);
+		session_free(s);
+		return;
+	}
+	if (j->rc < 0) {
+		reply(s, "%s", j->why);
+	} else {
+		struct rcpt *p = realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*p));
+		if (p == NULL) {
+			reply(s, "452 4.3.0 Out of memory");
+		} else {
+			s->rcpts = p;
+			s->rcpts[s->nrcpts++] = j->r;
+			reply(s, "250 2.1.5 Ok");
+		}
+	}
+	free(j);
+	if (s->closing) {
+		conn_close(s->conn);
+		return;
+	}
+	conn_resume_input(s->conn);
+}
+
 static void cmd_rcpt(struct lmtp_session *s, const struct lmtp_command *c)
 {
-	const char *why;
 	if (!s->has_from) {
 		error_reply(s, "503 5.5.1 Send MAIL first");
 		return;
@@ -447,19 +491,25 @@ static void cmd_rcpt(struct lmtp_session *s, const struct lmtp_command *c)
 			error_reply(s, "555 5.5.4 Unsupported RCPT parameter");
 			return;
 		}
-	struct rcpt r;
-	if (c->address[0] == '\0' || resolve(s, c->address, &r, &why) < 0) {
-		reply(s, "%s", c->address[0] == '\0' ? "501 5.1.3 Empty recipient" : why);
+	if (c->address[0] == '\0') {
+		reply(s, "501 5.1.3 Empty recipient");
 		return;
 	}
-	struct rcpt *p = realloc(s->rcpts, (s->nrcpts + 1) * sizeof(*p));
-	if (p == NULL) {
+	struct rcpt_job *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
 		reply(s, "452 4.3.0 Out of memory");
 		return;
 	}
-	s->rcpts = p;
-	s->rcpts[s->nrcpts++] = r;
-	reply(s, "250 2.1.5 Ok");
+	j->s = s;
+	snprintf(j->addr, sizeof(j->addr), "%s", c->address);
+	/* The lookup opens the user's index (and reads the quota): disk work,
+	 * so it runs off the event loop like the delivery. */
+	s->busy = true;
+	conn_pause_input(s->conn);
+	if (jobs_run(s->env->jobs, rcpt_work, rcpt_done, j) < 0) {
+		rcpt_work(j);
+		rcpt_done(j);
+	}
 }
 
 static void cmd_data(struct lmtp_session *s)
