@@ -143,6 +143,10 @@ int store_sync_run(struct store_mailbox *mbox, int full, struct store_sync_repor
 		   struct store_error *err);
 
 /* store_stage.c */
+#define STORE_STAGE_CACHE_FIELDS 4
+/* The parsed-message cache computed while staging (after finish), or NULL. */
+const char *store_stage_cache(const struct store_stage *stage, enum store_cache_field f,
+			      size_t *len_r);
 int store_stage_fd(const struct store_stage *stage);
 const char *store_stage_name(const struct store_stage *stage);
 int store_stage_is_finished(const struct store_stage *stage);

@@ -276,6 +276,33 @@ static void unlink_linked(struct store_mailbox *mbox, struct new_msg *msgs, size
 	fsync(mbox->cur_fd);
 }
 
+/* Store what staging parsed, so the first FETCH reads no file. A failure
+ * only costs a parse later. */
+static void cache_from_stage(struct store_mailbox *mbox, uint32_t uid,
+			     const struct store_stage *stage)
+{
+	size_t len[4];
+	const char *v[4];
+	for (int i = 0; i < 4; i++)
+		if ((v[i] = store_stage_cache(stage, (enum store_cache_field)i, &len[i])) == NULL)
+			return;
+	struct store_error err;
+	sqlite3_stmt *st = store_index_stmt(
+		mbox->user,
+		"INSERT OR REPLACE INTO msg_cache(mailbox, uid, envelope, body, bodystructure, mimetree)"
+		" VALUES(?, ?, ?, ?, ?, ?)",
+		&err);
+	if (st == NULL)
+		return;
+	sqlite3_bind_int64(st, 1, mbox->id);
+	sqlite3_bind_int64(st, 2, uid);
+	for (int i = 0; i < 3; i++)
+		sqlite3_bind_text(st, 3 + i, v[i], (int)len[i], SQLITE_STATIC);
+	sqlite3_bind_blob(st, 6, v[3], (int)len[3], SQLITE_STATIC);
+	sqlite3_step(st);
+	sqlite3_reset(st);
+}
+
 int store_mailbox_add(struct store_mailbox *mbox, struct store_stage *stage, uint32_t flags,
 		      uint32_t keywords, uint32_t *uid_r, struct store_error *err)
 {
@@ -330,6 +357,7 @@ int store_mailbox_add(struct store_mailbox *mbox, struct store_stage *stage, uin
 	}
 	*uid_r = m.uid;
 	ret = 0;
+	cache_from_stage(mbox, m.uid, stage);
 out:
 	store_mailbox_unlock(mbox);
 	return ret;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "lib/fsx.h"
+#include "mime/mime.h"
 
 #define STAGE_BUF 65536
 
@@ -35,6 +36,13 @@ struct store_stage {
 	int finished;
 	int failed;
 	time_t internaldate;
+	/* The message is parsed as it is written (DESIGN.md, Delivery step 1),
+	 * so that FETCH finds ENVELOPE, BODY, BODYSTRUCTURE and the part tree
+	 * cached from the start. NULL after finish or on failure (then FETCH
+	 * parses on first use, as for files adopted from new/). */
+	struct mime_parser *parser;
+	char *cache[STORE_STAGE_CACHE_FIELDS];
+	size_t cache_len[STORE_STAGE_CACHE_FIELDS];
 	size_t wlen;
 	char wbuf[STAGE_BUF];
 };
@@ -49,6 +57,7 @@ int store_stage_new(struct store *store, struct store_stage **stage_r, struct st
 	}
 	memset(s, 0, offsetof(struct store_stage, wbuf));
 	s->store = store;
+	s->parser = mime_parser_new(NULL);
 	store_unique_base(store, base, sizeof(base));
 	memcpy(s->name, base, strlen(base) + 1);
 	s->fd = fsx_open_beneath(store->spool_fd, s->name, O_WRONLY | O_CREAT | O_EXCL, 0600);
@@ -85,6 +94,8 @@ static int flush(struct store_stage *s, struct store_error *err)
 		return 0;
 	if (reopen(s, err) < 0)
 		return -1;
+	if (s->parser != NULL && mime_parser_feed(s->parser, s->wbuf, s->wlen) == MIME_ERROR)
+		mime_parser_free(&s->parser); /* out of memory: no cache, still a message */
 	if (fsx_write_all(s->fd, s->wbuf, s->wlen) < 0) {
 		s->failed = 1;
 		store_err_errno(err, "cannot write the message");
@@ -162,7 +173,30 @@ int store_stage_finish(struct store_stage *s, struct store_error *err)
 		return -1;
 	}
 	s->finished = 1;
+	struct mime_tree *tree = NULL;
+	const char *why;
+	if (s->parser != NULL && mime_parser_finish(&s->parser, &tree, &why) == 0) {
+		/* The same four strings FETCH would compute (imap_fetch.c). */
+		s->cache[STORE_CACHE_ENVELOPE] =
+			mime_envelope_imap(tree->root, &s->cache_len[STORE_CACHE_ENVELOPE]);
+		s->cache[STORE_CACHE_BODY] =
+			mime_bodystructure_imap(tree, false, &s->cache_len[STORE_CACHE_BODY]);
+		s->cache[STORE_CACHE_BODYSTRUCTURE] =
+			mime_bodystructure_imap(tree, true, &s->cache_len[STORE_CACHE_BODYSTRUCTURE]);
+		s->cache[STORE_CACHE_MIMETREE] =
+			mime_tree_serialize(tree, &s->cache_len[STORE_CACHE_MIMETREE]);
+		mime_tree_free(&tree);
+	}
 	return 0;
+}
+
+const char *store_stage_cache(const struct store_stage *s, enum store_cache_field f, size_t *len_r)
+{
+	for (int i = 0; i < STORE_STAGE_CACHE_FIELDS; i++)
+		if (s->cache[i] == NULL)
+			return NULL; /* all four or none */
+	*len_r = s->cache_len[f];
+	return s->cache[f];
 }
 
 uint64_t store_stage_size(const struct store_stage *stage)
@@ -192,6 +226,9 @@ void store_stage_free(struct store_stage **stage)
 		return;
 	if (s->fd >= 0)
 		close(s->fd);
+	mime_parser_free(&s->parser);
+	for (int i = 0; i < STORE_STAGE_CACHE_FIELDS; i++)
+		free(s->cache[i]);
 	/* Not fsx_unlinkat: removing the staging name is cleanup, and a
 	 * failure here loses nothing (check --repair removes leftovers). */
 	unlinkat(s->store->spool_fd, s->name, 0);

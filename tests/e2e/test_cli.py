@@ -244,3 +244,21 @@ def test_deliver_lock_timeout_is_temporary(data):
         os.close(fd)
     assert run("deliver", "-d", data, "alice", stdin=MSG).returncode == 0
     assert len(inbox_files(data, "alice")) == 2
+
+
+def test_delivery_caches_the_parsed_message(data):
+    """DESIGN.md, Delivery step 1: the message is parsed while it is written,
+    so the index holds ENVELOPE/BODYSTRUCTURE before any FETCH, equal to what
+    the parser gives for the stored file."""
+    import sqlite3
+    add(data, "alice")
+    msg = b"From: A <a@example.org>\nSubject: cached\nContent-Type: text/plain; charset=utf-8\n\nbody\n"
+    assert run("deliver", "-d", data, "alice", stdin=msg).returncode == 0
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(data, "mail", "alice", "index.sqlite"), uri=True)
+    rows = db.execute("SELECT envelope, bodystructure, mimetree FROM msg_cache").fetchall()
+    db.close()
+    assert len(rows) == 1 and all(v is not None for v in rows[0])
+    path = os.path.join(data, "mail", "alice", "INBOX", "cur", inbox_files(data, "alice")[0])
+    env = run("mime", "envelope", path).stdout.decode()
+    bs = run("mime", "bodystructure", path).stdout.decode()
+    assert rows[0][0] == env.strip() and rows[0][1] == bs.strip()
