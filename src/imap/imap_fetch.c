@@ -575,17 +575,10 @@ static int fmsg_parse(struct fetch_ctx *fc, struct fmsg *fm, struct store_error 
 		free(fm->cache[i]);
 		fm->cache[i] = NULL;
 	}
-	fm->cache[STORE_CACHE_ENVELOPE] =
-		mime_envelope_imap(tree->root, &fm->cache_len[STORE_CACHE_ENVELOPE]);
-	fm->cache[STORE_CACHE_BODY] =
-		mime_bodystructure_imap(tree, false, &fm->cache_len[STORE_CACHE_BODY]);
-	fm->cache[STORE_CACHE_BODYSTRUCTURE] =
-		mime_bodystructure_imap(tree, true, &fm->cache_len[STORE_CACHE_BODYSTRUCTURE]);
-	fm->cache[STORE_CACHE_MIMETREE] =
-		mime_tree_serialize(tree, &fm->cache_len[STORE_CACHE_MIMETREE]);
+	/* enum store_cache_field follows mime_tree_cache_strings' order */
+	if (mime_tree_cache_strings(tree, fm->cache, fm->cache_len) < 0)
+		goto oom;
 	for (int i = 0; i < 4; i++) {
-		if (fm->cache[i] == NULL)
-			goto oom;
 		struct store_error cerr;
 		/* A cache that cannot be written (disk full, lock) costs a
 		 * reparse next time, not this FETCH. */

@@ -206,6 +206,11 @@ char *mime_tree_serialize(const struct mime_tree *tree, size_t *len_r);
  * syntax, ranges and nesting). On success *tree_r is owned by the caller;
  * raw fields, params other than charset and languages are absent. Returns 0,
  * or -1 with *error_r set (static string). */
+/* The four strings a store caches per message, in the order of its cache
+ * fields: ENVELOPE, BODY, BODYSTRUCTURE (extended) and the serialised tree;
+ * each malloc'ed into out[i] (length len[i]). Returns 0, or -1 when out of
+ * memory (then nothing is left allocated). */
+int mime_tree_cache_strings(const struct mime_tree *tree, char *out[4], size_t len[4]);
 int mime_tree_deserialize(const char *data, size_t len, struct mime_tree **tree_r,
 			  const char **error_r);
 

@@ -214,3 +214,18 @@ nomem:
 	mime_tree_free(&t);
 	return -1;
 }
+
+int mime_tree_cache_strings(const struct mime_tree *tree, char *out[4], size_t len[4])
+{
+	out[0] = mime_envelope_imap(tree->root, &len[0]);
+	out[1] = mime_bodystructure_imap(tree, false, &len[1]);
+	out[2] = mime_bodystructure_imap(tree, true, &len[2]);
+	out[3] = mime_tree_serialize(tree, &len[3]);
+	if (out[0] != NULL && out[1] != NULL && out[2] != NULL && out[3] != NULL)
+		return 0;
+	for (int i = 0; i < 4; i++) {
+		free(out[i]);
+		out[i] = NULL;
+	}
+	return -1;
+}

@@ -176,15 +176,9 @@ int store_stage_finish(struct store_stage *s, struct store_error *err)
 	struct mime_tree *tree = NULL;
 	const char *why;
 	if (s->parser != NULL && mime_parser_finish(&s->parser, &tree, &why) == 0) {
-		/* The same four strings FETCH would compute (imap_fetch.c). */
-		s->cache[STORE_CACHE_ENVELOPE] =
-			mime_envelope_imap(tree->root, &s->cache_len[STORE_CACHE_ENVELOPE]);
-		s->cache[STORE_CACHE_BODY] =
-			mime_bodystructure_imap(tree, false, &s->cache_len[STORE_CACHE_BODY]);
-		s->cache[STORE_CACHE_BODYSTRUCTURE] =
-			mime_bodystructure_imap(tree, true, &s->cache_len[STORE_CACHE_BODYSTRUCTURE]);
-		s->cache[STORE_CACHE_MIMETREE] =
-			mime_tree_serialize(tree, &s->cache_len[STORE_CACHE_MIMETREE]);
+		/* The same four strings FETCH computes on a miss (imap_fetch.c);
+		 * the store's cache fields are in mime_tree_cache_strings' order. */
+		(void)mime_tree_cache_strings(tree, s->cache, s->cache_len);
 		mime_tree_free(&tree);
 	}
 	return 0;
