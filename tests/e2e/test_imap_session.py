@@ -47,6 +47,7 @@ class Server:
             except OSError:
                 assert self.proc.poll() is None, open(os.path.join(data, "serve.log")).read()
                 time.sleep(0.05)
+        self.stop()  # never leave a half-started server behind
         raise RuntimeError("server did not start")
 
     def stop(self):
