@@ -4,7 +4,8 @@
 #   make test       install missing Debian packages, then unit tests (plain and
 #                   ASan+UBSan), end-to-end tests and short bounded fuzz runs
 #   make fuzz       long libFuzzer runs of every tests/fuzz/fuzz_*.c
-#   make bench      benchmarks under bench/ (print figures)
+#   make bench      mailroom vs Dovecot side by side (QUICK=1: short run)
+#   make bench-parts per-module benchmarks under bench/*/ (print figures)
 #   make run        build, create a demo DATA folder and start the server
 #   make clean
 #
@@ -43,7 +44,7 @@ PYTEST   := /usr/bin/python3 -m pytest
 FUZZ_SECONDS ?= 60
 
 .SECONDARY:
-.PHONY: all test check unit unit-asan e2e fuzz fuzz-short bench run clean deps
+.PHONY: all test check unit unit-asan e2e fuzz fuzz-short bench bench-parts run clean deps
 all: build/mailroom
 
 build/obj/%.o: %.c
@@ -120,10 +121,19 @@ fuzz:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory fuzz-short FUZZ_SHORT_SECONDS=$(FUZZ_SECONDS)
 
+# make bench: mailroom and Dovecot side by side, one table of ratios (about
+# 10 minutes; QUICK=1: about 2). make bench-parts: the per-module figures
+# (store, mime, imap, lmtp) that bench/*/README.md describe.
+QUICK ?=
 bench:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory build/mailroom
-	@set -e; for b in bench/*/run; do echo "== $$b"; $$b; done
+	@QUICK=$(QUICK) bench/compare/run
+
+bench-parts:
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory build/mailroom
+	@set -e; for b in bench/store/run bench/mime/run bench/imap/run bench/lmtp/run; do echo "== $$b"; $$b; done
 
 run:
 	@scripts/deps.sh run
