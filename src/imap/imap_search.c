@@ -1022,7 +1022,7 @@ static void content_type_field(struct msgeval *me, const char *name, size_t nlen
 }
 
 /* The charset to convert a text part from, or NULL for UTF-8/ASCII (and for
- * non-text parts, searched as bytes). A tree rebuilt from the index cache
+ * message/ leaves, searched as bytes). A tree rebuilt from the index cache
  * has no parameters (mime_tree_serialize keeps none, whatever mime.h says),
  * so then the part's Content-Type is read from its header. */
 static const char *part_charset(struct msgeval *me, const struct mime_part *p, char *buf,
@@ -1060,7 +1060,13 @@ static void body_part(struct textsink *ts, const struct mime_part *p)
 			body_part(ts, c);
 		return;
 	}
-	/* a leaf: decode its body */
+	/* A leaf: only text/ and message/ bodies are searched. RFC 9051 6.4.4
+	 * says "contains the specified string in the body" and nothing of MIME;
+	 * Dovecot (lib-mail/message-search.c, content_type_text) and Cyrus
+	 * search text parts only, and a word "found" in the decoded bytes of a
+	 * PDF or a JPEG is noise that costs most of the time on real mail. */
+	if (strcasecmp(p->type, "text") != 0 && strcasecmp(p->type, "message") != 0)
+		return;
 	enum mime_cte cte = p->cte == MIME_CTE_BASE64 || p->cte == MIME_CTE_QP ? p->cte : MIME_CTE_8BIT;
 	struct mime_decoder *d = mime_decoder_new(cte);
 	if (d == NULL)
