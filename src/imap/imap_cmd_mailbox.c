@@ -713,6 +713,8 @@ void imap_idle_wakeup(void *session)
 	if (s->idling && s->view != NULL && s->conn != NULL) {
 		imap_view_sync(s, true);
 		store_user_release_index(s->suser);
+		if (s->idling && s->view != NULL)
+			store_mailbox_release_fds(s->view->mbox);
 	}
 }
 
@@ -729,8 +731,11 @@ int imap_cmd_idle(struct imap_session *s, const struct imap_command *cmd)
 		imap_view_watch(s);
 	}
 	/* Most connections spend their life in IDLE: hold no index connection
-	 * meanwhile (it reopens on the next change or command). */
+	 * and no directory descriptors meanwhile (both reopen on the next
+	 * change or command; the inotify watches need neither). */
 	store_user_release_index(s->suser);
+	if (s->view != NULL)
+		store_mailbox_release_fds(s->view->mbox);
 	/* RFC 9051 6.3.13: IDLE outlives the autologout timer. */
 	conn_set_idle_timeout(s->conn, (unsigned)config_uint(s->env->config, "imap_idle_timeout"));
 	return 0;

@@ -147,6 +147,10 @@ struct store_status {
 int store_mailbox_open(struct store_user *user, const char *name, struct store_mailbox **mbox_r,
 		       struct store_error *err);
 void store_mailbox_close(struct store_mailbox **mbox);
+/* Close the mailbox's directory descriptors (not while locked); the next
+ * operation reopens them. For sessions that wait (IDLE): three descriptors
+ * less each, which is what lets one worker hold 10,000 of them. */
+void store_mailbox_release_fds(struct store_mailbox *mbox);
 const char *store_mailbox_name(const struct store_mailbox *mbox);
 int store_mailbox_status(struct store_mailbox *mbox, struct store_status *st_r,
 			 struct store_error *err);

@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "store/store.h"
 
@@ -53,13 +54,21 @@ struct store_mailbox {
 	struct store_user *user;
 	char *name;
 	char *dirname;
-	int dir_fd;
+	int dir_fd; /* these three are -1 after store_mailbox_release_fds() */
 	int cur_fd;
 	int new_fd;
+	dev_t dir_dev; /* the directory opened first: a reopen must find it */
+	ino_t dir_ino;
 	int64_t id; /* row in the index's mailbox table */
 	struct store_box box;
 	int lock_depth;
 };
+
+/* Reopens the directory descriptors that store_mailbox_release_fds() gave
+ * back (NOTFOUND if the mailbox's directory is no longer the one opened
+ * first: deleted, or renamed and replaced). Every function that uses dir_fd,
+ * cur_fd or new_fd calls it first; a no-op while they are open. */
+int store_mailbox_fds(struct store_mailbox *mbox, struct store_error *err);
 
 /* store.c */
 void store_err(struct store_error *err, enum store_errcode code, const char *fmt, ...)

@@ -75,6 +75,8 @@ static void root_unlock(struct store_user *user)
 
 int store_mailbox_lock(struct store_mailbox *mbox, struct store_error *err)
 {
+	if (store_mailbox_fds(mbox, err) < 0)
+		return -1;
 	if (mbox->lock_depth > 0) {
 		mbox->lock_depth++;
 		return 0;
@@ -128,6 +130,8 @@ int store_mailbox_next_modseq(struct store_mailbox *mbox, uint64_t *modseq_r,
 
 int store_mailbox_note_mtime(struct store_mailbox *mbox, struct store_error *err)
 {
+	if (store_mailbox_fds(mbox, err) < 0)
+		return -1;
 	struct stat st;
 	if (fstat(mbox->cur_fd, &st) < 0) {
 		store_err_errno(err, "stat cur");
@@ -708,6 +712,60 @@ static int open_subdir(int dir_fd, const char *name)
 	return fd;
 }
 
+static int open_fds(struct store_mailbox *m, struct store_error *err)
+{
+	m->dir_fd = fsx_opendir_beneath(m->user->root_fd, m->dirname);
+	if (m->dir_fd < 0) {
+		if (errno == ENOENT)
+			store_err(err, STORE_ERR_NOTFOUND, "no such mailbox");
+		else
+			store_err_errno(err, "cannot open the mailbox");
+		return -1;
+	}
+	struct stat st;
+	if (fstat(m->dir_fd, &st) < 0) {
+		store_err_errno(err, "cannot stat the mailbox");
+		goto fail;
+	}
+	if (m->dir_ino == 0) {
+		m->dir_dev = st.st_dev;
+		m->dir_ino = st.st_ino;
+	} else if (m->dir_dev != st.st_dev || m->dir_ino != st.st_ino) {
+		store_err(err, STORE_ERR_NOTFOUND, "the mailbox was deleted or renamed");
+		goto fail;
+	}
+	m->cur_fd = open_subdir(m->dir_fd, "cur");
+	m->new_fd = open_subdir(m->dir_fd, "new");
+	if (m->cur_fd < 0 || m->new_fd < 0) {
+		store_err_errno(err, "cannot open the mailbox's cur/ or new/");
+		goto fail;
+	}
+	return 0;
+fail:
+	store_mailbox_release_fds(m);
+	return -1;
+}
+
+int store_mailbox_fds(struct store_mailbox *mbox, struct store_error *err)
+{
+	if (mbox->dir_fd >= 0 && mbox->cur_fd >= 0 && mbox->new_fd >= 0)
+		return 0;
+	store_mailbox_release_fds(mbox);
+	return open_fds(mbox, err);
+}
+
+void store_mailbox_release_fds(struct store_mailbox *mbox)
+{
+	if (mbox->lock_depth > 0)
+		return; /* the lock is held on dir_fd */
+	int *fds[3] = { &mbox->new_fd, &mbox->cur_fd, &mbox->dir_fd };
+	for (int i = 0; i < 3; i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+}
+
 int store_mailbox_open_nosync(struct store_user *user, const char *name,
 			      struct store_mailbox **mbox_r, struct store_error *err)
 {
@@ -721,20 +779,8 @@ int store_mailbox_open_nosync(struct store_user *user, const char *name,
 	if (store_mailbox_name_normalize(name, &m->name, err) < 0 ||
 	    store_name_to_dir(m->name, &m->dirname, err) < 0)
 		goto fail;
-	m->dir_fd = fsx_opendir_beneath(user->root_fd, m->dirname);
-	if (m->dir_fd < 0) {
-		if (errno == ENOENT)
-			store_err(err, STORE_ERR_NOTFOUND, "no such mailbox");
-		else
-			store_err_errno(err, "cannot open the mailbox");
+	if (open_fds(m, err) < 0)
 		goto fail;
-	}
-	m->cur_fd = open_subdir(m->dir_fd, "cur");
-	m->new_fd = open_subdir(m->dir_fd, "new");
-	if (m->cur_fd < 0 || m->new_fd < 0) {
-		store_err_errno(err, "cannot open the mailbox's cur/ or new/");
-		goto fail;
-	}
 	if (ensure_box(m, err) < 0 || index_row(m, err) < 0)
 		goto fail;
 	*mbox_r = m;
@@ -770,12 +816,7 @@ void store_mailbox_close(struct store_mailbox **mbox)
 		return;
 	while (m->lock_depth > 0)
 		store_mailbox_unlock(m);
-	if (m->new_fd >= 0)
-		close(m->new_fd);
-	if (m->cur_fd >= 0)
-		close(m->cur_fd);
-	if (m->dir_fd >= 0)
-		close(m->dir_fd);
+	store_mailbox_release_fds(m);
 	store_box_clear(&m->box);
 	free(m->name);
 	free(m->dirname);
@@ -791,6 +832,8 @@ const char *store_mailbox_name(const struct store_mailbox *mbox)
 int store_mailbox_status(struct store_mailbox *mbox, struct store_status *st_r,
 			 struct store_error *err)
 {
+	if (store_mailbox_fds(mbox, err) < 0)
+		return -1;
 	struct store_user *user = mbox->user;
 	struct store_status s;
 	memset(&s, 0, sizeof(s));
@@ -831,6 +874,8 @@ const char *store_mailbox_keyword(const struct store_mailbox *mbox, unsigned idx
 int store_mailbox_keyword_index(struct store_mailbox *mbox, const char *keyword, int create,
 				unsigned *idx_r, struct store_error *err)
 {
+	if (store_mailbox_fds(mbox, err) < 0)
+		return -1;
 	/* Keywords are case-insensitive (RFC 9051 2.3.2). */
 	for (unsigned i = 0; i < STORE_MAX_KEYWORDS; i++)
 		if (mbox->box.keywords[i] != NULL && strcasecmp(mbox->box.keywords[i], keyword) == 0) {

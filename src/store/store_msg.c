@@ -121,6 +121,8 @@ int store_mailbox_messages(struct store_mailbox *mbox, uint32_t lo, uint32_t hi,
 int store_message_open(struct store_mailbox *mbox, uint32_t uid, int *fd_r, uint64_t *size_r,
 		       struct store_error *err)
 {
+	if (store_mailbox_fds(mbox, err) < 0)
+		return -1;
 	char fname[512];
 	struct store_msg m;
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -306,6 +308,8 @@ static void cache_from_stage(struct store_mailbox *mbox, uint32_t uid,
 int store_mailbox_add(struct store_mailbox *mbox, struct store_stage *stage, uint32_t flags,
 		      uint32_t keywords, uint32_t *uid_r, struct store_error *err)
 {
+	if (store_mailbox_fds(mbox, err) < 0)
+		return -1;
 	struct new_msg m;
 	struct stat st;
 	int ret = -1;
@@ -386,6 +390,10 @@ static int map_keywords(struct store_mailbox *src, uint32_t kw, struct store_mai
 int store_mailbox_copy(struct store_mailbox *src, const uint32_t *uids, size_t n,
 		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct store_error *err)
 {
+	if (store_mailbox_fds(src, err) < 0)
+		return -1;
+	if (store_mailbox_fds(dst, err) < 0)
+		return -1;
 	struct new_msg *msgs = NULL;
 	char (*srcnames)[512] = NULL;
 	size_t found = 0;
@@ -509,6 +517,8 @@ int store_mailbox_move(struct store_mailbox *src, const uint32_t *uids, size_t n
 int store_mailbox_expunge(struct store_mailbox *mbox, const uint32_t *uids, size_t n,
 			  struct store_error *err)
 {
+	if (store_mailbox_fds(mbox, err) < 0)
+		return -1;
 	struct store_user *user = mbox->user;
 	char (*names)[512] = NULL;
 	uint32_t *gone = NULL;
@@ -623,6 +633,8 @@ int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, si
 			    uint64_t unchangedsince, void (*failed_cb)(void *ctx, uint32_t uid),
 			    void *ctx, struct store_error *err)
 {
+	if (store_mailbox_fds(mbox, err) < 0)
+		return -1;
 	struct store_user *user = mbox->user;
 	int ret = -1;
 	int in_txn = 0;

@@ -472,6 +472,8 @@ out:
 int store_sync_run(struct store_mailbox *mbox, int full, struct store_sync_report *rep,
 		   struct store_error *err)
 {
+	if (store_mailbox_fds(mbox, err) < 0)
+		return -1;
 	struct store_user *user = mbox->user;
 	struct file_list fresh = { 0 };
 	int dry = rep != NULL && rep->dry;
@@ -539,6 +541,8 @@ out:
 
 int store_sync_locked(struct store_mailbox *mbox, int full, struct store_error *err)
 {
+	if (store_mailbox_fds(mbox, err) < 0)
+		return -1;
 	struct store_box fresh;
 	/* Keywords may have been added by another process. */
 	if (store_box_read(mbox->dir_fd, &fresh, err) < 0)
@@ -593,6 +597,8 @@ static int sync_needed(struct store_mailbox *mbox, struct store_error *err)
 
 int store_mailbox_sync(struct store_mailbox *mbox, int full, struct store_error *err)
 {
+	if (store_mailbox_fds(mbox, err) < 0)
+		return -1;
 	if (!full) {
 		int need = sync_needed(mbox, err);
 		if (need <= 0)

@@ -2,7 +2,8 @@
 mailbox; one delivery reaches every one of them as `* N EXISTS`, pushed
 (no client sends anything). The test prints the p50/p99 time from the
 start of the delivery to the EXISTS; it asserts only that all arrive within
-a generous bound (timing figures belong to bench/imap)."""
+a generous bound (timing figures belong to bench/imap), and that an idle
+session holds at most two descriptors."""
 import os
 import resource
 import selectors
@@ -46,6 +47,11 @@ def test_delivery_reaches_1000_idle_sessions(data, capsys):
                 if b"\r\n+ idling" in bufs[s] or bufs[s].startswith(b"+ "):
                     idling.add(s)
         assert len(idling) == SESSIONS, "only %d sessions reached IDLE" % len(idling)
+        # A session in IDLE holds its socket and its user's root directory,
+        # not the mailbox's directories (3 more each): what lets a worker
+        # keep 10,000 of them under a 20,000-descriptor limit.
+        fds = sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in srv.children())
+        assert fds < 2.5 * SESSIONS, f"{fds} descriptors for {SESSIONS} idle sessions"
         for s in socks:
             bufs[s] = b""
         t0 = time.monotonic()

@@ -215,6 +215,56 @@ static void test_roundtrip(void **state)
 	assert_int_equal(check_problems(f, "alice", 0), 0);
 }
 
+/* A session in IDLE gives its directory descriptors back; the next
+ * operation reopens them, and never opens a different mailbox that took
+ * the name meanwhile. */
+static void test_release_fds(void **state)
+{
+	struct fx *f = *state;
+	struct store_mailbox *mbox, *other;
+	struct store_error err;
+	assert_int_equal(store_mailbox_create(f->user, "Work", NULL, &err), 0);
+	assert_int_equal(store_mailbox_open(f->user, "Work", &mbox, &err), 0);
+	uint32_t u1 = add_msg(mbox, f->store, "Subject: one\n\nbody\n", 0);
+	store_mailbox_release_fds(mbox);
+	store_mailbox_release_fds(mbox); /* twice is harmless */
+	/* a change made by someone else meanwhile is seen after the reopen */
+	assert_int_equal(store_mailbox_open(f->user, "Work", &other, &err), 0);
+	uint32_t u2 = add_msg(other, f->store, "Subject: two\n\nx\n", 0);
+	store_mailbox_close(&other);
+	assert_int_equal(store_mailbox_sync(mbox, 0, &err), 0);
+	struct collected c;
+	list_msgs(mbox, &c);
+	assert_int_equal(c.n, 2);
+	char *a = read_msg(mbox, u2);
+	assert_string_equal(a, "Subject: two\r\n\r\nx\r\n");
+	free(a);
+	/* every writer reopens too: flags (rename), expunge (unlink), add */
+	store_mailbox_release_fds(mbox);
+	assert_int_equal(store_mailbox_set_flags(mbox, &u1, 1, STORE_FLAGS_ADD, STORE_F_SEEN, 0, 0,
+						 NULL, NULL, &err), 0);
+	store_mailbox_release_fds(mbox);
+	assert_int_equal(store_mailbox_expunge(mbox, &u1, 1, &err), 0);
+	store_mailbox_release_fds(mbox);
+	uint32_t u3 = add_msg(mbox, f->store, "Subject: three\n\nx\n", 0);
+	assert_true(u3 > u2);
+	list_msgs(mbox, &c);
+	assert_int_equal(c.n, 2);
+	/* The mailbox is renamed and a new one takes its name: the released
+	 * handle must not reopen the newcomer. */
+	store_mailbox_release_fds(mbox);
+	assert_int_equal(store_mailbox_rename(f->user, "Work", "Old", &err), 0);
+	assert_int_equal(store_mailbox_create(f->user, "Work", NULL, &err), 0);
+	int fd;
+	uint64_t size;
+	assert_int_equal(store_message_open(mbox, u2, &fd, &size, &err), -1);
+	assert_int_equal(err.code, STORE_ERR_NOTFOUND);
+	assert_int_equal(store_mailbox_sync(mbox, 0, &err), -1);
+	assert_int_equal(err.code, STORE_ERR_NOTFOUND);
+	store_mailbox_close(&mbox);
+	assert_int_equal(check_problems(f, "alice", 0), 0);
+}
+
 /* 2. Single instance: one delivery to many users is one inode. */
 static void test_fanout(void **state)
 {
@@ -876,6 +926,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fanout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release_fds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flags_copy_move_expunge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mailbox_ops, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_containment, setup, teardown),
