@@ -446,6 +446,38 @@ static void on_signal(struct master *m, int sig)
 	}
 }
 
+/* A connection costs a worker one descriptor, and a session with a mailbox
+ * selected a few more (its user root, the mailbox, cur/ and new/: 5 in all).
+ * Take what max_connections_per_worker needs: as root (the master is root
+ * when it binds low ports) the hard limit itself can be raised, up to the
+ * kernel's fs.nr_open, as Dovecot's master does for its client_limit; else
+ * the soft limit goes up to the hard one. */
+static void raise_nofile(uint64_t max_conns)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	rlim_t want = (rlim_t)(max_conns > 1000000 ? 1000000 : max_conns) * 6 + 1024;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
+		struct rlimit up = { want, want };
+		unsigned long nr_open = 0;
+		FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+		if (f != NULL) {
+			if (fscanf(f, "%lu", &nr_open) != 1)
+				nr_open = 0;
+			fclose(f);
+		}
+		if (nr_open != 0 && up.rlim_max > nr_open)
+			up.rlim_cur = up.rlim_max = nr_open;
+		if (up.rlim_max > rl.rlim_max && setrlimit(RLIMIT_NOFILE, &up) == 0)
+			return;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 {
 	struct master m;
@@ -517,13 +549,7 @@ int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 		close(m.listeners.v[i].fd);
 		m.listeners.v[i--] = m.listeners.v[--m.listeners.n];
 	}
-	/* Each connection is a descriptor (plus a few per selected mailbox):
-	 * take every descriptor the system allows us. */
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
+	raise_nofile(config_uint(m.config, "max_connections_per_worker"));
 	signal(SIGPIPE, SIG_IGN);
 	sigset_t mask;
 	sigemptyset(&mask);
