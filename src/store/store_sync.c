@@ -266,7 +266,11 @@ static int resolve_pending(struct store_mailbox *mbox, struct store_sync_report 
 {
 	struct rows r = { 0 };
 	sqlite3_stmt *st = store_index_stmt(
-		mbox->user, "SELECT uid, size, fname FROM msg WHERE mailbox=? AND pending=1", err);
+		mbox->user,
+		/* INDEXED BY: without it SQLite walks the primary key, every row
+		 * of the mailbox, on each open (no ANALYZE statistics here). */
+		"SELECT uid, size, fname FROM msg INDEXED BY msg_pending WHERE mailbox=? AND pending=1",
+		err);
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, mbox->id);
@@ -558,7 +562,7 @@ static int sync_needed(struct store_mailbox *mbox, struct store_error *err)
 	struct stat st;
 	sqlite3_stmt *q = store_index_stmt(
 		mbox->user,
-		"SELECT cur_mtime, rescan, EXISTS(SELECT 1 FROM msg WHERE mailbox=?1 AND pending=1)"
+		"SELECT cur_mtime, rescan, EXISTS(SELECT 1 FROM msg INDEXED BY msg_pending WHERE mailbox=?1 AND pending=1)"
 		" FROM mailbox WHERE id=?1",
 		err);
 	if (q == NULL)
