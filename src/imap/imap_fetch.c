@@ -119,6 +119,14 @@ struct fmsg {
 	size_t cache_len[4];
 };
 
+/* Cached fields of one message of the batch, read for the whole batch in
+ * one index query (next_batch) and handed to fetch_one. */
+struct pre_ent {
+	uint32_t uid;
+	char *data[4]; /* indexed by enum store_cache_field; NULL: not cached */
+	size_t len[4];
+};
+
 struct fetch_ctx {
 	struct imap_session *s;
 	bool uid_cmd;
@@ -135,6 +143,9 @@ struct fetch_ctx {
 	/* batch of index rows for uids[batch_start .. batch_start+batch_n) */
 	struct store_msg *rows;
 	size_t nrows, row_i;
+	struct pre_ent *pre; /* BATCH long, allocated on first use */
+	size_t npre, pre_i;
+	size_t bstart, bk; /* the batch: uids[bstart .. bstart+bk) */
 	char *buf; /* PARSE_CHUNK scratch */
 	struct event *resume_ev;
 	unsigned resume_us;
@@ -171,10 +182,20 @@ static void fmsg_clear(struct fmsg *fm)
 	}
 }
 
+static void pre_clear(struct fetch_ctx *fc)
+{
+	for (size_t i = 0; i < fc->npre; i++)
+		for (int f = 0; f < 4; f++)
+			free(fc->pre[i].data[f]);
+	fc->npre = fc->pre_i = 0;
+}
+
 static void ctx_free(struct fetch_ctx *fc)
 {
 	if (fc == NULL)
 		return;
+	pre_clear(fc);
+	free(fc->pre);
 	for (size_t i = 0; i < fc->nitems; i++) {
 		free(fc->items[i].name);
 		mime_section_clear(&fc->items[i].section);
@@ -611,10 +632,11 @@ static int fmsg_tree(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *
 {
 	if (fm->tree != NULL)
 		return 0;
-	char *blob;
-	size_t len;
-	if (store_message_cache_get(fc->s->view->mbox, fm->m.uid, STORE_CACHE_MIMETREE, &blob, &len,
-				    err) < 0)
+	char *blob = fm->cache[STORE_CACHE_MIMETREE];
+	size_t len = fm->cache_len[STORE_CACHE_MIMETREE];
+	fm->cache[STORE_CACHE_MIMETREE] = NULL; /* freed below, whatever happens */
+	if (blob == NULL && store_message_cache_get(fc->s->view->mbox, fm->m.uid,
+						    STORE_CACHE_MIMETREE, &blob, &len, err) < 0)
 		return -1;
 	if (blob != NULL) {
 		const char *why;
@@ -858,6 +880,8 @@ static bool unknown_cte(const struct fetch_ctx *fc, const struct fmsg *fm)
 	return false;
 }
 
+static void pre_take(struct fetch_ctx *fc, struct fmsg *fm);
+
 /* Answers one message. 0: done or skipped; -1: the command ends (tagged
  * reply already sent, or the connection is broken). */
 static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
@@ -871,6 +895,7 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 	fm.m.fname = NULL;
 	fm.seen_changed = fc->seen_set && (m->flags & STORE_F_SEEN) &&
 			  !(s->view->flags[seq - 1] & STORE_F_SEEN);
+	pre_take(fc, &fm);
 	int r = fmsg_load(fc, &fm, &err);
 	if (r < 0) {
 		fmsg_clear(&fm);
@@ -972,14 +997,65 @@ static int collect_row(void *ctx, const struct store_msg *m)
 	return fc->nrows >= BATCH;
 }
 
-/* Loads the index rows of the next batch of UIDs from fc->pos. */
+static int collect_pre(void *ctx, uint32_t uid, char *data[4], size_t len[4])
+{
+	struct fetch_ctx *fc = ctx;
+	if (fc->npre >= BATCH || !uid_in(fc->uids + fc->bstart, fc->bk, uid)) {
+		for (int f = 0; f < 4; f++)
+			free(data[f]);
+		return 0;
+	}
+	struct pre_ent *e = &fc->pre[fc->npre++];
+	e->uid = uid;
+	for (int f = 0; f < 4; f++) {
+		e->data[f] = data[f];
+		e->len[f] = len[f];
+	}
+	return 0;
+}
+
+/* The cached fields this FETCH needs, for the whole batch lo..hi. */
+static int prefetch(struct fetch_ctx *fc, uint32_t lo, uint32_t hi, struct store_error *err)
+{
+	unsigned mask = (fc->need_env ? 1u << STORE_CACHE_ENVELOPE : 0) |
+			(fc->need_body ? 1u << STORE_CACHE_BODY : 0) |
+			(fc->need_bs ? 1u << STORE_CACHE_BODYSTRUCTURE : 0) |
+			(fc->need_tree ? 1u << STORE_CACHE_MIMETREE : 0);
+	if (mask == 0)
+		return 0;
+	if (fc->pre == NULL && (fc->pre = calloc(BATCH, sizeof(*fc->pre))) == NULL)
+		return 0; /* no memory for it: fetch_one looks each one up */
+	return store_message_cache_range(fc->s->view->mbox, lo, hi, mask, collect_pre, fc, err);
+}
+
+/* Hands the prefetched fields of fm's message, if any, over to fm. */
+static void pre_take(struct fetch_ctx *fc, struct fmsg *fm)
+{
+	while (fc->pre_i < fc->npre && fc->pre[fc->pre_i].uid < fm->m.uid)
+		fc->pre_i++; /* not answered (expunged meanwhile): pre_clear frees it */
+	if (fc->pre_i >= fc->npre || fc->pre[fc->pre_i].uid != fm->m.uid)
+		return;
+	struct pre_ent *e = &fc->pre[fc->pre_i++];
+	for (int f = 0; f < 4; f++) {
+		fm->cache[f] = e->data[f];
+		fm->cache_len[f] = e->len[f];
+		e->data[f] = NULL;
+	}
+}
+
+/* Loads the index rows of the next batch of UIDs from fc->pos (and, for a
+ * dense batch, the cached fields the FETCH needs). */
 static int next_batch(struct fetch_ctx *fc, struct store_error *err)
 {
 	size_t k = fc->n - fc->pos < BATCH ? fc->n - fc->pos : BATCH;
 	uint32_t lo = fc->uids[fc->pos], hi = fc->uids[fc->pos + k - 1];
 	fc->nrows = fc->row_i = 0;
+	pre_clear(fc);
+	fc->bstart = fc->pos;
+	fc->bk = k;
 	if ((uint64_t)hi - lo + 1 <= 4 * (uint64_t)k) {
-		if (store_mailbox_messages(fc->s->view->mbox, lo, hi, collect_row, fc, err) < 0)
+		if (store_mailbox_messages(fc->s->view->mbox, lo, hi, collect_row, fc, err) < 0 ||
+		    prefetch(fc, lo, hi, err) < 0)
 			return -1;
 	} else {
 		/* a sparse set: one lookup per UID beats walking the gaps */

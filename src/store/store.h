@@ -208,6 +208,15 @@ enum store_cache_field {
 /* *data_r: malloc'ed copy (NUL-terminated), or NULL when not cached yet. */
 int store_message_cache_get(struct store_mailbox *mbox, uint32_t uid, enum store_cache_field f,
 			    char **data_r, size_t *len_r, struct store_error *err);
+/* The cached fields of every message with lo <= uid <= hi that has a cache
+ * row, in UID order, in one index query (FETCH of many messages: one lock
+ * and one B-tree walk instead of a lookup per message and field). cb gets
+ * malloc'ed, NUL-terminated copies of the fields in mask (bits 1u << enum
+ * store_cache_field; NULL where not cached) and owns them; non-zero from cb
+ * stops the walk. */
+int store_message_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsigned mask,
+			      int (*cb)(void *ctx, uint32_t uid, char *data[4], size_t len[4]),
+			      void *ctx, struct store_error *err);
 int store_message_cache_set(struct store_mailbox *mbox, uint32_t uid, enum store_cache_field f,
 			    const void *data, size_t len, struct store_error *err);
 

@@ -810,6 +810,56 @@ int store_message_cache_get(struct store_mailbox *mbox, uint32_t uid, enum store
 	return 0;
 }
 
+int store_message_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsigned mask,
+			      int (*cb)(void *ctx, uint32_t uid, char *data[4], size_t len[4]),
+			      void *ctx, struct store_error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(mbox->user,
+					    "SELECT uid, envelope, body, bodystructure, mimetree"
+					    " FROM msg_cache WHERE mailbox=? AND uid BETWEEN ? AND ?"
+					    " ORDER BY uid",
+					    err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mbox->id);
+	sqlite3_bind_int64(st, 2, lo);
+	sqlite3_bind_int64(st, 3, hi);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char *data[4] = { NULL, NULL, NULL, NULL };
+		size_t len[4] = { 0, 0, 0, 0 };
+		for (int f = 0; f < 4; f++) {
+			/* only the columns asked for are read: the others may
+			 * sit in overflow pages that need not be touched */
+			if (!(mask & (1u << f)) || sqlite3_column_type(st, f + 1) == SQLITE_NULL)
+				continue;
+			const void *p = sqlite3_column_blob(st, f + 1);
+			len[f] = (size_t)sqlite3_column_bytes(st, f + 1);
+			data[f] = malloc(len[f] + 1);
+			if (data[f] == NULL) {
+				for (int k = 0; k < f; k++)
+					free(data[k]);
+				sqlite3_reset(st);
+				store_err(err, STORE_ERR_TEMP, "out of memory");
+				return -1;
+			}
+			if (len[f] > 0)
+				memcpy(data[f], p, len[f]);
+			data[f][len[f]] = '\0';
+		}
+		if (cb(ctx, (uint32_t)sqlite3_column_int64(st, 0), data, len) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_index_sqlerr(mbox->user, err, "cache");
+		return -1;
+	}
+	return 0;
+}
+
 int store_message_cache_set(struct store_mailbox *mbox, uint32_t uid, enum store_cache_field f,
 			    const void *data, size_t len, struct store_error *err)
 {
