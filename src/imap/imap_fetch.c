@@ -715,7 +715,7 @@ static int send_section(struct fetch_ctx *fc, struct fmsg *fm, const struct fetc
 		imap_send(s, "<%" PRIu64 ">", it->origin);
 	if (mime_section_resolve(fm->tree, &it->section, &src, &r, &why) < 0) {
 		/* no such part, or HEADER/TEXT of a part that is no message */
-		imap_send(s, " NIL");
+		imap_send_raw(s, " NIL", 4);
 		return 0;
 	}
 	uint64_t origin = 0, count = UINT64_MAX;
@@ -731,7 +731,7 @@ static int send_section(struct fetch_ctx *fc, struct fmsg *fm, const struct fetc
 		size = origin >= r.vsize ? 0 : (r.vsize - origin < count ? r.vsize - origin : count);
 	int ret = 0;
 	if (size == 0) {
-		imap_send(s, " \"\"");
+		imap_send_raw(s, " \"\"", 3);
 	} else {
 		imap_send(s, " {%" PRIu64 "}\r\n", size);
 		if (copy)
@@ -786,7 +786,7 @@ static int send_binary(struct fetch_ctx *fc, struct fmsg *fm, const struct fetch
 	if (it->partial)
 		imap_send(s, "<%" PRIu64 ">", it->origin);
 	if (mime_tree_find(fm->tree, it->section.path, it->section.path_len) == NULL) {
-		imap_send(s, " NIL");
+		imap_send_raw(s, " NIL", 4);
 		return 0;
 	}
 	struct window w = { it->partial ? it->origin : 0, it->partial ? it->count : UINT64_MAX, 0,
@@ -794,7 +794,7 @@ static int send_binary(struct fetch_ctx *fc, struct fmsg *fm, const struct fetch
 	if (mime_section_binary(fm->tree, it->section.path, it->section.path_len, &src,
 				it->kind == IT_BINARY ? window_out : NULL, &w, &size, NULL, &why) < 0) {
 		log_warn("imap %s: FETCH uid %u %s: %s", s->id, fm->m.uid, it->name, why);
-		imap_send(s, " NIL");
+		imap_send_raw(s, " NIL", 4);
 		return 0;
 	}
 	if (it->kind == IT_BINARY_SIZE) {
@@ -803,7 +803,7 @@ static int send_binary(struct fetch_ctx *fc, struct fmsg *fm, const struct fetch
 	}
 	uint64_t sent = (it->partial ? it->count : UINT64_MAX) - w.left;
 	if (sent == 0) {
-		imap_send(s, " \"\"");
+		imap_send_raw(s, " \"\"", 3);
 		return 0;
 	}
 	imap_send(s, " %s{%" PRIu64 "}\r\n", w.nul ? "~" : "", sent);
@@ -882,6 +882,24 @@ static bool unknown_cte(const struct fetch_ctx *fc, const struct fmsg *fm)
 
 static void pre_take(struct fetch_ctx *fc, struct fmsg *fm);
 
+/* "<pre><n><post>" without printf: FETCH writes these for every message
+ * (pre and post are short literals). */
+static void send_u32(struct imap_session *s, const char *pre, uint32_t n, const char *post)
+{
+	char buf[64], digits[10];
+	size_t o = strlen(pre), pl = strlen(post);
+	int k = 0;
+	memcpy(buf, pre, o);
+	do {
+		digits[k++] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n != 0);
+	while (k > 0)
+		buf[o++] = digits[--k];
+	memcpy(buf + o, post, pl);
+	imap_send_raw(s, buf, o + pl);
+}
+
 /* Answers one message. 0: done or skipped; -1: the command ends (tagged
  * reply already sent, or the connection is broken). */
 static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
@@ -911,7 +929,7 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 		imap_tagged(s, NULL, "NO", "[UNKNOWN-CTE] Cannot decode the part's content");
 		return -1;
 	}
-	imap_send(s, "* %u FETCH (", seq);
+	send_u32(s, "* ", seq, " FETCH (");
 	bool first = true;
 	bool flags_done = false, modseq_done = false;
 	int ret = 0;
@@ -921,24 +939,24 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 			imap_send_raw(s, " ", 1);
 		first = false;
 		switch (it->kind) {
-		case IT_UID: imap_send(s, "UID %u", m->uid); break;
+		case IT_UID: send_u32(s, "UID ", m->uid, ""); break;
 		case IT_FLAGS:
-			imap_send(s, "FLAGS ");
+			imap_send_raw(s, "FLAGS ", 6);
 			imap_send_flags(s, m->flags, m->keywords);
 			flags_done = true;
 			break;
 		case IT_INTERNALDATE: send_internaldate(s, m->internaldate); break;
 		case IT_SIZE: imap_send(s, "RFC822.SIZE %" PRIu64, fm.tree->vsize); break;
 		case IT_ENVELOPE:
-			imap_send(s, "ENVELOPE ");
+			imap_send_raw(s, "ENVELOPE ", 9);
 			imap_send_raw(s, fm.cache[STORE_CACHE_ENVELOPE], fm.cache_len[STORE_CACHE_ENVELOPE]);
 			break;
 		case IT_BODY:
-			imap_send(s, "BODY ");
+			imap_send_raw(s, "BODY ", 5);
 			imap_send_raw(s, fm.cache[STORE_CACHE_BODY], fm.cache_len[STORE_CACHE_BODY]);
 			break;
 		case IT_BODYSTRUCTURE:
-			imap_send(s, "BODYSTRUCTURE ");
+			imap_send_raw(s, "BODYSTRUCTURE ", 14);
 			imap_send_raw(s, fm.cache[STORE_CACHE_BODYSTRUCTURE],
 				      fm.cache_len[STORE_CACHE_BODYSTRUCTURE]);
 			break;
@@ -954,7 +972,7 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 	if (ret == 0 && fm.seen_changed) {
 		/* RFC 9051 6.4.5: the \Seen flag set as a side effect is reported */
 		if (!flags_done) {
-			imap_send(s, " FLAGS ");
+			imap_send_raw(s, " FLAGS ", 7);
 			imap_send_flags(s, m->flags, m->keywords);
 		}
 		if (s->condstore && !modseq_done)
@@ -974,11 +992,11 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 	if (ret < 0) {
 		/* A literal was promised and cannot be completed: the stream
 		 * cannot be resynchronised. */
-		imap_send(s, "\r\n* BYE Internal error reading a message\r\n");
+		imap_send_raw(s, "\r\n* BYE Internal error reading a message\r\n", 42);
 		s->closing = true;
 		return -1;
 	}
-	imap_send(s, ")\r\n");
+	imap_send_raw(s, ")\r\n", 3);
 	return 0;
 }
 

@@ -198,17 +198,30 @@ void imap_send_flags(struct imap_session *s, uint32_t flags, uint32_t keywords)
 		{ STORE_F_DELETED, "\\Deleted" },   { STORE_F_SEEN, "\\Seen" },
 		{ STORE_F_DRAFT, "\\Draft" },	    { STORE_F_PASSED, "$Forwarded" },
 	};
+	/* Sent for every message of a FETCH FLAGS: no printf here. */
 	char buf[2048];
 	size_t o = 0;
 	buf[o++] = '(';
-	for (size_t i = 0; i < sizeof(sys) / sizeof(sys[0]); i++)
-		if (flags & sys[i].bit)
-			o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%s", o > 1 ? " " : "",
-					      sys[i].name);
-	for (unsigned k = 0; k < STORE_MAX_KEYWORDS && s->view != NULL; k++) {
+	for (size_t i = 0; i < sizeof(sys) / sizeof(sys[0]); i++) {
+		if (!(flags & sys[i].bit))
+			continue;
+		size_t n = strlen(sys[i].name);
+		if (o > 1)
+			buf[o++] = ' ';
+		memcpy(buf + o, sys[i].name, n);
+		o += n;
+	}
+	for (unsigned k = 0; keywords != 0 && k < STORE_MAX_KEYWORDS && s->view != NULL; k++) {
+		if (!(keywords & (1u << k)))
+			continue;
 		const char *kw = store_mailbox_keyword(s->view->mbox, k);
-		if ((keywords & (1u << k)) && kw != NULL && o + strlen(kw) + 3 < sizeof(buf))
-			o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%s", o > 1 ? " " : "", kw);
+		size_t n = kw != NULL ? strlen(kw) : 0;
+		if (n == 0 || o + n + 3 >= sizeof(buf))
+			continue;
+		if (o > 1)
+			buf[o++] = ' ';
+		memcpy(buf + o, kw, n);
+		o += n;
 	}
 	buf[o++] = ')';
 	imap_send_raw(s, buf, o);
