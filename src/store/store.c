@@ -308,9 +308,11 @@ int store_user_open(struct store *store, const char *name, struct store_user **u
 		free(u);
 		return -1;
 	}
-	/* The index opens on first use (store_index.c ensure_open): an LMTP
-	 * RCPT check without quota limits never needs it, and every open
-	 * that finds no other connection rebuilds the -shm (32 KB written). */
+	if (store_index_open(u, err) < 0) {
+		close(u->root_fd);
+		free(u);
+		return -1;
+	}
 	*user_r = u;
 	return 0;
 }

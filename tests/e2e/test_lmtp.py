@@ -309,3 +309,41 @@ def test_hostile_input(data):
     assert body_of(msgs[1]) == MSG
     assert os.listdir(os.path.join(str(data), "spool", "tmp")) == []
     assert check(str(data)).returncode == 0
+
+
+def test_concurrent_first_deliveries_to_new_users(data):
+    """Several MTA sessions deliver at once to users whose index does not
+    exist yet (each index is created under contention): every recipient of
+    every transaction gets 250, none a 451 "index is locked"."""
+    import threading
+    users = ["n%02d" % i for i in range(40)]
+    for u in users:
+        add_user(data, u)
+    srv, port = lmtp_server(data, workers="2")
+    results, errors = [], []
+    start = threading.Barrier(6)
+
+    def session(k):
+        try:
+            with smtplib.LMTP("127.0.0.1", port) as l:
+                l.ehlo("mta.example.org")
+                start.wait(30)
+                for r in range(3):
+                    res = lmtp_sendmail(l, "s@example.org", [u + "@example.org" for u in users],
+                                        MSG + b"session %d round %d\r\n" % (k, r))
+                    results.extend(res.values())
+        except Exception as e:  # reported below, with the replies
+            errors.append(repr(e))
+    threads = [threading.Thread(target=session, args=(k,)) for k in range(6)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        srv.stop()
+    assert errors == []
+    bad = [r for r in results if r[0] != 250]
+    assert len(results) == 6 * 3 * len(users) and bad == [], bad[:3]
+    for u in users:
+        assert len(cur_files(str(data), u)) == 18
