@@ -158,18 +158,20 @@ int store_index_open(struct store_user *user, struct store_error *err)
 	int one = 1;
 	sqlite3_db_config(user->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, &one);
 	sqlite3_file_control(user->db, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
-	/* 1 KB pages (new indexes only; an existing file keeps its size): a
+	/* 2 KB pages (new indexes only; an existing file keeps its size): a
 	 * delivery's two commits touch about a dozen pages, each written
-	 * whole to the WAL and again at checkpoint, so 4 KB pages made the
-	 * index cost 45 KB of WAL per recipient; 1 KB pages make it 11 KB,
-	 * and FETCH/SEARCH timings on 4,000 messages did not move (rows are
-	 * narrow; the cached strings sit in overflow pages either way).
+	 * whole to the WAL and again at checkpoint. Measured with
+	 * `ONLY=fanout,mailbox QUICK=1 NMSG=8000 bench/compare/run`: 2 MB to
+	 * 100 recipients wrote 14.5 MB with 4 KB pages, 13.0 with 2 KB, 11.7
+	 * with 1 KB; LOGIN+SELECT on 8,000 messages took 7.3, 7.9 and 9.1 ms
+	 * (a new connection reads every page of the mailbox's rows), UID
+	 * FETCH 1:* FLAGS 8.0, 7.9 and 9.5 ms. 2 KB is the middle.
 	 * A short WAL: a process that opens the index with nobody else on it
 	 * rebuilds the WAL's index by reading all of it, so it must stay
 	 * small; checkpointing every 64 pages still writes each hot page once
 	 * per many commits, not once per process as checkpoint-on-close did. */
 	if (store_index_exec(user, err,
-			     "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+			     "PRAGMA page_size=2048; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 			     " PRAGMA wal_autocheckpoint=64; PRAGMA journal_size_limit=1048576;") < 0)
 		goto fail;
 	/* The schema is created once per file (user_version marks it), so that
