@@ -187,6 +187,9 @@ def _trace_calls(data, users, msg_path):
     return names
 
 
+MEMORY_CALLS = {"brk", "mmap", "munmap", "mremap", "mprotect", "madvise"}
+
+
 def _kill_point(template, work, users, names, k, msg_path, messages, old_required):
     """Kill the delivery at entry to call k (0-based in names); check the store."""
     data = work / f"k{k}"
@@ -202,7 +205,12 @@ def _kill_point(template, work, users, names, k, msg_path, messages, old_require
                                timeout=60)
         errors = []
         killed = p.returncode == -signal.SIGKILL or p.returncode == 128 + signal.SIGKILL
-        if not killed:
+        # How often malloc calls brk/mmap varies from run to run (glibc's
+        # dynamic mmap threshold), so the probe's n-th brk may not happen
+        # in this run: such a point is skipped, and the completed delivery
+        # is still checked below as acknowledged. Every other call must be
+        # reached.
+        if not killed and not (p.returncode == 0 and name in MEMORY_CALLS):
             errors.append(f"{where}: not killed (exit {p.returncode}: {p.stderr[-300:]!r})")
         required = dict(old_required)
         optional = {"victim": set(users)}
