@@ -839,12 +839,12 @@ int store_mailbox_status(struct store_mailbox *mbox, struct store_status *st_r,
 	memset(&s, 0, sizeof(s));
 	sqlite3_stmt *st = store_index_stmt(
 		user,
-		"SELECT m.uidvalidity, m.uidnext, m.highestmodseq,"
-		" (SELECT count(*) FROM msg WHERE mailbox=m.id AND pending=0),"
-		" (SELECT count(*) FROM msg WHERE mailbox=m.id AND pending=0 AND (flags & 16)=0),"
-		" (SELECT count(*) FROM msg WHERE mailbox=m.id AND pending=0 AND (flags & 32)!=0),"
-		" (SELECT coalesce(sum(size),0) FROM msg WHERE mailbox=m.id AND pending=0)"
-		" FROM mailbox m WHERE m.id=?",
+		/* one pass over the mailbox's rows for all four figures */
+		"SELECT m.uidvalidity, m.uidnext, m.highestmodseq, count(g.uid),"
+		" coalesce(sum((g.flags & 16)=0),0), coalesce(sum((g.flags & 32)!=0),0),"
+		" coalesce(sum(g.size),0)"
+		" FROM mailbox m LEFT JOIN msg g ON g.mailbox=m.id AND g.pending=0"
+		" WHERE m.id=? GROUP BY m.id",
 		err);
 	if (st == NULL)
 		return -1;

@@ -265,6 +265,42 @@ static void test_release_fds(void **state)
 	assert_int_equal(check_problems(f, "alice", 0), 0);
 }
 
+/* STATUS figures: an empty mailbox, then counts by flag and the size. */
+static void test_status_counts(void **state)
+{
+	struct fx *f = *state;
+	struct store_mailbox *mbox;
+	struct store_error err;
+	struct store_status st;
+	assert_int_equal(store_mailbox_create(f->user, "Box", NULL, &err), 0);
+	assert_int_equal(store_mailbox_open(f->user, "Box", &mbox, &err), 0);
+	assert_int_equal(store_mailbox_status(mbox, &st, &err), 0);
+	assert_int_equal(st.messages, 0);
+	assert_int_equal(st.unseen, 0);
+	assert_int_equal(st.deleted, 0);
+	assert_int_equal(st.size, 0);
+	assert_int_equal(st.uidnext, 1);
+	uint32_t u1 = add_msg(mbox, f->store, "Subject: a\n\n1\n", STORE_F_SEEN);
+	uint32_t u2 = add_msg(mbox, f->store, "Subject: bb\n\n22\n", STORE_F_DELETED);
+	add_msg(mbox, f->store, "Subject: ccc\n\n333\n", STORE_F_SEEN | STORE_F_DELETED);
+	assert_int_equal(store_mailbox_status(mbox, &st, &err), 0);
+	assert_int_equal(st.messages, 3);
+	assert_int_equal(st.unseen, 1);
+	assert_int_equal(st.deleted, 2);
+	/* CRLF-stored sizes: 17 + 19 + 21 */
+	assert_int_equal(st.size, 57);
+	assert_int_equal(st.uidnext, 4);
+	assert_int_equal(store_mailbox_expunge(mbox, &u2, 1, &err), 0);
+	assert_int_equal(store_mailbox_set_flags(mbox, &u1, 1, STORE_FLAGS_REMOVE, STORE_F_SEEN, 0, 0,
+						 NULL, NULL, &err), 0);
+	assert_int_equal(store_mailbox_status(mbox, &st, &err), 0);
+	assert_int_equal(st.messages, 2);
+	assert_int_equal(st.unseen, 1);
+	assert_int_equal(st.deleted, 1);
+	assert_int_equal(st.size, 38);
+	store_mailbox_close(&mbox);
+}
+
 /* 2. Single instance: one delivery to many users is one inode. */
 static void test_fanout(void **state)
 {
@@ -927,6 +963,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fanout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_release_fds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flags_copy_move_expunge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mailbox_ops, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_containment, setup, teardown),
