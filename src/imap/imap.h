@@ -8,15 +8,15 @@
 #ifndef MAILROOM_IMAP_H
 #define MAILROOM_IMAP_H
 
-#include "lib/proto.h"
+#include "session/session.h"
 
 struct conn;
 
 /* Start a session on c (greeting sent at once; an implicit-TLS conn is
  * already TLS). env outlives the session. */
-void imap_session_start(struct proto_env *env, struct conn *c);
+void imap_session_start(struct session_env *env, struct conn *c);
 /* Server shutdown: every session says BYE after its current command and
  * closes. */
-void imap_shutdown_all(struct proto_env *env);
+void imap_shutdown_all(struct session_env *env);
 
 #endif

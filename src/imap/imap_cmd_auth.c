@@ -16,7 +16,7 @@
 
 #include "auth/auth_client.h"
 #include "lib/config.h"
-#include "lib/conn.h"
+#include "session/conn.h"
 #include "lib/log.h"
 
 int imap_cmd_noop(struct imap_session *s, const struct imap_command *cmd)

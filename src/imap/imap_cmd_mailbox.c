@@ -18,7 +18,7 @@
 #include "imap/imap_utf7.h"
 #include "lib/buf.h"
 #include "lib/config.h"
-#include "lib/conn.h"
+#include "session/conn.h"
 
 /* ---- SELECT / EXAMINE ----------------------------------------------------- */
 

@@ -71,7 +71,7 @@
 
 #include "imap/imap_seqset.h"
 #include "lib/buf.h"
-#include "lib/conn.h"
+#include "session/conn.h"
 #include "lib/log.h"
 #include "mime/mime.h"
 

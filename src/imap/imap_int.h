@@ -45,7 +45,7 @@ struct imap_view {
 };
 
 struct imap_session {
-	struct proto_env *env;
+	struct session_env *env;
 	struct conn *conn;
 	struct imap_parser *parser;
 	enum imap_state state;

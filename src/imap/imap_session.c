@@ -36,8 +36,8 @@
 #include "imap/imap_utf7.h"
 #include "lib/buf.h"
 #include "lib/config.h"
-#include "lib/conn.h"
-#include "lib/jobs.h"
+#include "session/conn.h"
+#include "session/jobs.h"
 #include "lib/log.h"
 
 #define MAX_BAD_COMMANDS 20
@@ -612,7 +612,7 @@ static const struct conn_handler handler = {
 
 static void session_free(struct imap_session *s)
 {
-	struct proto_env *env = s->env;
+	struct session_env *env = s->env;
 	if (s->auth_id != 0)
 		auth_client_cancel(env->auth, s->auth_id);
 	imap_append_abort(s);
@@ -633,7 +633,7 @@ static void session_free(struct imap_session *s)
 	free(s);
 }
 
-void imap_session_start(struct proto_env *env, struct conn *c)
+void imap_session_start(struct session_env *env, struct conn *c)
 {
 	static unsigned long counter;
 	struct imap_session *s = calloc(1, sizeof(*s));
@@ -665,7 +665,7 @@ void imap_session_start(struct proto_env *env, struct conn *c)
 	log_info("imap %s connect ip=%s%s", s->id, conn_peer_ip(c), conn_is_tls(c) ? " tls" : "");
 }
 
-void imap_shutdown_all(struct proto_env *env)
+void imap_shutdown_all(struct session_env *env)
 {
 	(void)env;
 	for (struct imap_session *s = all_sessions; s != NULL; s = s->next) {

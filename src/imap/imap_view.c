@@ -25,7 +25,7 @@
 
 #include "imap/imap_seqset.h"
 #include "lib/buf.h"
-#include "lib/conn.h"
+#include "session/conn.h"
 
 static struct store_notify *notify;
 static struct event *notify_ev;

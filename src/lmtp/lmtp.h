@@ -5,12 +5,12 @@
 #ifndef MAILROOM_LMTP_H
 #define MAILROOM_LMTP_H
 
-#include "lib/proto.h"
+#include "session/session.h"
 
 struct conn;
 
-void lmtp_session_start(struct proto_env *env, struct conn *c);
+void lmtp_session_start(struct session_env *env, struct conn *c);
 /* Server shutdown: sessions close after their current transaction. */
-void lmtp_shutdown_all(struct proto_env *env);
+void lmtp_shutdown_all(struct session_env *env);
 
 #endif

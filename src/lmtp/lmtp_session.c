@@ -33,8 +33,8 @@
 #include <event2/buffer.h>
 
 #include "lib/config.h"
-#include "lib/conn.h"
-#include "lib/jobs.h"
+#include "session/conn.h"
+#include "session/jobs.h"
 #include "lib/log.h"
 #include "lib/strnum.h"
 #include "lmtp/lmtp_parser.h"
@@ -52,7 +52,7 @@ struct rcpt {
 };
 
 struct lmtp_session {
-	struct proto_env *env;
+	struct session_env *env;
 	struct conn *conn;
 	char id[16];
 	char helo[256];
@@ -721,7 +721,7 @@ static const struct conn_handler handler = {
 	session_input, session_drained, session_closed, session_timeout,
 };
 
-void lmtp_session_start(struct proto_env *env, struct conn *c)
+void lmtp_session_start(struct session_env *env, struct conn *c)
 {
 	static unsigned long counter;
 	char host[256] = "localhost";
@@ -745,7 +745,7 @@ void lmtp_session_start(struct proto_env *env, struct conn *c)
 	reply(s, "220 %s mailroom LMTP ready", host);
 }
 
-void lmtp_shutdown_all(struct proto_env *env)
+void lmtp_shutdown_all(struct session_env *env)
 {
 	(void)env;
 	for (struct lmtp_session *s = all_sessions; s != NULL; s = s->next) {

@@ -10,16 +10,16 @@
 #ifndef MAILROOM_POP3_H
 #define MAILROOM_POP3_H
 
-#include "lib/proto.h"
+#include "session/session.h"
 
 struct conn;
 
 /* Start a session on c: the greeting is sent at once (an implicit-TLS conn
  * is already TLS). env outlives the session. */
-void pop3_session_start(struct proto_env *env, struct conn *c);
+void pop3_session_start(struct session_env *env, struct conn *c);
 /* Server shutdown: every session ends after its current command or
  * transfer with "-ERR [SYS/TEMP] Server shutting down" and closes, without
  * entering the UPDATE state (nothing marked deleted is removed). */
-void pop3_shutdown_all(struct proto_env *env);
+void pop3_shutdown_all(struct session_env *env);
 
 #endif

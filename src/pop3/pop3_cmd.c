@@ -17,7 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "lib/conn.h"
+#include "session/conn.h"
 #include "lib/log.h"
 
 static void cmd_capa(struct pop3_session *s, char *args);

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "auth/sasl.h"
-#include "lib/proto.h"
+#include "session/session.h"
 #include "pop3/pop3.h"
 #include "pop3/pop3_parser.h"
 #include "pop3/pop3_stream.h"
@@ -42,7 +42,7 @@ enum pop3_out_kind { POP3_OUT_NONE, POP3_OUT_LIST, POP3_OUT_UIDL, POP3_OUT_MESSA
 
 struct pop3_session {
 	struct pop3_session *prev, *next;
-	struct proto_env *env;
+	struct session_env *env;
 	struct conn *conn; /* NULL once the client is gone */
 	struct pop3_parser parser;
 	enum pop3_state state;

@@ -67,8 +67,8 @@
 
 #include "auth/auth_client.h"
 #include "lib/config.h"
-#include "lib/conn.h"
-#include "lib/jobs.h"
+#include "session/conn.h"
+#include "session/jobs.h"
 #include "lib/log.h"
 #include "mime/mime.h"
 #include "store/store_pop3lock.h"
@@ -802,7 +802,7 @@ static const struct conn_handler handler = {
 
 static void session_free(struct pop3_session *s)
 {
-	struct proto_env *env = s->env;
+	struct session_env *env = s->env;
 	if (s->auth_id != 0)
 		auth_client_cancel(env->auth, s->auth_id);
 	out_end(s);
@@ -824,7 +824,7 @@ static void session_free(struct pop3_session *s)
 	free(s);
 }
 
-void pop3_session_start(struct proto_env *env, struct conn *c)
+void pop3_session_start(struct session_env *env, struct conn *c)
 {
 	static unsigned long counter;
 	struct pop3_session *s = calloc(1, sizeof(*s));
@@ -853,7 +853,7 @@ void pop3_session_start(struct proto_env *env, struct conn *c)
 	log_info("pop3 %s connect ip=%s%s", s->id, conn_peer_ip(c), conn_is_tls(c) ? " tls" : "");
 }
 
-void pop3_shutdown_all(struct proto_env *env)
+void pop3_shutdown_all(struct session_env *env)
 {
 	(void)env;
 	for (struct pop3_session *s = all_sessions; s != NULL; s = s->next) {

@@ -41,7 +41,7 @@
 
 #include "auth/auth_proc.h"
 #include "lib/config.h"
-#include "lib/fdpass.h"
+#include "server/fdpass.h"
 #include "lib/log.h"
 #include "store/store.h"
 

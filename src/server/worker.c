@@ -23,15 +23,15 @@
 #include "lmtp/lmtp.h"
 #include "pop3/pop3.h"
 #include "lib/config.h"
-#include "lib/conn.h"
-#include "lib/jobs.h"
+#include "session/conn.h"
+#include "session/jobs.h"
 #include "lib/log.h"
 #include "store/store.h"
 
 struct worker {
 	struct event_base *base;
 	const struct worker_args *args;
-	struct proto_env env;
+	struct session_env env;
 	struct evconnlistener **lst;
 	size_t nlst;
 	int stopping; /* 1 draining, 2 shutting down */

@@ -1,5 +1,5 @@
 /* jobs.c: thread pool with completions delivered to a libevent loop. */
-#include "lib/jobs.h"
+#include "session/jobs.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -1,5 +1,5 @@
 /* conn.c: client connections over libevent bufferevents; see conn.h. */
-#include "lib/conn.h"
+#include "session/conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

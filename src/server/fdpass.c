@@ -1,5 +1,5 @@
 /* fdpass.c: SCM_RIGHTS helpers; see fdpass.h. */
-#include "lib/fdpass.h"
+#include "server/fdpass.h"
 
 #include <errno.h>
 #include <stdint.h>
