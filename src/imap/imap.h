@@ -1,22 +1,17 @@
 /*
  * imap.h: the IMAP4rev2/IMAP4rev1 protocol (src/imap), as the server calls it.
  *
- * The server accepts a connection, wraps it in a struct conn and calls
- * imap_session_start(). Everything else (commands, the selected mailbox,
- * IDLE) happens in the session, which ends by itself when the client leaves.
+ * The worker accepts a connection, wraps it in a struct conn and starts a
+ * session of this protocol on the session core: session_start(env,
+ * &imap_proto, conn). Everything else (commands, the selected mailbox,
+ * IDLE) happens in the session, which ends by itself when the client
+ * leaves; on shutdown it says BYE after its current command.
  */
 #ifndef MAILROOM_IMAP_H
 #define MAILROOM_IMAP_H
 
 #include "session/session.h"
 
-struct conn;
-
-/* Start a session on c (greeting sent at once; an implicit-TLS conn is
- * already TLS). env outlives the session. */
-void imap_session_start(struct session_env *env, struct conn *c);
-/* Server shutdown: every session says BYE after its current command and
- * closes. */
-void imap_shutdown_all(struct session_env *env);
+extern const struct session_proto imap_proto;
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * imap_cmd_mailbox.c: commands on mailboxes as a whole: SELECT, EXAMINE,
- * CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST (with LIST-EXTENDED,
- * LIST-STATUS, SPECIAL-USE), LSUB, NAMESPACE, STATUS, IDLE.
+ * CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, NAMESPACE. (STATUS, LIST
+ * and IDLE have files of their own.)
  *
  * SELECT runs off the event loop (opening a mailbox may reconcile a big
  * maildir); the others touch a few directory entries and run inline.
@@ -12,13 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include <event2/event.h>
-
 #include "imap/imap_seqset.h"
-#include "imap/imap_utf7.h"
 #include "lib/buf.h"
-#include "lib/config.h"
-#include "session/conn.h"
 
 /* ---- SELECT / EXAMINE ----------------------------------------------------- */
 
@@ -79,12 +74,13 @@ static int send_changed(void *ctx, const struct store_msg *m)
 	return 0;
 }
 
-static void select_done(struct imap_session *s, void *arg)
+static void select_done(struct session *base, void *arg)
 {
+	struct imap_session *s = imap_session_of(base);
 	struct select_job *j = arg;
 	if (j->rc < 0) {
 		s->state = IMAP_AUTH;
-		imap_tagged_store_error(s, NULL, &j->err);
+		imap_send_store_error(s, NULL, &j->err);
 		goto out;
 	}
 	struct imap_view *v = s->view;
@@ -93,7 +89,7 @@ static void select_done(struct imap_session *s, void *arg)
 	if (store_mailbox_status(v->mbox, &st, &err) < 0) {
 		imap_view_close(s);
 		s->state = IMAP_AUTH;
-		imap_tagged_store_error(s, NULL, &err);
+		imap_send_store_error(s, NULL, &err);
 		goto out;
 	}
 	s->state = IMAP_SELECTED;
@@ -131,7 +127,7 @@ static void select_done(struct imap_session *s, void *arg)
 		free(vc.uids);
 		store_mailbox_changed_since(v->mbox, j->q_modseq, send_changed, s, &err);
 	}
-	imap_tagged(s, NULL, "OK", "[%s] %s completed", j->readonly ? "READ-ONLY" : "READ-WRITE",
+	imap_send_tagged(s, NULL, "OK", "[%s] %s completed", j->readonly ? "READ-ONLY" : "READ-WRITE",
 		    j->readonly ? "EXAMINE" : "SELECT");
 out:
 	imap_seqset_free(&j->q_known);
@@ -156,12 +152,12 @@ static int select_params(struct imap_session *s, const struct imap_command *cmd,
 			uint64_t ms;
 			if (!s->qresync) {
 				/* RFC 7162 3.2.5: QRESYNC must be ENABLEd first. */
-				imap_tagged(s, cmd, "BAD", "QRESYNC is not enabled");
+				imap_send_tagged(s, cmd, "BAD", "QRESYNC is not enabled");
 				return -1;
 			}
 			if (q->count < 2 || q->count > 4 || !imap_parser_arg_number(&q->list[0], &uv) ||
 			    uv == 0 || !imap_parser_arg_number64(&q->list[1], &ms) || ms == 0) {
-				imap_tagged(s, cmd, "BAD", "Invalid QRESYNC parameters");
+				imap_send_tagged(s, cmd, "BAD", "Invalid QRESYNC parameters");
 				return -1;
 			}
 			j->qresync = true;
@@ -173,29 +169,29 @@ static int select_params(struct imap_session *s, const struct imap_command *cmd,
 				if (q->list[2].type != IMAP_ARG_ATOM ||
 				    imap_seqset_parse(q->list[2].str, q->list[2].len, UINT32_MAX, 0,
 						      &j->q_known, &why) < 0) {
-					imap_tagged(s, cmd, "BAD", "Invalid known-uids");
+					imap_send_tagged(s, cmd, "BAD", "Invalid known-uids");
 					return -1;
 				}
 				j->q_has_known = true;
 			}
 			continue;
 		}
-		imap_tagged(s, cmd, "BAD", "Unknown SELECT parameter");
+		imap_send_tagged(s, cmd, "BAD", "Unknown SELECT parameter");
 		return -1;
 	}
 	return 0;
 }
 
-int imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
+static int cmd_select(struct imap_session *s, const struct imap_command *cmd)
 {
 	if (cmd->argc < 1 || cmd->argc > 2 ||
 	    (cmd->argc == 2 && cmd->args[1].type != IMAP_ARG_LIST)) {
-		imap_tagged(s, cmd, "BAD", "Usage: %s mailbox [(parameters)]", cmd->name);
+		imap_send_tagged(s, cmd, "BAD", "Usage: %s mailbox [(parameters)]", cmd->name);
 		return 0;
 	}
 	struct select_job *j = calloc(1, sizeof(*j));
 	if (j == NULL) {
-		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		return 0;
 	}
 	j->s = s;
@@ -217,22 +213,22 @@ int imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 		s->state = IMAP_AUTH;
 		imap_send(s, "* OK [CLOSED] Previous mailbox closed\r\n");
 	}
-	if (imap_session_async(s, select_work, select_done, j) < 0) {
+	if (session_async(&s->base, select_work, select_done, j) < 0) {
 		free(j->name);
 		free(j);
-		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 	}
 	return 0;
 }
 
 /* ---- CREATE / DELETE / RENAME / SUBSCRIBE -------------------------------- */
 
-int imap_cmd_create(struct imap_session *s, const struct imap_command *cmd)
+static int cmd_create(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct store_error err;
 	const char *use = NULL;
 	if (cmd->argc < 1 || cmd->argc > 2) {
-		imap_tagged(s, cmd, "BAD", "Usage: CREATE mailbox [(USE (attr))]");
+		imap_send_tagged(s, cmd, "BAD", "Usage: CREATE mailbox [(USE (attr))]");
 		return 0;
 	}
 	if (cmd->argc == 2) {
@@ -241,7 +237,7 @@ int imap_cmd_create(struct imap_session *s, const struct imap_command *cmd)
 		if (a->type != IMAP_ARG_LIST || a->count != 2 || !imap_parser_arg_atom_eq(&a->list[0], "USE") ||
 		    a->list[1].type != IMAP_ARG_LIST || a->list[1].count != 1 ||
 		    a->list[1].list[0].type != IMAP_ARG_ATOM) {
-			imap_tagged(s, cmd, "BAD", "Invalid CREATE parameters");
+			imap_send_tagged(s, cmd, "BAD", "Invalid CREATE parameters");
 			return 0;
 		}
 		use = a->list[1].list[0].str;
@@ -255,24 +251,24 @@ int imap_cmd_create(struct imap_session *s, const struct imap_command *cmd)
 	if (len > 1 && name[len - 1] == '/')
 		name[len - 1] = '\0';
 	if (strcasecmp(name, "INBOX") == 0) {
-		imap_tagged(s, cmd, "NO", "[ALREADYEXISTS] INBOX always exists");
+		imap_send_tagged(s, cmd, "NO", "[ALREADYEXISTS] INBOX always exists");
 	} else if (store_mailbox_create(s->suser, name, use, &err) < 0) {
 		if (err.code == STORE_ERR_INVALID && use != NULL)
-			imap_tagged(s, cmd, "NO", "[USEATTR] %s", err.text);
+			imap_send_tagged(s, cmd, "NO", "[USEATTR] %s", err.text);
 		else
-			imap_tagged_store_error(s, cmd, &err);
+			imap_send_store_error(s, cmd, &err);
 	} else {
-		imap_tagged(s, cmd, "OK", "CREATE completed");
+		imap_send_tagged(s, cmd, "OK", "CREATE completed");
 	}
 	free(name);
 	return 0;
 }
 
-int imap_cmd_delete(struct imap_session *s, const struct imap_command *cmd)
+static int cmd_delete(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct store_error err;
 	if (cmd->argc != 1) {
-		imap_tagged(s, cmd, "BAD", "Usage: DELETE mailbox");
+		imap_send_tagged(s, cmd, "BAD", "Usage: DELETE mailbox");
 		return 0;
 	}
 	char *name = imap_arg_mailbox(s, cmd, &cmd->args[0]);
@@ -285,18 +281,18 @@ int imap_cmd_delete(struct imap_session *s, const struct imap_command *cmd)
 		imap_send(s, "* OK [CLOSED] Mailbox closed\r\n");
 	}
 	if (store_mailbox_delete(s->suser, name, &err) < 0)
-		imap_tagged_store_error(s, cmd, &err);
+		imap_send_store_error(s, cmd, &err);
 	else
-		imap_tagged(s, cmd, "OK", "DELETE completed");
+		imap_send_tagged(s, cmd, "OK", "DELETE completed");
 	free(name);
 	return 0;
 }
 
-int imap_cmd_rename(struct imap_session *s, const struct imap_command *cmd)
+static int cmd_rename(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct store_error err;
 	if (cmd->argc != 2) {
-		imap_tagged(s, cmd, "BAD", "Usage: RENAME old new");
+		imap_send_tagged(s, cmd, "BAD", "Usage: RENAME old new");
 		return 0;
 	}
 	char *from = imap_arg_mailbox(s, cmd, &cmd->args[0]);
@@ -308,19 +304,19 @@ int imap_cmd_rename(struct imap_session *s, const struct imap_command *cmd)
 		return 0;
 	}
 	if (store_mailbox_rename(s->suser, from, to, &err) < 0)
-		imap_tagged_store_error(s, cmd, &err);
+		imap_send_store_error(s, cmd, &err);
 	else
-		imap_tagged(s, cmd, "OK", "RENAME completed");
+		imap_send_tagged(s, cmd, "OK", "RENAME completed");
 	free(from);
 	free(to);
 	return 0;
 }
 
-int imap_cmd_subscribe(struct imap_session *s, const struct imap_command *cmd)
+static int cmd_subscribe(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct store_error err;
 	if (cmd->argc != 1) {
-		imap_tagged(s, cmd, "BAD", "Usage: %s mailbox", cmd->name);
+		imap_send_tagged(s, cmd, "BAD", "Usage: %s mailbox", cmd->name);
 		return 0;
 	}
 	char *name = imap_arg_mailbox(s, cmd, &cmd->args[0]);
@@ -328,430 +324,32 @@ int imap_cmd_subscribe(struct imap_session *s, const struct imap_command *cmd)
 		return 0;
 	/* RFC 9051 6.3.7: subscribing to a name that does not exist is allowed. */
 	if (store_subscribe(s->suser, name, strcmp(cmd->name, "SUBSCRIBE") == 0, &err) < 0)
-		imap_tagged_store_error(s, cmd, &err);
+		imap_send_store_error(s, cmd, &err);
 	else
-		imap_tagged(s, cmd, "OK", "%s completed", cmd->name);
+		imap_send_tagged(s, cmd, "OK", "%s completed", cmd->name);
 	free(name);
 	return 0;
 }
 
-int imap_cmd_namespace(struct imap_session *s, const struct imap_command *cmd)
+static int cmd_namespace(struct imap_session *s, const struct imap_command *cmd)
 {
 	if (cmd->argc != 0) {
-		imap_tagged(s, cmd, "BAD", "NAMESPACE takes no arguments");
+		imap_send_tagged(s, cmd, "BAD", "NAMESPACE takes no arguments");
 		return 0;
 	}
 	imap_send(s, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
-	imap_tagged(s, cmd, "OK", "NAMESPACE completed");
+	imap_send_tagged(s, cmd, "OK", "NAMESPACE completed");
 	return 0;
 }
 
-/* ---- STATUS ------------------------------------------------------------- */
-
-enum { ST_MESSAGES = 1, ST_UIDNEXT = 2, ST_UIDVALIDITY = 4, ST_UNSEEN = 8, ST_DELETED = 16,
-       ST_SIZE = 32, ST_HIGHESTMODSEQ = 64, ST_RECENT = 128 };
-
-static int parse_status_items(const struct imap_arg *list, unsigned *items_r)
-{
-	static const struct {
-		const char *name;
-		unsigned bit;
-	} names[] = {
-		{ "MESSAGES", ST_MESSAGES },	{ "UIDNEXT", ST_UIDNEXT },
-		{ "UIDVALIDITY", ST_UIDVALIDITY }, { "UNSEEN", ST_UNSEEN },
-		{ "DELETED", ST_DELETED },	{ "SIZE", ST_SIZE },
-		{ "HIGHESTMODSEQ", ST_HIGHESTMODSEQ }, { "RECENT", ST_RECENT },
-	};
-	unsigned items = 0;
-	if (list->type != IMAP_ARG_LIST || list->count == 0)
-		return -1;
-	for (size_t i = 0; i < list->count; i++) {
-		unsigned bit = 0;
-		for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
-			if (imap_parser_arg_atom_eq(&list->list[i], names[k].name))
-				bit = names[k].bit;
-		if (bit == 0)
-			return -1;
-		items |= bit;
-	}
-	*items_r = items;
-	return 0;
-}
-
-/* One "* STATUS name (...)" line; -1 with err if the mailbox can't be read. */
-static int send_status(struct imap_session *s, const char *name, unsigned items,
-		       struct store_error *err)
-{
-	struct store_mailbox *m = NULL;
-	struct store_status st;
-	if (store_mailbox_open(s->suser, name, &m, err) < 0)
-		return -1;
-	int rc = store_mailbox_status(m, &st, err);
-	store_mailbox_close(&m);
-	if (rc < 0)
-		return -1;
-	char text[300];
-	size_t o = 0;
-#define ADD(bit, fmt, val) \
-	if (items & (bit)) \
-		o += (size_t)snprintf(text + o, sizeof(text) - o, "%s" fmt, o ? " " : "", val)
-	ADD(ST_MESSAGES, "MESSAGES %u", st.messages);
-	ADD(ST_RECENT, "RECENT %u", 0u);
-	ADD(ST_UIDNEXT, "UIDNEXT %u", st.uidnext);
-	ADD(ST_UIDVALIDITY, "UIDVALIDITY %u", st.uidvalidity);
-	ADD(ST_UNSEEN, "UNSEEN %u", st.unseen);
-	ADD(ST_DELETED, "DELETED %u", st.deleted);
-	ADD(ST_SIZE, "SIZE %llu", (unsigned long long)st.size);
-	ADD(ST_HIGHESTMODSEQ, "HIGHESTMODSEQ %llu", (unsigned long long)st.highestmodseq);
-#undef ADD
-	imap_send(s, "* STATUS ");
-	imap_send_mailbox(s, name);
-	imap_send(s, " (%s)\r\n", text);
-	return 0;
-}
-
-int imap_cmd_status(struct imap_session *s, const struct imap_command *cmd)
-{
-	struct store_error err;
-	unsigned items;
-	if (cmd->argc != 2 || parse_status_items(&cmd->args[1], &items) < 0) {
-		imap_tagged(s, cmd, "BAD", "Usage: STATUS mailbox (items)");
-		return 0;
-	}
-	char *name = imap_arg_mailbox(s, cmd, &cmd->args[0]);
-	if (name == NULL)
-		return 0;
-	if (items & ST_HIGHESTMODSEQ)
-		s->condstore = true; /* RFC 7162 3.1: a CONDSTORE-enabling command */
-	if (send_status(s, name, items, &err) < 0)
-		imap_tagged_store_error(s, cmd, &err);
-	else {
-		imap_view_sync(s, true);
-		imap_tagged(s, cmd, "OK", "STATUS completed");
-	}
-	free(name);
-	return 0;
-}
-
-/* ---- LIST / LSUB --------------------------------------------------------- */
-
-/* RFC 9051 6.3.9: '*' matches anything, '%' anything but the separator.
- * INBOX matches case-insensitively. */
-static bool wildmat(const char *pat, const char *name)
-{
-	for (; *pat != '\0'; pat++, name++) {
-		if (*pat == '*' || *pat == '%') {
-			for (const char *n = name;; n++) {
-				if (wildmat(pat + 1, n))
-					return true;
-				if (*n == '\0' || (*pat == '%' && *n == '/'))
-					return false;
-			}
-		}
-		if (*name != *pat)
-			return false;
-	}
-	return *name == '\0';
-}
-
-static bool match(const char *pat, const char *name)
-{
-	if (strncasecmp(pat, "INBOX", 5) == 0 && (pat[5] == '\0' || pat[5] == '/' || pat[5] == '*' ||
-						  pat[5] == '%')) {
-		char p[1024];
-		snprintf(p, sizeof(p), "INBOX%s", pat + 5);
-		return wildmat(p, name);
-	}
-	return wildmat(pat, name);
-}
-
-struct name_set {
-	char **v;
-	char **special;
-	size_t n, cap;
+static const struct imap_cmd_def rows[] = {
+	{ { "SELECT", IMAP_IN_AUTH }, cmd_select, 0 },
+	{ { "EXAMINE", IMAP_IN_AUTH }, cmd_select, 0 },
+	{ { "CREATE", IMAP_IN_AUTH }, cmd_create, 0 },
+	{ { "DELETE", IMAP_IN_AUTH }, cmd_delete, 0 },
+	{ { "RENAME", IMAP_IN_AUTH }, cmd_rename, 0 },
+	{ { "SUBSCRIBE", IMAP_IN_AUTH }, cmd_subscribe, 0 },
+	{ { "UNSUBSCRIBE", IMAP_IN_AUTH }, cmd_subscribe, 0 },
+	{ { "NAMESPACE", IMAP_IN_AUTH }, cmd_namespace, 0 },
 };
-
-static int add_name(void *ctx, const struct store_mailbox_info *info)
-{
-	struct name_set *ns = ctx;
-	if (ns->n == ns->cap) {
-		size_t cap = ns->cap ? ns->cap * 2 : 32;
-		char **p = realloc(ns->v, cap * sizeof(*p));
-		char **q = p ? realloc(ns->special, cap * sizeof(*q)) : NULL;
-		if (p != NULL)
-			ns->v = p;
-		if (q == NULL)
-			return 1;
-		ns->special = q;
-		ns->cap = cap;
-	}
-	ns->v[ns->n] = strdup(info->name);
-	ns->special[ns->n] = info->special_use ? strdup(info->special_use) : NULL;
-	ns->n++;
-	return 0;
-}
-
-static int add_sub(void *ctx, const char *name)
-{
-	struct store_mailbox_info info = { name, NULL };
-	return add_name(ctx, &info);
-}
-
-static void names_free(struct name_set *ns)
-{
-	for (size_t i = 0; i < ns->n; i++) {
-		free(ns->v[i]);
-		free(ns->special[i]);
-	}
-	free(ns->v);
-	free(ns->special);
-}
-
-static ssize_t find_name(const struct name_set *ns, const char *name)
-{
-	for (size_t i = 0; i < ns->n; i++)
-		if (ns->v[i] != NULL && strcmp(ns->v[i], name) == 0)
-			return (ssize_t)i;
-	return -1;
-}
-
-static bool has_child(const struct name_set *ns, const char *name)
-{
-	size_t len = strlen(name);
-	for (size_t i = 0; i < ns->n; i++)
-		if (ns->v[i] != NULL && strncmp(ns->v[i], name, len) == 0 && ns->v[i][len] == '/')
-			return true;
-	return false;
-}
-
-#define LSEL_SUBSCRIBED 1
-#define LSEL_SPECIAL 2
-#define LSEL_RECURSIVE 4
-#define LRET_SUBSCRIBED 1
-#define LRET_CHILDREN 2
-#define LRET_SPECIAL 4
-#define LRET_STATUS 8
-
-static void list_one(struct imap_session *s, const char *name, const char *special, bool exists,
-		     bool subscribed, bool children, unsigned ret, bool lsub, unsigned status_items)
-{
-	char attrs[200] = "";
-	if (!exists)
-		strcat(attrs, lsub || !s->rev2 ? "\\Noselect " : "\\NonExistent ");
-	if (exists || !lsub)
-		strcat(attrs, children ? "\\HasChildren " : "\\HasNoChildren ");
-	if (subscribed && (ret & LRET_SUBSCRIBED))
-		strcat(attrs, "\\Subscribed ");
-	/* RFC 6154 2: special-use attributes may always be shown. */
-	if (special != NULL && exists) {
-		strcat(attrs, special);
-		strcat(attrs, " ");
-	}
-	size_t len = strlen(attrs);
-	if (len > 0)
-		attrs[len - 1] = '\0';
-	imap_send(s, "* %s (%s) \"/\" ", lsub ? "LSUB" : "LIST", attrs);
-	imap_send_mailbox(s, name);
-	imap_send(s, "\r\n");
-	if ((ret & LRET_STATUS) && exists) {
-		struct store_error err;
-		send_status(s, name, status_items, &err); /* RFC 5819: errors are skipped */
-	}
-}
-
-int imap_cmd_list(struct imap_session *s, const struct imap_command *cmd)
-{
-	bool lsub = strcmp(cmd->name, "LSUB") == 0;
-	size_t ai = 0;
-	unsigned sel = 0, ret = 0, status_items = 0;
-	struct store_error err;
-	struct name_set all = { 0 }, subs = { 0 };
-
-	/* LIST [(selection options)] reference patterns [RETURN (options)] */
-	if (!lsub && ai < cmd->argc && cmd->args[ai].type == IMAP_ARG_LIST) {
-		const struct imap_arg *o = &cmd->args[ai++];
-		for (size_t i = 0; i < o->count; i++) {
-			if (imap_parser_arg_atom_eq(&o->list[i], "SUBSCRIBED"))
-				sel |= LSEL_SUBSCRIBED;
-			else if (imap_parser_arg_atom_eq(&o->list[i], "SPECIAL-USE"))
-				sel |= LSEL_SPECIAL;
-			else if (imap_parser_arg_atom_eq(&o->list[i], "RECURSIVEMATCH"))
-				sel |= LSEL_RECURSIVE;
-			else if (!imap_parser_arg_atom_eq(&o->list[i], "REMOTE")) {
-				imap_tagged(s, cmd, "BAD", "Unknown LIST selection option");
-				return 0;
-			}
-		}
-		if ((sel & LSEL_RECURSIVE) && !(sel & LSEL_SUBSCRIBED)) {
-			/* RFC 5258 3.1: RECURSIVEMATCH needs another option. */
-			imap_tagged(s, cmd, "BAD", "RECURSIVEMATCH alone");
-			return 0;
-		}
-	}
-	if (cmd->argc < ai + 2) {
-		imap_tagged(s, cmd, "BAD", "Usage: %s reference pattern", cmd->name);
-		return 0;
-	}
-	const struct imap_arg *ref_arg = &cmd->args[ai++];
-	const struct imap_arg *pat_arg = &cmd->args[ai++];
-	if (!lsub && ai < cmd->argc) {
-		if (!imap_parser_arg_atom_eq(&cmd->args[ai], "RETURN") || ai + 1 >= cmd->argc ||
-		    cmd->args[ai + 1].type != IMAP_ARG_LIST) {
-			imap_tagged(s, cmd, "BAD", "Invalid LIST arguments");
-			return 0;
-		}
-		const struct imap_arg *o = &cmd->args[ai + 1];
-		for (size_t i = 0; i < o->count; i++) {
-			if (imap_parser_arg_atom_eq(&o->list[i], "SUBSCRIBED"))
-				ret |= LRET_SUBSCRIBED;
-			else if (imap_parser_arg_atom_eq(&o->list[i], "CHILDREN"))
-				ret |= LRET_CHILDREN;
-			else if (imap_parser_arg_atom_eq(&o->list[i], "SPECIAL-USE"))
-				ret |= LRET_SPECIAL;
-			else if (imap_parser_arg_atom_eq(&o->list[i], "STATUS") && i + 1 < o->count &&
-				 parse_status_items(&o->list[i + 1], &status_items) == 0) {
-				ret |= LRET_STATUS;
-				i++;
-			} else {
-				imap_tagged(s, cmd, "BAD", "Unknown LIST return option");
-				return 0;
-			}
-		}
-	}
-	const char *ref;
-	size_t reflen;
-	if (!imap_parser_arg_astring(ref_arg, &ref, &reflen)) {
-		imap_tagged(s, cmd, "BAD", "Invalid reference");
-		return 0;
-	}
-	/* Patterns: one, or a list of them (RFC 5258 multiple patterns). */
-	const struct imap_arg *pats = pat_arg;
-	size_t npats = 1;
-	if (pat_arg->type == IMAP_ARG_LIST && !lsub) {
-		pats = pat_arg->list;
-		npats = pat_arg->count;
-	}
-	if (store_mailbox_list(s->suser, add_name, &all, &err) < 0 ||
-	    store_subscriptions(s->suser, add_sub, &subs, &err) < 0) {
-		names_free(&all);
-		names_free(&subs);
-		imap_tagged_store_error(s, cmd, &err);
-		return 0;
-	}
-	for (size_t p = 0; p < npats; p++) {
-		const char *pat = pats[p].str;
-		if (pats[p].type == IMAP_ARG_LIST || pats[p].type == IMAP_ARG_STREAMED || pat == NULL) {
-			imap_tagged(s, cmd, "BAD", "Invalid pattern");
-			goto out;
-		}
-		char full[2048];
-		snprintf(full, sizeof(full), "%.*s%s", (int)reflen, ref, pat);
-		if (!s->utf8) {
-			struct buf d = BUF_INIT;
-			const char *why;
-			if (imap_utf7_decode(full, strlen(full), &d, &why) == 0 && !d.failed)
-				snprintf(full, sizeof(full), "%s", buf_cstr(&d));
-			buf_free(&d);
-		}
-		if (full[0] == '\0' && !lsub) {
-			/* RFC 9051 6.3.9: the hierarchy delimiter and root. */
-			imap_send(s, "* LIST (\\Noselect) \"/\" \"\"\r\n");
-			continue;
-		}
-		const struct name_set *base = lsub || (sel & LSEL_SUBSCRIBED) ? &subs : &all;
-		for (size_t i = 0; i < base->n; i++) {
-			const char *name = base->v[i];
-			if (!match(full, name))
-				continue;
-			ssize_t a = find_name(&all, name);
-			bool exists = a >= 0;
-			const char *special = a >= 0 ? all.special[a] : NULL;
-			if ((sel & LSEL_SPECIAL) && special == NULL)
-				continue;
-			list_one(s, name, special, exists, find_name(&subs, name) >= 0 || lsub,
-				 has_child(&all, name), ret | (sel & LSEL_SUBSCRIBED ? LRET_SUBSCRIBED : 0),
-				 lsub, status_items);
-		}
-		/* Parents that do not exist but have matching children, for '%'
-		 * patterns (RFC 9051 6.3.9: \NonExistent / \Noselect). */
-		if (!lsub && !(sel & (LSEL_SUBSCRIBED | LSEL_SPECIAL))) {
-			for (size_t i = 0; i < all.n; i++) {
-				char parent[1024];
-				snprintf(parent, sizeof(parent), "%s", all.v[i]);
-				char *slash;
-				while ((slash = strrchr(parent, '/')) != NULL) {
-					*slash = '\0';
-					if (find_name(&all, parent) >= 0)
-						break;
-					if (!match(full, parent))
-						continue;
-					/* report each missing parent once */
-					bool dup = false;
-					for (size_t k = 0; k < i && !dup; k++)
-						dup = strncmp(all.v[k], parent, strlen(parent)) == 0 &&
-						      all.v[k][strlen(parent)] == '/';
-					if (!dup)
-						list_one(s, parent, NULL, false, find_name(&subs, parent) >= 0,
-							 true, ret, false, 0);
-				}
-			}
-		}
-	}
-	imap_view_sync(s, true);
-	imap_tagged(s, cmd, "OK", "%s completed", cmd->name);
-out:
-	names_free(&all);
-	names_free(&subs);
-	return 0;
-}
-
-/* ---- IDLE ------------------------------------------------------------------ */
-
-void imap_idle_wakeup(void *session)
-{
-	struct imap_session *s = session;
-	if (s->idling && s->view != NULL && s->conn != NULL) {
-		imap_view_sync(s, true);
-		store_user_release_index(s->suser);
-		if (s->idling && s->view != NULL)
-			store_mailbox_release_fds(s->view->mbox);
-	}
-}
-
-int imap_cmd_idle(struct imap_session *s, const struct imap_command *cmd)
-{
-	if (cmd->argc != 0) {
-		imap_tagged(s, cmd, "BAD", "IDLE takes no arguments");
-		return 0;
-	}
-	s->idling = true;
-	imap_send(s, "+ idling\r\n");
-	if (s->view != NULL) {
-		imap_view_sync(s, true);
-		imap_view_watch(s);
-	}
-	/* Most connections spend their life in IDLE: hold no index connection
-	 * and no directory descriptors meanwhile (both reopen on the next
-	 * change or command; the inotify watches need neither). */
-	store_user_release_index(s->suser);
-	if (s->view != NULL)
-		store_mailbox_release_fds(s->view->mbox);
-	/* RFC 9051 6.3.13: IDLE outlives the autologout timer. */
-	conn_set_idle_timeout(s->conn, (unsigned)config_uint(s->env->config, "imap_idle_timeout"));
-	return 0;
-}
-
-void imap_idle_line(struct imap_session *s, const char *line, size_t len)
-{
-	s->idling = false;
-	imap_view_unwatch(s);
-	conn_set_idle_timeout(s->conn, (unsigned)config_uint(s->env->config, "imap_autologout"));
-	if (len != 4 || strncasecmp(line, "DONE", 4) != 0) {
-		imap_tagged(s, NULL, "BAD", "Expected DONE");
-	} else {
-		imap_view_sync(s, true);
-		imap_tagged(s, NULL, "OK", "IDLE terminated");
-	}
-	free(s->cmd_tag);
-	s->cmd_tag = NULL;
-}
+const struct imap_cmd_family imap_cmd_mailbox = { rows, sizeof(rows) / sizeof(rows[0]) };

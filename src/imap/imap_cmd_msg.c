@@ -61,10 +61,10 @@ static int deleted_uids(struct imap_session *s, const uint32_t *filter, size_t n
 	return 0;
 }
 
-int imap_cmd_close(struct imap_session *s, const struct imap_command *cmd)
+static int cmd_close(struct imap_session *s, const struct imap_command *cmd)
 {
 	if (cmd->argc != 0) {
-		imap_tagged(s, cmd, "BAD", "%s takes no arguments", cmd->name);
+		imap_send_tagged(s, cmd, "BAD", "%s takes no arguments", cmd->name);
 		return 0;
 	}
 	/* RFC 9051 6.4.1: CLOSE expunges \Deleted messages, silently, unless
@@ -79,7 +79,7 @@ int imap_cmd_close(struct imap_session *s, const struct imap_command *cmd)
 	}
 	imap_view_close(s);
 	s->state = IMAP_AUTH;
-	imap_tagged(s, cmd, "OK", "%s completed", cmd->name);
+	imap_send_tagged(s, cmd, "OK", "%s completed", cmd->name);
 	return 0;
 }
 
@@ -105,31 +105,32 @@ static void expunge_work(void *arg)
 	free(uids);
 }
 
-static void expunge_done(struct imap_session *s, void *arg)
+static void expunge_done(struct session *base, void *arg)
 {
+	struct imap_session *s = imap_session_of(base);
 	struct expunge_job *j = arg;
 	imap_view_sync(s, true); /* reports what was expunged, also on failure */
 	if (j->rc < 0)
-		imap_tagged_store_error(s, NULL, &j->err);
+		imap_send_store_error(s, NULL, &j->err);
 	else
-		imap_tagged(s, NULL, "OK", "Expunge completed");
+		imap_send_tagged(s, NULL, "OK", "Expunge completed");
 	free(j->filter);
 	free(j);
 }
 
-int imap_cmd_expunge(struct imap_session *s, const struct imap_command *cmd)
+static int cmd_expunge(struct imap_session *s, const struct imap_command *cmd)
 {
 	if (cmd->argc != (cmd->uid ? 1u : 0u)) {
-		imap_tagged(s, cmd, "BAD", cmd->uid ? "Usage: UID EXPUNGE set" : "EXPUNGE takes no arguments");
+		imap_send_tagged(s, cmd, "BAD", cmd->uid ? "Usage: UID EXPUNGE set" : "EXPUNGE takes no arguments");
 		return 0;
 	}
 	if (s->view->readonly) {
-		imap_tagged(s, cmd, "NO", "[READ-ONLY] Mailbox is read-only");
+		imap_send_tagged(s, cmd, "NO", "[READ-ONLY] Mailbox is read-only");
 		return 0;
 	}
 	struct expunge_job *j = calloc(1, sizeof(*j));
 	if (j == NULL) {
-		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		return 0;
 	}
 	j->s = s;
@@ -141,10 +142,10 @@ int imap_cmd_expunge(struct imap_session *s, const struct imap_command *cmd)
 		}
 		j->has_filter = true;
 	}
-	if (imap_session_async(s, expunge_work, expunge_done, j) < 0) {
+	if (session_async(&s->base, expunge_work, expunge_done, j) < 0) {
 		free(j->filter);
 		free(j);
-		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 	}
 	return 0;
 }
@@ -179,15 +180,16 @@ static void copy_work(void *arg)
 	store_mailbox_close(&dst);
 }
 
-static void copy_done(struct imap_session *s, void *arg)
+static void copy_done(struct session *base, void *arg)
 {
+	struct imap_session *s = imap_session_of(base);
 	struct copy_job *j = arg;
 	struct buf src = BUF_INIT, dst = BUF_INIT;
 	if (j->rc < 0) {
 		if (j->err.code == STORE_ERR_NOTFOUND)
-			imap_tagged(s, NULL, "NO", "[TRYCREATE] No such mailbox");
+			imap_send_tagged(s, NULL, "NO", "[TRYCREATE] No such mailbox");
 		else
-			imap_tagged_store_error(s, NULL, &j->err);
+			imap_send_store_error(s, NULL, &j->err);
 		if (j->move)
 			imap_view_sync(s, true);
 		goto out;
@@ -212,14 +214,14 @@ static void copy_done(struct imap_session *s, void *arg)
 			imap_send(s, "* OK [COPYUID %u %s %s] Moved\r\n", j->dst_uidvalidity,
 				  buf_cstr(&src), buf_cstr(&dst));
 		imap_view_sync(s, true);
-		imap_tagged(s, NULL, "OK", "Move completed");
+		imap_send_tagged(s, NULL, "OK", "Move completed");
 	} else if (k > 0) {
 		imap_view_sync(s, true);
-		imap_tagged(s, NULL, "OK", "[COPYUID %u %s %s] Copy completed", j->dst_uidvalidity,
+		imap_send_tagged(s, NULL, "OK", "[COPYUID %u %s %s] Copy completed", j->dst_uidvalidity,
 			    buf_cstr(&src), buf_cstr(&dst));
 	} else {
 		imap_view_sync(s, true);
-		imap_tagged(s, NULL, "OK", "Copy completed%s", code);
+		imap_send_tagged(s, NULL, "OK", "Copy completed%s", code);
 	}
 out:
 	buf_free(&src);
@@ -230,20 +232,20 @@ out:
 	free(j);
 }
 
-int imap_cmd_copy(struct imap_session *s, const struct imap_command *cmd)
+static int cmd_copy(struct imap_session *s, const struct imap_command *cmd)
 {
 	if (cmd->argc != 2) {
-		imap_tagged(s, cmd, "BAD", "Usage: %s set mailbox", cmd->name);
+		imap_send_tagged(s, cmd, "BAD", "Usage: %s set mailbox", cmd->name);
 		return 0;
 	}
 	bool move = strcmp(cmd->name, "MOVE") == 0;
 	if (move && s->view->readonly) {
-		imap_tagged(s, cmd, "NO", "[READ-ONLY] Mailbox is read-only");
+		imap_send_tagged(s, cmd, "NO", "[READ-ONLY] Mailbox is read-only");
 		return 0;
 	}
 	struct copy_job *j = calloc(1, sizeof(*j));
 	if (j == NULL) {
-		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		return 0;
 	}
 	j->s = s;
@@ -256,15 +258,15 @@ int imap_cmd_copy(struct imap_session *s, const struct imap_command *cmd)
 	j->dst_uids = calloc(j->n ? j->n : 1, sizeof(*j->dst_uids));
 	if (j->dest == NULL || j->dst_uids == NULL) {
 		if (j->dest != NULL)
-			imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+			imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		free(j->dest);
 		free(j->uids);
 		free(j->dst_uids);
 		free(j);
 		return 0;
 	}
-	if (imap_session_async(s, copy_work, copy_done, j) < 0) {
-		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+	if (session_async(&s->base, copy_work, copy_done, j) < 0) {
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		free(j->dest);
 		free(j->uids);
 		free(j->dst_uids);
@@ -272,3 +274,12 @@ int imap_cmd_copy(struct imap_session *s, const struct imap_command *cmd)
 	}
 	return 0;
 }
+
+static const struct imap_cmd_def rows[] = {
+	{ { "CLOSE", IMAP_IN_SELECTED }, cmd_close, 0 },
+	{ { "UNSELECT", IMAP_IN_SELECTED }, cmd_close, 0 },
+	{ { "EXPUNGE", IMAP_IN_SELECTED }, cmd_expunge, IMAP_CMD_UID },
+	{ { "COPY", IMAP_IN_SELECTED }, cmd_copy, IMAP_CMD_UID },
+	{ { "MOVE", IMAP_IN_SELECTED }, cmd_copy, IMAP_CMD_UID },
+};
+const struct imap_cmd_family imap_cmd_msg = { rows, sizeof(rows) / sizeof(rows[0]) };

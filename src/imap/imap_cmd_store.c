@@ -161,7 +161,7 @@ static int parse_modifiers(const struct imap_arg *a, uint64_t *since_r, bool *gi
 	return 0;
 }
 
-int imap_cmd_store(struct imap_session *s, const struct imap_command *cmd)
+static int cmd_store(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct imap_view *v = s->view;
 	struct store_ctx sc = { .s = s, .uid_cmd = cmd->uid };
@@ -173,13 +173,13 @@ int imap_cmd_store(struct imap_session *s, const struct imap_command *cmd)
 
 	if (cmd->argc >= 2 && cmd->args[1].type == IMAP_ARG_LIST) {
 		if (parse_modifiers(&cmd->args[1], &since, &since_given) < 0) {
-			imap_tagged(s, cmd, "BAD", "Invalid STORE modifier");
+			imap_send_tagged(s, cmd, "BAD", "Invalid STORE modifier");
 			return 0;
 		}
 		k = 2;
 	}
 	if (cmd->argc < k + 2 || cmd->args[k].type != IMAP_ARG_ATOM) {
-		imap_tagged(s, cmd, "BAD", "STORE needs a set, an action and flags");
+		imap_send_tagged(s, cmd, "BAD", "STORE needs a set, an action and flags");
 		return 0;
 	}
 	/* store-att-flags = (["+" / "-"] "FLAGS" [".SILENT"]) SP (flag-list / (flag *(SP flag))) */
@@ -196,7 +196,7 @@ int imap_cmd_store(struct imap_session *s, const struct imap_command *cmd)
 	if (strcasecmp(item, "FLAGS.SILENT") == 0) {
 		sc.silent = true;
 	} else if (strcasecmp(item, "FLAGS") != 0) {
-		imap_tagged(s, cmd, "BAD", "Unknown STORE data item");
+		imap_send_tagged(s, cmd, "BAD", "Unknown STORE data item");
 		return 0;
 	}
 	struct imap_arg many = { .type = IMAP_ARG_LIST };
@@ -206,7 +206,7 @@ int imap_cmd_store(struct imap_session *s, const struct imap_command *cmd)
 		many.count = cmd->argc - (k + 1);
 		for (size_t i = 0; i < many.count; i++)
 			if (many.list[i].type == IMAP_ARG_LIST) {
-				imap_tagged(s, cmd, "BAD", "Invalid flag list");
+				imap_send_tagged(s, cmd, "BAD", "Invalid flag list");
 				return 0;
 			}
 		flagarg = &many;
@@ -216,7 +216,7 @@ int imap_cmd_store(struct imap_session *s, const struct imap_command *cmd)
 	if (v->readonly) {
 		/* RFC 9051 6.4.6 / 6.3.3: flags of an EXAMINEd mailbox are fixed */
 		free(uids);
-		imap_tagged(s, cmd, "NO", "[READ-ONLY] The mailbox is read-only");
+		imap_send_tagged(s, cmd, "NO", "[READ-ONLY] The mailbox is read-only");
 		return 0;
 	}
 	if (imap_arg_flags(s, cmd, flagarg, v->mbox, sc.mode != STORE_FLAGS_REMOVE, &sc.flags,
@@ -238,13 +238,13 @@ int imap_cmd_store(struct imap_session *s, const struct imap_command *cmd)
 					   since_given ? failed_cb : NULL, &sc, &err) < 0) {
 		free(uids);
 		free(sc.failed);
-		imap_tagged_store_error(s, cmd, &err);
+		imap_send_store_error(s, cmd, &err);
 		return 0;
 	}
 	if (sc.oom) {
 		free(uids);
 		free(sc.failed);
-		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		return 0;
 	}
 	/* a keyword created just now is announced before a FETCH shows it */
@@ -253,7 +253,7 @@ int imap_cmd_store(struct imap_session *s, const struct imap_command *cmd)
 	if (n > 0 && store_mailbox_messages(v->mbox, uids[0], uids[n - 1], report, &sc, &err) < 0) {
 		free(uids);
 		free(sc.failed);
-		imap_tagged_store_error(s, cmd, &err);
+		imap_send_store_error(s, cmd, &err);
 		return 0;
 	}
 	struct buf modified = BUF_INIT;
@@ -275,13 +275,18 @@ int imap_cmd_store(struct imap_session *s, const struct imap_command *cmd)
 	free(uids);
 	free(sc.failed);
 	imap_view_sync(s, cmd->uid);
-	if (!s->closing) {
-		if (modified.len > 0) /* imap_tagged would cut a long set */
+	if (!s->base.closing) {
+		if (modified.len > 0) /* imap_send_tagged would cut a long set */
 			imap_send(s, "%s OK [MODIFIED %s] Conditional STORE failed\r\n", cmd->tag,
 				  buf_cstr(&modified));
 		else
-			imap_tagged(s, cmd, "OK", "Store completed");
+			imap_send_tagged(s, cmd, "OK", "Store completed");
 	}
 	buf_free(&modified);
 	return 0;
 }
+
+static const struct imap_cmd_def rows[] = {
+	{ { "STORE", IMAP_IN_SELECTED }, cmd_store, IMAP_CMD_UID | IMAP_CMD_NO_EXPUNGE },
+};
+const struct imap_cmd_family imap_cmd_store = { rows, sizeof(rows) / sizeof(rows[0]) };

@@ -1,13 +1,21 @@
 /*
  * imap_int.h: what the files of src/imap share: the session, the view of
- * the selected mailbox, the response writer, and the command table entry.
+ * the selected mailbox, and each file's exports, in reading order.
  *
  * A command handler is `int handler(struct imap_session *s, const struct
- * imap_command *cmd)`. It writes its untagged responses and its tagged
- * reply with the helpers below, and returns 0; or it starts work off the
- * event loop (imap_session_async) and the tagged reply comes from the
- * completion. The dispatcher has already checked the state the command
- * needs (the table's flags), so handlers don't re-check.
+ * imap_command *cmd)`, static in its family's file (imap_cmd_*.c), which
+ * exports the family's table rows. The dispatcher (imap_session.c) has
+ * already checked the state the command needs (the row's states), so
+ * handlers don't re-check. A handler writes its untagged responses and its
+ * tagged reply with imap_send*() and returns 0; or it hands off to the
+ * session core (session_async for disk work, session_pump for a long
+ * response, session_login) and the tagged reply comes from the completion,
+ * with cmd == NULL (the tag is kept in s->cmd_tag).
+ *
+ * Files, from the bottom: imap_send.c (responses), imap_capability.c,
+ * imap_arg.c (shared argument forms), imap_view.c (the selected mailbox),
+ * the command families, imap_session.c (the protocol on the session core).
+ * Calls only go that way: no file calls one above it.
  */
 #ifndef MAILROOM_IMAP_INT_H
 #define MAILROOM_IMAP_INT_H
@@ -19,12 +27,14 @@
 #include "auth/sasl.h"
 #include "imap/imap.h"
 #include "imap/imap_parser.h"
+#include "session/session.h"
 #include "store/store.h"
 
-struct conn;
-struct event;
-
 enum imap_state { IMAP_NOT_AUTH, IMAP_AUTH, IMAP_SELECTED, IMAP_LOGOUT };
+
+/* Invalid commands (BAD) a session may send before it gets BYE. RFC 3501
+ * and RFC 9051 set no limit; like Dovecot, 20. */
+#define IMAP_MAX_BAD_COMMANDS 20
 
 /* The selected mailbox as this session has told its client about it:
  * message sequence number i+1 is uids[i]. Changes by others are folded in
@@ -45,11 +55,9 @@ struct imap_view {
 };
 
 struct imap_session {
-	struct session_env *env;
-	struct conn *conn;
+	struct session base; /* the core's part: conn, env, id, busy, closing */
 	struct imap_parser *parser;
 	enum imap_state state;
-	char id[12]; /* for logs */
 	char *user;
 	struct store_user *suser;
 	struct imap_view *view;
@@ -57,68 +65,71 @@ struct imap_session {
 	bool utf8;	/* ENABLE UTF8=ACCEPT (or IMAP4rev2) */
 	bool condstore; /* CONDSTORE enabled (ENABLE, or a command used it) */
 	bool qresync;
-	bool busy;	/* a command runs off the loop, or waits for auth */
-	bool closing;
-	unsigned auth_id; /* pending auth request */
-	unsigned bad_count;
 	/* AUTHENTICATE in progress */
 	bool authenticating;
 	struct sasl sasl;
 	char *cmd_tag; /* tag of the command in progress (async or multi-line) */
 	/* IDLE */
 	bool idling;
-	struct event *idle_timer;
 	unsigned watch_id; /* store_notify registration while idling */
-	/* APPEND streaming (imap_append.c) */
+	/* APPEND streaming (imap_cmd_append.c) */
 	struct imap_append *append;
 	/* SEARCHRES (RFC 5182): the saved result, as UIDs */
 	uint32_t *saved;
 	size_t nsaved;
 	bool saved_valid;
-	struct imap_session *next, *prev;
 };
 
-/* One row of the command table (imap_session.c). */
-#define IMAP_CMD_NOT_AUTH 0x01 /* allowed before login */
-#define IMAP_CMD_AUTH	  0x02 /* allowed when logged in */
-#define IMAP_CMD_SELECTED 0x04 /* allowed (only) with a mailbox selected */
-#define IMAP_CMD_UID	  0x08 /* has a UID form */
-#define IMAP_CMD_NO_EXPUNGE 0x10 /* non-UID form: no EXPUNGE responses (RFC 9051 7.5.1) */
+/* The IMAP session of a core session (struct session is its first member). */
+static inline struct imap_session *imap_session_of(struct session *base)
+{
+	return (struct imap_session *)(void *)base;
+}
+
+/* A command table row. states: where it runs (IMAP_IN_*); flags: */
+#define IMAP_CMD_UID	    0x01 /* has a UID form */
+#define IMAP_CMD_NO_EXPUNGE 0x02 /* non-UID form: no EXPUNGE responses (RFC 9051 7.5.1) */
+#define IMAP_IN_NOT_AUTH (1u << IMAP_NOT_AUTH)
+#define IMAP_IN_SELECTED (1u << IMAP_SELECTED)
+#define IMAP_IN_AUTH	 ((1u << IMAP_AUTH) | IMAP_IN_SELECTED) /* logged in */
+#define IMAP_IN_ANY	 (IMAP_IN_NOT_AUTH | IMAP_IN_AUTH)
 struct imap_cmd_def {
-	const char *name;
+	struct session_cmd base; /* name, states */
 	int (*handler)(struct imap_session *s, const struct imap_command *cmd);
 	unsigned flags;
 };
+struct imap_cmd_family {
+	const struct imap_cmd_def *rows;
+	size_t n;
+};
 
-/* ---- responses (imap_session.c) ---- */
+/* ---- responses (imap_send.c) ---- */
 void imap_send(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void imap_send_raw(struct imap_session *s, const void *data, size_t len);
 /* Tagged reply: status is "OK", "NO" or "BAD"; text may start with a
- * response code "[...]". */
-void imap_tagged(struct imap_session *s, const struct imap_command *cmd, const char *status,
-		 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+ * response code "[...]". cmd NULL: the command in progress (s->cmd_tag).
+ * After too many BADs the session says BYE and closes. */
+void imap_send_tagged(struct imap_session *s, const struct imap_command *cmd, const char *status,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Tagged NO for a store error: [SERVERBUG]/[UNAVAILABLE] for temporary ones,
  * [OVERQUOTA], [NONEXISTENT], [ALREADYEXISTS], [LIMIT], [CANNOT]. */
-void imap_tagged_store_error(struct imap_session *s, const struct imap_command *cmd,
-			     const struct store_error *err);
+void imap_send_store_error(struct imap_session *s, const struct imap_command *cmd,
+			   const struct store_error *err);
 /* Write s as an IMAP string: quoted when it can be, else a literal. */
 void imap_send_string(struct imap_session *s, const char *str, size_t len);
 /* A mailbox name as the client expects it (mUTF-7 unless UTF-8 enabled). */
 void imap_send_mailbox(struct imap_session *s, const char *name);
-/* "CAPABILITY IMAP4rev1 ..." as for the current state (for a response code). */
-void imap_send_capability_code(struct imap_session *s);
 /* The flag list "(\Seen $Forwarded kw)" of a message. */
 void imap_send_flags(struct imap_session *s, uint32_t flags, uint32_t keywords);
 
-/* ---- async work (imap_session.c) ---- */
-/* Run work(arg) off the loop; then done(s, arg) on it. Input is paused
- * meanwhile. */
-int imap_session_async(struct imap_session *s, void (*work)(void *arg),
-		       void (*done)(struct imap_session *s, void *arg), void *arg);
-/* The handler finished a command whose reply came later (async/auth). */
-void imap_session_command_done(struct imap_session *s);
+/* ---- capabilities (imap_capability.c) ---- */
+/* Write "CAPABILITY IMAP4rev1 ..." as for the current state (no "* ", no
+ * CRLF: for the untagged response and the response code alike). */
+void imap_capability_send(struct imap_session *s);
+/* May passwords travel on this connection (TLS, loopback, or configured)? */
+bool imap_capability_plaintext_ok(struct imap_session *s);
 
-/* ---- arguments ---- */
+/* ---- arguments (imap_arg.c) ---- */
 /* Decode a mailbox argument (astring, mUTF-7 unless UTF-8 enabled) into a
  * malloc'ed UTF-8 name, or NULL after sending a tagged BAD/NO. */
 char *imap_arg_mailbox(struct imap_session *s, const struct imap_command *cmd,
@@ -146,50 +157,40 @@ uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid);
  * does not report it back. */
 void imap_view_update(struct imap_view *v, uint32_t uid, uint32_t flags, uint32_t keywords,
 		      uint64_t modseq);
-/* IDLE: start/stop watching the selected mailbox for changes; a change
- * calls imap_idle_wakeup(session). */
-int imap_view_watch(struct imap_session *s);
-void imap_view_unwatch(struct imap_session *s);
-void imap_idle_wakeup(void *session);
 /* "* FLAGS" and "* OK [PERMANENTFLAGS]" for the selected mailbox. */
 void imap_view_send_flags(struct imap_session *s);
 
-/* ---- command handlers (one file per family) ---- */
-int imap_cmd_capability(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_noop(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_logout(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_starttls(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_login(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_authenticate(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_enable(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_id(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_select(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_create(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_delete(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_rename(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_subscribe(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_list(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_namespace(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_status(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_append(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_idle(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_check(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_close(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_expunge(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_copy(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_store(struct imap_session *s, const struct imap_command *cmd);
-int imap_cmd_search(struct imap_session *s, const struct imap_command *cmd);
+/* ---- command families (imap_cmd_*.c), in the order they are searched ---- */
+extern const struct imap_cmd_family imap_cmd_any;     /* CAPABILITY NOOP CHECK LOGOUT ID ENABLE */
+extern const struct imap_cmd_family imap_cmd_auth;    /* STARTTLS LOGIN AUTHENTICATE */
+extern const struct imap_cmd_family imap_cmd_mailbox; /* SELECT EXAMINE CREATE DELETE RENAME ... */
+extern const struct imap_cmd_family imap_cmd_status;  /* STATUS */
+extern const struct imap_cmd_family imap_cmd_list;    /* LIST LSUB */
+extern const struct imap_cmd_family imap_cmd_append;  /* APPEND */
+extern const struct imap_cmd_family imap_cmd_idle;    /* IDLE */
+extern const struct imap_cmd_family imap_cmd_msg;     /* CLOSE UNSELECT EXPUNGE COPY MOVE */
+extern const struct imap_cmd_family imap_cmd_fetch;   /* FETCH */
+extern const struct imap_cmd_family imap_cmd_store;   /* STORE */
+extern const struct imap_cmd_family imap_cmd_search;  /* SEARCH */
 
-/* IDLE input (imap_idle in imap_cmd_mailbox.c): a line while idling. */
-void imap_idle_line(struct imap_session *s, const char *line, size_t len);
-/* AUTHENTICATE input: a continuation line. */
-void imap_auth_line(struct imap_session *s, const char *line, size_t len);
-/* APPEND literal streaming (imap_append.c), called by the parser. */
-enum imap_literal_action imap_append_literal_start(struct imap_session *s, const char *name,
-						   size_t argc, uint64_t size, bool is_sync,
-						   bool is_literal8);
-int imap_append_literal_data(struct imap_session *s, const void *data, size_t len);
-void imap_append_abort(struct imap_session *s);
+/* AUTHENTICATE input: a continuation line (imap_cmd_auth.c). */
+void imap_cmd_auth_line(struct imap_session *s, const char *line, size_t len);
+/* IDLE input: a line while idling (imap_cmd_idle.c); and stop watching the
+ * mailbox (a session that goes away while idling). */
+void imap_cmd_idle_line(struct imap_session *s, const char *line, size_t len);
+void imap_cmd_idle_unwatch(struct imap_session *s);
+/* STATUS items list -> bits, and one "* STATUS" line (imap_cmd_status.c,
+ * also for LIST-STATUS). The line: -1 with err if the mailbox can't be read. */
+enum { IMAP_STATUS_MESSAGES = 1, IMAP_STATUS_UIDNEXT = 2, IMAP_STATUS_UIDVALIDITY = 4, IMAP_STATUS_UNSEEN = 8, IMAP_STATUS_DELETED = 16,
+       IMAP_STATUS_SIZE = 32, IMAP_STATUS_HIGHESTMODSEQ = 64, IMAP_STATUS_RECENT = 128 };
+int imap_cmd_status_items(const struct imap_arg *list, unsigned *items_r);
+int imap_cmd_status_send(struct imap_session *s, const char *name, unsigned items,
+			 struct store_error *err);
+/* APPEND literal streaming (imap_cmd_append.c), called by the parser. */
+enum imap_literal_action imap_cmd_append_literal_start(struct imap_session *s, const char *name,
+						       size_t argc, uint64_t size, bool is_sync,
+						       bool is_literal8);
+int imap_cmd_append_literal_data(struct imap_session *s, const void *data, size_t len);
+void imap_cmd_append_abort(struct imap_session *s);
 
 #endif

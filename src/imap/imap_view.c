@@ -18,17 +18,13 @@
  */
 #include "imap/imap_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/event.h>
-
 #include "imap/imap_seqset.h"
 #include "lib/buf.h"
-#include "session/conn.h"
 
-static struct store_notify *notify;
-static struct event *notify_ev;
 
 static int grow(struct imap_view *v, size_t need)
 {
@@ -113,7 +109,6 @@ void imap_view_close(struct imap_session *s)
 	struct imap_view *v = s->view;
 	if (v == NULL)
 		return;
-	imap_view_unwatch(s);
 	store_mailbox_close(&v->mbox);
 	free(v->uids);
 	free(v->flags);
@@ -251,7 +246,7 @@ int imap_view_sync(struct imap_session *s, bool allow_expunge)
 	if (st.uidvalidity != v->uidvalidity) {
 		/* Deleted and re-created under us: nothing the client knows holds. */
 		imap_send(s, "* BYE [UIDVALIDITY] The selected mailbox was replaced\r\n");
-		s->closing = true;
+		s->base.closing = true;
 		return -1;
 	}
 	if (allow_expunge && st.highestmodseq > v->expunge_modseq && v->n > 0) {
@@ -309,37 +304,4 @@ int imap_view_sync(struct imap_session *s, bool allow_expunge)
 		v->seen_modseq = st.highestmodseq;
 	}
 	return 0;
-}
-
-/* ---- IDLE push ----------------------------------------------------------- */
-
-static void notify_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)arg;
-	store_notify_read(notify, imap_idle_wakeup);
-}
-
-int imap_view_watch(struct imap_session *s)
-{
-	if (notify == NULL) {
-		notify = store_notify_new();
-		if (notify == NULL)
-			return -1;
-		notify_ev = event_new(s->env->base, store_notify_fd(notify), EV_READ | EV_PERSIST,
-				      notify_cb, NULL);
-		if (notify_ev == NULL || event_add(notify_ev, NULL) < 0)
-			return -1;
-	}
-	if (s->watch_id == 0)
-		s->watch_id = store_notify_add(notify, s->view->mbox, s);
-	return s->watch_id != 0 ? 0 : -1;
-}
-
-void imap_view_unwatch(struct imap_session *s)
-{
-	if (s->watch_id != 0 && notify != NULL)
-		store_notify_remove(notify, s->watch_id);
-	s->watch_id = 0;
 }

@@ -63,7 +63,7 @@ static void accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sock
 	switch (ac->l->proto) {
 	case PROTO_IMAP:
 	case PROTO_IMAPS:
-		imap_session_start(&w->env, c);
+		session_start(&w->env, &imap_proto, c);
 		break;
 	case PROTO_LMTP:
 		lmtp_session_start(&w->env, c);
@@ -137,7 +137,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	if (sig == SIGTERM && w->stopping != 2) {
 		w->stopping = 2;
 		w->stop_started = time(NULL);
-		imap_shutdown_all(&w->env);
+		session_shutdown_all(&w->env);
 		lmtp_shutdown_all(&w->env);
 		pop3_shutdown_all(&w->env);
 	} else if (sig == SIGUSR1 && w->stopping == 0) {

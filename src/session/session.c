@@ -51,7 +51,9 @@ static void settle(struct session *s)
 static bool pump_run(struct session *s)
 {
 	while (s->pump.step != NULL && s->busy == 0) {
-		if (s->closing || conn_output_pending(s->conn) >= CONN_OUTPUT_HIGH)
+		/* closing does not stop a pump: the step decides whether to
+		 * end early (IMAP) or finish the transfer (POP3). */
+		if (conn_output_pending(s->conn) >= CONN_OUTPUT_HIGH)
 			return false;
 		if (s->pump.step(s, s->pump.arg)) {
 			s->pump.step = NULL;

@@ -57,6 +57,7 @@ struct jobs;
 struct session;
 struct ssl_ctx_st;
 struct store;
+struct store_user;
 
 /* What the worker gives every session: its shared objects. The worker owns
  * them and they outlive every session. */
@@ -164,6 +165,31 @@ void session_resume(struct session *s);
  * of the next piece): the pump then continues after the job's done(). */
 void session_pump(struct session *s, int (*step)(struct session *s, void *arg),
 		  void (*cancel)(void *arg), void *arg);
+
+/* ---- login (session_login.c) ---------------------------------------------
+ * One login path for every protocol that has users (IMAP, POP3, and the
+ * ManageSieve to come): the password goes to the auth process
+ * (auth_client.h), which answers after its failure delay; on success the
+ * user's store is opened on a job thread (creating the mail folder of a
+ * user who is in the password database but has none yet). Input is paused
+ * throughout. The protocol only turns the typed result into its reply. */
+enum session_login_result {
+	SESSION_LOGIN_OK,
+	SESSION_LOGIN_FAILED,		  /* wrong user or password */
+	SESSION_LOGIN_RATE_LIMITED,	  /* too many failures: try again later */
+	SESSION_LOGIN_AUTH_UNAVAILABLE,	  /* the auth process cannot answer */
+	SESSION_LOGIN_STORE_UNAVAILABLE,  /* verified, but the store cannot open */
+};
+/* done(s, result, user, suser): user is the canonical name (valid during the
+ * call) and suser the opened store user, which done() takes, both only for
+ * SESSION_LOGIN_OK. done() runs on the loop, with the client still there;
+ * if the client left, nothing is called and the session goes away. */
+typedef void session_login_cb(struct session *s, enum session_login_result result,
+			      const char *user, struct store_user *suser);
+/* Start a login. A user name the auth protocol cannot carry (empty, too
+ * long, control characters) is answered at once with SESSION_LOGIN_FAILED,
+ * as is a request the auth process cannot take (AUTH_UNAVAILABLE). */
+void session_login(struct session *s, const char *user, const char *pass, session_login_cb *done);
 
 /* Server shutdown: proto->shutdown for every session still connected. */
 void session_shutdown_all(struct session_env *env);

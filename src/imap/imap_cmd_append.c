@@ -1,11 +1,11 @@
 /*
- * imap_append.c: APPEND (RFC 9051 6.3.12) with MULTIAPPEND (RFC 3502),
+ * imap_cmd_append.c: APPEND (RFC 9051 6.3.12) with MULTIAPPEND (RFC 3502),
  * UIDPLUS APPENDUID (RFC 4315) and literal8 (RFC 3516).
  *
  * Design note. A message literal never sits in memory: when the parser
  * meets a literal in an APPEND after the mailbox name, it asks us
- * (imap_append_literal_start) and we open a staging file in the store and
- * take the bytes as they arrive (imap_append_literal_data), CRLF-normalised
+ * (imap_cmd_append_literal_start) and we open a staging file in the store and
+ * take the bytes as they arrive (imap_cmd_append_literal_data), CRLF-normalised
  * by the store. A literal above message_size_limit is refused before any of
  * it is read ([TOOBIG]). When the whole command has arrived, the work that
  * can block (fsync, linking into the mailbox) runs off the event loop. A
@@ -34,7 +34,7 @@ struct imap_append {
 	struct store_error err;
 };
 
-enum imap_literal_action imap_append_literal_start(struct imap_session *s, const char *name,
+enum imap_literal_action imap_cmd_append_literal_start(struct imap_session *s, const char *name,
 						   size_t argc, uint64_t size, bool is_sync,
 						   bool is_literal8)
 {
@@ -43,7 +43,7 @@ enum imap_literal_action imap_append_literal_start(struct imap_session *s, const
 	(void)is_literal8;
 	if (argc == 0)
 		return size <= 1024 ? IMAP_LITERAL_BUFFER : IMAP_LITERAL_REJECT; /* the mailbox name */
-	uint64_t limit = config_uint(s->env->config, "message_size_limit");
+	uint64_t limit = config_uint(s->base.env->config, "message_size_limit");
 	if (limit != 0 && size > limit)
 		return IMAP_LITERAL_REJECT;
 	if (s->append == NULL) {
@@ -61,7 +61,7 @@ enum imap_literal_action imap_append_literal_start(struct imap_session *s, const
 		a->failed = true;
 		return IMAP_LITERAL_REJECT;
 	}
-	if (store_stage_new(s->env->store, &a->stages[a->n], &a->err) < 0) {
+	if (store_stage_new(s->base.env->store, &a->stages[a->n], &a->err) < 0) {
 		a->failed = true;
 		return IMAP_LITERAL_REJECT;
 	}
@@ -69,7 +69,7 @@ enum imap_literal_action imap_append_literal_start(struct imap_session *s, const
 	return IMAP_LITERAL_STREAM;
 }
 
-int imap_append_literal_data(struct imap_session *s, const void *data, size_t len)
+int imap_cmd_append_literal_data(struct imap_session *s, const void *data, size_t len)
 {
 	struct imap_append *a = s->append;
 	if (a == NULL || a->n == 0 || a->failed)
@@ -81,7 +81,7 @@ int imap_append_literal_data(struct imap_session *s, const void *data, size_t le
 	return 0;
 }
 
-void imap_append_abort(struct imap_session *s)
+void imap_cmd_append_abort(struct imap_session *s)
 {
 	struct imap_append *a = s->append;
 	if (a == NULL)
@@ -199,19 +199,20 @@ static void append_job_free(struct append_job *j)
 	free(j);
 }
 
-static void append_done(struct imap_session *s, void *arg)
+static void append_done(struct session *base, void *arg)
 {
+	struct imap_session *s = imap_session_of(base);
 	struct append_job *j = arg;
 	if (j->rc < 0) {
 		if (j->err.code == STORE_ERR_NOTFOUND)
-			imap_tagged(s, NULL, "NO", "[TRYCREATE] No such mailbox");
+			imap_send_tagged(s, NULL, "NO", "[TRYCREATE] No such mailbox");
 		else
-			imap_tagged_store_error(s, NULL, &j->err);
+			imap_send_store_error(s, NULL, &j->err);
 	} else {
 		struct buf b = BUF_INIT;
 		imap_seqset_format_uids(j->uids, j->n, &b);
 		imap_view_sync(s, true);
-		imap_tagged(s, NULL, "OK", "[APPENDUID %u %s] Append completed", j->uidvalidity,
+		imap_send_tagged(s, NULL, "OK", "[APPENDUID %u %s] Append completed", j->uidvalidity,
 			    buf_cstr(&b));
 		buf_free(&b);
 	}
@@ -250,7 +251,7 @@ static int parse_flags(const struct imap_arg *a, struct append_msg *m)
 	return 0;
 }
 
-int imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
+static int cmd_append(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct imap_append *a = s->append;
 	s->append = NULL; /* the job owns the staged messages from here */
@@ -258,9 +259,9 @@ int imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 	if (j == NULL) {
 		if (a != NULL) {
 			s->append = a;
-			imap_append_abort(s);
+			imap_cmd_append_abort(s);
 		}
-		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		return 0;
 	}
 	j->s = s;
@@ -269,15 +270,15 @@ int imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 	j->msgs = calloc(nlit ? nlit : 1, sizeof(*j->msgs));
 	j->uids = calloc(nlit ? nlit : 1, sizeof(*j->uids));
 	if (j->msgs == NULL || j->uids == NULL) {
-		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		goto fail;
 	}
 	if (a != NULL && a->failed) {
-		imap_tagged_store_error(s, cmd, &a->err);
+		imap_send_store_error(s, cmd, &a->err);
 		goto fail;
 	}
 	if (cmd->argc < 2) {
-		imap_tagged(s, cmd, "BAD", "Usage: APPEND mailbox [(flags)] [date-time] message");
+		imap_send_tagged(s, cmd, "BAD", "Usage: APPEND mailbox [(flags)] [date-time] message");
 		goto fail;
 	}
 	/* mailbox, then per message: [flags] [date-time] literal */
@@ -285,13 +286,13 @@ int imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 	while (i < cmd->argc) {
 		struct append_msg *m = &j->msgs[j->n];
 		if (j->n >= nlit) {
-			imap_tagged(s, cmd, "BAD", "Expected a message literal");
+			imap_send_tagged(s, cmd, "BAD", "Expected a message literal");
 			goto fail;
 		}
 		if (cmd->args[i].type == IMAP_ARG_LIST) {
 			if (parse_flags(&cmd->args[i], m) < 0) {
 				j->n++; /* so that its keywords are freed */
-				imap_tagged(s, cmd, "BAD", "Invalid flags");
+				imap_send_tagged(s, cmd, "BAD", "Invalid flags");
 				goto fail;
 			}
 			i++;
@@ -299,31 +300,31 @@ int imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 		if (i < cmd->argc && cmd->args[i].type == IMAP_ARG_STRING) {
 			if (parse_date_time(cmd->args[i].str, cmd->args[i].len, &m->date) < 0) {
 				j->n++;
-				imap_tagged(s, cmd, "BAD", "Invalid date-time");
+				imap_send_tagged(s, cmd, "BAD", "Invalid date-time");
 				goto fail;
 			}
 			i++;
 		}
 		j->n++;
 		if (i >= cmd->argc || cmd->args[i].type != IMAP_ARG_STREAMED) {
-			imap_tagged(s, cmd, "BAD", "Expected a message literal");
+			imap_send_tagged(s, cmd, "BAD", "Expected a message literal");
 			goto fail;
 		}
 		if (cmd->args[i].len == 0) {
-			imap_tagged(s, cmd, "NO", "[CANNOT] Empty message");
+			imap_send_tagged(s, cmd, "NO", "[CANNOT] Empty message");
 			goto fail;
 		}
 		i++;
 	}
 	if (j->n != nlit) {
-		imap_tagged(s, cmd, "BAD", "Invalid APPEND arguments");
+		imap_send_tagged(s, cmd, "BAD", "Invalid APPEND arguments");
 		goto fail;
 	}
 	j->mailbox = imap_arg_mailbox(s, cmd, &cmd->args[0]);
 	if (j->mailbox == NULL)
 		goto fail;
-	if (imap_session_async(s, append_work, append_done, j) < 0) {
-		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+	if (session_async(&s->base, append_work, append_done, j) < 0) {
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		goto fail;
 	}
 	return 0;
@@ -331,3 +332,8 @@ fail:
 	append_job_free(j);
 	return 0;
 }
+
+static const struct imap_cmd_def rows[] = {
+	{ { "APPEND", IMAP_IN_AUTH }, cmd_append, 0 },
+};
+const struct imap_cmd_family imap_cmd_append = { rows, sizeof(rows) / sizeof(rows[0]) };

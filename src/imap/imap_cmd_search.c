@@ -1,5 +1,5 @@
 /*
- * imap_search.c: SEARCH and UID SEARCH (RFC 9051 6.4.4; RFC 3501 6.4.4 for
+ * imap_cmd_search.c: SEARCH and UID SEARCH (RFC 9051 6.4.4; RFC 3501 6.4.4 for
  * NEW, OLD, RECENT), with ESEARCH result options (RFC 4731), SEARCHRES
  * (RFC 5182) and the MODSEQ criterion (RFC 7162 3.1.5).
  *
@@ -691,7 +691,7 @@ static int ev_open(struct msgeval *me)
 	struct store_error err;
 	if (store_message_open(me->se->s->view->mbox, me->m->uid, &me->fd, &size, &err) < 0) {
 		if (err.code != STORE_ERR_NOTFOUND)
-			log_warn("imap %s: SEARCH uid %u: %s", me->se->s->id, me->m->uid, err.text);
+			log_warn("imap %s: SEARCH uid %u: %s", me->se->s->base.id, me->m->uid, err.text);
 		me->gone = true;
 		return -1;
 	}
@@ -751,7 +751,7 @@ static int ev_tree(struct msgeval *me)
 			  : i == 2 ? mime_bodystructure_imap(me->tree, true, &l)
 				   : mime_tree_serialize(me->tree, &l);
 		if (v != NULL && store_message_cache_set(mbox, me->m->uid, fields[i], v, l, &err) < 0)
-			log_warn("imap %s: cache of uid %u: %s", me->se->s->id, me->m->uid, err.text);
+			log_warn("imap %s: cache of uid %u: %s", me->se->s->base.id, me->m->uid, err.text);
 		free(v);
 	}
 	return 0;
@@ -1414,7 +1414,7 @@ static void send_results(struct imap_session *s, const struct imap_command *cmd,
 	buf_free(&b);
 }
 
-int imap_cmd_search(struct imap_session *s, const struct imap_command *cmd)
+static int cmd_search(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct search se = { .s = s, .cmd = cmd, .root = -1 };
 	struct store_error err;
@@ -1426,7 +1426,7 @@ int imap_cmd_search(struct imap_session *s, const struct imap_command *cmd)
 	/* search = "SEARCH" [search-return-opts] SP search-program (RFC 9051 9) */
 	if (i < cmd->argc && imap_parser_arg_atom_eq(&cmd->args[i], "RETURN")) {
 		if (i + 1 >= cmd->argc || parse_return(&cmd->args[i + 1], &ret) < 0) {
-			imap_tagged(s, cmd, "BAD", "Invalid RETURN options");
+			imap_send_tagged(s, cmd, "BAD", "Invalid RETURN options");
 			return 0;
 		}
 		have_return = true;
@@ -1436,31 +1436,31 @@ int imap_cmd_search(struct imap_session *s, const struct imap_command *cmd)
 		const char *cs;
 		size_t cl;
 		if (i + 1 >= cmd->argc || !imap_parser_arg_astring(&cmd->args[i + 1], &cs, &cl)) {
-			imap_tagged(s, cmd, "BAD", "CHARSET needs a charset name");
+			imap_send_tagged(s, cmd, "BAD", "CHARSET needs a charset name");
 			return 0;
 		}
 		if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
 			/* RFC 9051 6.4.4: NO [BADCHARSET (...)] */
 			if (ret & RET_SAVE)
 				save_result(s, NULL, 0);
-			imap_tagged(s, cmd, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+			imap_send_tagged(s, cmd, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
 			return 0;
 		}
 		i += 2;
 	}
 	if (i >= cmd->argc) {
-		imap_tagged(s, cmd, "BAD", "SEARCH needs a search key");
+		imap_send_tagged(s, cmd, "BAD", "SEARCH needs a search key");
 		return 0;
 	}
 	se.nodes = malloc(MAX_NODES * sizeof(*se.nodes));
 	if (se.nodes == NULL) {
-		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		return 0;
 	}
 	se.root = parse_list(&se, cmd->args + i, cmd->argc - i, 0);
 	if (se.root < 0) {
 		if (!se.replied)
-			imap_tagged(s, cmd, "BAD", "%s", se.error ? se.error : "Invalid search");
+			imap_send_tagged(s, cmd, "BAD", "%s", se.error ? se.error : "Invalid search");
 		free_nodes(&se);
 		return 0;
 	}
@@ -1474,7 +1474,7 @@ int imap_cmd_search(struct imap_session *s, const struct imap_command *cmd)
 		free(res.modseqs);
 		if (ret & RET_SAVE) /* RFC 5182 2.1: a failed SAVE leaves $ empty */
 			save_result(s, NULL, 0);
-		imap_tagged_store_error(s, cmd, &err);
+		imap_send_store_error(s, cmd, &err);
 		return 0;
 	}
 	free_nodes(&se);
@@ -1501,8 +1501,13 @@ int imap_cmd_search(struct imap_session *s, const struct imap_command *cmd)
 	free(res.uids);
 	free(res.modseqs);
 	imap_view_sync(s, cmd->uid);
-	if (!s->closing)
-		imap_tagged(s, cmd, "OK", "%s completed%s", cmd->uid ? "UID SEARCH" : "Search",
+	if (!s->base.closing)
+		imap_send_tagged(s, cmd, "OK", "%s completed%s", cmd->uid ? "UID SEARCH" : "Search",
 			    (ret & RET_SAVE) ? ", result saved" : "");
 	return 0;
 }
+
+static const struct imap_cmd_def rows[] = {
+	{ { "SEARCH", IMAP_IN_SELECTED }, cmd_search, IMAP_CMD_UID | IMAP_CMD_NO_EXPUNGE },
+};
+const struct imap_cmd_family imap_cmd_search = { rows, sizeof(rows) / sizeof(rows[0]) };

@@ -1,5 +1,5 @@
 /*
- * imap_fetch.c: FETCH and UID FETCH (RFC 9051 6.4.5 and 7.5.2; RFC 3501
+ * imap_cmd_fetch.c: FETCH and UID FETCH (RFC 9051 6.4.5 and 7.5.2; RFC 3501
  * 6.4.5 for the rev1 items RFC822, RFC822.HEADER, RFC822.TEXT; RFC 3516
  * BINARY; RFC 7162 CONDSTORE MODSEQ / CHANGEDSINCE and QRESYNC VANISHED).
  *
@@ -45,15 +45,14 @@
  * response even if not asked; imap_view_update keeps the later sync from
  * echoing it.
  *
- * Backpressure. Output is produced message by message; when the
- * connection's output passes CONN_OUTPUT_HIGH the command suspends: the
- * session is marked busy with input paused (as for async work), and a
- * short timer checks until the output drains below CONN_OUTPUT_LOW, then
- * carries on. So FETCH 1:* BODY.PEEK[] on a 50,000 message mailbox holds a
- * bounded number of queued file segments (and their fds), not one per
- * message. (imap_int.h has no "call me when drained" hook; the timer backs
- * off from 1 ms to 100 ms while the client does not read.) If the client
- * goes away meanwhile, the timer frees the context and ends the command.
+ * Backpressure. The response is a session pump (session.h): fetch_step
+ * writes one message per call, and the core calls it only while the
+ * connection's output is below CONN_OUTPUT_HIGH, then again from the drained
+ * callback once the client has read down to CONN_OUTPUT_LOW. So FETCH 1:*
+ * BODY.PEEK[] on a 50,000 message mailbox holds a bounded number of queued
+ * file segments (and their fds), not one per message, and no timer polls.
+ * If the client goes away meanwhile, the core cancels the pump
+ * (fetch_cancel frees the context).
  */
 #include "imap/imap_int.h"
 
@@ -67,7 +66,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/event.h>
 
 #include "imap/imap_seqset.h"
 #include "lib/buf.h"
@@ -82,9 +80,6 @@
 #define MAX_ITEMS 100
 /* UIDs looked up per index query. */
 #define BATCH 256
-/* Resume timer back-off bounds, microseconds. */
-#define RESUME_MIN_US 1000
-#define RESUME_MAX_US 100000
 
 enum item_kind {
 	IT_UID,
@@ -147,9 +142,6 @@ struct fetch_ctx {
 	size_t npre, pre_i;
 	size_t bstart, bk; /* the batch: uids[bstart .. bstart+bk) */
 	char *buf; /* PARSE_CHUNK scratch */
-	struct event *resume_ev;
-	unsigned resume_us;
-	bool suspended;
 	bool failed; /* a fatal condition was answered (tagged already sent) */
 };
 
@@ -200,8 +192,6 @@ static void ctx_free(struct fetch_ctx *fc)
 		free(fc->items[i].name);
 		mime_section_clear(&fc->items[i].section);
 	}
-	if (fc->resume_ev != NULL)
-		event_free(fc->resume_ev);
 	free(fc->uids);
 	free(fc->rows);
 	free(fc->buf);
@@ -605,7 +595,7 @@ static int fmsg_parse(struct fetch_ctx *fc, struct fmsg *fm, struct store_error 
 		 * reparse next time, not this FETCH. */
 		if (store_message_cache_set(mbox, fm->m.uid, (enum store_cache_field)i, fm->cache[i],
 					    fm->cache_len[i], &cerr) < 0)
-			log_warn("imap %s: cache of uid %u: %s", fc->s->id, fm->m.uid, cerr.text);
+			log_warn("imap %s: cache of uid %u: %s", fc->s->base.id, fm->m.uid, cerr.text);
 	}
 	return 0;
 oom:
@@ -644,7 +634,7 @@ static int fmsg_tree(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *
 		free(blob);
 		if (r == 0)
 			return 0;
-		log_warn("imap %s: cached tree of uid %u: %s; reparsing", fc->s->id, fm->m.uid, why);
+		log_warn("imap %s: cached tree of uid %u: %s; reparsing", fc->s->base.id, fm->m.uid, why);
 	}
 	return fmsg_parse(fc, fm, err);
 }
@@ -655,7 +645,7 @@ static int fmsg_tree(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *
 static int conn_out(void *ctx, const void *data, size_t len)
 {
 	struct imap_session *s = ctx;
-	if (s->conn == NULL)
+	if (s->base.conn == NULL)
 		return -1;
 	imap_send_raw(s, data, len);
 	return 0;
@@ -694,7 +684,7 @@ static int send_ranges(struct fetch_ctx *fc, struct fmsg *fm, const struct mime_
 			}
 		} else {
 			int dfd = dup(fm->fd);
-			if (dfd < 0 || conn_send_file(s->conn, dfd, (off_t)g->offset, (size_t)g->size) < 0) {
+			if (dfd < 0 || conn_send_file(s->base.conn, dfd, (off_t)g->offset, (size_t)g->size) < 0) {
 				*why_r = "cannot queue the message file";
 				return -1;
 			}
@@ -739,7 +729,7 @@ static int send_section(struct fetch_ctx *fc, struct fmsg *fm, const struct fetc
 		else
 			ret = send_ranges(fc, fm, &r, &why);
 		if (ret < 0)
-			log_warn("imap %s: FETCH uid %u %s: %s", s->id, fm->m.uid, it->name, why);
+			log_warn("imap %s: FETCH uid %u %s: %s", s->base.id, fm->m.uid, it->name, why);
 	}
 	mime_section_result_free(&r);
 	return ret;
@@ -793,7 +783,7 @@ static int send_binary(struct fetch_ctx *fc, struct fmsg *fm, const struct fetch
 			    false, NULL };
 	if (mime_section_binary(fm->tree, it->section.path, it->section.path_len, &src,
 				it->kind == IT_BINARY ? window_out : NULL, &w, &size, NULL, &why) < 0) {
-		log_warn("imap %s: FETCH uid %u %s: %s", s->id, fm->m.uid, it->name, why);
+		log_warn("imap %s: FETCH uid %u %s: %s", s->base.id, fm->m.uid, it->name, why);
 		imap_send_raw(s, " NIL", 4);
 		return 0;
 	}
@@ -811,7 +801,7 @@ static int send_binary(struct fetch_ctx *fc, struct fmsg *fm, const struct fetch
 	if (mime_section_binary(fm->tree, it->section.path, it->section.path_len, &src, window_out,
 				&w2, &size, NULL, &why) < 0 ||
 	    w2.left != 0) {
-		log_warn("imap %s: FETCH uid %u %s (second pass): %s", s->id, fm->m.uid, it->name,
+		log_warn("imap %s: FETCH uid %u %s (second pass): %s", s->base.id, fm->m.uid, it->name,
 			 w2.left ? "content changed" : why);
 		return -1;
 	}
@@ -917,7 +907,7 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 	int r = fmsg_load(fc, &fm, &err);
 	if (r < 0) {
 		fmsg_clear(&fm);
-		imap_tagged_store_error(s, NULL, &err);
+		imap_send_store_error(s, NULL, &err);
 		return -1;
 	}
 	if (r == 0) {
@@ -926,7 +916,7 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 	}
 	if (fc->need_tree && unknown_cte(fc, &fm)) {
 		fmsg_clear(&fm);
-		imap_tagged(s, NULL, "NO", "[UNKNOWN-CTE] Cannot decode the part's content");
+		imap_send_tagged(s, NULL, "NO", "[UNKNOWN-CTE] Cannot decode the part's content");
 		return -1;
 	}
 	send_u32(s, "* ", seq, " FETCH (");
@@ -993,7 +983,7 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 		/* A literal was promised and cannot be completed: the stream
 		 * cannot be resynchronised. */
 		imap_send_raw(s, "\r\n* BYE Internal error reading a message\r\n", 42);
-		s->closing = true;
+		s->base.closing = true;
 		return -1;
 	}
 	imap_send_raw(s, ")\r\n", 3);
@@ -1086,96 +1076,52 @@ static int next_batch(struct fetch_ctx *fc, struct store_error *err)
 	return 0;
 }
 
-static void fetch_run(struct fetch_ctx *fc);
-
-static void resume_cb(evutil_socket_t fd, short what, void *arg)
+/* Ends the command: the sync and tagged OK when it completed (not after a
+ * BYE), and the context. */
+static void fetch_finish(struct fetch_ctx *fc, bool ok)
 {
-	(void)fd;
-	(void)what;
-	struct fetch_ctx *fc = arg;
 	struct imap_session *s = fc->s;
-	if (s->conn == NULL) {
-		/* the client left: the session is freed by command_done */
-		ctx_free(fc);
-		imap_session_command_done(s);
-		return;
+	if (ok) {
+		/* RFC 9051 7.5.1: no EXPUNGE during FETCH, but UID FETCH may */
+		imap_view_sync(s, fc->uid_cmd);
+		if (!s->base.closing)
+			imap_send_tagged(s, NULL, "OK", "Fetch completed");
 	}
-	if (conn_output_pending(s->conn) > CONN_OUTPUT_LOW) {
-		if (fc->resume_us < RESUME_MAX_US)
-			fc->resume_us *= 2;
-		struct timeval tv = { 0, (suseconds_t)fc->resume_us };
-		event_add(fc->resume_ev, &tv);
-		return;
-	}
-	fetch_run(fc);
+	ctx_free(fc);
 }
 
-/* Pauses the command until the client has read most of its output. */
-static int suspend(struct fetch_ctx *fc)
+/* The session core's pump (session_pump): one message per call, called
+ * while the client keeps up with the output. */
+static int fetch_step(struct session *base, void *arg)
 {
-	struct imap_session *s = fc->s;
-	if (fc->resume_ev == NULL) {
-		fc->resume_ev = event_new(s->env->base, -1, 0, resume_cb, fc);
-		if (fc->resume_ev == NULL)
-			return -1;
+	struct fetch_ctx *fc = arg;
+	struct imap_session *s = imap_session_of(base);
+	struct store_error err;
+	if (s->base.closing) { /* BYE sent (shutdown, or a message unreadable) */
+		fetch_finish(fc, false);
+		return 1;
 	}
-	fc->resume_us = RESUME_MIN_US;
-	struct timeval tv = { 0, RESUME_MIN_US };
-	if (event_add(fc->resume_ev, &tv) < 0)
-		return -1;
-	if (!fc->suspended) {
-		fc->suspended = true;
-		s->busy = true;
-		conn_pause_input(s->conn);
+	while (fc->row_i >= fc->nrows) {
+		if (fc->pos >= fc->n) {
+			fetch_finish(fc, true);
+			return 1;
+		}
+		if (next_batch(fc, &err) < 0) {
+			imap_send_store_error(s, NULL, &err);
+			fetch_finish(fc, false);
+			return 1;
+		}
+	}
+	if (fetch_one(fc, &fc->rows[fc->row_i++]) < 0) {
+		fetch_finish(fc, false);
+		return 1;
 	}
 	return 0;
 }
 
-static void fetch_finish(struct fetch_ctx *fc, bool ok)
+static void fetch_cancel(void *arg)
 {
-	struct imap_session *s = fc->s;
-	bool suspended = fc->suspended;
-	if (ok) {
-		/* RFC 9051 7.5.1: no EXPUNGE during FETCH, but UID FETCH may */
-		imap_view_sync(s, fc->uid_cmd);
-		if (!s->closing)
-			imap_tagged(s, NULL, "OK", "Fetch completed");
-	}
-	ctx_free(fc);
-	if (suspended)
-		imap_session_command_done(s);
-}
-
-static void fetch_run(struct fetch_ctx *fc)
-{
-	struct imap_session *s = fc->s;
-	struct store_error err;
-	for (;;) {
-		if (s->closing || s->conn == NULL) {
-			fetch_finish(fc, false);
-			return;
-		}
-		if (conn_output_pending(s->conn) >= CONN_OUTPUT_HIGH) {
-			if (suspend(fc) == 0)
-				return;
-			/* no timer: carry on and let the output grow */
-		}
-		if (fc->row_i >= fc->nrows) {
-			if (fc->pos >= fc->n)
-				break;
-			if (next_batch(fc, &err) < 0) {
-				imap_tagged_store_error(s, NULL, &err);
-				fetch_finish(fc, false);
-				return;
-			}
-			continue;
-		}
-		if (fetch_one(fc, &fc->rows[fc->row_i++]) < 0) {
-			fetch_finish(fc, false);
-			return;
-		}
-	}
-	fetch_finish(fc, true);
+	ctx_free(arg);
 }
 
 /* RFC 7162 3.2.6: VANISHED (EARLIER) for the UIDs of the set that were
@@ -1244,19 +1190,19 @@ static int set_seen(struct fetch_ctx *fc, struct store_error *err)
 				       STORE_F_SEEN, 0, 0, NULL, NULL, err);
 }
 
-int imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
+static int cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct fetch_ctx *fc = calloc(1, sizeof(*fc));
 	const char *why = NULL;
 	struct store_error err;
 	if (fc == NULL) {
-		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		return 0;
 	}
 	fc->s = s;
 	fc->uid_cmd = cmd->uid;
 	if (parse_items(fc, cmd, &why) < 0) {
-		imap_tagged(s, cmd, "BAD", "%s", why);
+		imap_send_tagged(s, cmd, "BAD", "%s", why);
 		ctx_free(fc);
 		return 0;
 	}
@@ -1267,7 +1213,7 @@ int imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 	fc->rows = malloc(BATCH * sizeof(*fc->rows));
 	fc->buf = malloc(PARSE_CHUNK);
 	if (fc->rows == NULL || fc->buf == NULL) {
-		imap_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		ctx_free(fc);
 		return 0;
 	}
@@ -1275,18 +1221,23 @@ int imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 	if (fc->want_modseq)
 		s->condstore = true;
 	if (fc->vanished && send_vanished(fc, &cmd->args[0], &err) < 0) {
-		imap_tagged_store_error(s, cmd, &err);
+		imap_send_store_error(s, cmd, &err);
 		ctx_free(fc);
 		return 0;
 	}
 	if (fc->sets_seen && !s->view->readonly && fc->n > 0) {
 		if (set_seen(fc, &err) < 0) {
-			imap_tagged_store_error(s, cmd, &err);
+			imap_send_store_error(s, cmd, &err);
 			ctx_free(fc);
 			return 0;
 		}
 		fc->seen_set = true;
 	}
-	fetch_run(fc);
+	session_pump(&s->base, fetch_step, fetch_cancel, fc);
 	return 0;
 }
+
+static const struct imap_cmd_def rows[] = {
+	{ { "FETCH", IMAP_IN_SELECTED }, cmd_fetch, IMAP_CMD_UID | IMAP_CMD_NO_EXPUNGE },
+};
+const struct imap_cmd_family imap_cmd_fetch = { rows, sizeof(rows) / sizeof(rows[0]) };

@@ -1,0 +1,152 @@
+/*
+ * imap_arg.c: command arguments that several commands share: a mailbox
+ * name, a flag list, a sequence or UID set resolved against the view. Each
+ * answers the command itself (tagged BAD or NO) when the argument is bad.
+ */
+#include "imap/imap_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imap/imap_seqset.h"
+#include "imap/imap_utf7.h"
+#include "lib/buf.h"
+
+char *imap_arg_mailbox(struct imap_session *s, const struct imap_command *cmd,
+		       const struct imap_arg *arg)
+{
+	const char *str;
+	size_t len;
+	char *name = NULL;
+	if (!imap_parser_arg_astring(arg, &str, &len) || memchr(str, '\0', len) != NULL) {
+		imap_send_tagged(s, cmd, "BAD", "Expected a mailbox name");
+		return NULL;
+	}
+	if (s->utf8) {
+		name = strndup(str, len);
+	} else {
+		struct buf b = BUF_INIT;
+		const char *why;
+		if (imap_utf7_decode(str, len, &b, &why) < 0) {
+			/* RFC 3501 5.1.3: names must be valid modified UTF-7. */
+			buf_free(&b);
+			imap_send_tagged(s, cmd, "NO", "[CANNOT] Mailbox name is not valid modified UTF-7");
+			return NULL;
+		}
+		name = buf_steal(&b);
+	}
+	if (name == NULL)
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+	return name;
+}
+
+int imap_arg_flags(struct imap_session *s, const struct imap_command *cmd,
+		   const struct imap_arg *arg, struct store_mailbox *mbox, bool create,
+		   uint32_t *flags_r, uint32_t *keywords_r)
+{
+	static const struct {
+		const char *name;
+		uint32_t bit;
+	} sys[] = {
+		{ "\\Answered", STORE_F_ANSWERED }, { "\\Flagged", STORE_F_FLAGGED },
+		{ "\\Deleted", STORE_F_DELETED },   { "\\Seen", STORE_F_SEEN },
+		{ "\\Draft", STORE_F_DRAFT },	    { "$Forwarded", STORE_F_PASSED },
+	};
+	const struct imap_arg *list = arg;
+	size_t n = 1;
+	uint32_t flags = 0, kws = 0;
+	if (arg->type == IMAP_ARG_LIST) {
+		list = arg->list;
+		n = arg->count;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct imap_arg *a = &list[i];
+		if (a->type != IMAP_ARG_ATOM) {
+			imap_send_tagged(s, cmd, "BAD", "Invalid flag");
+			return -1;
+		}
+		bool found = false;
+		for (size_t k = 0; k < sizeof(sys) / sizeof(sys[0]); k++)
+			if (strcasecmp(a->str, sys[k].name) == 0) {
+				flags |= sys[k].bit;
+				found = true;
+			}
+		if (found)
+			continue;
+		if (a->str[0] == '\\') {
+			/* \Recent cannot be set (RFC 3501 2.3.2); other system
+			 * flags are unknown to us. */
+			imap_send_tagged(s, cmd, "BAD", "Invalid system flag %s", a->str);
+			return -1;
+		}
+		if (mbox == NULL)
+			continue; /* no mailbox yet (APPEND target checked later) */
+		unsigned idx;
+		struct store_error err;
+		if (store_mailbox_keyword_index(mbox, a->str, create, &idx, &err) < 0) {
+			if (!create && err.code == STORE_ERR_NOTFOUND)
+				continue; /* removing a keyword nobody has: nothing to do */
+			if (err.code == STORE_ERR_INVALID) {
+				imap_send_tagged(s, cmd, "BAD", "Invalid keyword");
+				return -1;
+			}
+			imap_send_store_error(s, cmd, &err);
+			return -1;
+		}
+		kws |= 1u << idx;
+	}
+	*flags_r = flags;
+	*keywords_r = kws;
+	return 0;
+}
+
+int imap_arg_uidset(struct imap_session *s, const struct imap_command *cmd,
+		    const struct imap_arg *arg, bool uid, uint32_t **uids_r, size_t *n_r)
+{
+	struct imap_view *v = s->view;
+	struct imap_seqset set = IMAP_SEQSET_INIT;
+	const char *why;
+	if (arg->type != IMAP_ARG_ATOM) {
+		imap_send_tagged(s, cmd, "BAD", "Expected a sequence set");
+		return -1;
+	}
+	uint32_t star = uid ? (v->n ? v->uids[v->n - 1] : 1) : (uint32_t)v->n;
+	if (imap_seqset_parse(arg->str, arg->len, star, IMAP_SEQSET_ALLOW_SEARCHRES, &set, &why) < 0) {
+		imap_send_tagged(s, cmd, "BAD", "Invalid sequence set: %s", why);
+		return -1;
+	}
+	uint32_t *out = malloc((v->n ? v->n : 1) * sizeof(*out));
+	size_t n = 0;
+	if (out == NULL) {
+		imap_seqset_free(&set);
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		return -1;
+	}
+	if (set.searchres) {
+		/* RFC 5182: "$" is the last saved SEARCH result (UIDs), minus
+		 * what has been expunged since. */
+		for (size_t i = 0; i < s->nsaved && s->saved_valid; i++)
+			if (imap_view_seq(v, s->saved[i]) != 0)
+				out[n++] = s->saved[i];
+	} else if (uid) {
+		for (size_t i = 0; i < v->n; i++)
+			if (imap_seqset_contains(&set, v->uids[i]))
+				out[n++] = v->uids[i];
+	} else {
+		for (size_t r = 0; r < set.count; r++) {
+			if (set.ranges[r].hi > v->n) {
+				imap_seqset_free(&set);
+				free(out);
+				imap_send_tagged(s, cmd, "BAD", "Message sequence number out of range");
+				return -1;
+			}
+			for (uint64_t q = set.ranges[r].lo; q <= set.ranges[r].hi; q++)
+				out[n++] = v->uids[q - 1];
+		}
+	}
+	imap_seqset_free(&set);
+	*uids_r = out;
+	*n_r = n;
+	return 0;
+}

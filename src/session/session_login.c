@@ -1,0 +1,118 @@
+/* session_login.c: the login path every protocol shares; see session.h. */
+#include "session/session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/auth_client.h"
+#include "auth/sasl.h"
+#include "lib/log.h"
+#include "session/conn.h"
+#include "store/store.h"
+
+struct login {
+	struct session *s;
+	session_login_cb *done;
+	enum session_login_result result;
+	char user[SASL_MAX_USER];
+	struct store_user *suser;
+	struct store_error err;
+};
+
+/* What the auth protocol can carry as a user name: no control characters
+ * (TAB included). Anything else cannot be one of our users. */
+static bool user_ok(const char *user)
+{
+	size_t n = strlen(user);
+	if (n == 0 || n >= SASL_MAX_USER)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)user[i] < 0x20 || user[i] == 0x7f)
+			return false;
+	return true;
+}
+
+/* On a job thread: open the user's store. */
+static void open_work(void *arg)
+{
+	struct login *l = arg;
+	struct store *store = l->s->env->store;
+	if (store_user_open(store, l->user, &l->suser, &l->err) < 0 &&
+	    l->err.code == STORE_ERR_NOUSER) {
+		/* A user pasted into DATA/passwd without a mail folder yet. */
+		if (store_user_create(store, l->user, &l->err) == 0 || l->err.code == STORE_ERR_EXISTS)
+			store_user_open(store, l->user, &l->suser, &l->err);
+	}
+	if (l->suser == NULL)
+		l->result = SESSION_LOGIN_STORE_UNAVAILABLE;
+}
+
+static void finish(struct session *s, struct login *l)
+{
+	if (s->conn != NULL) {
+		l->done(s, l->result, l->user, l->suser);
+		l->suser = NULL;
+	}
+	store_user_close(&l->suser);
+	explicit_bzero(l, sizeof(*l));
+	free(l);
+}
+
+static void open_done(struct session *s, void *arg)
+{
+	struct login *l = arg;
+	if (l->result == SESSION_LOGIN_STORE_UNAVAILABLE)
+		log_error("%s %s: user %s: %s", s->proto->name, s->id, l->user, l->err.text);
+	finish(s, l);
+}
+
+static void auth_done(void *ctx, int ok, const char *text)
+{
+	struct login *l = ctx;
+	struct session *s = l->s;
+	if (ok) {
+		size_t n = strlen(text);
+		if (n < sizeof(l->user)) {
+			memcpy(l->user, text, n + 1);
+			l->result = SESSION_LOGIN_OK;
+		} else {
+			l->result = SESSION_LOGIN_AUTH_UNAVAILABLE;
+		}
+	} else {
+		l->result = strstr(text, "too many") ? SESSION_LOGIN_RATE_LIMITED : SESSION_LOGIN_FAILED;
+	}
+	if (l->result == SESSION_LOGIN_OK && !s->closing &&
+	    session_async(s, open_work, open_done, l) == 0) {
+		session_resume(s); /* the job keeps the session busy */
+		return;
+	}
+	if (l->result == SESSION_LOGIN_OK && !s->closing)
+		l->result = SESSION_LOGIN_STORE_UNAVAILABLE; /* no job could be queued */
+	else if (l->result == SESSION_LOGIN_OK)
+		l->result = SESSION_LOGIN_AUTH_UNAVAILABLE; /* shutting down: do not open */
+	finish(s, l);
+	session_resume(s);
+}
+
+void session_login(struct session *s, const char *user, const char *pass, session_login_cb *done)
+{
+	if (!user_ok(user)) {
+		done(s, SESSION_LOGIN_FAILED, NULL, NULL);
+		return;
+	}
+	struct login *l = calloc(1, sizeof(*l));
+	if (l == NULL) {
+		done(s, SESSION_LOGIN_AUTH_UNAVAILABLE, NULL, NULL);
+		return;
+	}
+	l->s = s;
+	l->done = done;
+	/* The request is not cancelled if the client leaves: the reply frees l
+	 * and, the client being gone, the session (finish, session_resume). */
+	session_wait(s);
+	if (auth_client_verify(s->env->auth, conn_peer_ip(s->conn), user, pass, auth_done, l) == 0) {
+		l->result = SESSION_LOGIN_AUTH_UNAVAILABLE;
+		finish(s, l);
+		session_resume(s);
+	}
+}
