@@ -71,6 +71,7 @@ struct imap_session {
 	char *cmd_tag; /* tag of the command in progress (async or multi-line) */
 	/* IDLE */
 	bool idling;
+	bool idle_again; /* a change came while a sync ran */
 	unsigned watch_id; /* store_notify registration while idling */
 	/* APPEND streaming (imap_cmd_append.c) */
 	struct imap_append *append;
@@ -151,6 +152,25 @@ void imap_view_close(struct imap_session *s);
 /* Fold in changes made elsewhere, sending EXISTS / EXPUNGE (or VANISHED) /
  * FETCH FLAGS. allow_expunge false during FETCH, STORE and SEARCH. */
 int imap_view_sync(struct imap_session *s, bool allow_expunge);
+/* imap_view_sync in two halves, for IDLE: _read asks the store what
+ * changed (it neither changes the view nor writes, so it may run on a job
+ * thread while the session waits); _apply folds that into the view and
+ * tells the client, on the loop. -1 from _read: err set; from _apply: the
+ * session is closing (UIDVALIDITY changed) or out of memory. */
+struct imap_view_changes {
+	uint32_t uidvalidity;
+	uint64_t highestmodseq;
+	bool with_expunges;
+	bool oom;
+	uint32_t *expunged; /* UIDs */
+	size_t nexpunged, cap_expunged;
+	struct store_msg *changed; /* fname NULL */
+	size_t nchanged, cap_changed;
+};
+int imap_view_changes_read(const struct imap_view *v, bool with_expunges,
+			   struct imap_view_changes *c, struct store_error *err);
+int imap_view_changes_apply(struct imap_session *s, const struct imap_view_changes *c);
+void imap_view_changes_free(struct imap_view_changes *c);
 /* Sequence number (1-based) of uid, or 0. */
 uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid);
 /* After this session changed a message itself (STORE), so that the sync

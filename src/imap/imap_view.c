@@ -145,44 +145,17 @@ void imap_view_update(struct imap_view *v, uint32_t uid, uint32_t flags, uint32_
 	v->modseqs[seq - 1] = modseq;
 }
 
-struct expunge_ctx {
-	struct imap_view *v;
-	char *gone; /* per view index */
-	size_t count;
-};
-
-static int mark_expunged(void *ctx, uint32_t uid, uint64_t modseq)
+/* Fold one message's new state into the view; FETCH for what the client
+ * must learn. Returns the number of messages added (0 or 1), or -1. */
+static int apply_change(struct imap_session *s, const struct store_msg *m)
 {
-	struct expunge_ctx *e = ctx;
-	(void)modseq;
-	uint32_t seq = imap_view_seq(e->v, uid);
-	if (seq != 0 && !e->gone[seq - 1]) {
-		e->gone[seq - 1] = 1;
-		e->count++;
-	}
-	return 0;
-}
-
-struct change_ctx {
-	struct imap_session *s;
-	size_t added;
-	int failed;
-};
-
-static int apply_change(void *ctx, const struct store_msg *m)
-{
-	struct change_ctx *c = ctx;
-	struct imap_session *s = c->s;
 	struct imap_view *v = s->view;
 	uint32_t seq = imap_view_seq(v, m->uid);
 	if (seq == 0) {
 		size_t before = v->n;
-		if (append_msg(v, m) < 0) {
-			c->failed = 1;
-			return 1;
-		}
-		c->added += v->n - before;
-		return 0;
+		if (append_msg(v, m) < 0)
+			return -1;
+		return (int)(v->n - before);
 	}
 	size_t i = seq - 1;
 	bool flags_changed = v->flags[i] != m->flags || v->keywords[i] != m->keywords;
@@ -233,75 +206,160 @@ void imap_view_send_flags(struct imap_session *s)
 			  kws, v->nkeywords_announced < STORE_MAX_KEYWORDS ? " \\*" : "");
 }
 
-int imap_view_sync(struct imap_session *s, bool allow_expunge)
+static int collect_expunged(void *ctx, uint32_t uid, uint64_t modseq)
+{
+	struct imap_view_changes *c = ctx;
+	(void)modseq;
+	if (c->nexpunged == c->cap_expunged) {
+		size_t cap = c->cap_expunged ? c->cap_expunged * 2 : 16;
+		uint32_t *p = realloc(c->expunged, cap * sizeof(*p));
+		if (p == NULL) {
+			c->oom = true;
+			return 1;
+		}
+		c->expunged = p;
+		c->cap_expunged = cap;
+	}
+	c->expunged[c->nexpunged++] = uid;
+	return 0;
+}
+
+static int collect_changed(void *ctx, const struct store_msg *m)
+{
+	struct imap_view_changes *c = ctx;
+	if (c->nchanged == c->cap_changed) {
+		size_t cap = c->cap_changed ? c->cap_changed * 2 : 16;
+		struct store_msg *p = realloc(c->changed, cap * sizeof(*p));
+		if (p == NULL) {
+			c->oom = true;
+			return 1;
+		}
+		c->changed = p;
+		c->cap_changed = cap;
+	}
+	c->changed[c->nchanged] = *m;
+	c->changed[c->nchanged++].fname = NULL; /* valid during the callback only */
+	return 0;
+}
+
+int imap_view_changes_read(const struct imap_view *v, bool with_expunges,
+			   struct imap_view_changes *c, struct store_error *err)
+{
+	memset(c, 0, sizeof(*c));
+	if (store_mailbox_sync(v->mbox, 0, err) < 0 ||
+	    store_mailbox_modseq(v->mbox, &c->uidvalidity, &c->highestmodseq, err) < 0)
+		return -1;
+	if (c->uidvalidity != v->uidvalidity)
+		return 0; /* imap_view_changes_apply says BYE */
+	c->with_expunges = with_expunges;
+	if (with_expunges && c->highestmodseq > v->expunge_modseq && v->n > 0 &&
+	    store_mailbox_expunged_since(v->mbox, v->expunge_modseq, collect_expunged, c, err) < 0)
+		return -1;
+	if (c->highestmodseq > v->seen_modseq &&
+	    store_mailbox_changed_since(v->mbox, v->seen_modseq, collect_changed, c, err) < 0)
+		return -1;
+	if (c->oom) {
+		err->code = STORE_ERR_TEMP;
+		snprintf(err->text, sizeof(err->text), "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+void imap_view_changes_free(struct imap_view_changes *c)
+{
+	free(c->expunged);
+	free(c->changed);
+	memset(c, 0, sizeof(*c));
+}
+
+static void send_expunges(struct imap_session *s, const char *gone, size_t count)
 {
 	struct imap_view *v = s->view;
-	struct store_error err;
-	struct { uint32_t uidvalidity; uint64_t highestmodseq; } st;
-	if (v == NULL)
-		return 0;
-	if (store_mailbox_sync(v->mbox, 0, &err) < 0 ||
-	    store_mailbox_modseq(v->mbox, &st.uidvalidity, &st.highestmodseq, &err) < 0)
-		return -1;
-	if (st.uidvalidity != v->uidvalidity) {
+	if (s->qresync) {
+		struct buf b = BUF_INIT;
+		uint32_t *gone_uids = malloc(count * sizeof(*gone_uids));
+		size_t k = 0;
+		for (size_t i = 0; i < v->n && gone_uids; i++)
+			if (gone[i])
+				gone_uids[k++] = v->uids[i];
+		if (gone_uids != NULL) {
+			imap_seqset_format_uids(gone_uids, k, &b);
+			imap_send(s, "* VANISHED %s\r\n", buf_cstr(&b));
+		}
+		free(gone_uids);
+		buf_free(&b);
+	} else {
+		for (size_t i = v->n; i-- > 0;)
+			if (gone[i])
+				imap_send(s, "* %zu EXPUNGE\r\n", i + 1);
+	}
+	size_t o = 0;
+	for (size_t i = 0; i < v->n; i++) {
+		if (gone[i])
+			continue;
+		v->uids[o] = v->uids[i];
+		v->flags[o] = v->flags[i];
+		v->keywords[o] = v->keywords[i];
+		v->modseqs[o] = v->modseqs[i];
+		o++;
+	}
+	v->n = o; /* "$" (SEARCHRES) is filtered against the view on use */
+}
+
+int imap_view_changes_apply(struct imap_session *s, const struct imap_view_changes *c)
+{
+	struct imap_view *v = s->view;
+	if (c->uidvalidity != v->uidvalidity) {
 		/* Deleted and re-created under us: nothing the client knows holds. */
 		imap_send(s, "* BYE [UIDVALIDITY] The selected mailbox was replaced\r\n");
 		s->base.closing = true;
 		return -1;
 	}
-	if (allow_expunge && st.highestmodseq > v->expunge_modseq && v->n > 0) {
-		struct expunge_ctx e = { v, calloc(v->n, 1), 0 };
-		if (e.gone == NULL)
+	if (c->nexpunged > 0 && v->n > 0) {
+		char *gone = calloc(v->n, 1);
+		size_t count = 0;
+		if (gone == NULL)
 			return -1;
-		if (store_mailbox_expunged_since(v->mbox, v->expunge_modseq, mark_expunged, &e, &err) < 0) {
-			free(e.gone);
-			return -1;
-		}
-		if (e.count > 0) {
-			if (s->qresync) {
-				struct buf b = BUF_INIT;
-				uint32_t *gone_uids = malloc(e.count * sizeof(*gone_uids));
-				size_t k = 0;
-				for (size_t i = 0; i < v->n && gone_uids; i++)
-					if (e.gone[i])
-						gone_uids[k++] = v->uids[i];
-				if (gone_uids != NULL) {
-					imap_seqset_format_uids(gone_uids, k, &b);
-					imap_send(s, "* VANISHED %s\r\n", buf_cstr(&b));
-				}
-				free(gone_uids);
-				buf_free(&b);
-			} else {
-				for (size_t i = v->n; i-- > 0;)
-					if (e.gone[i])
-						imap_send(s, "* %zu EXPUNGE\r\n", i + 1);
+		for (size_t i = 0; i < c->nexpunged; i++) {
+			uint32_t seq = imap_view_seq(v, c->expunged[i]);
+			if (seq != 0 && !gone[seq - 1]) {
+				gone[seq - 1] = 1;
+				count++;
 			}
-			size_t o = 0;
-			for (size_t i = 0; i < v->n; i++) {
-				if (e.gone[i])
-					continue;
-				v->uids[o] = v->uids[i];
-				v->flags[o] = v->flags[i];
-				v->keywords[o] = v->keywords[i];
-				v->modseqs[o] = v->modseqs[i];
-				o++;
-			}
-			v->n = o; /* "$" (SEARCHRES) is filtered against the view on use */
 		}
-		free(e.gone);
+		if (count > 0)
+			send_expunges(s, gone, count);
+		free(gone);
 	}
-	if (allow_expunge)
-		v->expunge_modseq = st.highestmodseq;
-	if (st.highestmodseq > v->seen_modseq) {
+	if (c->with_expunges)
+		v->expunge_modseq = c->highestmodseq;
+	if (c->highestmodseq > v->seen_modseq) {
 		if (keyword_count(v) > v->nkeywords_announced)
 			imap_view_send_flags(s);
-		struct change_ctx c = { s, 0, 0 };
-		if (store_mailbox_changed_since(v->mbox, v->seen_modseq, apply_change, &c, &err) < 0 ||
-		    c.failed)
-			return -1;
-		if (c.added > 0)
+		size_t added = 0;
+		for (size_t i = 0; i < c->nchanged; i++) {
+			int r = apply_change(s, &c->changed[i]);
+			if (r < 0)
+				return -1;
+			added += (size_t)r;
+		}
+		if (added > 0)
 			imap_send(s, "* %zu EXISTS\r\n", v->n);
-		v->seen_modseq = st.highestmodseq;
+		v->seen_modseq = c->highestmodseq;
 	}
 	return 0;
+}
+
+int imap_view_sync(struct imap_session *s, bool allow_expunge)
+{
+	struct imap_view_changes c;
+	struct store_error err;
+	if (s->view == NULL)
+		return 0;
+	int r = imap_view_changes_read(s->view, allow_expunge, &c, &err);
+	if (r == 0)
+		r = imap_view_changes_apply(s, &c);
+	imap_view_changes_free(&c);
+	return r;
 }
