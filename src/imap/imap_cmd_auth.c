@@ -70,15 +70,30 @@ static bool plaintext_allowed(struct imap_session *s)
 	       config_bool(s->env->config, "plaintext_auth");
 }
 
-static void login_done(void *ctx, int ok, const char *text)
+static void login_done(void *ctx, const struct auth_client_reply *r)
 {
 	struct imap_session *s = ctx;
 	struct store_error err;
+	const char *text = r->user; /* the canonical name when ok */
 	s->auth_id = 0;
-	if (!ok) {
-		imap_tagged(s, NULL, "NO", "[AUTHENTICATIONFAILED] %s",
-			    strstr(text, "too many") ? "Too many failures; try again later"
-						     : "Authentication failed");
+	/* Only AUTH_CLIENT_OK logs in; no default, so that a new result is a
+	 * compiler warning here. */
+	const char *no = "[UNAVAILABLE] Authentication service unavailable";
+	switch (r->result) {
+	case AUTH_CLIENT_OK:
+		no = NULL;
+		break;
+	case AUTH_CLIENT_FAILED:
+		no = "[AUTHENTICATIONFAILED] Authentication failed";
+		break;
+	case AUTH_CLIENT_RATE_LIMITED:
+		no = "[AUTHENTICATIONFAILED] Too many failures; try again later";
+		break;
+	case AUTH_CLIENT_TEMPFAIL:
+		break;
+	}
+	if (no != NULL) {
+		imap_tagged(s, NULL, "NO", "%s", no);
 		imap_session_command_done(s);
 		return;
 	}
