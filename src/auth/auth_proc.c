@@ -326,18 +326,20 @@ int auth_proc_handle(struct auth_proc *ap, const char *msg, size_t len, unsigned
 	/* V \t id \t ip \t user \t password */
 	if (len < 2 || len > AUTH_MAX_MSG || msg[0] != 'V' || msg[1] != '\t')
 		return -1;
-	const char *f[4];
+	/* f[i], flen[i]: id, ip, user; f[3]: the password, to the end. nf
+	 * counts the fields followed by a TAB. */
+	const char *f[4], *end = msg + len;
 	size_t flen[3];
 	int nf = 0;
 	f[0] = msg + 2;
 	for (; nf < 3; nf++) {
-		const char *t = memchr(f[nf], '\t', len - (size_t)(f[nf] - msg));
+		const char *t = memchr(f[nf], '\t', (size_t)(end - f[nf]));
+		flen[nf] = (size_t)((t != NULL ? t : end) - f[nf]);
 		if (t == NULL)
 			break;
-		flen[nf] = (size_t)(t - f[nf]);
 		f[nf + 1] = t + 1;
 	}
-	if (nf == 0 || strnum_u64(f[0], flen[0], UINT32_MAX, &id) < 0 || id == 0)
+	if (strnum_u64(f[0], flen[0], UINT32_MAX, &id) < 0 || id == 0)
 		return -1;
 	memset(&r, 0, sizeof(r));
 	/* From here on the request has an id, so it gets an answer: a worker
