@@ -71,7 +71,8 @@ int auth_client_reply_parse(const char *msg, size_t len, unsigned *id_r,
 	const char *tab = memchr(idp, '\t', (size_t)(end - idp));
 	size_t idlen = (size_t)((tab != NULL ? tab : end) - idp);
 	uint64_t id;
-	if (strnum_u64(idp, idlen, UINT32_MAX, &id) < 0 || id == 0) {
+	/* One spelling per id: no leading zeros (nor 0, which is no id). */
+	if ((idlen > 1 && idp[0] == '0') || strnum_u64(idp, idlen, UINT32_MAX, &id) < 0 || id == 0) {
 		*error_r = "bad id in reply";
 		return -1;
 	}

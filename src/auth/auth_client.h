@@ -14,14 +14,18 @@
  *                    T <TAB> id              temporary failure: the password
  *                                             file cannot be read, out of memory
  *
- * id is decimal, 1..2^32-1, and answers the request with that id; ip and
- * user contain no TAB or control characters; the password is the rest of the
- * message (no NUL). Messages are at most AUTH_MAX_MSG bytes. No free text
- * travels back: the type letter alone decides, and the reason for a failure
- * is in the auth process's log. Both sides check every field like client
- * input (components distrust each other): a reply with an unknown type, a
- * missing or extra field, an empty or over-long user, a control character or
- * a bad id is rejected whole (auth_client_reply_parse).
+ * id is decimal, 1..2^32-1 without leading zeros, and a reply's id is its
+ * request's; ip and user contain no TAB or control characters; the password
+ * is the rest of the message (no NUL). Messages are at most AUTH_MAX_MSG
+ * bytes. The auth process answers every request whose id it can read (one
+ * it cannot is a bug in the worker, logged). No free text travels back: the
+ * type letter alone decides, and the reason for a failure is in the auth
+ * process's log. Both sides check every field like client input
+ * (components distrust each other): a reply with an unknown type, a missing
+ * or extra field, an empty or over-long user, a control character or a bad
+ * id is rejected whole (auth_client_reply_parse). A worker that loses the
+ * connection, or gets a reply it rejects, answers its waiting requests
+ * itself with AUTH_CLIENT_TEMPFAIL.
  *
  * Fields are positional. A new field for the worker (a per-user quota, say)
  * goes at the end of O, in the struct below and in both functions at once:

@@ -93,7 +93,7 @@ static void test_parse_hostile(void **state)
 		/* no TAB after the type, other separators */
 		{ "F1", 0 }, { "F 1", 0 }, { "FF\t1", 0 }, { "\tF\t1", 0 },
 		/* bad ids: zero, too big, signs, blanks, empty, not digits */
-		{ "F\t0", 0 }, { "F\t4294967296", 0 }, { "F\t99999999999999999999999", 0 },
+		{ "F\t0", 0 }, { "F\t00", 0 }, { "F\t01", 0 }, { "F\t4294967296", 0 }, { "F\t99999999999999999999999", 0 },
 		{ "F\t+1", 0 }, { "F\t-1", 0 }, { "F\t 1", 0 }, { "F\t1 ", 0 }, { "F\t0x1", 0 },
 		{ "F\t1\r\n", 0 }, { "O\t\talice", 0 }, { "O\tx\talice", 0 },
 		/* missing fields: ok without user, empty user */
