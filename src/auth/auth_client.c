@@ -2,6 +2,7 @@
 #include "auth/auth_client.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ struct auth_client {
 	struct pending *pending;
 };
 
+/* A field the protocol can carry: no control character (so no TAB, no NUL). */
 static int field_ok(const char *s)
 {
 	for (; *s != '\0'; s++)
@@ -35,13 +37,125 @@ static int field_ok(const char *s)
 	return 1;
 }
 
+static const struct {
+	char type;
+	enum auth_client_result result;
+} reply_types[] = {
+	{ 'O', AUTH_CLIENT_OK },
+	{ 'F', AUTH_CLIENT_FAILED },
+	{ 'R', AUTH_CLIENT_RATE_LIMITED },
+	{ 'T', AUTH_CLIENT_TEMPFAIL },
+};
+
+int auth_client_reply_parse(const char *msg, size_t len, unsigned *id_r,
+			    struct auth_client_reply *reply_r, const char **error_r)
+{
+	size_t i;
+	if (len > AUTH_MAX_MSG) {
+		*error_r = "reply too long";
+		return -1;
+	}
+	if (len < 3 || msg[1] != '\t') {
+		*error_r = "reply without type and id";
+		return -1;
+	}
+	for (i = 0; i < sizeof(reply_types) / sizeof(reply_types[0]); i++)
+		if (reply_types[i].type == msg[0])
+			break;
+	if (i == sizeof(reply_types) / sizeof(reply_types[0])) {
+		*error_r = "unknown reply type";
+		return -1;
+	}
+	enum auth_client_result result = reply_types[i].result;
+	const char *idp = msg + 2, *end = msg + len;
+	const char *tab = memchr(idp, '\t', (size_t)(end - idp));
+	size_t idlen = (size_t)((tab != NULL ? tab : end) - idp);
+	uint64_t id;
+	/* One spelling per id: no leading zeros (nor 0, which is no id). */
+	if ((idlen > 1 && idp[0] == '0') || strnum_u64(idp, idlen, UINT32_MAX, &id) < 0 || id == 0) {
+		*error_r = "bad id in reply";
+		return -1;
+	}
+	const char *user = NULL;
+	size_t ulen = 0;
+	if (result == AUTH_CLIENT_OK) {
+		if (tab == NULL) {
+			*error_r = "ok reply without user";
+			return -1;
+		}
+		user = tab + 1;
+		ulen = (size_t)(end - user);
+		if (ulen == 0 || ulen > AUTH_CLIENT_MAX_USER) {
+			*error_r = "empty or too long user in reply";
+			return -1;
+		}
+		for (const char *p = user; p < end; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+				/* also TAB (an extra field) and NUL */
+				*error_r = "control character in reply";
+				return -1;
+			}
+	} else if (tab != NULL) {
+		*error_r = "extra field in reply";
+		return -1;
+	}
+	memset(reply_r, 0, sizeof(*reply_r));
+	reply_r->result = result;
+	if (user != NULL)
+		memcpy(reply_r->user, user, ulen);
+	*id_r = (unsigned)id;
+	return 0;
+}
+
+int auth_client_reply_format(unsigned id, const struct auth_client_reply *r, char *buf, size_t size,
+			     size_t *len_r)
+{
+	size_t i;
+	int n;
+	for (i = 0; i < sizeof(reply_types) / sizeof(reply_types[0]); i++)
+		if (reply_types[i].result == r->result)
+			break;
+	if (id == 0 || i == sizeof(reply_types) / sizeof(reply_types[0]))
+		return -1;
+	if (r->result == AUTH_CLIENT_OK) {
+		size_t ulen = strnlen(r->user, sizeof(r->user));
+		if (ulen == 0 || ulen > AUTH_CLIENT_MAX_USER || !field_ok(r->user))
+			return -1;
+		n = snprintf(buf, size, "O\t%u\t%s", id, r->user);
+	} else {
+		n = snprintf(buf, size, "%c\t%u", reply_types[i].type, id);
+	}
+	if (n < 0 || (size_t)n >= size || n > AUTH_MAX_MSG)
+		return -1;
+	*len_r = (size_t)n;
+	return 0;
+}
+
+/* Answer every waiting request with a temporary failure. One at a time from
+ * the live list, so that a callback that cancels another request or starts a
+ * new one finds the list consistent. */
+static void fail_all(struct auth_client *ac)
+{
+	struct auth_client_reply r;
+	memset(&r, 0, sizeof(r));
+	r.result = AUTH_CLIENT_TEMPFAIL;
+	while (ac->pending != NULL) {
+		struct pending *p = ac->pending;
+		ac->pending = p->next;
+		p->cb(p->ctx, &r);
+		free(p);
+	}
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct auth_client *ac = arg;
 	char msg[AUTH_MAX_MSG + 1];
 	(void)what;
 	for (;;) {
-		ssize_t n = recv(fd, msg, AUTH_MAX_MSG, MSG_DONTWAIT);
+		/* One byte more than a reply may have, so that an over-long one
+		 * is seen as such rather than cut to a valid-looking prefix. */
+		ssize_t n = recv(fd, msg, sizeof(msg), MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -49,24 +163,19 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 				log_error("auth process connection lost");
 				event_del(ac->ev);
 				/* Fail every waiting login rather than hang it. */
-				while (ac->pending != NULL) {
-					struct pending *p = ac->pending;
-					ac->pending = p->next;
-					p->cb(p->ctx, 0, "authentication service unavailable");
-					free(p);
-				}
+				fail_all(ac);
 			}
 			return;
 		}
-		msg[n] = '\0';
-		/* "O\tid\tuser" or "F\tid\treason" */
-		char *t1 = strchr(msg, '\t');
-		char *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
-		uint64_t id;
-		if ((msg[0] != 'O' && msg[0] != 'F') || t1 != msg + 1 || t2 == NULL ||
-		    strnum_u64(t1 + 1, (size_t)(t2 - t1 - 1), UINT32_MAX, &id) < 0 ||
-		    !field_ok(t2 + 1)) {
-			log_error("auth process sent a malformed reply");
+		struct auth_client_reply r;
+		unsigned id;
+		const char *why;
+		if (auth_client_reply_parse(msg, (size_t)n, &id, &r, &why) < 0) {
+			/* We cannot tell which request it answered, and one
+			 * left waiting would hang its session for good: fail
+			 * them all (late answers to them are ignored below). */
+			log_error("auth process sent a malformed reply (%s)", why);
+			fail_all(ac);
 			continue;
 		}
 		for (struct pending **pp = &ac->pending; *pp != NULL; pp = &(*pp)->next) {
@@ -74,7 +183,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 				continue;
 			struct pending *p = *pp;
 			*pp = p->next;
-			p->cb(p->ctx, msg[0] == 'O', t2 + 1);
+			p->cb(p->ctx, &r);
 			free(p);
 			break;
 		}

@@ -21,6 +21,15 @@
 #define RATE_SLOTS 4096
 #define RATE_WINDOW 60
 
+/* What the last look at DATA/passwd found. users holds a table only in
+ * DB_LOADED. */
+enum db_state {
+	DB_UNKNOWN,	/* not looked yet */
+	DB_LOADED,	/* read whole; ino, size, mtime say which version */
+	DB_MISSING,	/* no such file: no users */
+	DB_UNREADABLE,	/* there but unreadable (or out of memory): tempfail */
+};
+
 struct user_ent {
 	char *user;
 	char *hash;
@@ -58,7 +67,7 @@ struct auth_proc {
 	ino_t ino;
 	off_t size;
 	struct timespec mtime;
-	int loaded;
+	enum db_state db;
 	struct rate_slot rate[RATE_SLOTS];
 	struct worker_sock *workers;
 	struct delayed *delayed;
@@ -81,72 +90,149 @@ static void free_users(struct auth_proc *ap)
 	ap->nusers = 0;
 }
 
-/* Reread DATA/passwd if it changed; keep the old table if it cannot be read. */
-static void refresh(struct auth_proc *ap)
+/* Read the table from f into *users_r, *n_r (sorted by name). Returns 0, or
+ * -1 with *error_r if the file cannot be read to its end or memory runs out:
+ * half a table would turn the missing users' logins into plain failures. */
+static int load_users(FILE *f, struct user_ent **users_r, size_t *n_r, const char **error_r)
 {
-	time_t now = time(NULL);
-	if (ap->loaded && now == ap->last_check)
-		return;
-	ap->last_check = now;
-	int fd = ap->open_passwd(ap->ctx);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		if (fd >= 0)
-			close(fd);
-		if (!ap->loaded)
-			log_warn("auth: cannot open the passwd file; no user can log in");
-		return;
-	}
-	if (ap->loaded && st.st_ino == ap->ino && st.st_size == ap->size &&
-	    st.st_mtim.tv_sec == ap->mtime.tv_sec && st.st_mtim.tv_nsec == ap->mtime.tv_nsec) {
-		close(fd);
-		return;
-	}
-	FILE *f = fdopen(fd, "r");
-	if (f == NULL) {
-		close(fd);
-		return;
-	}
 	struct user_ent *users = NULL;
 	size_t n = 0, cap = 0;
 	char *line = NULL;
 	size_t lcap = 0;
 	ssize_t len;
+	int ret = -1;
 	struct passwd_entry *e = malloc(sizeof(*e));
-	while (e != NULL && (len = getline(&line, &lcap, f)) >= 0) {
+
+	*error_r = "out of memory";
+	if (e == NULL)
+		goto fail;
+	while ((len = getline(&line, &lcap, f)) >= 0) {
 		const char *why;
 		if (passwd_line_parse(line, (size_t)len, e, &why) < 0)
 			continue;
 		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			struct user_ent *p = realloc(users, cap * sizeof(*p));
+			size_t ncap = cap ? cap * 2 : 64;
+			struct user_ent *p = realloc(users, ncap * sizeof(*p));
 			if (p == NULL)
-				break;
+				goto fail;
 			users = p;
+			cap = ncap;
 		}
 		users[n].user = strdup(e->user);
 		users[n].hash = strdup(e->hash);
 		if (users[n].user == NULL || users[n].hash == NULL) {
 			free(users[n].user);
 			free(users[n].hash);
-			break;
+			goto fail;
 		}
 		n++;
 	}
+	/* getline() is -1 at the end and on an error alike (EISDIR, EIO,
+	 * ENOMEM): only ferror() tells them apart. */
+	if (ferror(f)) {
+		*error_r = errno == ENOMEM ? "out of memory" : strerror(errno);
+		goto fail;
+	}
+	if (n > 1)
+		qsort(users, n, sizeof(*users), user_cmp);
+	*users_r = users;
+	*n_r = n;
+	users = NULL;
+	n = 0;
+	ret = 0;
+fail:
+	for (size_t i = 0; i < n; i++) {
+		free(users[i].user);
+		explicit_bzero(users[i].hash, strlen(users[i].hash));
+		free(users[i].hash);
+	}
+	free(users);
+	if (line != NULL)
+		explicit_bzero(line, lcap);
+	free(line);
 	if (e != NULL)
 		explicit_bzero(e, sizeof(*e));
 	free(e);
-	free(line);
+	return ret;
+}
+
+/* Move to state db, logging the change (not every request while it lasts).
+ * Any state but DB_LOADED drops the table: it must not be used, and it will
+ * be read again when the file comes back. */
+static void set_db(struct auth_proc *ap, enum db_state db, const char *why)
+{
+	if (db != ap->db) {
+		if (db == DB_MISSING)
+			log_warn("auth: there is no passwd file; no user can log in");
+		else if (db == DB_UNREADABLE)
+			log_error("auth: cannot read the passwd file (%s); logins fail temporarily",
+				  why);
+		else if (ap->db != DB_UNKNOWN)
+			log_info("auth: the passwd file is readable again");
+	}
+	if (db != DB_LOADED)
+		free_users(ap);
+	ap->db = db;
+}
+
+/* Bring the table up to date with DATA/passwd (asking for the file at most
+ * once a second) and return the state that decides the answer. The file
+ * missing is a state like any other (no users, as Dovecot's passwd-file
+ * does); a file that is there but cannot be read is DB_UNREADABLE, answered
+ * as a temporary failure, never as a wrong password. */
+static enum db_state refresh(struct auth_proc *ap)
+{
+	time_t now = time(NULL);
+	if (ap->db != DB_UNKNOWN && now == ap->last_check)
+		return ap->db;
+	ap->last_check = now;
+	errno = 0;
+	int fd = ap->open_passwd(ap->ctx);
+	struct stat st;
+	if (fd < 0) {
+		if (errno == ENOENT)
+			set_db(ap, DB_MISSING, NULL);
+		else
+			set_db(ap, DB_UNREADABLE, errno != 0 ? strerror(errno) : "cannot open");
+		return ap->db;
+	}
+	const char *why = NULL;
+	if (fstat(fd, &st) < 0)
+		why = strerror(errno);
+	else if (!S_ISREG(st.st_mode))
+		why = "not a regular file"; /* a directory opens, then reads EISDIR */
+	if (why != NULL) {
+		close(fd);
+		set_db(ap, DB_UNREADABLE, why);
+		return ap->db;
+	}
+	if (ap->db == DB_LOADED && st.st_ino == ap->ino && st.st_size == ap->size &&
+	    st.st_mtim.tv_sec == ap->mtime.tv_sec && st.st_mtim.tv_nsec == ap->mtime.tv_nsec) {
+		close(fd);
+		return ap->db;
+	}
+	FILE *f = fdopen(fd, "r");
+	if (f == NULL) {
+		close(fd);
+		set_db(ap, DB_UNREADABLE, "out of memory");
+		return ap->db;
+	}
+	struct user_ent *users;
+	size_t n;
+	int r = load_users(f, &users, &n, &why);
 	fclose(f);
-	if (n > 1)
-		qsort(users, n, sizeof(*users), user_cmp);
+	if (r < 0) {
+		set_db(ap, DB_UNREADABLE, why);
+		return ap->db;
+	}
 	free_users(ap);
 	ap->users = users;
 	ap->nusers = n;
 	ap->ino = st.st_ino;
 	ap->size = st.st_size;
 	ap->mtime = st.st_mtim;
-	ap->loaded = 1;
+	set_db(ap, DB_LOADED, NULL);
+	return ap->db;
 }
 
 static const struct user_ent *lookup(struct auth_proc *ap, const char *user)
@@ -190,68 +276,107 @@ static int field_ok(const char *s, size_t len)
 	return 1;
 }
 
-int auth_proc_handle(struct auth_proc *ap, const char *msg, unsigned long len, char *reply,
-		     int *ok_r)
+static const char *result_name(enum auth_client_result r)
 {
-	char ip[64], user[256];
-	uint64_t id;
-	/* V \t id \t ip \t user \t password */
-	if (len < 2 || len > AUTH_MAX_MSG || msg[0] != 'V' || msg[1] != '\t' ||
-	    memchr(msg, '\0', len) != NULL)
-		return -1;
-	const char *f[4];
-	size_t flen[3];
-	f[0] = msg + 2;
-	for (int i = 0; i < 3; i++) {
-		const char *t = memchr(f[i], '\t', len - (size_t)(f[i] - msg));
-		if (t == NULL)
-			return -1;
-		flen[i] = (size_t)(t - f[i]);
-		f[i + 1] = t + 1;
+	switch (r) {
+	case AUTH_CLIENT_OK: return "ok";
+	case AUTH_CLIENT_FAILED: return "failed";
+	case AUTH_CLIENT_RATE_LIMITED: return "rate limited";
+	case AUTH_CLIENT_TEMPFAIL: return "temporary failure";
 	}
-	size_t plen = len - (size_t)(f[3] - msg);
-	if (strnum_u64(f[0], flen[0], UINT32_MAX, &id) < 0 || !field_ok(f[1], flen[1]) ||
-	    flen[1] >= sizeof(ip) || !field_ok(f[2], flen[2]) || flen[2] >= sizeof(user))
+	return "?";
+}
+
+/* Check user's password: OK (with the canonical name), FAILED, or TEMPFAIL
+ * when it cannot be checked. Only FAILED counts towards the rate limit: a
+ * temporary failure says nothing about the password. */
+static enum auth_client_result check_password(struct auth_proc *ap, const char *user,
+					      const char *pass, struct auth_client_reply *r)
+{
+	enum db_state db = refresh(ap);
+	if (db == DB_UNREADABLE)
+		return AUTH_CLIENT_TEMPFAIL;
+	const struct user_ent *u = db == DB_LOADED ? lookup(ap, user) : NULL;
+	if (u == NULL) {
+		/* Spend the same effort for unknown users, so timing does
+		 * not tell which users exist. */
+		(void)passwd_verify("{SHA512-CRYPT}$6$mailroomdummy$", pass, 0);
+		return AUTH_CLIENT_FAILED;
+	}
+	int v = passwd_verify(u->hash, pass, ap->set.allow_plain);
+	if (v == 1 && strlen(u->user) <= AUTH_CLIENT_MAX_USER) {
+		memcpy(r->user, u->user, strlen(u->user) + 1);
+		return AUTH_CLIENT_OK;
+	}
+	if (v == -2) {
+		log_error("auth: user=%s: out of memory checking the password", user);
+		return AUTH_CLIENT_TEMPFAIL;
+	}
+	if (v == -1)
+		log_warn("auth: user=%s has a password scheme that is not allowed", user);
+	return AUTH_CLIENT_FAILED;
+}
+
+int auth_proc_handle(struct auth_proc *ap, const char *msg, size_t len, unsigned *id_r,
+		     struct auth_client_reply *reply_r)
+{
+	char ip[64], user[AUTH_CLIENT_MAX_USER + 1], pass[AUTH_MAX_MSG + 1];
+	uint64_t id;
+	struct auth_client_reply r;
+	/* V \t id \t ip \t user \t password */
+	if (len < 2 || len > AUTH_MAX_MSG || msg[0] != 'V' || msg[1] != '\t')
 		return -1;
+	/* f[i], flen[i]: id, ip, user; f[3]: the password, to the end. nf
+	 * counts the fields followed by a TAB. */
+	const char *f[4], *end = msg + len;
+	size_t flen[3];
+	int nf = 0;
+	f[0] = msg + 2;
+	for (; nf < 3; nf++) {
+		const char *t = memchr(f[nf], '\t', (size_t)(end - f[nf]));
+		flen[nf] = (size_t)((t != NULL ? t : end) - f[nf]);
+		if (t == NULL)
+			break;
+		f[nf + 1] = t + 1;
+	}
+	if (strnum_u64(f[0], flen[0], UINT32_MAX, &id) < 0 || id == 0)
+		return -1;
+	memset(&r, 0, sizeof(r));
+	/* From here on the request has an id, so it gets an answer: a worker
+	 * must never wait for one that does not come. A user name too long
+	 * for DATA/passwd (IMAP LOGIN takes any length) is simply no user. */
+	if (nf < 3 || memchr(msg, '\0', len) != NULL || !field_ok(f[1], flen[1]) ||
+	    flen[1] >= sizeof(ip) || !field_ok(f[2], flen[2]) || flen[2] >= sizeof(user)) {
+		log_warn("auth: malformed or over-long request %llu from a worker: failed",
+			 (unsigned long long)id);
+		r.result = AUTH_CLIENT_FAILED;
+		goto out;
+	}
 	memcpy(ip, f[1], flen[1]);
 	ip[flen[1]] = '\0';
 	memcpy(user, f[2], flen[2]);
 	user[flen[2]] = '\0';
-	char pass[AUTH_MAX_MSG + 1];
+	size_t plen = len - (size_t)(f[3] - msg);
 	memcpy(pass, f[3], plen);
 	pass[plen] = '\0';
 
-	const char *reason = "authentication failed";
-	int ok = 0;
 	struct rate_slot *by_ip = rate_slot(ap, "ip:", ip);
 	struct rate_slot *by_user = rate_slot(ap, "user:", user);
 	if (ap->set.max_failures != 0 &&
 	    (by_ip->count >= ap->set.max_failures || by_user->count >= ap->set.max_failures)) {
-		reason = "too many failures, try again later";
+		r.result = AUTH_CLIENT_RATE_LIMITED;
 	} else {
-		refresh(ap);
-		const struct user_ent *u = lookup(ap, user);
-		if (u != NULL) {
-			int v = passwd_verify(u->hash, pass, ap->set.allow_plain);
-			if (v == 1)
-				ok = 1;
-			else if (v < 0)
-				log_warn("auth: user=%s has a password scheme that is not allowed", user);
-		} else {
-			/* Spend the same effort for unknown users, so timing does
-			 * not tell which users exist. */
-			(void)passwd_verify("{SHA512-CRYPT}$6$mailroomdummy$", pass, 0);
-		}
-		if (!ok) {
+		r.result = check_password(ap, user, pass, &r);
+		if (r.result == AUTH_CLIENT_FAILED) {
 			by_ip->count++;
 			by_user->count++;
 		}
 	}
 	explicit_bzero(pass, sizeof(pass));
-	log_info("auth: user=%s ip=%s %s", user, ip, ok ? "ok" : reason);
-	snprintf(reply, AUTH_MAX_MSG + 1, "%c\t%llu\t%s", ok ? 'O' : 'F', (unsigned long long)id,
-		 ok ? user : reason);
-	*ok_r = ok;
+	log_info("auth: user=%s ip=%s %s", user, ip, result_name(r.result));
+out:
+	*id_r = (unsigned)id;
+	*reply_r = r;
 	return 0;
 }
 
@@ -261,7 +386,8 @@ static void delayed_cb(evutil_socket_t fd, short what, void *arg)
 	struct auth_proc *ap = d->ws->ap;
 	(void)fd;
 	(void)what;
-	send(d->ws->fd, d->reply, d->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (send(d->ws->fd, d->reply, d->len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		log_warn("auth: cannot answer a worker: %s", strerror(errno));
 	for (struct delayed **pp = &ap->delayed; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == d) {
 			*pp = d->next;
@@ -271,12 +397,61 @@ static void delayed_cb(evutil_socket_t fd, short what, void *arg)
 	free(d);
 }
 
+/* Send r, the answer to request id, to the worker: at once when it is ok (or
+ * there is no delay), else after failure_delay_ms. Whatever goes wrong here,
+ * the worker gets an answer: a temporary failure, at once, if the reply
+ * cannot be encoded or the delay cannot be set up (out of memory). Never the
+ * failure itself without its delay, so that a guesser gains nothing by
+ * exhausting memory. */
+static void answer(struct auth_proc *ap, struct worker_sock *ws, unsigned id,
+		   const struct auth_client_reply *r)
+{
+	static const struct auth_client_reply tempfail = { .result = AUTH_CLIENT_TEMPFAIL };
+	struct delayed *d = calloc(1, sizeof(*d));
+	char now[AUTH_MAX_MSG + 1];
+	size_t len;
+
+	if (d == NULL)
+		goto tempfail;
+	if (auth_client_reply_format(id, r, d->reply, sizeof(d->reply), &d->len) < 0) {
+		log_error("auth: cannot encode the answer to request %u (user %s)", id, r->user);
+		goto tempfail;
+	}
+	if (r->result == AUTH_CLIENT_OK || ap->set.failure_delay_ms == 0) {
+		if (send(ws->fd, d->reply, d->len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			log_warn("auth: cannot answer a worker: %s", strerror(errno));
+		free(d);
+		return;
+	}
+	struct timeval tv = { (time_t)(ap->set.failure_delay_ms / 1000),
+			      (suseconds_t)(ap->set.failure_delay_ms % 1000) * 1000 };
+	d->ws = ws;
+	d->timer = evtimer_new(ap->base, delayed_cb, d);
+	if (d->timer == NULL || evtimer_add(d->timer, &tv) < 0)
+		goto tempfail;
+	d->next = ap->delayed;
+	ap->delayed = d;
+	return;
+tempfail:
+	if (d != NULL && d->timer != NULL)
+		event_free(d->timer);
+	free(d);
+	/* A temporary failure always encodes (id is never 0). */
+	if (auth_client_reply_format(id, &tempfail, now, sizeof(now), &len) == 0 &&
+	    send(ws->fd, now, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		log_warn("auth: cannot answer a worker: %s", strerror(errno));
+}
+
 static void worker_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker_sock *ws = arg;
 	struct auth_proc *ap = ws->ap;
 	char msg[AUTH_MAX_MSG + 1];
+	struct auth_client_reply r;
+	unsigned id;
 	(void)what;
+	/* One byte more than a request may have: an over-long one is seen as
+	 * such, not cut to a valid-looking prefix. */
 	ssize_t n = recv(fd, msg, sizeof(msg), MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -284,34 +459,13 @@ static void worker_cb(evutil_socket_t fd, short what, void *arg)
 		event_del(ws->ev); /* worker gone; its socket stays until free */
 		return;
 	}
-	struct delayed *d = calloc(1, sizeof(*d));
-	int ok = 0;
-	if (d == NULL)
-		return;
-	if (n > AUTH_MAX_MSG || auth_proc_handle(ap, msg, (unsigned long)n, d->reply, &ok) < 0) {
-		log_warn("auth: malformed request from a worker (%zd bytes)", n);
-		explicit_bzero(msg, sizeof(msg));
-		free(d);
-		return;
-	}
+	int ret = auth_proc_handle(ap, msg, (size_t)n, &id, &r);
 	explicit_bzero(msg, sizeof(msg));
-	d->len = strlen(d->reply);
-	d->ws = ws;
-	if (ok || ap->set.failure_delay_ms == 0) {
-		send(fd, d->reply, d->len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		free(d);
+	if (ret < 0) {
+		log_warn("auth: malformed request from a worker (%zd bytes, no id to answer)", n);
 		return;
 	}
-	struct timeval tv = { (time_t)(ap->set.failure_delay_ms / 1000),
-			      (suseconds_t)(ap->set.failure_delay_ms % 1000) * 1000 };
-	d->timer = evtimer_new(ap->base, delayed_cb, d);
-	if (d->timer == NULL) {
-		free(d);
-		return;
-	}
-	d->next = ap->delayed;
-	ap->delayed = d;
-	evtimer_add(d->timer, &tv);
+	answer(ap, ws, id, &r);
 }
 
 struct auth_proc *auth_proc_new(struct event_base *base, const struct auth_proc_settings *set,

@@ -140,9 +140,14 @@ int passwd_verify(const char *stored, const char *password, int allow_plain)
 		return -1;
 	struct crypt_data *cd = calloc(1, sizeof(*cd));
 	if (cd == NULL)
-		return -1;
+		return -2;
+	errno = 0;
 	const char *h = crypt_r(password, hash, cd);
 	int ok = h != NULL && h[0] != '*' && const_eq(h, hash);
+	/* crypt_r fails with ENOMEM when a memory-hard hash (yescrypt) cannot
+	 * get its memory: that says nothing about the password. */
+	if (!ok && (h == NULL || h[0] == '*') && errno == ENOMEM)
+		ok = -2;
 	explicit_bzero(cd, sizeof(*cd));
 	free(cd);
 	return ok;

@@ -35,7 +35,9 @@ int passwd_hash(const char *password, const char *scheme, char **hash_r, const c
 
 /* Check password against a stored "{SCHEME}hash". Returns 1 if it matches,
  * 0 if not, -1 if the scheme is unknown or not allowed (PLAIN unless
- * allow_plain). The comparison takes the same time wherever they differ. */
+ * allow_plain), -2 if it could not be checked (out of memory: a temporary
+ * failure, not a wrong password). The comparison takes the same time
+ * wherever they differ. */
 int passwd_verify(const char *stored, const char *password, int allow_plain);
 
 /* Look up user in the file at path. 1 found (*e_r filled), 0 not found,

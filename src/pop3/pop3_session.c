@@ -508,10 +508,11 @@ static void snap_done(struct pop3_session *s, void *arg)
 	free(j);
 }
 
-static void login_done(void *ctx, int ok, const char *text)
+static void login_done(void *ctx, const struct auth_client_reply *r)
 {
 	struct pop3_session *s = ctx;
 	struct store_error err;
+	const char *text = r->user; /* the canonical name when ok */
 	s->auth_id = 0;
 	if (s->closing) {
 		/* The server began shutting down meanwhile: do not open the
@@ -520,11 +521,25 @@ static void login_done(void *ctx, int ok, const char *text)
 		command_done(s);
 		return;
 	}
-	if (!ok) {
-		/* RFC 3206 4: [AUTH] says the credentials are at fault. */
-		pop3_send(s, "-ERR [AUTH] %s",
-			  strstr(text, "too many") ? "Too many failures; try again later"
-						   : "Authentication failed");
+	/* RFC 3206 4: [AUTH] says the credentials are at fault, [SYS/TEMP]
+	 * that they are not and a retry may succeed. Only AUTH_CLIENT_OK logs
+	 * in; no default, so that a new result is a compiler warning here. */
+	const char *err_text = "[SYS/TEMP] Authentication service unavailable";
+	switch (r->result) {
+	case AUTH_CLIENT_OK:
+		err_text = NULL;
+		break;
+	case AUTH_CLIENT_FAILED:
+		err_text = "[AUTH] Authentication failed";
+		break;
+	case AUTH_CLIENT_RATE_LIMITED:
+		err_text = "[AUTH] Too many failures; try again later";
+		break;
+	case AUTH_CLIENT_TEMPFAIL:
+		break;
+	}
+	if (err_text != NULL) {
+		pop3_send(s, "-ERR %s", err_text);
 		command_done(s);
 		return;
 	}

@@ -12,7 +12,8 @@
  * Sockets between the processes (all socketpairs, SOCK_SEQPACKET):
  *   auth <-> each worker   verification requests (auth_client.h)
  *   auth <-> master (pw)   auth asks "P", master answers with a fd of
- *                          DATA/passwd (SCM_RIGHTS), or "N" if it cannot
+ *                          DATA/passwd (SCM_RIGHTS), or "N" if there is no
+ *                          such file, "E" if it cannot open it
  *   master -> auth (new)   "W" with a fd: a new worker's socket
  */
 #include "server/server.h"
@@ -185,8 +186,12 @@ static int ask_passwd(void *arg)
 	int fd;
 	if (send(a->pw_sock, "P", 1, MSG_NOSIGNAL) != 1)
 		return -1;
-	if (fdpass_recv(a->pw_sock, &fd, reply, sizeof(reply), &len) < 0 || len == 0)
+	if (fdpass_recv(a->pw_sock, &fd, reply, sizeof(reply), &len) < 0 || len == 0) {
+		errno = EPIPE;
 		return -1;
+	}
+	if (fd < 0)
+		errno = reply[0] == 'N' ? ENOENT : EIO; /* auth_proc.h: open_passwd */
 	return fd;
 }
 
@@ -322,7 +327,8 @@ static void pw_request(struct master *m)
 	snprintf(path, sizeof(path), "%s/passwd", m->data_dir);
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
-		fdpass_send(sock, -1, "N", 1);
+		/* No file is no users; any other error is a temporary failure. */
+		fdpass_send(sock, -1, errno == ENOENT ? "N" : "E", 1);
 		return;
 	}
 	fdpass_send(sock, fd, "P", 1);

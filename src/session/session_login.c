@@ -1,11 +1,11 @@
 /* session_login.c: the login path every protocol shares; see session.h. */
 #include "session/session.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "auth/auth_client.h"
-#include "auth/sasl.h"
 #include "lib/log.h"
 #include "session/conn.h"
 #include "store/store.h"
@@ -14,7 +14,7 @@ struct login {
 	struct session *s;
 	session_login_cb *done;
 	enum session_login_result result;
-	char user[SASL_MAX_USER];
+	char user[AUTH_CLIENT_MAX_USER + 1];
 	struct store_user *suser;
 	struct store_error err;
 };
@@ -24,7 +24,7 @@ struct login {
 static bool user_ok(const char *user)
 {
 	size_t n = strlen(user);
-	if (n == 0 || n >= SASL_MAX_USER)
+	if (n == 0 || n > AUTH_CLIENT_MAX_USER)
 		return false;
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)user[i] < 0x20 || user[i] == 0x7f)
@@ -66,20 +66,24 @@ static void open_done(struct session *s, void *arg)
 	finish(s, l);
 }
 
-static void auth_done(void *ctx, int ok, const char *text)
+static void auth_done(void *ctx, const struct auth_client_reply *r)
 {
 	struct login *l = ctx;
 	struct session *s = l->s;
-	if (ok) {
-		size_t n = strlen(text);
-		if (n < sizeof(l->user)) {
-			memcpy(l->user, text, n + 1);
-			l->result = SESSION_LOGIN_OK;
-		} else {
-			l->result = SESSION_LOGIN_AUTH_UNAVAILABLE;
-		}
-	} else {
-		l->result = strstr(text, "too many") ? SESSION_LOGIN_RATE_LIMITED : SESSION_LOGIN_FAILED;
+	switch (r->result) {
+	case AUTH_CLIENT_OK:
+		l->result = SESSION_LOGIN_OK;
+		snprintf(l->user, sizeof(l->user), "%s", r->user);
+		break;
+	case AUTH_CLIENT_FAILED:
+		l->result = SESSION_LOGIN_FAILED;
+		break;
+	case AUTH_CLIENT_RATE_LIMITED:
+		l->result = SESSION_LOGIN_RATE_LIMITED;
+		break;
+	case AUTH_CLIENT_TEMPFAIL:
+		l->result = SESSION_LOGIN_AUTH_UNAVAILABLE;
+		break;
 	}
 	if (l->result == SESSION_LOGIN_OK && !s->closing &&
 	    session_async(s, open_work, open_done, l) == 0) {
