@@ -162,6 +162,9 @@ static enum session_step lmtp_input(struct session *base, struct evbuffer *in)
 		break;
 	case LMTP_MODE_CMD:
 		step = line_unit(s, in);
+		/* "BDAT 0": no byte will come to run the chunk's unit. */
+		if (s->mode == LMTP_MODE_BDAT && s->bdat_left == 0)
+			bdat_chunk_done(s);
 		break;
 	}
 	shut_down_if_idle(s);

@@ -389,3 +389,27 @@ def test_shutdown_mid_data(data):
         got = stored(data, u)
         assert len(got) == 1 and body_of(got[0]) == MSG + b"x" * 100000 + b"\r\n"
     assert os.listdir(os.path.join(str(data), "spool", "tmp")) == []
+
+
+def test_bdat_empty_chunks(data):
+    """RFC 3030 2: a chunk may be empty ("BDAT 0", "BDAT 0 LAST"); its reply
+    comes without the client sending anything more."""
+    add_user(data, "jack")
+    srv, port = lmtp_server(data)
+    try:
+        r = Raw(port)
+        r.s.settimeout(5)
+        r.cmd("LHLO mta")
+        r.cmd("MAIL FROM:<s@x>")
+        assert r.code("RCPT TO:<jack@x>") == 250
+        chunk = b"Subject: empty chunks\r\n\r\nbody\r\n"
+        r.send(b"BDAT %d\r\n" % len(chunk) + chunk)
+        assert r.reply()[0].startswith("250 2.0.0 Chunk")
+        assert r.cmd("BDAT 0")[0].startswith("250 2.0.0 Chunk")
+        assert r.cmd("BDAT 0 LAST")[0].startswith("250 2.0.0 <jack@x>")
+        assert r.cmd("BDAT 0 LAST")[0].startswith("503")  # no transaction any more
+        assert r.code("NOOP") == 250
+    finally:
+        srv.stop()
+    msgs = stored(data, "jack")
+    assert len(msgs) == 1 and body_of(msgs[0]) == chunk
