@@ -1,16 +1,18 @@
 /*
  * lmtp.h: LMTP (RFC 2033), how an MTA such as Postfix hands mail to the
- * store. The server calls lmtp_session_start() for each connection.
+ * store. The server starts each connection with
+ * session_start(env, &lmtp_proto, conn); the session core (session.h) runs
+ * it from then on.
  */
 #ifndef MAILROOM_LMTP_H
 #define MAILROOM_LMTP_H
 
 #include "session/session.h"
 
-struct conn;
-
-void lmtp_session_start(struct session_env *env, struct conn *c);
-/* Server shutdown: sessions close after their current transaction. */
-void lmtp_shutdown_all(struct session_env *env);
+/* The LMTP protocol for the session core. On server shutdown a session
+ * without a transaction says 421 and closes at once; one in a transaction
+ * finishes it (reads the rest of its message, answers each recipient) and
+ * closes afterwards. */
+extern const struct session_proto lmtp_proto;
 
 #endif

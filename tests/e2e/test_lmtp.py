@@ -2,8 +2,9 @@
 raw sockets for 1 and 100 recipients (one inode, 100 links), per-recipient
 failures mixed with successes, PIPELINING, CHUNKING (BDAT), SIZE, detail
 addresses, and hostile input (commands out of order, a DATA that never
-ends, a 10 MB line, bare LF, NUL bytes, 10,000 RCPTs). Expectations come
-from RFC 2033 / 5321 / 3030 and from the bytes the test itself sent."""
+ends, a 10 MB line, bare LF, NUL bytes, 10,000 RCPTs), and SIGTERM in the
+middle of DATA. Expectations come from RFC 2033 / 5321 / 3030 and from the
+bytes the test itself sent."""
 import os
 import re
 import smtplib
@@ -347,3 +348,68 @@ def test_concurrent_first_deliveries_to_new_users(data):
     assert len(results) == 6 * 3 * len(users) and bad == [], bad[:3]
     for u in users:
         assert len(cur_files(str(data), u)) == 18
+
+
+def test_shutdown_mid_data(data):
+    """SIGTERM while a client is in the middle of DATA: the transaction
+    completes (the rest of the message is read, each recipient gets its
+    250 and the message is stored), then 421 and the close; an idle
+    session gets 421 at once (RFC 5321 3.8)."""
+    import signal
+    add_user(data, "hank")
+    add_user(data, "iris")
+    srv, port = lmtp_server(data)
+    try:
+        idle = Raw(port)
+        assert idle.code("LHLO mta") == 250
+        r = Raw(port)
+        assert r.code("LHLO mta") == 250
+        assert r.code("MAIL FROM:<s@example.org>") == 250
+        assert r.code("RCPT TO:<hank@example.org>") == 250
+        assert r.code("RCPT TO:<iris@example.org>") == 250
+        assert r.code("DATA") == 354
+        body = dotstuff(MSG + b"x" * 100000 + b"\r\n")
+        r.send(body[:1000])
+        os.kill(srv.pid, signal.SIGTERM)
+        # The worker has begun its shutdown once the idle session hears it.
+        assert idle.reply()[0].startswith("421 4.3.2"), "no 421 for the idle session"
+        with pytest.raises(EOFError):
+            idle.line()
+        r.send(body[1000:] + b".\r\n")
+        a, b = r.reply(), r.reply()
+        assert a[0].startswith("250 2.0.0 <hank@example.org>"), a
+        assert b[0].startswith("250 2.0.0 <iris@example.org>"), b
+        assert r.reply()[0].startswith("421 4.3.2")
+        with pytest.raises(EOFError):
+            r.line()
+        assert srv.proc.wait(15) == 0
+    finally:
+        srv.stop()
+    for u in ("hank", "iris"):
+        got = stored(data, u)
+        assert len(got) == 1 and body_of(got[0]) == MSG + b"x" * 100000 + b"\r\n"
+    assert os.listdir(os.path.join(str(data), "spool", "tmp")) == []
+
+
+def test_bdat_empty_chunks(data):
+    """RFC 3030 2: a chunk may be empty ("BDAT 0", "BDAT 0 LAST"); its reply
+    comes without the client sending anything more."""
+    add_user(data, "jack")
+    srv, port = lmtp_server(data)
+    try:
+        r = Raw(port)
+        r.s.settimeout(5)
+        r.cmd("LHLO mta")
+        r.cmd("MAIL FROM:<s@x>")
+        assert r.code("RCPT TO:<jack@x>") == 250
+        chunk = b"Subject: empty chunks\r\n\r\nbody\r\n"
+        r.send(b"BDAT %d\r\n" % len(chunk) + chunk)
+        assert r.reply()[0].startswith("250 2.0.0 Chunk")
+        assert r.cmd("BDAT 0")[0].startswith("250 2.0.0 Chunk")
+        assert r.cmd("BDAT 0 LAST")[0].startswith("250 2.0.0 <jack@x>")
+        assert r.cmd("BDAT 0 LAST")[0].startswith("503")  # no transaction any more
+        assert r.code("NOOP") == 250
+    finally:
+        srv.stop()
+    msgs = stored(data, "jack")
+    assert len(msgs) == 1 and body_of(msgs[0]) == chunk
