@@ -43,7 +43,7 @@ static struct lmtp_session *lmtp(struct session *base)
 /* Nothing would be lost by closing now. */
 static bool holds_nothing(const struct lmtp_session *s)
 {
-	return s->base.busy == 0 && s->mode == LMTP_MODE_CMD && !s->has_from;
+	return !session_running(&s->base) && s->mode == LMTP_MODE_CMD && !s->has_from;
 }
 
 /* After the server was asked to shut down: go at the first point where

@@ -31,7 +31,7 @@ static void session_free(struct session *s)
 	free(s);
 }
 
-static bool running(const struct session *s)
+bool session_running(const struct session *s)
 {
 	return s->busy > 0 || s->pump.step != NULL;
 }
@@ -76,7 +76,7 @@ static void command_over(struct session *s)
 static void on_input(void *ctx)
 {
 	struct session *s = ctx;
-	while (!running(s) && !s->closing) {
+	while (!session_running(s) && !s->closing) {
 		/* Fetched anew each time: STARTTLS replaces the input buffer. */
 		struct evbuffer *in = conn_input(s->conn);
 		if (evbuffer_get_length(in) == 0)
@@ -88,7 +88,7 @@ static void on_input(void *ctx)
 			break;
 		}
 	}
-	if (s->closing && !running(s))
+	if (s->closing && !session_running(s))
 		conn_close(s->conn);
 }
 
@@ -110,7 +110,7 @@ static void on_drained(void *ctx)
 static void on_timeout(void *ctx)
 {
 	struct session *s = ctx;
-	if (running(s))
+	if (session_running(s))
 		return; /* the client is not the one we wait for */
 	if (s->proto->timeout != NULL)
 		s->proto->timeout(s);
@@ -174,7 +174,7 @@ void session_start(struct session_env *env, const struct session_proto *proto, s
 void session_close(struct session *s)
 {
 	s->closing = true;
-	if (s->conn != NULL && !running(s))
+	if (s->conn != NULL && !session_running(s))
 		conn_close(s->conn);
 }
 

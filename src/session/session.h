@@ -86,7 +86,9 @@ struct session_proto {
 	 * timeout and send the greeting. -1 drops the connection at once. */
 	int (*start)(struct session *s);
 	/* Input is waiting in in: consume and run at most one unit. Not called
-	 * while busy, pumping or closing. */
+	 * while busy, pumping or closing, nor when no byte is waiting: a unit
+	 * that needs no bytes (an empty BDAT chunk) is finished by the command
+	 * that announced it. */
 	enum session_step (*input)(struct session *s, struct evbuffer *in);
 	/* The idle timeout expired while the session waited for its client:
 	 * say goodbye if the protocol does (the core then closes). */
@@ -126,6 +128,9 @@ struct session {
  * dropped; nothing is returned because the worker has nothing to undo. */
 void session_start(struct session_env *env, const struct session_proto *proto, struct conn *c);
 
+/* A job, a wait or a pump is outstanding (the command is not over). */
+bool session_running(const struct session *s);
+
 /* Close the connection once nothing is busy or pumping, after what is
  * queued has been sent. Idempotent. */
 void session_close(struct session *s);
@@ -143,8 +148,12 @@ bool session_error_limit(struct session *s, unsigned max);
 /* Run work(arg) on the job pool, then done(s, arg) on the loop; input is
  * paused in between and the command is over when done() returns (input
  * resumes, or the session closes if asked to). done() runs even if the
- * client left meanwhile (s->conn is then NULL; write nothing). 0, or -1 if
- * the job could not be queued (nothing was run, nothing changed). */
+ * client left meanwhile (s->conn is then NULL; writes are dropped). work()
+ * may use what the session owns (its store objects, a staging file): the
+ * session is neither freed nor reading input until done() has run, but it
+ * must not touch the session struct itself, which the loop still reads.
+ * 0, or -1 if the job could not be queued (nothing was run, nothing
+ * changed). */
 int session_async(struct session *s, void (*work)(void *arg),
 		  void (*done)(struct session *s, void *arg), void *arg);
 
