@@ -34,7 +34,9 @@
  * without UPDATE. A server shutdown answers "-ERR [SYS/TEMP] Server
  * shutting down" (RFC 3206 5: the client may come back) and closes if no
  * command runs; otherwise the current command or transfer finishes and the
- * session closes after it, without that line (on_command_done).
+ * session closes after it, without that line (on_command_done). A login
+ * still waiting for the auth process answers with that line instead of
+ * opening the maildrop (pop3_maildrop.c).
  */
 #include "pop3/pop3_int.h"
 
@@ -159,16 +161,19 @@ static void on_shutdown(struct session *base)
 {
 	if (base->closing)
 		return; /* already saying goodbye (QUIT, too many errors) */
+	/* While a command runs, not session_close() now: the core stops a
+	 * pump for good once closing is set, so a RETR would never end. The
+	 * core calls on_command_done when the command is over. */
 	if (base->busy > 0 || base->pump.step != NULL)
-		return; /* on_command_done closes after the command or transfer */
+		return;
 	pop3_resp_send(pop3(base), "-ERR [SYS/TEMP] Server shutting down");
 	session_close(base);
 }
 
 static void on_command_done(struct session *base)
 {
-	/* A shutdown came while the command ran: it was answered, now close
-	 * (closing during a pump would stop the pump, see on_shutdown). */
+	/* A shutdown came while the command ran (see on_shutdown): it has
+	 * been answered, now close. */
 	if (base->shut_down)
 		session_close(base);
 }
