@@ -1,11 +1,16 @@
 /*
  * pop3_cmd.c: the POP3 commands: one function and one table row each.
  *
- * The dispatcher (pop3_session.c) runs a handler only in the states its
- * row allows, so handlers check arguments, not states. Argument errors
- * (missing, extra, not a number, a number above 2^32-1) are protocol errors
- * (pop3_error: counted); a well-formed request that cannot be met (no such
- * message, already deleted) is a plain -ERR.
+ * The dispatcher (pop3_session.c, through session_cmd_find) runs a handler
+ * only in the states its row allows, so handlers check arguments, not
+ * states. Handlers answer with pop3_resp.c; what outlasts the call (login,
+ * UPDATE, multi-line responses) is started in pop3_maildrop.c and
+ * pop3_transfer.c, and the session core keeps the input paused until it
+ * ends.
+ *
+ * Argument errors (missing, extra, not a number, a number above 2^32-1) are
+ * protocol errors (pop3_resp_error: counted); a well-formed request that
+ * cannot be met (no such message, already deleted) is a plain -ERR.
  *
  * Not offered: APOP (RFC 1939 7; it needs the plaintext password on the
  * server) and LOGIN-DELAY (RFC 2449 6.5). Messages are not flagged \Seen by
@@ -17,8 +22,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/config.h"
 #include "session/conn.h"
-#include "lib/log.h"
 
 static void cmd_capa(struct pop3_session *s, char *args);
 static void cmd_quit(struct pop3_session *s, char *args);
@@ -35,34 +40,29 @@ static void cmd_noop(struct pop3_session *s, char *args);
 static void cmd_rset(struct pop3_session *s, char *args);
 static void cmd_uidl(struct pop3_session *s, char *args);
 
-#define ANY (POP3_CMD_AUTHORIZATION | POP3_CMD_TRANSACTION)
-#define AUTHZ POP3_CMD_AUTHORIZATION
-#define TRANS POP3_CMD_TRANSACTION
+#define AUTHZ (1u << POP3_AUTHORIZATION)
+#define TRANS (1u << POP3_TRANSACTION)
+#define ANY   (AUTHZ | TRANS)
 
-static const struct pop3_cmd_def commands[] = {
-	{ "CAPA", cmd_capa, ANY },   /* RFC 2449 5 */
-	{ "QUIT", cmd_quit, ANY },   /* RFC 1939 4, 6 */
-	{ "STLS", cmd_stls, AUTHZ }, /* RFC 2595 4 */
-	{ "USER", cmd_user, AUTHZ }, /* RFC 1939 7 */
-	{ "PASS", cmd_pass, AUTHZ }, /* RFC 1939 7 */
-	{ "AUTH", cmd_auth, AUTHZ }, /* RFC 5034 4 */
-	{ "STAT", cmd_stat, TRANS }, /* RFC 1939 5 */
-	{ "LIST", cmd_list, TRANS },
-	{ "RETR", cmd_retr, TRANS },
-	{ "DELE", cmd_dele, TRANS },
-	{ "NOOP", cmd_noop, TRANS },
-	{ "RSET", cmd_rset, TRANS },
-	{ "TOP", cmd_top, TRANS },   /* RFC 1939 7 */
-	{ "UIDL", cmd_uidl, TRANS }, /* RFC 1939 7 */
+/* clang-format off */
+const struct pop3_cmd pop3_cmd_table[] = {
+	{ { "CAPA", ANY },   cmd_capa }, /* RFC 2449 5 */
+	{ { "QUIT", ANY },   cmd_quit }, /* RFC 1939 4, 6 */
+	{ { "STLS", AUTHZ }, cmd_stls }, /* RFC 2595 4 */
+	{ { "USER", AUTHZ }, cmd_user }, /* RFC 1939 7 */
+	{ { "PASS", AUTHZ }, cmd_pass }, /* RFC 1939 7 */
+	{ { "AUTH", AUTHZ }, cmd_auth }, /* RFC 5034 4 */
+	{ { "STAT", TRANS }, cmd_stat }, /* RFC 1939 5 */
+	{ { "LIST", TRANS }, cmd_list },
+	{ { "RETR", TRANS }, cmd_retr },
+	{ { "DELE", TRANS }, cmd_dele },
+	{ { "NOOP", TRANS }, cmd_noop },
+	{ { "RSET", TRANS }, cmd_rset },
+	{ { "TOP",  TRANS }, cmd_top },  /* RFC 1939 7 */
+	{ { "UIDL", TRANS }, cmd_uidl }, /* RFC 1939 7 */
 };
-
-const struct pop3_cmd_def *pop3_cmd_find(const char *name)
-{
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (strcmp(commands[i].name, name) == 0)
-			return &commands[i];
-	return NULL;
-}
+/* clang-format on */
+const size_t pop3_cmd_count = sizeof(pop3_cmd_table) / sizeof(pop3_cmd_table[0]);
 
 /* ---- arguments --------------------------------------------------------------- */
 
@@ -71,7 +71,7 @@ static int words(struct pop3_session *s, char *args, char **w, int min, int max,
 {
 	int n = pop3_parser_split(args, w, max);
 	if (n < min || n < 0) {
-		pop3_error(s, "Usage: %s", usage);
+		pop3_resp_error(s, "Usage: %s", usage);
 		return -1;
 	}
 	return n;
@@ -83,15 +83,15 @@ static int msg_arg(struct pop3_session *s, const char *word, size_t *i_r)
 {
 	uint32_t n;
 	if (pop3_parser_number(word, UINT32_MAX, &n) < 0) {
-		pop3_error(s, "Invalid message number");
+		pop3_resp_error(s, "Invalid message number");
 		return -1;
 	}
 	if (n == 0 || n > s->nmsgs) {
-		pop3_send(s, "-ERR No such message");
+		pop3_resp_send(s, "-ERR No such message");
 		return -1;
 	}
 	if (s->msgs[n - 1].deleted) {
-		pop3_send(s, "-ERR Message %u already deleted", (unsigned)n);
+		pop3_resp_send(s, "-ERR Message %u already deleted", (unsigned)n);
 		return -1;
 	}
 	*i_r = n - 1;
@@ -111,6 +111,13 @@ static void maildrop_totals(const struct pop3_session *s, size_t *count_r, uint6
 	*size_r = size;
 }
 
+/* May passwords travel on this connection (TLS, loopback, or configured)? */
+static bool plaintext_ok(const struct pop3_session *s)
+{
+	return conn_is_tls(s->base.conn) || conn_is_local(s->base.conn) ||
+	       config_bool(s->base.env->config, "plaintext_auth");
+}
+
 /* ---- any state ------------------------------------------------------------------ */
 
 static void cmd_capa(struct pop3_session *s, char *args)
@@ -120,21 +127,21 @@ static void cmd_capa(struct pop3_session *s, char *args)
 		return;
 	/* RFC 2449 5: what is available in AUTHORIZATION is announced in both
 	 * states; the list does not depend on the state. */
-	pop3_send(s, "+OK Capability list follows");
-	pop3_send(s, "TOP");
-	pop3_send(s, "UIDL");
-	if (pop3_plaintext_ok(s)) {
-		pop3_send(s, "USER");
-		pop3_send(s, "SASL %s", sasl_mechanisms());
+	pop3_resp_send(s, "+OK Capability list follows");
+	pop3_resp_send(s, "TOP");
+	pop3_resp_send(s, "UIDL");
+	if (plaintext_ok(s)) {
+		pop3_resp_send(s, "USER");
+		pop3_resp_send(s, "SASL %s", sasl_mechanisms());
 	}
-	pop3_send(s, "RESP-CODES");
-	pop3_send(s, "AUTH-RESP-CODE");
-	pop3_send(s, "PIPELINING");
-	if (s->env->tls != NULL && !conn_is_tls(s->conn))
-		pop3_send(s, "STLS");
-	pop3_send(s, "EXPIRE NEVER");
-	pop3_send(s, "IMPLEMENTATION mailroom");
-	pop3_send(s, ".");
+	pop3_resp_send(s, "RESP-CODES");
+	pop3_resp_send(s, "AUTH-RESP-CODE");
+	pop3_resp_send(s, "PIPELINING");
+	if (s->base.env->tls != NULL && !conn_is_tls(s->base.conn))
+		pop3_resp_send(s, "STLS");
+	pop3_resp_send(s, "EXPIRE NEVER");
+	pop3_resp_send(s, "IMPLEMENTATION mailroom");
+	pop3_resp_send(s, ".");
 }
 
 static void cmd_quit(struct pop3_session *s, char *args)
@@ -143,11 +150,11 @@ static void cmd_quit(struct pop3_session *s, char *args)
 	if (words(s, args, w, 0, 0, "QUIT") < 0)
 		return;
 	if (s->state == POP3_TRANSACTION) {
-		pop3_session_update(s); /* RFC 1939 6 */
+		pop3_maildrop_update(s); /* RFC 1939 6 */
 		return;
 	}
-	pop3_send(s, "+OK Logging out"); /* RFC 1939 4: no UPDATE state */
-	s->closing = true;
+	pop3_resp_send(s, "+OK Logging out"); /* RFC 1939 4: no UPDATE state */
+	session_close(&s->base);
 }
 
 /* ---- AUTHORIZATION -------------------------------------------------------------- */
@@ -157,24 +164,32 @@ static void cmd_stls(struct pop3_session *s, char *args)
 	char *w[1];
 	if (words(s, args, w, 0, 0, "STLS") < 0)
 		return;
-	if (conn_is_tls(s->conn)) {
-		pop3_error(s, "TLS is already active");
+	if (conn_is_tls(s->base.conn)) {
+		pop3_resp_error(s, "TLS is already active");
 		return;
 	}
-	if (s->env->tls == NULL) {
-		pop3_send(s, "-ERR TLS is not available");
+	if (s->base.env->tls == NULL) {
+		pop3_resp_send(s, "-ERR TLS is not available");
 		return;
 	}
-	pop3_session_starttls(s);
+	pop3_resp_send(s, "+OK Begin TLS negotiation now");
+	/* RFC 2595 4: forget what the client said in plaintext. */
+	free(s->user_arg);
+	s->user_arg = NULL;
+	/* Drops whatever the client pipelined after STLS (CVE-2011-0411);
+	 * the parser starts afresh after every line anyway. */
+	if (conn_starttls(s->base.conn, s->base.env->tls) < 0)
+		session_close(&s->base);
 }
 
 static bool plaintext_refused(struct pop3_session *s)
 {
-	if (pop3_plaintext_ok(s))
+	if (plaintext_ok(s))
 		return false;
 	/* RFC 2595 2.1 ("LOGINDISABLED" in IMAP terms): no password over an
 	 * unencrypted connection from another host. */
-	pop3_send(s, "-ERR [AUTH] Plaintext authentication is not allowed without TLS; use STLS");
+	pop3_resp_send(s,
+		       "-ERR [AUTH] Plaintext authentication is not allowed without TLS; use STLS");
 	return true;
 }
 
@@ -188,11 +203,11 @@ static void cmd_user(struct pop3_session *s, char *args)
 	free(s->user_arg);
 	s->user_arg = strdup(w[0]);
 	if (s->user_arg == NULL) {
-		pop3_send(s, "-ERR [SYS/TEMP] Out of memory");
+		pop3_resp_send(s, "-ERR [SYS/TEMP] Out of memory");
 		return;
 	}
 	/* Whether the user exists is not revealed before PASS. */
-	pop3_send(s, "+OK Send your password");
+	pop3_resp_send(s, "+OK Send your password");
 }
 
 static void cmd_pass(struct pop3_session *s, char *args)
@@ -200,18 +215,18 @@ static void cmd_pass(struct pop3_session *s, char *args)
 	/* RFC 1939 7: the argument is the rest of the line; a password may
 	 * hold spaces. */
 	if (args == NULL || *args == '\0') {
-		pop3_error(s, "Usage: PASS password");
+		pop3_resp_error(s, "Usage: PASS password");
 		return;
 	}
 	if (s->user_arg == NULL) {
-		pop3_error(s, "USER first");
+		pop3_resp_error(s, "USER first");
 		return;
 	}
 	if (plaintext_refused(s))
 		return;
 	char *user = s->user_arg;
 	s->user_arg = NULL; /* a failed PASS starts over with USER */
-	pop3_session_login(s, user, args);
+	pop3_maildrop_login(s, user, args);
 	free(user);
 }
 
@@ -222,23 +237,23 @@ static void sasl_result(struct pop3_session *s, enum sasl_result r, const char *
 	case SASL_CONTINUE:
 		/* RFC 5034 4: "+" SP base64 challenge. */
 		s->authenticating = true;
-		pop3_send(s, "+ %s", challenge);
+		pop3_resp_send(s, "+ %s", challenge);
 		return;
 	case SASL_DONE:
 		s->authenticating = false;
-		pop3_session_login(s, s->sasl.user, s->sasl.pass);
+		pop3_maildrop_login(s, s->sasl.user, s->sasl.pass);
 		sasl_clear(&s->sasl);
 		return;
 	case SASL_CANCEL:
 		/* RFC 5034 4: "*" cancels; the server answers -ERR. */
 		s->authenticating = false;
 		sasl_clear(&s->sasl);
-		pop3_send(s, "-ERR Authentication cancelled");
+		pop3_resp_send(s, "-ERR Authentication cancelled");
 		return;
 	case SASL_FAIL:
 		s->authenticating = false;
 		sasl_clear(&s->sasl);
-		pop3_send(s, "-ERR [AUTH] Authentication failed: %s", why);
+		pop3_resp_send(s, "-ERR [AUTH] Authentication failed: %s", why);
 		return;
 	}
 }
@@ -254,16 +269,16 @@ static void cmd_auth(struct pop3_session *s, char *args)
 		/* Not in RFC 5034, but clients (Outlook among them) send a bare
 		 * AUTH to learn the mechanisms: the list, as a multi-line
 		 * response. Empty when passwords may not travel here. */
-		pop3_send(s, "+OK Mechanisms follow");
-		if (pop3_plaintext_ok(s)) {
-			pop3_send(s, "PLAIN");
-			pop3_send(s, "LOGIN");
+		pop3_resp_send(s, "+OK Mechanisms follow");
+		if (plaintext_ok(s)) {
+			pop3_resp_send(s, "PLAIN");
+			pop3_resp_send(s, "LOGIN");
 		}
-		pop3_send(s, ".");
+		pop3_resp_send(s, ".");
 		return;
 	}
 	if (strcasecmp(w[0], "PLAIN") != 0 && strcasecmp(w[0], "LOGIN") != 0) {
-		pop3_send(s, "-ERR [AUTH] Unsupported authentication mechanism");
+		pop3_resp_send(s, "-ERR [AUTH] Unsupported authentication mechanism");
 		return;
 	}
 	if (plaintext_refused(s))
@@ -294,7 +309,7 @@ static void cmd_stat(struct pop3_session *s, char *args)
 		return;
 	maildrop_totals(s, &n, &size);
 	/* RFC 1939 5: exactly "+OK nn mm". */
-	pop3_send(s, "+OK %zu %llu", n, (unsigned long long)size);
+	pop3_resp_send(s, "+OK %zu %llu", n, (unsigned long long)size);
 }
 
 static void cmd_list(struct pop3_session *s, char *args)
@@ -307,12 +322,13 @@ static void cmd_list(struct pop3_session *s, char *args)
 		return;
 	if (argc == 1) {
 		if (msg_arg(s, w[0], &i) == 0)
-			pop3_send(s, "+OK %zu %llu", i + 1, (unsigned long long)s->msgs[i].size);
+			pop3_resp_send(s, "+OK %zu %llu", i + 1,
+				       (unsigned long long)s->msgs[i].size);
 		return;
 	}
 	maildrop_totals(s, &n, &size);
-	pop3_send(s, "+OK %zu messages (%llu octets)", n, (unsigned long long)size);
-	pop3_session_list(s, POP3_OUT_LIST);
+	pop3_resp_send(s, "+OK %zu messages (%llu octets)", n, (unsigned long long)size);
+	pop3_transfer_list(s);
 }
 
 static void cmd_uidl(struct pop3_session *s, char *args)
@@ -325,13 +341,13 @@ static void cmd_uidl(struct pop3_session *s, char *args)
 	if (argc == 1) {
 		if (msg_arg(s, w[0], &i) == 0) {
 			char uidl[17];
-			pop3_uidl(s, &s->msgs[i], uidl);
-			pop3_send(s, "+OK %zu %s", i + 1, uidl);
+			pop3_resp_uidl(s, &s->msgs[i], uidl);
+			pop3_resp_send(s, "+OK %zu %s", i + 1, uidl);
 		}
 		return;
 	}
-	pop3_send(s, "+OK Unique-ID listing follows");
-	pop3_session_list(s, POP3_OUT_UIDL);
+	pop3_resp_send(s, "+OK Unique-ID listing follows");
+	pop3_transfer_uidl(s);
 }
 
 /* Open message i and stream it (RETR, or TOP with body_lines). */
@@ -342,19 +358,19 @@ static void send_message(struct pop3_session *s, size_t i, bool top, uint64_t bo
 	struct store_error err;
 	if (store_message_open(s->mbox, s->msgs[i].uid, &fd, &size, &err) < 0) {
 		if (err.code == STORE_ERR_NOTFOUND)
-			pop3_send(s, "-ERR Message %zu was removed by another session", i + 1);
+			pop3_resp_send(s, "-ERR Message %zu was removed by another session", i + 1);
 		else
-			pop3_store_error(s, "Cannot read the message", &err);
+			pop3_resp_store_error(s, "Cannot read the message", &err);
 		return;
 	}
 	if (top) {
 		s->n_top++;
-		pop3_send(s, "+OK Top of message follows");
+		pop3_resp_send(s, "+OK Top of message follows");
 	} else {
 		s->n_retr++;
-		pop3_send(s, "+OK %llu octets", (unsigned long long)s->msgs[i].size);
+		pop3_resp_send(s, "+OK %llu octets", (unsigned long long)s->msgs[i].size);
 	}
-	pop3_session_message(s, fd, top, body_lines);
+	pop3_transfer_message(s, fd, top, body_lines);
 }
 
 static void cmd_retr(struct pop3_session *s, char *args)
@@ -375,7 +391,7 @@ static void cmd_top(struct pop3_session *s, char *args)
 		return;
 	/* Check both arguments before looking the message up. */
 	if (pop3_parser_number(w[1], UINT32_MAX, &lines) < 0) {
-		pop3_error(s, "Invalid number of lines");
+		pop3_resp_error(s, "Invalid number of lines");
 		return;
 	}
 	if (msg_arg(s, w[0], &i) < 0)
@@ -392,7 +408,7 @@ static void cmd_dele(struct pop3_session *s, char *args)
 	/* RFC 1939 5: only marked; removed in the UPDATE state. */
 	s->msgs[i].deleted = true;
 	s->n_dele++;
-	pop3_send(s, "+OK Message %zu deleted", i + 1);
+	pop3_resp_send(s, "+OK Message %zu deleted", i + 1);
 }
 
 static void cmd_noop(struct pop3_session *s, char *args)
@@ -400,7 +416,7 @@ static void cmd_noop(struct pop3_session *s, char *args)
 	char *w[1];
 	if (words(s, args, w, 0, 0, "NOOP") < 0)
 		return;
-	pop3_send(s, "+OK");
+	pop3_resp_send(s, "+OK");
 }
 
 static void cmd_rset(struct pop3_session *s, char *args)
@@ -414,5 +430,6 @@ static void cmd_rset(struct pop3_session *s, char *args)
 		s->msgs[i].deleted = false;
 	s->n_dele = 0;
 	maildrop_totals(s, &n, &size);
-	pop3_send(s, "+OK Maildrop has %zu messages (%llu octets)", n, (unsigned long long)size);
+	pop3_resp_send(s, "+OK Maildrop has %zu messages (%llu octets)", n,
+		       (unsigned long long)size);
 }

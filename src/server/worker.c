@@ -70,7 +70,7 @@ static void accept_cb(struct evconnlistener *el, evutil_socket_t fd, struct sock
 		break;
 	case PROTO_POP3:
 	case PROTO_POP3S:
-		pop3_session_start(&w->env, c);
+		session_start(&w->env, &pop3_proto, c);
 		break;
 	default:
 		conn_close(c); /* not offered (the master does not bind these) */
@@ -138,7 +138,6 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 		w->stopping = 2;
 		w->stop_started = time(NULL);
 		session_shutdown_all(&w->env);
-		pop3_shutdown_all(&w->env);
 	} else if (sig == SIGUSR1 && w->stopping == 0) {
 		w->stopping = 1;
 	}

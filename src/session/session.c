@@ -9,15 +9,12 @@
 
 #include <event2/buffer.h>
 
-#include "auth/auth_client.h"
 #include "session/conn.h"
 #include "session/jobs.h"
 
 static void session_free(struct session *s)
 {
 	struct session_env *env = s->env;
-	if (s->auth_id != 0)
-		auth_client_cancel(env->auth, s->auth_id);
 	if (s->pump.step != NULL && s->pump.cancel != NULL)
 		s->pump.cancel(s->pump.arg);
 	s->proto->free(s);
@@ -125,12 +122,6 @@ static void on_closed(void *ctx)
 		s->proto->disconnected(s);
 	s->conn = NULL;
 	s->closing = true;
-	if (s->auth_id != 0) {
-		/* Only the auth process was waited for: forget the request. */
-		auth_client_cancel(s->env->auth, s->auth_id);
-		s->auth_id = 0;
-		s->busy--;
-	}
 	if (s->pump.step != NULL) {
 		if (s->pump.cancel != NULL)
 			s->pump.cancel(s->pump.arg);

@@ -24,10 +24,10 @@
  * reading costs bounded memory.
  *
  * States and invariants:
- *  - busy: a job or a wait is outstanding. The session is never freed while
+ *  - busy: jobs and waits outstanding. The session is never freed while
  *    busy: if the client leaves meanwhile, conn becomes NULL and the session
- *    is freed when the job's done() has run (a job still uses its objects).
- *    A pending auth request is cancelled instead (nothing else uses it).
+ *    is freed when the last job's done() (or the auth process's answer) has
+ *    run, since a job still uses the session's objects.
  *  - pump: a response is being produced; the core calls step() whenever the
  *    output is below CONN_OUTPUT_HIGH (at once, then from drained), and
  *    cancel() if the client leaves first.
@@ -115,7 +115,6 @@ struct session {
 	bool closing;	   /* close when nothing runs */
 	bool shut_down;	   /* proto->shutdown has been called */
 	unsigned errors;   /* protocol errors so far (session_error_limit) */
-	unsigned auth_id;  /* pending auth request (session_login.c) */
 	struct {	   /* the response being pumped, if step != NULL */
 		int (*step)(struct session *s, void *arg);
 		void (*cancel)(void *arg);

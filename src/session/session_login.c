@@ -85,12 +85,13 @@ static void auth_done(void *ctx, const struct auth_client_reply *r)
 		l->result = SESSION_LOGIN_AUTH_UNAVAILABLE;
 		break;
 	}
-	if (l->result == SESSION_LOGIN_OK && !s->closing &&
+	bool going = s->closing || s->shut_down; /* do not open only to close */
+	if (l->result == SESSION_LOGIN_OK && !going &&
 	    session_async(s, open_work, open_done, l) == 0) {
 		session_resume(s); /* the job keeps the session busy */
 		return;
 	}
-	if (l->result == SESSION_LOGIN_OK && !s->closing)
+	if (l->result == SESSION_LOGIN_OK && !going)
 		l->result = SESSION_LOGIN_STORE_UNAVAILABLE; /* no job could be queued */
 	else if (l->result == SESSION_LOGIN_OK)
 		l->result = SESSION_LOGIN_AUTH_UNAVAILABLE; /* shutting down: do not open */
