@@ -41,9 +41,7 @@ char *imap_arg_mailbox(struct imap_session *s, const struct imap_command *cmd,
 	return name;
 }
 
-int imap_arg_flags(struct imap_session *s, const struct imap_command *cmd,
-		   const struct imap_arg *arg, struct store_mailbox *mbox, bool create,
-		   uint32_t *flags_r, uint32_t *keywords_r)
+bool imap_arg_system_flag(const char *name, uint32_t *bit_r)
 {
 	static const struct {
 		const char *name;
@@ -53,6 +51,18 @@ int imap_arg_flags(struct imap_session *s, const struct imap_command *cmd,
 		{ "\\Deleted", STORE_F_DELETED },   { "\\Seen", STORE_F_SEEN },
 		{ "\\Draft", STORE_F_DRAFT },	    { "$Forwarded", STORE_F_PASSED },
 	};
+	for (size_t k = 0; k < sizeof(sys) / sizeof(sys[0]); k++)
+		if (strcasecmp(name, sys[k].name) == 0) {
+			*bit_r = sys[k].bit;
+			return true;
+		}
+	return false;
+}
+
+int imap_arg_flags(struct imap_session *s, const struct imap_command *cmd,
+		   const struct imap_arg *arg, struct store_mailbox *mbox, bool create,
+		   uint32_t *flags_r, uint32_t *keywords_r)
+{
 	const struct imap_arg *list = arg;
 	size_t n = 1;
 	uint32_t flags = 0, kws = 0;
@@ -66,14 +76,11 @@ int imap_arg_flags(struct imap_session *s, const struct imap_command *cmd,
 			imap_send_tagged(s, cmd, "BAD", "Invalid flag");
 			return -1;
 		}
-		bool found = false;
-		for (size_t k = 0; k < sizeof(sys) / sizeof(sys[0]); k++)
-			if (strcasecmp(a->str, sys[k].name) == 0) {
-				flags |= sys[k].bit;
-				found = true;
-			}
-		if (found)
+		uint32_t bit;
+		if (imap_arg_system_flag(a->str, &bit)) {
+			flags |= bit;
 			continue;
+		}
 		if (a->str[0] == '\\') {
 			/* \Recent cannot be set (RFC 3501 2.3.2); other system
 			 * flags are unknown to us. */

@@ -221,26 +221,15 @@ static void append_done(struct session *base, void *arg)
 
 static int parse_flags(const struct imap_arg *a, struct append_msg *m)
 {
-	static const struct {
-		const char *name;
-		uint32_t bit;
-	} sys[] = {
-		{ "\\Answered", STORE_F_ANSWERED }, { "\\Flagged", STORE_F_FLAGGED },
-		{ "\\Deleted", STORE_F_DELETED },   { "\\Seen", STORE_F_SEEN },
-		{ "\\Draft", STORE_F_DRAFT },	    { "$Forwarded", STORE_F_PASSED },
-	};
 	for (size_t i = 0; i < a->count; i++) {
 		const struct imap_arg *f = &a->list[i];
-		bool found = false;
+		uint32_t bit;
 		if (f->type != IMAP_ARG_ATOM)
 			return -1;
-		for (size_t k = 0; k < sizeof(sys) / sizeof(sys[0]); k++)
-			if (strcasecmp(f->str, sys[k].name) == 0) {
-				m->flags |= sys[k].bit;
-				found = true;
-			}
-		if (found)
+		if (imap_arg_system_flag(f->str, &bit)) {
+			m->flags |= bit;
 			continue;
+		}
 		if (f->str[0] == '\\' || m->nkw == STORE_MAX_KEYWORDS)
 			return -1;
 		m->keywords[m->nkw] = strdup(f->str);

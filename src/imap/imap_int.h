@@ -135,6 +135,8 @@ bool imap_capability_plaintext_ok(struct imap_session *s);
  * malloc'ed UTF-8 name, or NULL after sending a tagged BAD/NO. */
 char *imap_arg_mailbox(struct imap_session *s, const struct imap_command *cmd,
 		       const struct imap_arg *arg);
+/* A system flag's bit (\Seen and the others, $Forwarded), or false. */
+bool imap_arg_system_flag(const char *name, uint32_t *bit_r);
 /* Flag list or single flag -> bits; keywords are looked up (created when
  * create) in the selected mailbox. -1 after a tagged BAD/NO. */
 int imap_arg_flags(struct imap_session *s, const struct imap_command *cmd,

@@ -22,25 +22,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "lib/base64.h"
 #include "lib/buf.h"
 
 static const char b64chars[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == ',')
-		return 63;
-	return -1;
-}
 
 static void put_utf8(struct buf *out, uint32_t cp)
 {
@@ -173,7 +160,7 @@ int imap_utf7_decode(const char *s, size_t len, struct buf *out, const char **er
 			}
 			if (u[i] == '-')
 				break;
-			int v = b64val(u[i]);
+			int v = base64_value(u[i], ',');
 			if (v < 0) {
 				*error_r = "Invalid modified BASE64";
 				goto fail;

@@ -26,6 +26,15 @@
 #include "lib/buf.h"
 
 
+static int resize(void **p, size_t n, size_t size)
+{
+	void *q = realloc(*p, n * size);
+	if (q == NULL)
+		return -1;
+	*p = q;
+	return 0;
+}
+
 static int grow(struct imap_view *v, size_t need)
 {
 	if (need <= v->cap)
@@ -33,19 +42,12 @@ static int grow(struct imap_view *v, size_t need)
 	size_t cap = v->cap ? v->cap : 64;
 	while (cap < need)
 		cap *= 2;
-	uint32_t *u = realloc(v->uids, cap * sizeof(*u));
-	if (u != NULL)
-		v->uids = u;
-	uint32_t *f = realloc(v->flags, cap * sizeof(*f));
-	if (f != NULL)
-		v->flags = f;
-	uint32_t *k = realloc(v->keywords, cap * sizeof(*k));
-	if (k != NULL)
-		v->keywords = k;
-	uint64_t *m = realloc(v->modseqs, cap * sizeof(*m));
-	if (m != NULL)
-		v->modseqs = m;
-	if (u == NULL || f == NULL || k == NULL || m == NULL)
+	/* Each array grows on its own; one that could not stays as it was
+	 * (still valid at the old capacity). */
+	if (resize((void **)&v->uids, cap, sizeof(*v->uids)) < 0 ||
+	    resize((void **)&v->flags, cap, sizeof(*v->flags)) < 0 ||
+	    resize((void **)&v->keywords, cap, sizeof(*v->keywords)) < 0 ||
+	    resize((void **)&v->modseqs, cap, sizeof(*v->modseqs)) < 0)
 		return -1;
 	v->cap = cap;
 	return 0;

@@ -21,7 +21,7 @@ void base64_encode(const void *data, size_t len, char *out)
 	out[o] = '\0';
 }
 
-static int val(char c)
+int base64_value(unsigned char c, char c63)
 {
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A';
@@ -31,9 +31,14 @@ static int val(char c)
 		return c - '0' + 52;
 	if (c == '+')
 		return 62;
-	if (c == '/')
+	if (c == (unsigned char)c63)
 		return 63;
 	return -1;
+}
+
+static int val(char c)
+{
+	return base64_value((unsigned char)c, '/');
 }
 
 long base64_decode(const char *in, size_t len, unsigned char *out)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/base64.h"
 #include "mime/mime_private.h"
 
 #define QP_MAX_PENDING_WS 1024
@@ -91,20 +92,6 @@ static void emit_n(struct mime_decoder *d, const void *p, size_t n)
 		emit(d, s[i]);
 }
 
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
 
 static void b64_feed(struct mime_decoder *d, const unsigned char *s, size_t n)
 {
@@ -114,7 +101,7 @@ static void b64_feed(struct mime_decoder *d, const unsigned char *s, size_t n)
 			d->b64_done = true;
 			break;
 		}
-		int v = b64val(s[i]);
+		int v = base64_value(s[i], '/');
 		if (v < 0)
 			continue; /* RFC 2045 6.8: ignore what is not in the alphabet */
 		d->acc = (d->acc << 6) | (uint32_t)v;
