@@ -359,72 +359,20 @@ static int snap_collect(void *ctx, const struct store_msg *m)
 	return 0;
 }
 
-/* The size of message uid as sent (see "Sizes" above). -1 with err
- * (NOTFOUND: the message went away meanwhile). */
+/* The size of message uid as sent (see "Sizes" above): the MIME tree's
+ * virtual size, from the store's parsed-message cache (the store parses the
+ * file on a miss and caches the result). buf is not used any more. -1 with
+ * err (NOTFOUND: the message went away meanwhile). */
 static int message_vsize(struct snap_job *j, uint32_t uid, unsigned char *buf, uint64_t *vsize_r,
 			 struct store_error *err)
 {
-	char *blob;
-	size_t len;
-	struct mime_tree *tree = NULL;
-	const char *why;
-	if (store_message_cache_get(j->mbox, uid, STORE_CACHE_MIMETREE, &blob, &len, err) < 0)
+	struct store_parsed parsed = { 0 };
+	(void)buf;
+	if (store_cache_get(j->mbox, uid, STORE_PARSED_TREE, &parsed, err) < 0)
 		return -1;
-	if (blob != NULL) {
-		int r = mime_tree_deserialize(blob, len, &tree, &why);
-		free(blob);
-		if (r == 0) {
-			*vsize_r = tree->vsize;
-			mime_tree_free(&tree);
-			return 0;
-		}
-		log_warn("pop3 %s: cached tree of uid %u: %s; reparsing", j->sid, uid, why);
-	}
-	int fd;
-	uint64_t size;
-	if (store_message_open(j->mbox, uid, &fd, &size, err) < 0)
-		return -1;
-	struct mime_parser *p = mime_parser_new(NULL);
-	if (p == NULL)
-		goto oom;
-	uint64_t off = 0;
-	for (;;) {
-		ssize_t n = pread(fd, buf, PARSE_CHUNK, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			set_err(err, STORE_ERR_TEMP, "read message %u: %s", uid, strerror(errno));
-			mime_parser_free(&p);
-			close(fd);
-			return -1;
-		}
-		if (n == 0)
-			break;
-		if (mime_parser_feed(p, buf, (size_t)n) == MIME_ERROR)
-			break; /* finish reports it */
-		off += (uint64_t)n;
-	}
-	close(fd);
-	fd = -1;
-	if (mime_parser_finish(&p, &tree, &why) < 0)
-		goto oom;
-	*vsize_r = tree->vsize;
-	/* Cache the tree: the next login (and IMAP FETCH) need not parse. A
-	 * cache that cannot be written costs a parse next time, no more. */
-	blob = mime_tree_serialize(tree, &len);
-	struct store_error cerr;
-	if (blob != NULL &&
-	    store_message_cache_set(j->mbox, uid, STORE_CACHE_MIMETREE, blob, len, &cerr) < 0)
-		log_warn("pop3 %s: cache of uid %u: %s", j->sid, uid, cerr.text);
-	free(blob);
-	mime_tree_free(&tree);
+	*vsize_r = parsed.tree->vsize;
+	store_cache_parsed_clear(&parsed);
 	return 0;
-oom:
-	if (fd >= 0)
-		close(fd);
-	mime_parser_free(&p);
-	set_err(err, STORE_ERR_TEMP, "out of memory parsing message %u", uid);
-	return -1;
 }
 
 static void snap_work(void *arg)

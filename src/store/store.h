@@ -198,32 +198,62 @@ int store_mailbox_expunged_since(struct store_mailbox *mbox, uint64_t modseq,
 				 int (*cb)(void *ctx, uint32_t uid, uint64_t modseq), void *ctx,
 				 struct store_error *err);
 
-/* Parsed data cached per message (by IMAP FETCH, filled on first use). */
-enum store_cache_field {
-	STORE_CACHE_ENVELOPE,
-	STORE_CACHE_BODY,	   /* BODY (non-extensible BODYSTRUCTURE) */
-	STORE_CACHE_BODYSTRUCTURE,
-	STORE_CACHE_MIMETREE,	   /* mime_tree_serialize() */
-};
-/* *data_r: malloc'ed copy (NUL-terminated), or NULL when not cached yet. */
-int store_message_cache_get(struct store_mailbox *mbox, uint32_t uid, enum store_cache_field f,
-			    char **data_r, size_t *len_r, struct store_error *err);
-/* The cached fields of every message with lo <= uid <= hi that has a cache
- * row, in UID order, in one index query (FETCH of many messages: one lock
- * and one B-tree walk instead of a lookup per message and field). cb gets
- * malloc'ed, NUL-terminated copies of the fields in mask (bits 1u << enum
- * store_cache_field; NULL where not cached) and owns them; non-zero from cb
- * stops the walk. */
-int store_message_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsigned mask,
-			      int (*cb)(void *ctx, uint32_t uid, char *data[4], size_t len[4]),
-			      void *ctx, struct store_error *err);
-int store_message_cache_set(struct store_mailbox *mbox, uint32_t uid, enum store_cache_field f,
-			    const void *data, size_t len, struct store_error *err);
-
 /* Open the message file read-only; the caller closes *fd_r. NOTFOUND if the
  * UID is not (or no longer) in the mailbox. */
 int store_message_open(struct store_mailbox *mbox, uint32_t uid, int *fd_r, uint64_t *size_r,
 		       struct store_error *err);
+
+/* ---- the parsed message, store_cache.c ------------------------------------- */
+
+struct mime_tree;
+
+/* What store_cache_get and store_cache_range are asked for (want). */
+#define STORE_PARSED_ENVELOPE	   0x01u /* IMAP ENVELOPE (RFC 9051 7.5.2) */
+#define STORE_PARSED_BODY	   0x02u /* IMAP BODY: BODYSTRUCTURE without extension data */
+#define STORE_PARSED_BODYSTRUCTURE 0x04u /* IMAP BODYSTRUCTURE */
+#define STORE_PARSED_TREE	   0x08u /* the MIME tree: where each part is, its size */
+
+/* A message's parsed data, by name. Every pointer is malloc'ed and belongs to
+ * whoever holds the struct (store_cache_parsed_clear frees them); a field not
+ * asked for (or, from store_cache_range, not cached) is NULL. The strings are
+ * NUL-terminated and exactly what mime_tree_cache_strings (mime.h) computes
+ * for the message's bytes; the tree is always the one rebuilt from its
+ * serialised form (mime_tree_deserialize: offsets, sizes, types, encodings
+ * and charsets; no raw header fields), whether the cache was hit or not. */
+struct store_parsed {
+	char *envelope;
+	size_t envelope_len;
+	char *body;
+	size_t body_len;
+	char *bodystructure;
+	size_t bodystructure_len;
+	struct mime_tree *tree;
+};
+
+/* Fill the fields of *parsed that want names and that are still NULL (a
+ * zeroed struct, or one holding what store_cache_range gave). They come from
+ * the index's cache; on a miss (no row, a field missing, a cached tree that
+ * does not deserialise) the message file is parsed, in bounded memory, and
+ * the whole row written (a failed write is logged and costs a parse next
+ * time, no more). 0 on success; -1 with err, *parsed unchanged: NOTFOUND if
+ * the message is not cached and not (or no longer) in the mailbox, TEMP for
+ * I/O, index and memory failures. Not from a store_cache_range callback. */
+int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,
+		    struct store_parsed *parsed, struct store_error *err);
+/* The cached data of every message with lo <= uid <= hi that has a cache
+ * row, in UID order, in one index query (FETCH of many messages: one lock
+ * and one B-tree walk instead of a lookup per message). Nothing is parsed:
+ * cb gets the fields of want that the row holds, the others NULL (for
+ * store_cache_get to fill). cb may keep any field by moving its pointer out
+ * and setting it to NULL; the rest is freed when cb returns. Non-zero from
+ * cb stops the walk. */
+int store_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsigned want,
+		      int (*cb)(void *ctx, uint32_t uid, struct store_parsed *parsed), void *ctx,
+		      struct store_error *err);
+/* Free the fields of *parsed and zero it (a zeroed struct is fine). */
+void store_cache_parsed_clear(struct store_parsed *parsed);
+
+/* ---- delivery: staging, adding, copying --------------------------------- */
 
 /* A message being received: written once to a staging file (CRLF line
  * endings enforced), fsynced once, then linked into one or more mailboxes. */

@@ -17,7 +17,8 @@
  *   msg(mailbox, uid, fname, size, flags, keywords, modseq, internaldate,
  *       pending)  narrow rows, so that counts and scans stay cheap
  *   msg_cache(mailbox, uid, envelope, body, bodystructure, mimetree)  the
- *       parsed message, filled on first FETCH; deleted with its msg row
+ *       parsed message (store_cache.c), written at delivery or on first use;
+ *       deleted with its msg row
  *   expunged(mailbox, uid, modseq)  for QRESYNC VANISHED (RFC 7162)
  *
  * mailbox.rescan: 0 in step with the files; 1 rescan cur/ fully on next sync;

@@ -151,11 +151,29 @@ struct store_sync_report {
 int store_sync_run(struct store_mailbox *mbox, int full, struct store_sync_report *rep,
 		   struct store_error *err);
 
+/* store_cache.c: a message's cache row as the index stores it (the tree
+ * serialised by mime_tree_serialize), every field malloc'ed or NULL. */
+struct store_cache_row {
+	char *envelope;
+	size_t envelope_len;
+	char *body;
+	size_t body_len;
+	char *bodystructure;
+	size_t bodystructure_len;
+	char *tree;
+	size_t tree_len;
+};
+/* The row of a parsed message (all four fields); -1 when out of memory
+ * (then *row is empty). */
+int store_cache_row_fill(struct store_cache_row *row, const struct mime_tree *tree);
+void store_cache_row_clear(struct store_cache_row *row);
+/* Write uid's row whole, if uid still has an index row. */
+int store_cache_put(struct store_mailbox *mbox, uint32_t uid, const struct store_cache_row *row,
+		    struct store_error *err);
+
 /* store_stage.c */
-#define STORE_STAGE_CACHE_FIELDS 4
-/* The parsed-message cache computed while staging (after finish), or NULL. */
-const char *store_stage_cache(const struct store_stage *stage, enum store_cache_field f,
-			      size_t *len_r);
+/* The cache row computed while staging (after finish), or NULL. */
+const struct store_cache_row *store_stage_cache(const struct store_stage *stage);
 int store_stage_fd(const struct store_stage *stage);
 const char *store_stage_name(const struct store_stage *stage);
 int store_stage_is_finished(const struct store_stage *stage);

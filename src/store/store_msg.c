@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "lib/fsx.h"
+#include "lib/log.h"
 
 int store_msg_lookup(struct store_mailbox *mbox, uint32_t uid, struct store_msg *msg_r,
 		     char *fname, size_t fname_size, struct store_error *err)
@@ -283,26 +284,11 @@ static void unlink_linked(struct store_mailbox *mbox, struct new_msg *msgs, size
 static void cache_from_stage(struct store_mailbox *mbox, uint32_t uid,
 			     const struct store_stage *stage)
 {
-	size_t len[4];
-	const char *v[4];
-	for (int i = 0; i < 4; i++)
-		if ((v[i] = store_stage_cache(stage, (enum store_cache_field)i, &len[i])) == NULL)
-			return;
+	const struct store_cache_row *row = store_stage_cache(stage);
 	struct store_error err;
-	sqlite3_stmt *st = store_index_stmt(
-		mbox->user,
-		"INSERT OR REPLACE INTO msg_cache(mailbox, uid, envelope, body, bodystructure, mimetree)"
-		" VALUES(?, ?, ?, ?, ?, ?)",
-		&err);
-	if (st == NULL)
-		return;
-	sqlite3_bind_int64(st, 1, mbox->id);
-	sqlite3_bind_int64(st, 2, uid);
-	for (int i = 0; i < 3; i++)
-		sqlite3_bind_text(st, 3 + i, v[i], (int)len[i], SQLITE_STATIC);
-	sqlite3_bind_blob(st, 6, v[3], (int)len[3], SQLITE_STATIC);
-	sqlite3_step(st);
-	sqlite3_reset(st);
+	if (row != NULL && store_cache_put(mbox, uid, row, &err) < 0)
+		log_warn("store %s/%s: cache of uid %u: %s", mbox->user->name, mbox->name, uid,
+			 err.text);
 }
 
 int store_mailbox_add(struct store_mailbox *mbox, struct store_stage *stage, uint32_t flags,
@@ -754,128 +740,6 @@ int store_mailbox_expunged_since(struct store_mailbox *mbox, uint64_t modseq,
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
 		store_index_sqlerr(mbox->user, err, "expunged");
-		return -1;
-	}
-	return 0;
-}
-
-static const char *const cache_get_sql[] = {
-	"SELECT envelope FROM msg_cache WHERE mailbox=? AND uid=?",
-	"SELECT body FROM msg_cache WHERE mailbox=? AND uid=?",
-	"SELECT bodystructure FROM msg_cache WHERE mailbox=? AND uid=?",
-	"SELECT mimetree FROM msg_cache WHERE mailbox=? AND uid=?",
-};
-static const char *const cache_set_sql[] = {
-	"INSERT INTO msg_cache(envelope, mailbox, uid) VALUES(?, ?, ?)"
-	" ON CONFLICT(mailbox, uid) DO UPDATE SET envelope=excluded.envelope",
-	"INSERT INTO msg_cache(body, mailbox, uid) VALUES(?, ?, ?)"
-	" ON CONFLICT(mailbox, uid) DO UPDATE SET body=excluded.body",
-	"INSERT INTO msg_cache(bodystructure, mailbox, uid) VALUES(?, ?, ?)"
-	" ON CONFLICT(mailbox, uid) DO UPDATE SET bodystructure=excluded.bodystructure",
-	"INSERT INTO msg_cache(mimetree, mailbox, uid) VALUES(?, ?, ?)"
-	" ON CONFLICT(mailbox, uid) DO UPDATE SET mimetree=excluded.mimetree",
-};
-
-int store_message_cache_get(struct store_mailbox *mbox, uint32_t uid, enum store_cache_field f,
-			    char **data_r, size_t *len_r, struct store_error *err)
-{
-	sqlite3_stmt *st = store_index_stmt(mbox->user, cache_get_sql[f], err);
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, mbox->id);
-	sqlite3_bind_int64(st, 2, uid);
-	*data_r = NULL;
-	*len_r = 0;
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
-		const void *p = sqlite3_column_blob(st, 0);
-		size_t n = (size_t)sqlite3_column_bytes(st, 0);
-		char *copy = malloc(n + 1);
-		if (copy == NULL) {
-			sqlite3_reset(st);
-			store_err(err, STORE_ERR_TEMP, "out of memory");
-			return -1;
-		}
-		if (n > 0)
-			memcpy(copy, p, n);
-		copy[n] = '\0';
-		*data_r = copy;
-		*len_r = n;
-	}
-	sqlite3_reset(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		store_index_sqlerr(mbox->user, err, "cache");
-		return -1;
-	}
-	return 0;
-}
-
-int store_message_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsigned mask,
-			      int (*cb)(void *ctx, uint32_t uid, char *data[4], size_t len[4]),
-			      void *ctx, struct store_error *err)
-{
-	sqlite3_stmt *st = store_index_stmt(mbox->user,
-					    "SELECT uid, envelope, body, bodystructure, mimetree"
-					    " FROM msg_cache WHERE mailbox=? AND uid BETWEEN ? AND ?"
-					    " ORDER BY uid",
-					    err);
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, mbox->id);
-	sqlite3_bind_int64(st, 2, lo);
-	sqlite3_bind_int64(st, 3, hi);
-	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		char *data[4] = { NULL, NULL, NULL, NULL };
-		size_t len[4] = { 0, 0, 0, 0 };
-		for (int f = 0; f < 4; f++) {
-			/* only the columns asked for are read: the others may
-			 * sit in overflow pages that need not be touched */
-			if (!(mask & (1u << f)) || sqlite3_column_type(st, f + 1) == SQLITE_NULL)
-				continue;
-			const void *p = sqlite3_column_blob(st, f + 1);
-			len[f] = (size_t)sqlite3_column_bytes(st, f + 1);
-			data[f] = malloc(len[f] + 1);
-			if (data[f] == NULL) {
-				for (int k = 0; k < f; k++)
-					free(data[k]);
-				sqlite3_reset(st);
-				store_err(err, STORE_ERR_TEMP, "out of memory");
-				return -1;
-			}
-			if (len[f] > 0)
-				memcpy(data[f], p, len[f]);
-			data[f][len[f]] = '\0';
-		}
-		if (cb(ctx, (uint32_t)sqlite3_column_int64(st, 0), data, len) != 0) {
-			rc = SQLITE_DONE;
-			break;
-		}
-	}
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		store_index_sqlerr(mbox->user, err, "cache");
-		return -1;
-	}
-	return 0;
-}
-
-int store_message_cache_set(struct store_mailbox *mbox, uint32_t uid, enum store_cache_field f,
-			    const void *data, size_t len, struct store_error *err)
-{
-	sqlite3_stmt *st = store_index_stmt(mbox->user, cache_set_sql[f], err);
-	if (st == NULL)
-		return -1;
-	if (f == STORE_CACHE_MIMETREE)
-		sqlite3_bind_blob(st, 1, data, (int)len, SQLITE_STATIC);
-	else
-		sqlite3_bind_text(st, 1, data, (int)len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, mbox->id);
-	sqlite3_bind_int64(st, 3, uid);
-	int rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		store_index_sqlerr(mbox->user, err, "cache");
 		return -1;
 	}
 	return 0;
