@@ -287,14 +287,33 @@ int store_mailbox_move(struct store_mailbox *src, const uint32_t *uids, size_t n
 		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct store_error *err);
 
 enum store_flag_mode { STORE_FLAGS_SET, STORE_FLAGS_ADD, STORE_FLAGS_REMOVE };
-/* Change flags and keywords of the messages in uids[] (ascending). A message
- * whose modseq is above unchangedsince (when non-zero) is left alone and its
- * UID reported through failed_cb (CONDSTORE, RFC 7162 3.1.3). Each changed
- * message gets a new modseq. */
+/* What store_mailbox_set_flags makes of a message whose flags and keywords
+ * are *flags_io and *keywords_io: the one copy of that arithmetic, for
+ * callers that must predict it (IMAP .SILENT: what the client works out for
+ * itself). store_flags.c. */
+void store_flags_apply(enum store_flag_mode mode, uint32_t flags, uint32_t keywords,
+		       uint32_t *flags_io, uint32_t *keywords_io);
+
+/* One message of the set, as store_mailbox_set_flags left it. */
+struct store_flag_report {
+	uint32_t uid;
+	uint32_t flags;	   /* STORE_F_*: its flags now */
+	uint32_t keywords; /* its keyword bits now */
+	uint64_t modseq;   /* its modseq now: a new one if changed */
+	int changed;	   /* this call changed its flags or keywords */
+	int modified;	   /* left alone: its modseq was above unchangedsince */
+};
+/* Change flags and keywords of the messages in uids[] (ascending) as
+ * store_flags_apply says. A message whose modseq is above unchangedsince
+ * (when non-zero) is left alone (CONDSTORE, RFC 7162 3.1.3). Each changed
+ * message gets a new modseq. On success report (may be NULL) hears of each
+ * message of uids[] that is in the mailbox, in that order, once the change
+ * is committed and the mailbox unlocked; on failure it hears nothing. */
 int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, size_t n,
 			    enum store_flag_mode mode, uint32_t flags, uint32_t keywords,
-			    uint64_t unchangedsince, void (*failed_cb)(void *ctx, uint32_t uid),
-			    void *ctx, struct store_error *err);
+			    uint64_t unchangedsince,
+			    void (*report)(void *ctx, const struct store_flag_report *r), void *ctx,
+			    struct store_error *err);
 /* Remove messages (unlink). Missing UIDs are ignored. */
 int store_mailbox_expunge(struct store_mailbox *mbox, const uint32_t *uids, size_t n,
 			  struct store_error *err);

@@ -616,18 +616,27 @@ out_free:
 
 int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, size_t n,
 			    enum store_flag_mode mode, uint32_t flags, uint32_t keywords,
-			    uint64_t unchangedsince, void (*failed_cb)(void *ctx, uint32_t uid),
-			    void *ctx, struct store_error *err)
+			    uint64_t unchangedsince,
+			    void (*report)(void *ctx, const struct store_flag_report *r), void *ctx,
+			    struct store_error *err)
 {
 	if (store_mailbox_fds(mbox, err) < 0)
 		return -1;
 	struct store_user *user = mbox->user;
+	struct store_flag_report *reps = NULL;
+	size_t nreps = 0;
 	int ret = -1;
 	int in_txn = 0;
 
 	flags &= STORE_F_ALL;
-	if (store_mailbox_lock(mbox, err) < 0)
+	/* Reported only once committed: a failure half way must not have
+	 * told the caller of changes it then answers as failed. */
+	if (report != NULL && n > 0 && (reps = calloc(n, sizeof(*reps))) == NULL) {
+		store_err(err, STORE_ERR_TEMP, "out of memory");
 		return -1;
+	}
+	if (store_mailbox_lock(mbox, err) < 0)
+		goto out_free;
 	if (store_mailbox_sync(mbox, 0, err) < 0)
 		goto out;
 	if (store_index_begin(user, err) < 0)
@@ -642,30 +651,21 @@ int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, si
 				continue;
 			goto out;
 		}
+		struct store_flag_report one, *r = reps != NULL ? &reps[nreps++] : &one;
+		*r = (struct store_flag_report){ uids[i], m.flags, m.keywords, m.modseq, 0, 0 };
 		if (unchangedsince != 0 && m.modseq > unchangedsince) {
-			if (failed_cb != NULL)
-				failed_cb(ctx, uids[i]);
+			r->modified = 1;
 			continue;
 		}
-		uint32_t nf = m.flags, nk = m.keywords;
-		if (mode == STORE_FLAGS_SET) {
-			nf = flags;
-			nk = keywords;
-		} else if (mode == STORE_FLAGS_ADD) {
-			nf |= flags;
-			nk |= keywords;
-		} else {
-			nf &= ~flags;
-			nk &= ~keywords;
-		}
-		if (nf == m.flags && nk == m.keywords)
+		store_flags_apply(mode, flags, keywords, &r->flags, &r->keywords);
+		if (r->flags == m.flags && r->keywords == m.keywords)
 			continue;
 		if (store_fname_parse(oldname, &f) < 0) {
 			store_err(err, STORE_ERR_TEMP, "unparsable file name %s", oldname);
 			goto out;
 		}
-		f.flags = nf;
-		f.keywords = nk;
+		f.flags = r->flags;
+		f.keywords = r->keywords;
 		if (store_fname_build(&f, newname, sizeof(newname)) < 0) {
 			store_err(err, STORE_ERR_INVALID, "file name too long");
 			goto out;
@@ -679,14 +679,14 @@ int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, si
 			in_txn = 0;
 			goto out;
 		}
-		uint64_t modseq;
-		if (store_mailbox_next_modseq(mbox, &modseq, err) < 0 ||
+		if (store_mailbox_next_modseq(mbox, &r->modseq, err) < 0 ||
 		    store_index_exec(user, err,
 				     "UPDATE msg SET flags=%u, keywords=%u, fname=%Q, modseq=%llu"
 				     " WHERE mailbox=%lld AND uid=%u",
-				     nf, nk, newname, (unsigned long long)modseq,
+				     r->flags, r->keywords, newname, (unsigned long long)r->modseq,
 				     (long long)mbox->id, uids[i]) < 0)
 			goto out;
+		r->changed = 1;
 	}
 	if (store_mailbox_note_mtime(mbox, err) < 0)
 		goto out;
@@ -700,6 +700,10 @@ out:
 		store_mailbox_mark_rescan(mbox); /* adopts the files renamed so far */
 	}
 	store_mailbox_unlock(mbox);
+	for (size_t i = 0; ret == 0 && i < nreps; i++)
+		report(ctx, &reps[i]);
+out_free:
+	free(reps);
 	return ret;
 }
 
