@@ -5,7 +5,8 @@
  * per-user SQLite index. Protocols (IMAP, POP3, LMTP) and the CLI call only
  * this header; none of them touches a path or an SQL statement. The design
  * notes (delivery protocol, UID and modseq allocation, reconcile) are at the
- * top of store_msg.c and store_sync.c.
+ * top of store_link.c and store_sync.c; each block below names the file
+ * that implements it (store_int.h lists them all, bottom up).
  *
  * Errors: functions return 0 on success and -1 on failure, with the reason in
  * the struct store_error the caller passes. Its code keeps temporary and
@@ -62,7 +63,7 @@ struct store_error {
 /* Longest IMAP mailbox name accepted (bytes of UTF-8). */
 #define STORE_MAX_MAILBOX_NAME 200
 
-/* ---- the DATA folder --------------------------------------------------- */
+/* ---- the DATA folder, store.c ------------------------------------------- */
 
 /* Open DATA (creating mail/ and spool/tmp/ if missing). settings may be NULL
  * for defaults. The store keeps no pointer to settings. */
@@ -73,7 +74,7 @@ void store_close(struct store **store);
  * admin configured it as temporary (quota_full_tempfail). */
 int store_quota_is_temporary(const struct store *store);
 
-/* ---- users --------------------------------------------------------------- */
+/* ---- users, store_user.c --------------------------------------------------- */
 
 /* 0 if name is acceptable as a user name: 1..64 bytes, no '/', no control
  * characters, not "." or "..", no ':' (the passwd separator), no leading '.'. */
@@ -102,7 +103,7 @@ int store_user_quota_check(struct store_user *user, uint64_t bytes, uint64_t mes
 /* Per-user limits (0: none); default from the settings. */
 void store_user_set_quota(struct store_user *user, uint64_t max_bytes, uint64_t max_messages);
 
-/* ---- mailboxes ----------------------------------------------------------- */
+/* ---- mailboxes, store_mailbox.c (RENAME: store_mailbox_rename.c) ---------- */
 
 struct store_mailbox_info {
 	const char *name;	 /* IMAP name, UTF-8, '/' separated */
@@ -127,7 +128,8 @@ int store_mailbox_rename(struct store_user *user, const char *from, const char *
  * malloc'ed name, or -1 (INVALID) if it is not a name the store accepts. */
 int store_mailbox_name_normalize(const char *name, char **norm_r, struct store_error *err);
 
-/* Subscriptions (RFC 9051 6.3.7): a set of names, which need not exist. */
+/* Subscriptions (RFC 9051 6.3.7): a set of names, which need not exist.
+ * store_subs.c. */
 int store_subscribe(struct store_user *user, const char *name, int subscribe,
 		    struct store_error *err);
 int store_subscriptions(struct store_user *user, int (*cb)(void *ctx, const char *name),
@@ -170,7 +172,7 @@ const char *store_mailbox_keyword(const struct store_mailbox *mbox, unsigned idx
 int store_mailbox_keyword_index(struct store_mailbox *mbox, const char *keyword, int create,
 				unsigned *idx_r, struct store_error *err);
 
-/* ---- messages ------------------------------------------------------------ */
+/* ---- messages: rows (store_mailbox.c), files (store_message.c) ------------ */
 
 struct store_msg {
 	uint32_t uid;
@@ -253,7 +255,8 @@ int store_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsi
 /* Free the fields of *parsed and zero it (a zeroed struct is fine). */
 void store_cache_parsed_clear(struct store_parsed *parsed);
 
-/* ---- delivery: staging, adding, copying --------------------------------- */
+/* ---- changing messages: staging (store_stage.c), then one file per change:
+ *      store_mailbox_add.c, _copy.c, _move.c, _set_flags.c, _expunge.c ---- */
 
 /* A message being received: written once to a staging file (CRLF line
  * endings enforced), fsynced once, then linked into one or more mailboxes. */

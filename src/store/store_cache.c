@@ -51,24 +51,15 @@ int store_cache_row_fill(struct store_cache_row *row, const struct mime_tree *tr
 	if (mime_tree_cache_strings(tree, v, len) < 0)
 		return -1;
 	/* mime_tree_cache_strings' order: ENVELOPE, BODY, BODYSTRUCTURE, tree */
-	row->envelope = v[0];
-	row->envelope_len = len[0];
-	row->body = v[1];
-	row->body_len = len[1];
-	row->bodystructure = v[2];
-	row->bodystructure_len = len[2];
+	row->text.envelope = v[0];
+	row->text.envelope_len = len[0];
+	row->text.body = v[1];
+	row->text.body_len = len[1];
+	row->text.bodystructure = v[2];
+	row->text.bodystructure_len = len[2];
 	row->tree = v[3];
 	row->tree_len = len[3];
 	return 0;
-}
-
-void store_cache_row_clear(struct store_cache_row *row)
-{
-	free(row->envelope);
-	free(row->body);
-	free(row->bodystructure);
-	free(row->tree);
-	memset(row, 0, sizeof(*row));
 }
 
 void store_cache_parsed_clear(struct store_parsed *parsed)
@@ -78,6 +69,14 @@ void store_cache_parsed_clear(struct store_parsed *parsed)
 	free(parsed->bodystructure);
 	mime_tree_free(&parsed->tree);
 	memset(parsed, 0, sizeof(*parsed));
+}
+
+void store_cache_row_clear(struct store_cache_row *row)
+{
+	store_cache_parsed_clear(&row->text);
+	free(row->tree);
+	row->tree = NULL;
+	row->tree_len = 0;
 }
 
 int store_cache_put(struct store_mailbox *mbox, uint32_t uid, const struct store_cache_row *row,
@@ -93,17 +92,13 @@ int store_cache_put(struct store_mailbox *mbox, uint32_t uid, const struct store
 		return -1;
 	sqlite3_bind_int64(st, 1, mbox->id);
 	sqlite3_bind_int64(st, 2, uid);
-	sqlite3_bind_text(st, 3, row->envelope, (int)row->envelope_len, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, row->body, (int)row->body_len, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, row->bodystructure, (int)row->bodystructure_len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, row->text.envelope, (int)row->text.envelope_len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, row->text.body, (int)row->text.body_len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, row->text.bodystructure, (int)row->text.bodystructure_len,
+			  SQLITE_STATIC);
 	sqlite3_bind_blob(st, 6, row->tree, (int)row->tree_len, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		store_index_sqlerr(mbox->user, err, "cache");
-		return -1;
-	}
-	return 0;
+	return store_index_done(mbox->user, st, rc, "cache", err);
 }
 
 /* A malloc'ed, NUL-terminated copy of column col (NULL stays NULL). */
@@ -132,16 +127,43 @@ static int column_copy(sqlite3_stmt *st, int col, char **v_r, size_t *len_r)
 static int row_from_stmt(sqlite3_stmt *st, unsigned want, struct store_cache_row *row)
 {
 	memset(row, 0, sizeof(*row));
+	struct store_parsed *t = &row->text;
 	if (((want & STORE_PARSED_ENVELOPE) &&
-	     column_copy(st, 1, &row->envelope, &row->envelope_len) < 0) ||
-	    ((want & STORE_PARSED_BODY) && column_copy(st, 2, &row->body, &row->body_len) < 0) ||
+	     column_copy(st, 1, &t->envelope, &t->envelope_len) < 0) ||
+	    ((want & STORE_PARSED_BODY) && column_copy(st, 2, &t->body, &t->body_len) < 0) ||
 	    ((want & STORE_PARSED_BODYSTRUCTURE) &&
-	     column_copy(st, 3, &row->bodystructure, &row->bodystructure_len) < 0) ||
+	     column_copy(st, 3, &t->bodystructure, &t->bodystructure_len) < 0) ||
 	    ((want & STORE_PARSED_TREE) && column_copy(st, 4, &row->tree, &row->tree_len) < 0)) {
 		store_cache_row_clear(row);
 		return -1;
 	}
 	return 0;
+}
+
+/* The fields *p holds. */
+static unsigned held(const struct store_parsed *p)
+{
+	return (p->envelope != NULL ? STORE_PARSED_ENVELOPE : 0) |
+	       (p->body != NULL ? STORE_PARSED_BODY : 0) |
+	       (p->bodystructure != NULL ? STORE_PARSED_BODYSTRUCTURE : 0) |
+	       (p->tree != NULL ? STORE_PARSED_TREE : 0);
+}
+
+/* Does row hold every field of want? */
+static int row_complete(const struct store_cache_row *row, unsigned want)
+{
+	unsigned have = held(&row->text) | (row->tree != NULL ? STORE_PARSED_TREE : 0);
+	return (want & ~have) == 0;
+}
+
+/* Moves *from (length from_len) to *to, if *to is empty. */
+static void take_string(char **to, size_t *to_len, char **from, size_t from_len)
+{
+	if (*to != NULL)
+		return;
+	*to = *from;
+	*to_len = from_len;
+	*from = NULL;
 }
 
 /* Moves the strings of row that want names into *parsed (where it has none
@@ -150,44 +172,18 @@ static int row_from_stmt(sqlite3_stmt *st, unsigned want, struct store_cache_row
 static int take_row(struct store_parsed *parsed, struct store_cache_row *row, unsigned want,
 		    const char **why_r)
 {
+	struct store_parsed *t = &row->text;
 	if ((want & STORE_PARSED_TREE) && parsed->tree == NULL && row->tree != NULL &&
 	    mime_tree_deserialize(row->tree, row->tree_len, &parsed->tree, why_r) < 0)
 		return -1;
-	if ((want & STORE_PARSED_ENVELOPE) && parsed->envelope == NULL) {
-		parsed->envelope = row->envelope;
-		parsed->envelope_len = row->envelope_len;
-		row->envelope = NULL;
-	}
-	if ((want & STORE_PARSED_BODY) && parsed->body == NULL) {
-		parsed->body = row->body;
-		parsed->body_len = row->body_len;
-		row->body = NULL;
-	}
-	if ((want & STORE_PARSED_BODYSTRUCTURE) && parsed->bodystructure == NULL) {
-		parsed->bodystructure = row->bodystructure;
-		parsed->bodystructure_len = row->bodystructure_len;
-		row->bodystructure = NULL;
-	}
+	if (want & STORE_PARSED_ENVELOPE)
+		take_string(&parsed->envelope, &parsed->envelope_len, &t->envelope, t->envelope_len);
+	if (want & STORE_PARSED_BODY)
+		take_string(&parsed->body, &parsed->body_len, &t->body, t->body_len);
+	if (want & STORE_PARSED_BODYSTRUCTURE)
+		take_string(&parsed->bodystructure, &parsed->bodystructure_len, &t->bodystructure,
+			    t->bodystructure_len);
 	return 0;
-}
-
-/* The fields of want that *parsed does not hold yet. */
-static unsigned missing(const struct store_parsed *p, unsigned want)
-{
-	unsigned have = (p->envelope != NULL ? STORE_PARSED_ENVELOPE : 0) |
-			(p->body != NULL ? STORE_PARSED_BODY : 0) |
-			(p->bodystructure != NULL ? STORE_PARSED_BODYSTRUCTURE : 0) |
-			(p->tree != NULL ? STORE_PARSED_TREE : 0);
-	return want & ~have;
-}
-
-/* Does row hold every field of want? */
-static int row_complete(const struct store_cache_row *row, unsigned want)
-{
-	return (!(want & STORE_PARSED_ENVELOPE) || row->envelope != NULL) &&
-	       (!(want & STORE_PARSED_BODY) || row->body != NULL) &&
-	       (!(want & STORE_PARSED_BODYSTRUCTURE) || row->bodystructure != NULL) &&
-	       (!(want & STORE_PARSED_TREE) || row->tree != NULL);
 }
 
 /* Read the cache row of uid (the columns want names). 1: found, 0: none. */
@@ -299,7 +295,7 @@ int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 	struct store_parsed got = *parsed;
 	struct store_cache_row row;
 	const char *why;
-	unsigned need = missing(&got, want);
+	unsigned need = want & ~held(&got);
 
 	if (need == 0)
 		return 0;
@@ -358,10 +354,5 @@ int store_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsi
 			break;
 		}
 	}
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		store_index_sqlerr(mbox->user, err, "cache");
-		return -1;
-	}
-	return 0;
+	return store_index_done(mbox->user, st, rc, "cache", err);
 }

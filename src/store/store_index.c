@@ -81,12 +81,6 @@ static int ensure_open(struct store_user *user, struct store_error *err)
 	return store_index_open(user, err);
 }
 
-void store_user_release_index(struct store_user *user)
-{
-	if (!user->in_txn)
-		store_index_close(user);
-}
-
 int store_index_exec(struct store_user *user, struct store_error *err, const char *sql, ...)
 {
 	if (ensure_open(user, err) < 0)
@@ -237,6 +231,16 @@ sqlite3_stmt *store_index_stmt(struct store_user *user, const char *sql, struct 
 	user->stmts[free_slot].sql = sql;
 	user->stmts[free_slot].stmt = st;
 	return st;
+}
+
+int store_index_done(struct store_user *user, sqlite3_stmt *st, int rc, const char *what,
+		     struct store_error *err)
+{
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	store_index_sqlerr(user, err, what);
+	return -1;
 }
 
 int store_index_begin(struct store_user *user, struct store_error *err)
