@@ -15,11 +15,11 @@
  *
  * Data sources, cheapest first. FLAGS, UID, MODSEQ, INTERNALDATE and the
  * physical size come from the index (store_mailbox_messages, a batch of
- * UIDs per query). ENVELOPE, BODY and BODYSTRUCTURE are strings cached in
- * the index; the MIME tree is cached serialised (mime_tree_serialize). On a
- * miss the message file is streamed through mime_parser in PARSE_CHUNK
- * slices (never the whole file in memory) and all four cache fields are
- * filled at once, so the next FETCH of any of them is a lookup.
+ * UIDs per query). ENVELOPE, BODY, BODYSTRUCTURE and the MIME tree come
+ * from the store's parsed-message cache: for a dense batch in one query
+ * (store_cache_range), then per message whatever that left out
+ * (store_cache_get, which parses the file on a miss and caches the result;
+ * this file parses nothing).
  *
  * Body bytes. A section resolves (mime_section_resolve) to byte ranges of
  * the message file. Large plain ranges go out as file segments
@@ -73,7 +73,8 @@
 #include "lib/log.h"
 #include "mime/mime.h"
 
-#define PARSE_CHUNK (64 * 1024)
+/* Bytes read per pread when copying small ranges. */
+#define COPY_CHUNK (64 * 1024)
 /* Ranges below this are copied rather than queued as file segments. */
 #define SMALL_RANGE (16 * 1024)
 /* Items in one FETCH (after macro expansion). */
@@ -109,17 +110,14 @@ struct fmsg {
 	struct store_msg m; /* m.fname is not kept */
 	bool seen_changed;  /* \Seen set by this FETCH: send FLAGS */
 	int fd;
-	struct mime_tree *tree;
-	char *cache[4];	  /* indexed by enum store_cache_field */
-	size_t cache_len[4];
+	struct store_parsed parsed; /* what the items need of it */
 };
 
 /* Cached fields of one message of the batch, read for the whole batch in
  * one index query (next_batch) and handed to fetch_one. */
 struct pre_ent {
 	uint32_t uid;
-	char *data[4]; /* indexed by enum store_cache_field; NULL: not cached */
-	size_t len[4];
+	struct store_parsed parsed; /* NULL where not cached */
 };
 
 struct fetch_ctx {
@@ -141,7 +139,7 @@ struct fetch_ctx {
 	struct pre_ent *pre; /* BATCH long, allocated on first use */
 	size_t npre, pre_i;
 	size_t bstart, bk; /* the batch: uids[bstart .. bstart+bk) */
-	char *buf; /* PARSE_CHUNK scratch */
+	char *buf; /* COPY_CHUNK scratch */
 	bool failed; /* a fatal condition was answered (tagged already sent) */
 };
 
@@ -167,18 +165,13 @@ static void fmsg_clear(struct fmsg *fm)
 	if (fm->fd >= 0)
 		close(fm->fd);
 	fm->fd = -1;
-	mime_tree_free(&fm->tree);
-	for (int i = 0; i < 4; i++) {
-		free(fm->cache[i]);
-		fm->cache[i] = NULL;
-	}
+	store_cache_parsed_clear(&fm->parsed);
 }
 
 static void pre_clear(struct fetch_ctx *fc)
 {
 	for (size_t i = 0; i < fc->npre; i++)
-		for (int f = 0; f < 4; f++)
-			free(fc->pre[i].data[f]);
+		store_cache_parsed_clear(&fc->pre[i].parsed);
 	fc->npre = fc->pre_i = 0;
 }
 
@@ -548,97 +541,13 @@ static int fmsg_open(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *
 	return store_message_open(fc->s->view->mbox, fm->m.uid, &fm->fd, &size, err);
 }
 
-/* Streams the file through the parser and fills the four cache fields.
- * -1: the file is gone (NOTFOUND) or a temporary failure (err). */
-static int fmsg_parse(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *err)
+/* The fields of the parsed message this FETCH needs. */
+static unsigned parsed_want(const struct fetch_ctx *fc)
 {
-	struct store_mailbox *mbox = fc->s->view->mbox;
-	if (fmsg_open(fc, fm, err) < 0)
-		return -1;
-	struct mime_parser *p = mime_parser_new(NULL);
-	if (p == NULL)
-		goto oom;
-	uint64_t off = 0;
-	for (;;) {
-		ssize_t n = pread(fm->fd, fc->buf, PARSE_CHUNK, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			mime_parser_free(&p);
-			err->code = STORE_ERR_TEMP;
-			snprintf(err->text, sizeof(err->text), "read message %u: %s", fm->m.uid,
-				 strerror(errno));
-			return -1;
-		}
-		if (n == 0)
-			break;
-		if (mime_parser_feed(p, fc->buf, (size_t)n) == MIME_ERROR)
-			break; /* finish reports it */
-		off += (uint64_t)n;
-	}
-	const char *why;
-	struct mime_tree *tree;
-	if (mime_parser_finish(&p, &tree, &why) < 0)
-		goto oom;
-	mime_tree_free(&fm->tree);
-	fm->tree = tree;
-	for (int i = 0; i < 4; i++) {
-		free(fm->cache[i]);
-		fm->cache[i] = NULL;
-	}
-	/* enum store_cache_field follows mime_tree_cache_strings' order */
-	if (mime_tree_cache_strings(tree, fm->cache, fm->cache_len) < 0)
-		goto oom;
-	for (int i = 0; i < 4; i++) {
-		struct store_error cerr;
-		/* A cache that cannot be written (disk full, lock) costs a
-		 * reparse next time, not this FETCH. */
-		if (store_message_cache_set(mbox, fm->m.uid, (enum store_cache_field)i, fm->cache[i],
-					    fm->cache_len[i], &cerr) < 0)
-			log_warn("imap %s: cache of uid %u: %s", fc->s->base.id, fm->m.uid, cerr.text);
-	}
-	return 0;
-oom:
-	mime_parser_free(&p);
-	err->code = STORE_ERR_TEMP;
-	snprintf(err->text, sizeof(err->text), "out of memory parsing message %u", fm->m.uid);
-	return -1;
+	return (fc->need_env ? STORE_PARSED_ENVELOPE : 0) | (fc->need_body ? STORE_PARSED_BODY : 0) |
+	       (fc->need_bs ? STORE_PARSED_BODYSTRUCTURE : 0) |
+	       (fc->need_tree ? STORE_PARSED_TREE : 0);
 }
-
-static int fmsg_cached(struct fetch_ctx *fc, struct fmsg *fm, enum store_cache_field f,
-		       struct store_error *err)
-{
-	if (fm->cache[f] != NULL)
-		return 0;
-	if (store_message_cache_get(fc->s->view->mbox, fm->m.uid, f, &fm->cache[f],
-				    &fm->cache_len[f], err) < 0)
-		return -1;
-	if (fm->cache[f] != NULL)
-		return 0;
-	return fmsg_parse(fc, fm, err);
-}
-
-static int fmsg_tree(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *err)
-{
-	if (fm->tree != NULL)
-		return 0;
-	char *blob = fm->cache[STORE_CACHE_MIMETREE];
-	size_t len = fm->cache_len[STORE_CACHE_MIMETREE];
-	fm->cache[STORE_CACHE_MIMETREE] = NULL; /* freed below, whatever happens */
-	if (blob == NULL && store_message_cache_get(fc->s->view->mbox, fm->m.uid,
-						    STORE_CACHE_MIMETREE, &blob, &len, err) < 0)
-		return -1;
-	if (blob != NULL) {
-		const char *why;
-		int r = mime_tree_deserialize(blob, len, &fm->tree, &why);
-		free(blob);
-		if (r == 0)
-			return 0;
-		log_warn("imap %s: cached tree of uid %u: %s; reparsing", fc->s->base.id, fm->m.uid, why);
-	}
-	return fmsg_parse(fc, fm, err);
-}
-
 
 /* ---- output ------------------------------------------------------------------- */
 
@@ -670,8 +579,8 @@ static int send_ranges(struct fetch_ctx *fc, struct fmsg *fm, const struct mime_
 		} else if (g->size < SMALL_RANGE) {
 			uint64_t done = 0;
 			while (done < g->size) {
-				size_t want = g->size - done < PARSE_CHUNK ? (size_t)(g->size - done)
-									  : PARSE_CHUNK;
+				size_t want = g->size - done < COPY_CHUNK ? (size_t)(g->size - done)
+									  : COPY_CHUNK;
 				ssize_t n = pread(fm->fd, fc->buf, want, (off_t)(g->offset + done));
 				if (n < 0 && errno == EINTR)
 					continue;
@@ -703,7 +612,7 @@ static int send_section(struct fetch_ctx *fc, struct fmsg *fm, const struct fetc
 	imap_send(s, "%s", it->name);
 	if (it->partial)
 		imap_send(s, "<%" PRIu64 ">", it->origin);
-	if (mime_section_resolve(fm->tree, &it->section, &src, &r, &why) < 0) {
+	if (mime_section_resolve(fm->parsed.tree, &it->section, &src, &r, &why) < 0) {
 		/* no such part, or HEADER/TEXT of a part that is no message */
 		imap_send_raw(s, " NIL", 4);
 		return 0;
@@ -775,13 +684,13 @@ static int send_binary(struct fetch_ctx *fc, struct fmsg *fm, const struct fetch
 	imap_send(s, "%s", it->name);
 	if (it->partial)
 		imap_send(s, "<%" PRIu64 ">", it->origin);
-	if (mime_tree_find(fm->tree, it->section.path, it->section.path_len) == NULL) {
+	if (mime_tree_find(fm->parsed.tree, it->section.path, it->section.path_len) == NULL) {
 		imap_send_raw(s, " NIL", 4);
 		return 0;
 	}
 	struct window w = { it->partial ? it->origin : 0, it->partial ? it->count : UINT64_MAX, 0,
 			    false, NULL };
-	if (mime_section_binary(fm->tree, it->section.path, it->section.path_len, &src,
+	if (mime_section_binary(fm->parsed.tree, it->section.path, it->section.path_len, &src,
 				it->kind == IT_BINARY ? window_out : NULL, &w, &size, NULL, &why) < 0) {
 		log_warn("imap %s: FETCH uid %u %s: %s", s->base.id, fm->m.uid, it->name, why);
 		imap_send_raw(s, " NIL", 4);
@@ -798,7 +707,7 @@ static int send_binary(struct fetch_ctx *fc, struct fmsg *fm, const struct fetch
 	}
 	imap_send(s, " %s{%" PRIu64 "}\r\n", w.nul ? "~" : "", sent);
 	struct window w2 = { it->partial ? it->origin : 0, sent, 0, false, s };
-	if (mime_section_binary(fm->tree, it->section.path, it->section.path_len, &src, window_out,
+	if (mime_section_binary(fm->parsed.tree, it->section.path, it->section.path_len, &src, window_out,
 				&w2, &size, NULL, &why) < 0 ||
 	    w2.left != 0) {
 		log_warn("imap %s: FETCH uid %u %s (second pass): %s", s->base.id, fm->m.uid, it->name,
@@ -836,17 +745,9 @@ static int fmsg_load(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *
 	int r = 0;
 	if (fc->need_fd)
 		r = fmsg_open(fc, fm, err);
-	if (r == 0 && fc->need_tree)
-		r = fmsg_tree(fc, fm, err);
-	if (r == 0 && fc->need_env)
-		r = fmsg_cached(fc, fm, STORE_CACHE_ENVELOPE, err);
-	if (r == 0 && fc->need_body)
-		r = fmsg_cached(fc, fm, STORE_CACHE_BODY, err);
-	if (r == 0 && fc->need_bs)
-		r = fmsg_cached(fc, fm, STORE_CACHE_BODYSTRUCTURE, err);
+	if (r == 0)
+		r = store_cache_get(fc->s->view->mbox, fm->m.uid, parsed_want(fc), &fm->parsed, err);
 	if (r < 0)
-		return err->code == STORE_ERR_NOTFOUND ? 0 : -1;
-	if (fc->need_fd && fm->fd < 0 && fmsg_open(fc, fm, err) < 0)
 		return err->code == STORE_ERR_NOTFOUND ? 0 : -1;
 	return 1;
 }
@@ -862,7 +763,7 @@ static bool unknown_cte(const struct fetch_ctx *fc, const struct fmsg *fm)
 		if (it->section.path_len == 0)
 			continue;
 		const struct mime_part *p =
-			mime_tree_find(fm->tree, it->section.path, it->section.path_len);
+			mime_tree_find(fm->parsed.tree, it->section.path, it->section.path_len);
 		if (p != NULL && !(p->flags & (MIME_PART_MULTIPART | MIME_PART_MESSAGE)) &&
 		    p->cte == MIME_CTE_UNKNOWN)
 			return true;
@@ -936,19 +837,18 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 			flags_done = true;
 			break;
 		case IT_INTERNALDATE: send_internaldate(s, m->internaldate); break;
-		case IT_SIZE: imap_send(s, "RFC822.SIZE %" PRIu64, fm.tree->vsize); break;
+		case IT_SIZE: imap_send(s, "RFC822.SIZE %" PRIu64, fm.parsed.tree->vsize); break;
 		case IT_ENVELOPE:
 			imap_send_raw(s, "ENVELOPE ", 9);
-			imap_send_raw(s, fm.cache[STORE_CACHE_ENVELOPE], fm.cache_len[STORE_CACHE_ENVELOPE]);
+			imap_send_raw(s, fm.parsed.envelope, fm.parsed.envelope_len);
 			break;
 		case IT_BODY:
 			imap_send_raw(s, "BODY ", 5);
-			imap_send_raw(s, fm.cache[STORE_CACHE_BODY], fm.cache_len[STORE_CACHE_BODY]);
+			imap_send_raw(s, fm.parsed.body, fm.parsed.body_len);
 			break;
 		case IT_BODYSTRUCTURE:
 			imap_send_raw(s, "BODYSTRUCTURE ", 14);
-			imap_send_raw(s, fm.cache[STORE_CACHE_BODYSTRUCTURE],
-				      fm.cache_len[STORE_CACHE_BODYSTRUCTURE]);
+			imap_send_raw(s, fm.parsed.bodystructure, fm.parsed.bodystructure_len);
 			break;
 		case IT_MODSEQ:
 			imap_send(s, "MODSEQ (%" PRIu64 ")", m->modseq);
@@ -1005,35 +905,27 @@ static int collect_row(void *ctx, const struct store_msg *m)
 	return fc->nrows >= BATCH;
 }
 
-static int collect_pre(void *ctx, uint32_t uid, char *data[4], size_t len[4])
+static int collect_pre(void *ctx, uint32_t uid, struct store_parsed *parsed)
 {
 	struct fetch_ctx *fc = ctx;
-	if (fc->npre >= BATCH || !uid_in(fc->uids + fc->bstart, fc->bk, uid)) {
-		for (int f = 0; f < 4; f++)
-			free(data[f]);
+	if (fc->npre >= BATCH || !uid_in(fc->uids + fc->bstart, fc->bk, uid))
 		return 0;
-	}
 	struct pre_ent *e = &fc->pre[fc->npre++];
 	e->uid = uid;
-	for (int f = 0; f < 4; f++) {
-		e->data[f] = data[f];
-		e->len[f] = len[f];
-	}
+	e->parsed = *parsed; /* taken: the store frees nothing of it */
+	memset(parsed, 0, sizeof(*parsed));
 	return 0;
 }
 
 /* The cached fields this FETCH needs, for the whole batch lo..hi. */
 static int prefetch(struct fetch_ctx *fc, uint32_t lo, uint32_t hi, struct store_error *err)
 {
-	unsigned mask = (fc->need_env ? 1u << STORE_CACHE_ENVELOPE : 0) |
-			(fc->need_body ? 1u << STORE_CACHE_BODY : 0) |
-			(fc->need_bs ? 1u << STORE_CACHE_BODYSTRUCTURE : 0) |
-			(fc->need_tree ? 1u << STORE_CACHE_MIMETREE : 0);
-	if (mask == 0)
+	unsigned want = parsed_want(fc);
+	if (want == 0)
 		return 0;
 	if (fc->pre == NULL && (fc->pre = calloc(BATCH, sizeof(*fc->pre))) == NULL)
 		return 0; /* no memory for it: fetch_one looks each one up */
-	return store_message_cache_range(fc->s->view->mbox, lo, hi, mask, collect_pre, fc, err);
+	return store_cache_range(fc->s->view->mbox, lo, hi, want, collect_pre, fc, err);
 }
 
 /* Hands the prefetched fields of fm's message, if any, over to fm. */
@@ -1044,11 +936,8 @@ static void pre_take(struct fetch_ctx *fc, struct fmsg *fm)
 	if (fc->pre_i >= fc->npre || fc->pre[fc->pre_i].uid != fm->m.uid)
 		return;
 	struct pre_ent *e = &fc->pre[fc->pre_i++];
-	for (int f = 0; f < 4; f++) {
-		fm->cache[f] = e->data[f];
-		fm->cache_len[f] = e->len[f];
-		e->data[f] = NULL;
-	}
+	fm->parsed = e->parsed;
+	memset(&e->parsed, 0, sizeof(e->parsed));
 }
 
 /* Loads the index rows of the next batch of UIDs from fc->pos (and, for a
@@ -1211,7 +1100,7 @@ static int cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 		return 0;
 	}
 	fc->rows = malloc(BATCH * sizeof(*fc->rows));
-	fc->buf = malloc(PARSE_CHUNK);
+	fc->buf = malloc(COPY_CHUNK);
 	if (fc->rows == NULL || fc->buf == NULL) {
 		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		ctx_free(fc);

@@ -30,9 +30,9 @@
  * a chunk boundary is found through a tail of the previous chunk as long as
  * the longest needle.
  *
- * The MIME tree that locating body parts needs comes from the index cache;
- * on a miss the file is parsed once (streamed) and the cache filled, as
- * FETCH does.
+ * The MIME tree that locating body parts needs comes from the store
+ * (store_cache_get), which parses the file on a miss and caches what FETCH
+ * will want as well.
  *
  * Dates. BEFORE/ON/SINCE compare the internal date's calendar day (server
  * local time); SENTBEFORE/SENTON/SENTSINCE the day written in the Date:
@@ -708,52 +708,21 @@ static ssize_t pread_full(int fd, char *buf, size_t len, uint64_t off)
 	}
 }
 
-/* The tree: cached, or parsed from the file (and then cached, with the
- * ENVELOPE/BODY/BODYSTRUCTURE strings FETCH will want). */
+/* The tree: from the store's cache (which parses the file on a miss). */
 static int ev_tree(struct msgeval *me)
 {
-	struct store_mailbox *mbox = me->se->s->view->mbox;
+	struct store_parsed parsed = { 0 };
 	struct store_error err;
-	char *blob;
-	size_t len;
 	if (me->tree != NULL)
 		return 0;
-	if (store_message_cache_get(mbox, me->m->uid, STORE_CACHE_MIMETREE, &blob, &len, &err) == 0 &&
-	    blob != NULL) {
-		const char *why;
-		int r = mime_tree_deserialize(blob, len, &me->tree, &why);
-		free(blob);
-		if (r == 0)
-			return 0;
-	}
-	if (ev_open(me) < 0)
+	if (store_cache_get(me->se->s->view->mbox, me->m->uid, STORE_PARSED_TREE, &parsed, &err) < 0) {
+		if (err.code == STORE_ERR_NOTFOUND)
+			me->gone = true;
+		else
+			log_warn("imap %s: SEARCH uid %u: %s", me->se->s->base.id, me->m->uid, err.text);
 		return -1;
-	struct mime_parser *p = mime_parser_new(NULL);
-	if (p == NULL)
-		return -1;
-	uint64_t off = 0;
-	ssize_t n;
-	while ((n = pread_full(me->fd, me->buf, READ_CHUNK, off)) > 0) {
-		if (mime_parser_feed(p, me->buf, (size_t)n) == MIME_ERROR)
-			break;
-		off += (uint64_t)n;
 	}
-	const char *why;
-	if (mime_parser_finish(&p, &me->tree, &why) < 0)
-		return -1;
-	static const enum store_cache_field fields[] = { STORE_CACHE_ENVELOPE, STORE_CACHE_BODY,
-							 STORE_CACHE_BODYSTRUCTURE,
-							 STORE_CACHE_MIMETREE };
-	for (size_t i = 0; i < 4; i++) {
-		size_t l = 0;
-		char *v = i == 0   ? mime_envelope_imap(me->tree->root, &l)
-			  : i == 1 ? mime_bodystructure_imap(me->tree, false, &l)
-			  : i == 2 ? mime_bodystructure_imap(me->tree, true, &l)
-				   : mime_tree_serialize(me->tree, &l);
-		if (v != NULL && store_message_cache_set(mbox, me->m->uid, fields[i], v, l, &err) < 0)
-			log_warn("imap %s: cache of uid %u: %s", me->se->s->base.id, me->m->uid, err.text);
-		free(v);
-	}
+	me->tree = parsed.tree; /* the only field asked for: nothing else to free */
 	return 0;
 }
 

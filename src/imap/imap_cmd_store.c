@@ -4,18 +4,18 @@
  * (RFC 7162 3.1.3).
  *
  * Design note. The change itself is one store call
- * (store_mailbox_set_flags): the store renames each file and gives each
- * changed message a new modseq, and reports through a callback the messages
- * whose modseq was above UNCHANGEDSINCE (left alone). Afterwards the index
- * rows of the set are read back and compared with the view, which holds
- * what the client was last told:
+ * (store_mailbox_set_flags): the store renames each file, gives each
+ * changed message a new modseq, and reports each message of the set as it
+ * left it (flags, keywords, modseq, whether this call changed it, whether
+ * it failed UNCHANGEDSINCE). The responses come from that report, compared
+ * with the view, which holds what the client was last told:
  *
  *  - without .SILENT, every message of the set that still exists (and did
  *    not fail UNCHANGEDSINCE) gets an untagged FETCH with its new FLAGS
  *    (RFC 9051 6.4.6), plus UID for UID STORE or under QRESYNC (RFC 7162
  *    3.2.4) and MODSEQ under CONDSTORE (RFC 7162 3.1.3);
  *  - with .SILENT, nothing about FLAGS is sent (the client knows what it
- *    asked for), but under CONDSTORE each message this STORE changed still
+ *    asked for), but under CONDSTORE each message whose modseq moved still
  *    gets FETCH (MODSEQ) so the client learns the new mod-sequence (RFC
  *    7162 3.1.3 and its example 3).
  *
@@ -23,7 +23,8 @@
  * exactly what the client asked for, is recorded with imap_view_update so
  * that the sync before the tagged reply does not echo it. A message that
  * someone else changed at the same time (its flags are not what this
- * STORE alone would give) is left to that sync, which reports it.
+ * STORE alone would give: store_flags_apply, the store's own arithmetic,
+ * on the flags the view holds) is left to that sync, which reports it.
  *
  * Keywords named in +FLAGS/FLAGS are created on the way (imap_arg_flags
  * with create); a new keyword is announced with FLAGS before the first
@@ -41,102 +42,13 @@
 
 struct store_ctx {
 	struct imap_session *s;
-	const uint32_t *uids; /* the set, ascending */
-	size_t n;
 	uint32_t *failed; /* UIDs that failed UNCHANGEDSINCE, ascending */
 	size_t nfailed;
-	bool oom;
-	/* read back */
+	bool announced; /* keywords new to the client were announced */
 	enum store_flag_mode mode;
 	uint32_t flags, keywords;
 	bool silent, uid_cmd;
 };
-
-static bool uid_in(const uint32_t *uids, size_t n, uint32_t uid)
-{
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (uids[mid] == uid)
-			return true;
-		if (uids[mid] < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return false;
-}
-
-static void failed_cb(void *ctx, uint32_t uid)
-{
-	struct store_ctx *sc = ctx;
-	/* the store walks uids[] in order, so this stays ascending; at most n */
-	if (sc->failed == NULL) {
-		sc->failed = malloc(sc->n * sizeof(*sc->failed));
-		if (sc->failed == NULL) {
-			sc->oom = true;
-			return;
-		}
-	}
-	if (sc->nfailed < sc->n)
-		sc->failed[sc->nfailed++] = uid;
-}
-
-static void apply(enum store_flag_mode mode, uint32_t *f, uint32_t *k, uint32_t flags,
-		  uint32_t keywords)
-{
-	switch (mode) {
-	case STORE_FLAGS_SET:
-		*f = flags;
-		*k = keywords;
-		break;
-	case STORE_FLAGS_ADD:
-		*f |= flags;
-		*k |= keywords;
-		break;
-	case STORE_FLAGS_REMOVE:
-		*f &= ~flags;
-		*k &= ~keywords;
-		break;
-	}
-}
-
-static int report(void *ctx, const struct store_msg *m)
-{
-	struct store_ctx *sc = ctx;
-	struct imap_session *s = sc->s;
-	struct imap_view *v = s->view;
-	if (!uid_in(sc->uids, sc->n, m->uid) || uid_in(sc->failed, sc->nfailed, m->uid))
-		return 0;
-	uint32_t seq = imap_view_seq(v, m->uid);
-	if (seq == 0)
-		return 0;
-	uint32_t ef = v->flags[seq - 1], ek = v->keywords[seq - 1];
-	apply(sc->mode, &ef, &ek, sc->flags, sc->keywords);
-	bool as_asked = ef == (m->flags & STORE_F_ALL) && ek == m->keywords;
-	bool modseq_changed = m->modseq != v->modseqs[seq - 1];
-	if (sc->silent) {
-		if (!as_asked)
-			return 0; /* changed elsewhere too: the sync reports it */
-		if (s->condstore && modseq_changed) {
-			imap_send(s, "* %u FETCH (", seq);
-			if (sc->uid_cmd || s->qresync)
-				imap_send(s, "UID %u ", m->uid);
-			imap_send(s, "MODSEQ (%" PRIu64 "))\r\n", m->modseq);
-		}
-	} else {
-		imap_send(s, "* %u FETCH (", seq);
-		if (sc->uid_cmd || s->qresync)
-			imap_send(s, "UID %u ", m->uid);
-		imap_send(s, "FLAGS ");
-		imap_send_flags(s, m->flags, m->keywords);
-		if (s->condstore)
-			imap_send(s, " MODSEQ (%" PRIu64 ")", m->modseq);
-		imap_send(s, ")\r\n");
-	}
-	imap_view_update(v, m->uid, m->flags, m->keywords, m->modseq);
-	return 0;
-}
 
 static unsigned keyword_count(struct store_mailbox *mbox)
 {
@@ -145,6 +57,56 @@ static unsigned keyword_count(struct store_mailbox *mbox)
 		if (store_mailbox_keyword(mbox, k) != NULL)
 			n = k + 1;
 	return n;
+}
+
+/* A keyword created just now (or by another process) is announced with
+ * FLAGS before a FETCH shows it. */
+static void announce_keywords(struct store_ctx *sc)
+{
+	struct imap_view *v = sc->s->view;
+	if (sc->announced)
+		return;
+	sc->announced = true;
+	if (keyword_count(v->mbox) > v->nkeywords_announced)
+		imap_view_send_flags(sc->s);
+}
+
+static void report(void *ctx, const struct store_flag_report *r)
+{
+	struct store_ctx *sc = ctx;
+	struct imap_session *s = sc->s;
+	struct imap_view *v = s->view;
+	if (r->modified) {
+		sc->failed[sc->nfailed++] = r->uid; /* in the set's order: ascending */
+		return;
+	}
+	announce_keywords(sc);
+	uint32_t seq = imap_view_seq(v, r->uid);
+	if (seq == 0)
+		return;
+	bool modseq_changed = r->modseq != v->modseqs[seq - 1];
+	if (sc->silent) {
+		uint32_t ef = v->flags[seq - 1], ek = v->keywords[seq - 1];
+		store_flags_apply(sc->mode, sc->flags, sc->keywords, &ef, &ek);
+		if (ef != r->flags || ek != r->keywords)
+			return; /* changed elsewhere too: the sync reports it */
+		if (s->condstore && modseq_changed) {
+			imap_send(s, "* %u FETCH (", seq);
+			if (sc->uid_cmd || s->qresync)
+				imap_send(s, "UID %u ", r->uid);
+			imap_send(s, "MODSEQ (%" PRIu64 "))\r\n", r->modseq);
+		}
+	} else {
+		imap_send(s, "* %u FETCH (", seq);
+		if (sc->uid_cmd || s->qresync)
+			imap_send(s, "UID %u ", r->uid);
+		imap_send(s, "FLAGS ");
+		imap_send_flags(s, r->flags, r->keywords);
+		if (s->condstore)
+			imap_send(s, " MODSEQ (%" PRIu64 ")", r->modseq);
+		imap_send(s, ")\r\n");
+	}
+	imap_view_update(v, r->uid, r->flags, r->keywords, r->modseq);
 }
 
 /* (UNCHANGEDSINCE n); *given_r tells it was there (n may be 0). */
@@ -226,36 +188,24 @@ static int cmd_store(struct imap_session *s, const struct imap_command *cmd)
 	}
 	if (since_given)
 		s->condstore = true; /* RFC 7162 3.1: a CONDSTORE-enabling command */
-	sc.uids = uids;
-	sc.n = n;
-	if (n > 0 && since_given && since == 0) {
-		/* Every message has a mod-sequence of at least 1 (RFC 7162 3.1.3:
-		 * UNCHANGEDSINCE 0 fails for all of them). */
-		for (size_t i = 0; i < n; i++)
-			failed_cb(&sc, uids[i]);
-	} else if (n > 0 &&
-		   store_mailbox_set_flags(v->mbox, uids, n, sc.mode, sc.flags, sc.keywords, since,
-					   since_given ? failed_cb : NULL, &sc, &err) < 0) {
+	if (since_given && n > 0 && (sc.failed = malloc(n * sizeof(*sc.failed))) == NULL) {
 		free(uids);
-		free(sc.failed);
-		imap_send_store_error(s, cmd, &err);
-		return 0;
-	}
-	if (sc.oom) {
-		free(uids);
-		free(sc.failed);
 		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		return 0;
 	}
-	/* a keyword created just now is announced before a FETCH shows it */
-	if (keyword_count(v->mbox) > v->nkeywords_announced)
-		imap_view_send_flags(s);
-	if (n > 0 && store_mailbox_messages(v->mbox, uids[0], uids[n - 1], report, &sc, &err) < 0) {
+	if (n > 0 && since_given && since == 0) {
+		/* Every message has a mod-sequence of at least 1 (RFC 7162 3.1.3:
+		 * UNCHANGEDSINCE 0 fails for all of them). */
+		memcpy(sc.failed, uids, n * sizeof(*uids));
+		sc.nfailed = n;
+	} else if (n > 0 && store_mailbox_set_flags(v->mbox, uids, n, sc.mode, sc.flags, sc.keywords,
+						    since, report, &sc, &err) < 0) {
 		free(uids);
 		free(sc.failed);
 		imap_send_store_error(s, cmd, &err);
 		return 0;
 	}
+	announce_keywords(&sc);
 	struct buf modified = BUF_INIT;
 	if (sc.nfailed > 0) {
 		/* RFC 7162 3.1.3: message numbers for STORE, UIDs for UID STORE */

@@ -45,9 +45,6 @@
 #include "session/conn.h"
 #include "store/store_pop3lock.h"
 
-/* Bytes read per step when a message is parsed for its size. */
-#define PARSE_CHUNK (64 * 1024)
-
 static void set_err(struct store_error *err, enum store_errcode code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -108,79 +105,25 @@ static int snap_collect(void *ctx, const struct store_msg *m)
 	return 0;
 }
 
-/* The size of message uid as sent (see "Sizes" above). -1 with err
- * (NOTFOUND: the message went away meanwhile). */
-static int message_vsize(struct snap_job *j, uint32_t uid, unsigned char *buf, uint64_t *vsize_r,
+/* The size of message uid as sent (see "Sizes" above): the MIME tree's
+ * virtual size, from the store's parsed-message cache (the store parses the
+ * file on a miss and caches the result). -1 with err (NOTFOUND: the
+ * message went away meanwhile). */
+static int message_vsize(struct snap_job *j, uint32_t uid, uint64_t *vsize_r,
 			 struct store_error *err)
 {
-	char *blob;
-	size_t len;
-	struct mime_tree *tree = NULL;
-	const char *why;
-	if (store_message_cache_get(j->mbox, uid, STORE_CACHE_MIMETREE, &blob, &len, err) < 0)
+	struct store_parsed parsed = { 0 };
+	if (store_cache_get(j->mbox, uid, STORE_PARSED_TREE, &parsed, err) < 0)
 		return -1;
-	if (blob != NULL) {
-		int r = mime_tree_deserialize(blob, len, &tree, &why);
-		free(blob);
-		if (r == 0) {
-			*vsize_r = tree->vsize;
-			mime_tree_free(&tree);
-			return 0;
-		}
-		log_warn("pop3 %s: cached tree of uid %u: %s; reparsing", j->sid, uid, why);
-	}
-	int fd;
-	uint64_t size;
-	if (store_message_open(j->mbox, uid, &fd, &size, err) < 0)
-		return -1;
-	struct mime_parser *p = mime_parser_new(NULL);
-	if (p == NULL)
-		goto oom;
-	uint64_t off = 0;
-	for (;;) {
-		ssize_t n = pread(fd, buf, PARSE_CHUNK, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			set_err(err, STORE_ERR_TEMP, "read message %u: %s", uid, strerror(errno));
-			mime_parser_free(&p);
-			close(fd);
-			return -1;
-		}
-		if (n == 0)
-			break;
-		if (mime_parser_feed(p, buf, (size_t)n) == MIME_ERROR)
-			break; /* finish reports it */
-		off += (uint64_t)n;
-	}
-	close(fd);
-	fd = -1;
-	if (mime_parser_finish(&p, &tree, &why) < 0)
-		goto oom;
-	*vsize_r = tree->vsize;
-	/* Cache the tree: the next login (and IMAP FETCH) need not parse. A
-	 * cache that cannot be written costs a parse next time, no more. */
-	blob = mime_tree_serialize(tree, &len);
-	struct store_error cerr;
-	if (blob != NULL &&
-	    store_message_cache_set(j->mbox, uid, STORE_CACHE_MIMETREE, blob, len, &cerr) < 0)
-		log_warn("pop3 %s: cache of uid %u: %s", j->sid, uid, cerr.text);
-	free(blob);
-	mime_tree_free(&tree);
+	*vsize_r = parsed.tree->vsize;
+	store_cache_parsed_clear(&parsed);
 	return 0;
-oom:
-	if (fd >= 0)
-		close(fd);
-	mime_parser_free(&p);
-	set_err(err, STORE_ERR_TEMP, "out of memory parsing message %u", uid);
-	return -1;
 }
 
 static void snap_work(void *arg)
 {
 	struct snap_job *j = arg;
 	struct store_status st;
-	unsigned char *buf = NULL;
 	j->lock_fd = -1;
 	if (store_mailbox_open(j->suser, "INBOX", &j->mbox, &j->err) < 0)
 		goto fail;
@@ -192,15 +135,10 @@ static void snap_work(void *arg)
 	if (store_mailbox_messages(j->mbox, 1, UINT32_MAX, snap_collect, j, &j->err) < 0 ||
 	    j->failed)
 		goto fail;
-	buf = malloc(PARSE_CHUNK);
-	if (buf == NULL && j->n > 0) {
-		set_err(&j->err, STORE_ERR_TEMP, "out of memory");
-		goto fail;
-	}
 	size_t k = 0;
 	for (size_t i = 0; i < j->n; i++) {
 		uint64_t vsize;
-		if (message_vsize(j, j->msgs[i].uid, buf, &vsize, &j->err) < 0) {
+		if (message_vsize(j, j->msgs[i].uid, &vsize, &j->err) < 0) {
 			if (j->err.code == STORE_ERR_NOTFOUND)
 				continue; /* expunged meanwhile: not in the maildrop */
 			goto fail;
@@ -210,10 +148,8 @@ static void snap_work(void *arg)
 		k++;
 	}
 	j->n = k;
-	free(buf);
 	return;
 fail:
-	free(buf);
 	j->failed = 1;
 	free(j->msgs);
 	j->msgs = NULL;

@@ -1,9 +1,12 @@
 /*
- * store.c: the DATA folder, users, and error helpers.
+ * store.c: the DATA folder (store_open: DATA/mail and DATA/spool/tmp, the
+ * settings the store keeps), user names, unique maildir base names, and the
+ * removal of a folder tree that never follows a symlink.
  *
- * DATA/mail/USER is the user's root; everything of the user is opened
- * beneath its directory fd (fsx_open_beneath), never by a path string, so a
- * planted symlink or a crafted mailbox name cannot reach another user.
+ * Every user's root is DATA/mail/USER (store_user.c); everything of the
+ * user is opened beneath its directory fd (fsx_open_beneath), never by a
+ * path string, so a planted symlink or a crafted mailbox name cannot reach
+ * another user.
  */
 #include "store/store_int.h"
 
@@ -19,38 +22,6 @@
 
 #include "lib/config.h"
 #include "lib/fsx.h"
-
-static const struct {
-	const char *name;
-	const char *special_use;
-} default_mailboxes[] = {
-	{ "Drafts", "\\Drafts" }, { "Sent", "\\Sent" },	      { "Trash", "\\Trash" },
-	{ "Junk", "\\Junk" },	  { "Archive", "\\Archive" },
-};
-
-void store_err(struct store_error *err, enum store_errcode code, const char *fmt, ...)
-{
-	va_list ap;
-	err->code = code;
-	va_start(ap, fmt);
-	vsnprintf(err->text, sizeof(err->text), fmt, ap);
-	va_end(ap);
-}
-
-void store_err_errno(struct store_error *err, const char *what)
-{
-	int e = errno;
-	enum store_errcode code = STORE_ERR_TEMP;
-	if (e == ENOENT)
-		code = STORE_ERR_NOTFOUND;
-	else if (e == EEXIST || e == ENOTEMPTY)
-		code = STORE_ERR_EXISTS;
-	else if (e == ELOOP || e == EXDEV || e == ENAMETOOLONG)
-		code = STORE_ERR_INVALID;
-	else if (e == EDQUOT)
-		code = STORE_ERR_QUOTA;
-	store_err(err, code, "%s: %s", what, strerror(e));
-}
 
 static void read_boot_id(char *out, size_t size)
 {
@@ -195,45 +166,6 @@ int store_username_valid(const char *name)
 	return 0;
 }
 
-int store_user_create(struct store *store, const char *name, struct store_error *err)
-{
-	struct store_user *user = NULL;
-	if (store_username_valid(name) < 0) {
-		store_err(err, STORE_ERR_INVALID, "invalid user name");
-		return -1;
-	}
-	if (mkdirat(store->mail_fd, name, 0700) < 0) {
-		if (errno == EEXIST)
-			store_err(err, STORE_ERR_EXISTS, "user %s already has a mail folder", name);
-		else
-			store_err_errno(err, "cannot create the user's folder");
-		return -1;
-	}
-	if (fsx_fsync(store->mail_fd) < 0) {
-		store_err_errno(err, "fsync DATA/mail");
-		return -1;
-	}
-	if (store_user_open(store, name, &user, err) < 0)
-		return -1;
-	if (store_mailbox_create(user, "INBOX", NULL, err) < 0 && err->code != STORE_ERR_EXISTS)
-		goto fail;
-	for (size_t i = 0; i < sizeof(default_mailboxes) / sizeof(default_mailboxes[0]); i++) {
-		if (store_mailbox_create(user, default_mailboxes[i].name,
-					 default_mailboxes[i].special_use, err) < 0 &&
-		    err->code != STORE_ERR_EXISTS)
-			goto fail;
-		if (store_subscribe(user, default_mailboxes[i].name, 1, err) < 0)
-			goto fail;
-	}
-	if (store_subscribe(user, "INBOX", 1, err) < 0)
-		goto fail;
-	store_user_close(&user);
-	return 0;
-fail:
-	store_user_close(&user);
-	return -1;
-}
-
 /* Remove everything beneath dirfd/name, never following symlinks. */
 int store_remove_tree(int parent_fd, const char *name, int depth)
 {
@@ -265,90 +197,4 @@ int store_remove_tree(int parent_fd, const char *name, int depth)
 	if (ret == 0 && unlinkat(parent_fd, name, AT_REMOVEDIR) < 0)
 		ret = -1;
 	return ret;
-}
-
-int store_user_purge(struct store *store, const char *name, struct store_error *err)
-{
-	if (store_username_valid(name) < 0) {
-		store_err(err, STORE_ERR_INVALID, "invalid user name");
-		return -1;
-	}
-	if (store_remove_tree(store->mail_fd, name, 0) < 0) {
-		if (errno == ENOENT)
-			store_err(err, STORE_ERR_NOUSER, "user %s has no mail folder", name);
-		else
-			store_err_errno(err, "cannot remove the user's folder");
-		return -1;
-	}
-	return 0;
-}
-
-int store_user_open(struct store *store, const char *name, struct store_user **user_r,
-		    struct store_error *err)
-{
-	if (store_username_valid(name) < 0) {
-		store_err(err, STORE_ERR_NOUSER, "invalid user name");
-		return -1;
-	}
-	struct store_user *u = calloc(1, sizeof(*u));
-	if (u == NULL) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
-		return -1;
-	}
-	u->store = store;
-	snprintf(u->name, sizeof(u->name), "%s", name);
-	u->quota_bytes = store->quota_bytes;
-	u->quota_messages = store->quota_messages;
-	u->root_fd = fsx_opendir_beneath(store->mail_fd, name);
-	if (u->root_fd < 0) {
-		if (errno == ENOENT)
-			store_err(err, STORE_ERR_NOUSER, "no such user: %s", name);
-		else
-			store_err_errno(err, "cannot open the user's folder");
-		free(u);
-		return -1;
-	}
-	if (store_index_open(u, err) < 0) {
-		close(u->root_fd);
-		free(u);
-		return -1;
-	}
-	*user_r = u;
-	return 0;
-}
-
-void store_user_close(struct store_user **user)
-{
-	struct store_user *u = *user;
-	if (u == NULL)
-		return;
-	store_index_close(u);
-	close(u->root_fd);
-	free(u);
-	*user = NULL;
-}
-
-const char *store_user_name(const struct store_user *user)
-{
-	return user->name;
-}
-
-void store_user_set_quota(struct store_user *user, uint64_t max_bytes, uint64_t max_messages)
-{
-	user->quota_bytes = max_bytes;
-	user->quota_messages = max_messages;
-}
-
-int store_user_quota_usage(struct store_user *user, uint64_t *bytes_r, uint64_t *messages_r,
-			   struct store_error *err)
-{
-	int64_t b = 0, m = 0;
-	if (store_index_meta_get(user, "quota_bytes", &b) < 0 ||
-	    store_index_meta_get(user, "quota_messages", &m) < 0) {
-		store_index_sqlerr(user, err, "quota");
-		return -1;
-	}
-	*bytes_r = b < 0 ? 0 : (uint64_t)b;
-	*messages_r = m < 0 ? 0 : (uint64_t)m;
-	return 0;
 }

@@ -5,7 +5,8 @@
  * per-user SQLite index. Protocols (IMAP, POP3, LMTP) and the CLI call only
  * this header; none of them touches a path or an SQL statement. The design
  * notes (delivery protocol, UID and modseq allocation, reconcile) are at the
- * top of store_msg.c and store_sync.c.
+ * top of store_link.c and store_sync.c; each block below names the file
+ * that implements it (store_int.h lists them all, bottom up).
  *
  * Errors: functions return 0 on success and -1 on failure, with the reason in
  * the struct store_error the caller passes. Its code keeps temporary and
@@ -62,7 +63,7 @@ struct store_error {
 /* Longest IMAP mailbox name accepted (bytes of UTF-8). */
 #define STORE_MAX_MAILBOX_NAME 200
 
-/* ---- the DATA folder --------------------------------------------------- */
+/* ---- the DATA folder, store.c ------------------------------------------- */
 
 /* Open DATA (creating mail/ and spool/tmp/ if missing). settings may be NULL
  * for defaults. The store keeps no pointer to settings. */
@@ -73,7 +74,7 @@ void store_close(struct store **store);
  * admin configured it as temporary (quota_full_tempfail). */
 int store_quota_is_temporary(const struct store *store);
 
-/* ---- users --------------------------------------------------------------- */
+/* ---- users, store_user.c --------------------------------------------------- */
 
 /* 0 if name is acceptable as a user name: 1..64 bytes, no '/', no control
  * characters, not "." or "..", no ':' (the passwd separator), no leading '.'. */
@@ -102,7 +103,7 @@ int store_user_quota_check(struct store_user *user, uint64_t bytes, uint64_t mes
 /* Per-user limits (0: none); default from the settings. */
 void store_user_set_quota(struct store_user *user, uint64_t max_bytes, uint64_t max_messages);
 
-/* ---- mailboxes ----------------------------------------------------------- */
+/* ---- mailboxes, store_mailbox.c (RENAME: store_mailbox_rename.c) ---------- */
 
 struct store_mailbox_info {
 	const char *name;	 /* IMAP name, UTF-8, '/' separated */
@@ -127,7 +128,8 @@ int store_mailbox_rename(struct store_user *user, const char *from, const char *
  * malloc'ed name, or -1 (INVALID) if it is not a name the store accepts. */
 int store_mailbox_name_normalize(const char *name, char **norm_r, struct store_error *err);
 
-/* Subscriptions (RFC 9051 6.3.7): a set of names, which need not exist. */
+/* Subscriptions (RFC 9051 6.3.7): a set of names, which need not exist.
+ * store_subs.c. */
 int store_subscribe(struct store_user *user, const char *name, int subscribe,
 		    struct store_error *err);
 int store_subscriptions(struct store_user *user, int (*cb)(void *ctx, const char *name),
@@ -170,7 +172,7 @@ const char *store_mailbox_keyword(const struct store_mailbox *mbox, unsigned idx
 int store_mailbox_keyword_index(struct store_mailbox *mbox, const char *keyword, int create,
 				unsigned *idx_r, struct store_error *err);
 
-/* ---- messages ------------------------------------------------------------ */
+/* ---- messages: rows (store_mailbox.c), files (store_message.c) ------------ */
 
 struct store_msg {
 	uint32_t uid;
@@ -198,32 +200,63 @@ int store_mailbox_expunged_since(struct store_mailbox *mbox, uint64_t modseq,
 				 int (*cb)(void *ctx, uint32_t uid, uint64_t modseq), void *ctx,
 				 struct store_error *err);
 
-/* Parsed data cached per message (by IMAP FETCH, filled on first use). */
-enum store_cache_field {
-	STORE_CACHE_ENVELOPE,
-	STORE_CACHE_BODY,	   /* BODY (non-extensible BODYSTRUCTURE) */
-	STORE_CACHE_BODYSTRUCTURE,
-	STORE_CACHE_MIMETREE,	   /* mime_tree_serialize() */
-};
-/* *data_r: malloc'ed copy (NUL-terminated), or NULL when not cached yet. */
-int store_message_cache_get(struct store_mailbox *mbox, uint32_t uid, enum store_cache_field f,
-			    char **data_r, size_t *len_r, struct store_error *err);
-/* The cached fields of every message with lo <= uid <= hi that has a cache
- * row, in UID order, in one index query (FETCH of many messages: one lock
- * and one B-tree walk instead of a lookup per message and field). cb gets
- * malloc'ed, NUL-terminated copies of the fields in mask (bits 1u << enum
- * store_cache_field; NULL where not cached) and owns them; non-zero from cb
- * stops the walk. */
-int store_message_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsigned mask,
-			      int (*cb)(void *ctx, uint32_t uid, char *data[4], size_t len[4]),
-			      void *ctx, struct store_error *err);
-int store_message_cache_set(struct store_mailbox *mbox, uint32_t uid, enum store_cache_field f,
-			    const void *data, size_t len, struct store_error *err);
-
 /* Open the message file read-only; the caller closes *fd_r. NOTFOUND if the
  * UID is not (or no longer) in the mailbox. */
 int store_message_open(struct store_mailbox *mbox, uint32_t uid, int *fd_r, uint64_t *size_r,
 		       struct store_error *err);
+
+/* ---- the parsed message, store_cache.c ------------------------------------- */
+
+struct mime_tree;
+
+/* What store_cache_get and store_cache_range are asked for (want). */
+#define STORE_PARSED_ENVELOPE	   0x01u /* IMAP ENVELOPE (RFC 9051 7.5.2) */
+#define STORE_PARSED_BODY	   0x02u /* IMAP BODY: BODYSTRUCTURE without extension data */
+#define STORE_PARSED_BODYSTRUCTURE 0x04u /* IMAP BODYSTRUCTURE */
+#define STORE_PARSED_TREE	   0x08u /* the MIME tree: where each part is, its size */
+
+/* A message's parsed data, by name. Every pointer is malloc'ed and belongs to
+ * whoever holds the struct (store_cache_parsed_clear frees them); a field not
+ * asked for (or, from store_cache_range, not cached) is NULL. The strings are
+ * NUL-terminated and exactly what mime_tree_cache_strings (mime.h) computes
+ * for the message's bytes; the tree is always the one rebuilt from its
+ * serialised form (mime_tree_deserialize: offsets, sizes, types, encodings
+ * and charsets; no raw header fields), whether the cache was hit or not. */
+struct store_parsed {
+	char *envelope;
+	size_t envelope_len;
+	char *body;
+	size_t body_len;
+	char *bodystructure;
+	size_t bodystructure_len;
+	struct mime_tree *tree;
+};
+
+/* Fill the fields of *parsed that want names and that are still NULL (a
+ * zeroed struct, or one holding what store_cache_range gave). They come from
+ * the index's cache; on a miss (no row, a field missing, a cached tree that
+ * does not deserialise) the message file is parsed, in bounded memory, and
+ * the whole row written (a failed write is logged and costs a parse next
+ * time, no more). 0 on success; -1 with err, *parsed unchanged: NOTFOUND if
+ * the message is not cached and not (or no longer) in the mailbox, TEMP for
+ * I/O, index and memory failures. Not from a store_cache_range callback. */
+int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,
+		    struct store_parsed *parsed, struct store_error *err);
+/* The cached data of every message with lo <= uid <= hi that has a cache
+ * row, in UID order, in one index query (FETCH of many messages: one lock
+ * and one B-tree walk instead of a lookup per message). Nothing is parsed:
+ * cb gets the fields of want that the row holds, the others NULL (for
+ * store_cache_get to fill). cb may keep any field by moving its pointer out
+ * and setting it to NULL; the rest is freed when cb returns. Non-zero from
+ * cb stops the walk. */
+int store_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsigned want,
+		      int (*cb)(void *ctx, uint32_t uid, struct store_parsed *parsed), void *ctx,
+		      struct store_error *err);
+/* Free the fields of *parsed and zero it (a zeroed struct is fine). */
+void store_cache_parsed_clear(struct store_parsed *parsed);
+
+/* ---- changing messages: staging (store_stage.c), then one file per change:
+ *      store_mailbox_add.c, _copy.c, _move.c, _set_flags.c, _expunge.c ---- */
 
 /* A message being received: written once to a staging file (CRLF line
  * endings enforced), fsynced once, then linked into one or more mailboxes. */
@@ -257,14 +290,33 @@ int store_mailbox_move(struct store_mailbox *src, const uint32_t *uids, size_t n
 		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct store_error *err);
 
 enum store_flag_mode { STORE_FLAGS_SET, STORE_FLAGS_ADD, STORE_FLAGS_REMOVE };
-/* Change flags and keywords of the messages in uids[] (ascending). A message
- * whose modseq is above unchangedsince (when non-zero) is left alone and its
- * UID reported through failed_cb (CONDSTORE, RFC 7162 3.1.3). Each changed
- * message gets a new modseq. */
+/* What store_mailbox_set_flags makes of a message whose flags and keywords
+ * are *flags_io and *keywords_io: the one copy of that arithmetic, for
+ * callers that must predict it (IMAP .SILENT: what the client works out for
+ * itself). store_flags.c. */
+void store_flags_apply(enum store_flag_mode mode, uint32_t flags, uint32_t keywords,
+		       uint32_t *flags_io, uint32_t *keywords_io);
+
+/* One message of the set, as store_mailbox_set_flags left it. */
+struct store_flag_report {
+	uint32_t uid;
+	uint32_t flags;	   /* STORE_F_*: its flags now */
+	uint32_t keywords; /* its keyword bits now */
+	uint64_t modseq;   /* its modseq now: a new one if changed */
+	int changed;	   /* this call changed its flags or keywords */
+	int modified;	   /* left alone: its modseq was above unchangedsince */
+};
+/* Change flags and keywords of the messages in uids[] (ascending) as
+ * store_flags_apply says. A message whose modseq is above unchangedsince
+ * (when non-zero) is left alone (CONDSTORE, RFC 7162 3.1.3). Each changed
+ * message gets a new modseq. On success report (may be NULL) hears of each
+ * message of uids[] that is in the mailbox, in that order, once the change
+ * is committed and the mailbox unlocked; on failure it hears nothing. */
 int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, size_t n,
 			    enum store_flag_mode mode, uint32_t flags, uint32_t keywords,
-			    uint64_t unchangedsince, void (*failed_cb)(void *ctx, uint32_t uid),
-			    void *ctx, struct store_error *err);
+			    uint64_t unchangedsince,
+			    void (*report)(void *ctx, const struct store_flag_report *r), void *ctx,
+			    struct store_error *err);
 /* Remove messages (unlink). Missing UIDs are ignored. */
 int store_mailbox_expunge(struct store_mailbox *mbox, const uint32_t *uids, size_t n,
 			  struct store_error *err);

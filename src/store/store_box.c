@@ -14,6 +14,10 @@
  *   guid 6b1f...
  *   special-use \Sent
  *   keyword 0 $Forwarded
+ *
+ * Modseqs are handed out here (store_box_next_modseq): the index counts
+ * them, and each time the count reaches the reserve, the reserve moves
+ * STORE_MODSEQ_CHUNK ahead in this file, durably, before the modseq is used.
  */
 #include "store/store_int.h"
 
@@ -166,5 +170,40 @@ int store_box_next_uidvalidity(struct store_user *user, uint32_t *uv_r, struct s
 		return -1;
 	}
 	*uv_r = (uint32_t)uv;
+	return 0;
+}
+
+int store_box_save(struct store_mailbox *mbox, struct store_error *err)
+{
+	return store_box_write(mbox->dir_fd, &mbox->box, err);
+}
+
+int store_box_next_modseq(struct store_mailbox *mbox, uint64_t *modseq_r,
+			      struct store_error *err)
+{
+	struct store_user *user = mbox->user;
+	sqlite3_stmt *st = store_index_stmt(
+		user, "UPDATE mailbox SET highestmodseq=highestmodseq+1 WHERE id=? RETURNING highestmodseq",
+		err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mbox->id);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_reset(st);
+		store_index_sqlerr(user, err, "modseq");
+		return -1;
+	}
+	uint64_t m = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (m >= mbox->box.modseq_reserved) {
+		/* Reserve ahead, durably, before handing this one out. */
+		uint64_t old = mbox->box.modseq_reserved;
+		mbox->box.modseq_reserved = m + STORE_MODSEQ_CHUNK;
+		if (store_box_save(mbox, err) < 0) {
+			mbox->box.modseq_reserved = old;
+			return -1;
+		}
+	}
+	*modseq_r = m;
 	return 0;
 }

@@ -52,7 +52,7 @@ static int check_mailbox(void *ctx, const struct store_mailbox_info *info)
 		c->failed = 1;
 		return 1;
 	}
-	if (store_mailbox_lock(mbox, c->err) < 0 ||
+	if (store_lock_mailbox(mbox, c->err) < 0 ||
 	    store_sync_run(mbox, 1, &c->rep, c->err) < 0)
 		c->failed = 1;
 	store_mailbox_close(&mbox);

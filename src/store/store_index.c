@@ -17,7 +17,8 @@
  *   msg(mailbox, uid, fname, size, flags, keywords, modseq, internaldate,
  *       pending)  narrow rows, so that counts and scans stay cheap
  *   msg_cache(mailbox, uid, envelope, body, bodystructure, mimetree)  the
- *       parsed message, filled on first FETCH; deleted with its msg row
+ *       parsed message (store_cache.c), written at delivery or on first use;
+ *       deleted with its msg row
  *   expunged(mailbox, uid, modseq)  for QRESYNC VANISHED (RFC 7162)
  *
  * mailbox.rescan: 0 in step with the files; 1 rescan cur/ fully on next sync;
@@ -78,12 +79,6 @@ static int ensure_open(struct store_user *user, struct store_error *err)
 	if (user->db != NULL)
 		return 0;
 	return store_index_open(user, err);
-}
-
-void store_user_release_index(struct store_user *user)
-{
-	if (!user->in_txn)
-		store_index_close(user);
 }
 
 int store_index_exec(struct store_user *user, struct store_error *err, const char *sql, ...)
@@ -236,6 +231,16 @@ sqlite3_stmt *store_index_stmt(struct store_user *user, const char *sql, struct 
 	user->stmts[free_slot].sql = sql;
 	user->stmts[free_slot].stmt = st;
 	return st;
+}
+
+int store_index_done(struct store_user *user, sqlite3_stmt *st, int rc, const char *what,
+		     struct store_error *err)
+{
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	store_index_sqlerr(user, err, what);
+	return -1;
 }
 
 int store_index_begin(struct store_user *user, struct store_error *err)

@@ -1,19 +1,18 @@
 /*
- * store_mailbox.c: mailboxes of a user: create, delete, rename, list,
- * subscriptions, open/close, locks, keywords and status.
+ * store_mailbox.c: the mailboxes of a user and an open mailbox.
  *
- * Locks. Two kinds, both flock(2) on a directory, so they need no lock file,
- * move with a renamed mailbox and vanish with a crashed process:
- *  - the user's root directory: taken for changes to the set of mailboxes
- *    (create, delete, rename, subscriptions, UIDVALIDITY allocation);
- *  - a mailbox directory: taken for any change to that mailbox's messages
- *    (UID and modseq allocation, link, rename, unlink, reconcile). Holding it
- *    across the link of a new message is what keeps UIDs appearing in
- *    ascending order to every reader.
- * A lock is waited for up to lock_timeout seconds, then the operation fails
- * with STORE_ERR_TEMP ("lock timeout"). flock locks belong to an open file
- * description, so one process must not hold two store_mailbox objects of the
- * same mailbox locked at once (nothing in the store does).
+ * The set: create (a maildir made under a temporary name, then renamed into
+ * place under the user-root lock, so it appears whole or not at all),
+ * delete (renamed away in one step, then removed), list. RENAME, which needs
+ * the message operations for INBOX, is store_mailbox_rename.c.
+ *
+ * An open mailbox (struct store_mailbox): its mailroom-box state (given a
+ * UIDVALIDITY if another program made the maildir), its row in the index
+ * (a row left by an earlier mailbox of the same name, with another
+ * UIDVALIDITY, is dropped), its directory descriptors (store_fds.c),
+ * keywords, STATUS figures, and the reads of its message rows that sessions
+ * use to catch up: messages, changed since a modseq, expunged since one.
+ * store_mailbox_open reconciles with the files first (store_sync.c).
  */
 #include "store/store_int.h"
 
@@ -24,125 +23,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "lib/buf.h"
 #include "lib/fsx.h"
-
-#define SUBSCRIPTIONS_FILE "subscriptions"
 
 static const char *const special_uses[] = { "\\Drafts", "\\Sent",  "\\Trash",  "\\Junk",
 					    "\\Archive", "\\All", "\\Flagged" };
 
-static int flock_wait(int fd, unsigned timeout_s, struct store_error *err)
+int store_mailbox_name_normalize(const char *name, char **norm_r, struct store_error *err)
 {
-	struct timespec start, now;
-	long delay_us = 100;
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	for (;;) {
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-			return 0;
-		if (errno != EWOULDBLOCK && errno != EINTR) {
-			store_err_errno(err, "lock");
-			return -1;
-		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		int64_t waited_ms = (int64_t)(now.tv_sec - start.tv_sec) * 1000 +
-				    (now.tv_nsec - start.tv_nsec) / 1000000;
-		if (waited_ms >= (int64_t)timeout_s * 1000) {
-			store_err(err, STORE_ERR_TEMP, "lock timeout");
-			return -1;
-		}
-		struct timespec ts = { 0, delay_us * 1000 };
-		nanosleep(&ts, NULL);
-		if (delay_us < 20000)
-			delay_us *= 2;
-	}
+	return store_name_normalize(name, norm_r, err);
 }
 
-static int root_lock(struct store_user *user, struct store_error *err)
-{
-	return flock_wait(user->root_fd, user->store->lock_timeout, err);
-}
-
-static void root_unlock(struct store_user *user)
-{
-	flock(user->root_fd, LOCK_UN);
-}
-
-int store_mailbox_lock(struct store_mailbox *mbox, struct store_error *err)
-{
-	if (store_mailbox_fds(mbox, err) < 0)
-		return -1;
-	if (mbox->lock_depth > 0) {
-		mbox->lock_depth++;
-		return 0;
-	}
-	if (flock_wait(mbox->dir_fd, mbox->user->store->lock_timeout, err) < 0)
-		return -1;
-	mbox->lock_depth = 1;
-	return 0;
-}
-
-void store_mailbox_unlock(struct store_mailbox *mbox)
-{
-	if (mbox->lock_depth > 0 && --mbox->lock_depth == 0)
-		flock(mbox->dir_fd, LOCK_UN);
-}
-
-int store_mailbox_save_box(struct store_mailbox *mbox, struct store_error *err)
-{
-	return store_box_write(mbox->dir_fd, &mbox->box, err);
-}
-
-int store_mailbox_next_modseq(struct store_mailbox *mbox, uint64_t *modseq_r,
-			      struct store_error *err)
-{
-	struct store_user *user = mbox->user;
-	sqlite3_stmt *st = store_index_stmt(
-		user, "UPDATE mailbox SET highestmodseq=highestmodseq+1 WHERE id=? RETURNING highestmodseq",
-		err);
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, mbox->id);
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_reset(st);
-		store_index_sqlerr(user, err, "modseq");
-		return -1;
-	}
-	uint64_t m = (uint64_t)sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	if (m >= mbox->box.modseq_reserved) {
-		/* Reserve ahead, durably, before handing this one out. */
-		uint64_t old = mbox->box.modseq_reserved;
-		mbox->box.modseq_reserved = m + STORE_MODSEQ_CHUNK;
-		if (store_mailbox_save_box(mbox, err) < 0) {
-			mbox->box.modseq_reserved = old;
-			return -1;
-		}
-	}
-	*modseq_r = m;
-	return 0;
-}
-
-int store_mailbox_note_mtime(struct store_mailbox *mbox, struct store_error *err)
-{
-	if (store_mailbox_fds(mbox, err) < 0)
-		return -1;
-	struct stat st;
-	if (fstat(mbox->cur_fd, &st) < 0) {
-		store_err_errno(err, "stat cur");
-		return -1;
-	}
-	int64_t ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-	return store_index_exec(mbox->user, err, "UPDATE mailbox SET cur_mtime=%lld WHERE id=%lld",
-				(long long)ns, (long long)mbox->id);
-}
-
-/* ---- create / delete / rename -------------------------------------------- */
+/* ---- create / delete ------------------------------------------------------- */
 
 static int make_maildir(int root_fd, const char *tmpname)
 {
@@ -227,10 +121,10 @@ int store_mailbox_create(struct store_user *user, const char *name, const char *
 			return -1;
 		}
 	}
-	if (root_lock(user, err) < 0)
+	if (store_lock_user(user, err) < 0)
 		return -1;
 	int ret = create_locked(user, name, special_use, err);
-	root_unlock(user);
+	store_lock_user_release(user);
 	return ret;
 }
 
@@ -268,14 +162,14 @@ int store_mailbox_delete(struct store_user *user, const char *name, struct store
 	char base[200];
 	int ret = -1;
 
-	if (store_mailbox_name_normalize(name, &norm, err) < 0)
+	if (store_name_normalize(name, &norm, err) < 0)
 		return -1;
 	if (strcmp(norm, "INBOX") == 0) {
 		store_err(err, STORE_ERR_INVALID, "INBOX cannot be deleted");
 		free(norm);
 		return -1;
 	}
-	if (store_name_to_dir(norm, &dir, err) < 0 || root_lock(user, err) < 0)
+	if (store_name_to_dir(norm, &dir, err) < 0 || store_lock_user(user, err) < 0)
 		goto out;
 	int fd = fsx_opendir_beneath(user->root_fd, dir);
 	if (fd < 0) {
@@ -286,7 +180,7 @@ int store_mailbox_delete(struct store_user *user, const char *name, struct store
 		goto unlock;
 	}
 	/* Wait for writers of this mailbox, then make it vanish in one rename. */
-	if (flock_wait(fd, user->store->lock_timeout, err) < 0) {
+	if (store_lock_wait(fd, user->store->lock_timeout, err) < 0) {
 		close(fd);
 		goto unlock;
 	}
@@ -307,182 +201,10 @@ int store_mailbox_delete(struct store_user *user, const char *name, struct store
 	store_remove_tree(user->root_fd, tmpname, 0);
 	ret = index_forget(user, norm, err);
 unlock:
-	root_unlock(user);
+	store_lock_user_release(user);
 out:
 	free(dir);
 	free(norm);
-	return ret;
-}
-
-struct name_list {
-	char **names;
-	size_t n;
-	size_t cap;
-};
-
-static int collect_name(void *ctx, const struct store_mailbox_info *info)
-{
-	struct name_list *l = ctx;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		char **p = realloc(l->names, cap * sizeof(*p));
-		if (p == NULL)
-			return -1;
-		l->names = p;
-		l->cap = cap;
-	}
-	l->names[l->n] = strdup(info->name);
-	if (l->names[l->n] == NULL)
-		return -1;
-	l->n++;
-	return 0;
-}
-
-static void name_list_free(struct name_list *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->names[i]);
-	free(l->names);
-	memset(l, 0, sizeof(*l));
-}
-
-static int is_child_of(const char *name, const char *parent)
-{
-	size_t n = strlen(parent);
-	return strncmp(name, parent, n) == 0 && name[n] == '/';
-}
-
-static int rename_inbox(struct store_user *user, const char *to, struct store_error *err);
-
-int store_mailbox_rename(struct store_user *user, const char *from, const char *to,
-			 struct store_error *err)
-{
-	char *nfrom = NULL, *nto = NULL;
-	struct name_list all = { 0 };
-	int ret = -1;
-
-	if (store_mailbox_name_normalize(from, &nfrom, err) < 0 ||
-	    store_mailbox_name_normalize(to, &nto, err) < 0)
-		goto out;
-	if (strcmp(nto, "INBOX") == 0 || is_child_of(nto, nfrom) || strcmp(nto, nfrom) == 0) {
-		store_err(err, STORE_ERR_INVALID, "cannot rename a mailbox to INBOX, itself or its child");
-		goto out;
-	}
-	if (strcmp(nfrom, "INBOX") == 0) {
-		ret = rename_inbox(user, nto, err);
-		goto out;
-	}
-	if (root_lock(user, err) < 0)
-		goto out;
-	if (store_mailbox_list(user, collect_name, &all, err) < 0)
-		goto unlock;
-	int found = 0;
-	for (size_t i = 0; i < all.n; i++) {
-		if (strcmp(all.names[i], nto) == 0 || is_child_of(all.names[i], nto)) {
-			store_err(err, STORE_ERR_EXISTS, "target mailbox already exists");
-			goto unlock;
-		}
-		found |= strcmp(all.names[i], nfrom) == 0;
-	}
-	if (!found) {
-		store_err(err, STORE_ERR_NOTFOUND, "no such mailbox");
-		goto unlock;
-	}
-	/* The mailbox first, then each child: every step is one atomic rename,
-	 * and a failure half way leaves valid mailboxes under either name. */
-	for (size_t i = 0; i < all.n; i++) {
-		const char *old = all.names[i];
-		if (strcmp(old, nfrom) != 0 && !is_child_of(old, nfrom))
-			continue;
-		char *newname = NULL, *olddir = NULL, *newdir = NULL;
-		if (asprintf(&newname, "%s%s", nto, old + strlen(nfrom)) < 0) {
-			store_err(err, STORE_ERR_TEMP, "out of memory");
-			goto unlock;
-		}
-		int rc = -1;
-		if (store_name_to_dir(old, &olddir, err) == 0 &&
-		    store_name_to_dir(newname, &newdir, err) == 0) {
-			if (fsx_rename_noreplace(user->root_fd, olddir, user->root_fd, newdir) < 0)
-				store_err_errno(err, "cannot rename the mailbox");
-			else if (store_index_exec(user, err,
-						  "DELETE FROM msg WHERE mailbox IN (SELECT id FROM mailbox WHERE name=%Q);"
-						  "DELETE FROM mailbox WHERE name=%Q;"
-						  "UPDATE mailbox SET name=%Q WHERE name=%Q",
-						  newname, newname, newname, old) == 0)
-				rc = 0;
-		}
-		free(newname);
-		free(olddir);
-		free(newdir);
-		if (rc < 0)
-			goto unlock;
-	}
-	if (fsx_fsync(user->root_fd) < 0) {
-		store_err_errno(err, "fsync");
-		goto unlock;
-	}
-	ret = 0;
-unlock:
-	root_unlock(user);
-out:
-	name_list_free(&all);
-	free(nfrom);
-	free(nto);
-	return ret;
-}
-
-struct uid_list {
-	uint32_t *uids;
-	size_t n;
-	size_t cap;
-};
-
-static int collect_uid(void *ctx, const struct store_msg *msg)
-{
-	struct uid_list *l = ctx;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 256;
-		uint32_t *p = realloc(l->uids, cap * sizeof(*p));
-		if (p == NULL)
-			return -1;
-		l->uids = p;
-		l->cap = cap;
-	}
-	l->uids[l->n++] = msg->uid;
-	return 0;
-}
-
-/* RFC 9051 6.3.6: renaming INBOX moves all its messages to a new mailbox of
- * the new name and leaves INBOX empty; INBOX's children are not renamed. */
-static int rename_inbox(struct store_user *user, const char *to, struct store_error *err)
-{
-	struct store_mailbox *src = NULL, *dst = NULL;
-	struct uid_list l = { 0 };
-	uint32_t *dst_uids = NULL;
-	int ret = -1;
-
-	if (store_mailbox_create(user, to, NULL, err) < 0)
-		return -1;
-	if (store_mailbox_open(user, "INBOX", &src, err) < 0 ||
-	    store_mailbox_open(user, to, &dst, err) < 0)
-		goto out;
-	if (store_mailbox_messages(src, 1, UINT32_MAX, collect_uid, &l, err) < 0)
-		goto out;
-	if (l.n > 0) {
-		dst_uids = calloc(l.n, sizeof(*dst_uids));
-		if (dst_uids == NULL) {
-			store_err(err, STORE_ERR_TEMP, "out of memory");
-			goto out;
-		}
-		if (store_mailbox_move(src, l.uids, l.n, dst, dst_uids, err) < 0)
-			goto out;
-	}
-	ret = 0;
-out:
-	free(dst_uids);
-	free(l.uids);
-	store_mailbox_close(&dst);
-	store_mailbox_close(&src);
 	return ret;
 }
 
@@ -571,84 +293,6 @@ out:
 	return ret;
 }
 
-/* ---- subscriptions ------------------------------------------------------- */
-
-int store_subscriptions(struct store_user *user, int (*cb)(void *ctx, const char *name),
-			void *ctx, struct store_error *err)
-{
-	char *data;
-	size_t len;
-	if (fsx_read_file(user->root_fd, SUBSCRIPTIONS_FILE, 1 << 20, &data, &len) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		store_err_errno(err, "cannot read subscriptions");
-		return -1;
-	}
-	char *save = NULL;
-	for (char *line = strtok_r(data, "\n", &save); line != NULL;
-	     line = strtok_r(NULL, "\n", &save))
-		if (*line != '\0' && cb(ctx, line) != 0)
-			break;
-	free(data);
-	return 0;
-}
-
-struct subs_edit {
-	struct buf out;
-	const char *name;
-	int found;
-	int subscribe;
-};
-
-static int subs_copy(void *ctx, const char *name)
-{
-	struct subs_edit *e = ctx;
-	if (strcmp(name, e->name) == 0) {
-		e->found = 1;
-		if (!e->subscribe)
-			return 0;
-	}
-	buf_printf(&e->out, "%s\n", name);
-	return 0;
-}
-
-int store_subscribe(struct store_user *user, const char *name, int subscribe,
-		    struct store_error *err)
-{
-	char *norm;
-	struct subs_edit e = { BUF_INIT, NULL, 0, subscribe };
-	int ret = -1;
-
-	if (store_mailbox_name_normalize(name, &norm, err) < 0)
-		return -1;
-	e.name = norm;
-	if (root_lock(user, err) < 0)
-		goto out;
-	if (store_subscriptions(user, subs_copy, &e, err) < 0)
-		goto unlock;
-	if (e.found == subscribe) {
-		ret = 0; /* nothing to change */
-		goto unlock;
-	}
-	if (subscribe)
-		buf_printf(&e.out, "%s\n", norm);
-	if (e.out.failed) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
-		goto unlock;
-	}
-	if (fsx_write_file_atomic(user->root_fd, SUBSCRIPTIONS_FILE, buf_cstr(&e.out), e.out.len) < 0) {
-		store_err_errno(err, "cannot write subscriptions");
-		goto unlock;
-	}
-	ret = 0;
-unlock:
-	root_unlock(user);
-out:
-	buf_free(&e.out);
-	free(norm);
-	return ret;
-}
-
 /* ---- open / close / status / keywords --------------------------------------- */
 
 /* Find or create the index row of mbox; a row whose UIDVALIDITY differs
@@ -689,7 +333,7 @@ static int ensure_box(struct store_mailbox *mbox, struct store_error *err)
 	if (err->code != STORE_ERR_NOTFOUND)
 		return -1;
 	/* A maildir made by another program: give it a UIDVALIDITY. */
-	if (root_lock(mbox->user, err) < 0)
+	if (store_lock_user(mbox->user, err) < 0)
 		return -1;
 	int ret = store_box_read(mbox->dir_fd, &mbox->box, err);
 	if (ret < 0 && err->code == STORE_ERR_NOTFOUND) {
@@ -700,70 +344,8 @@ static int ensure_box(struct store_mailbox *mbox, struct store_error *err)
 			ret = store_box_write(mbox->dir_fd, &mbox->box, err);
 		}
 	}
-	root_unlock(mbox->user);
+	store_lock_user_release(mbox->user);
 	return ret;
-}
-
-static int open_subdir(int dir_fd, const char *name)
-{
-	int fd = fsx_opendir_beneath(dir_fd, name);
-	if (fd < 0 && errno == ENOENT && mkdirat(dir_fd, name, 0700) == 0)
-		fd = fsx_opendir_beneath(dir_fd, name);
-	return fd;
-}
-
-static int open_fds(struct store_mailbox *m, struct store_error *err)
-{
-	m->dir_fd = fsx_opendir_beneath(m->user->root_fd, m->dirname);
-	if (m->dir_fd < 0) {
-		if (errno == ENOENT)
-			store_err(err, STORE_ERR_NOTFOUND, "no such mailbox");
-		else
-			store_err_errno(err, "cannot open the mailbox");
-		return -1;
-	}
-	struct stat st;
-	if (fstat(m->dir_fd, &st) < 0) {
-		store_err_errno(err, "cannot stat the mailbox");
-		goto fail;
-	}
-	if (m->dir_ino == 0) {
-		m->dir_dev = st.st_dev;
-		m->dir_ino = st.st_ino;
-	} else if (m->dir_dev != st.st_dev || m->dir_ino != st.st_ino) {
-		store_err(err, STORE_ERR_NOTFOUND, "the mailbox was deleted or renamed");
-		goto fail;
-	}
-	m->cur_fd = open_subdir(m->dir_fd, "cur");
-	m->new_fd = open_subdir(m->dir_fd, "new");
-	if (m->cur_fd < 0 || m->new_fd < 0) {
-		store_err_errno(err, "cannot open the mailbox's cur/ or new/");
-		goto fail;
-	}
-	return 0;
-fail:
-	store_mailbox_release_fds(m);
-	return -1;
-}
-
-int store_mailbox_fds(struct store_mailbox *mbox, struct store_error *err)
-{
-	if (mbox->dir_fd >= 0 && mbox->cur_fd >= 0 && mbox->new_fd >= 0)
-		return 0;
-	store_mailbox_release_fds(mbox);
-	return open_fds(mbox, err);
-}
-
-void store_mailbox_release_fds(struct store_mailbox *mbox)
-{
-	if (mbox->lock_depth > 0)
-		return; /* the lock is held on dir_fd */
-	int *fds[3] = { &mbox->new_fd, &mbox->cur_fd, &mbox->dir_fd };
-	for (int i = 0; i < 3; i++) {
-		if (*fds[i] >= 0)
-			close(*fds[i]);
-		*fds[i] = -1;
-	}
 }
 
 int store_mailbox_open_nosync(struct store_user *user, const char *name,
@@ -776,10 +358,10 @@ int store_mailbox_open_nosync(struct store_user *user, const char *name,
 	}
 	m->user = user;
 	m->dir_fd = m->cur_fd = m->new_fd = -1;
-	if (store_mailbox_name_normalize(name, &m->name, err) < 0 ||
+	if (store_name_normalize(name, &m->name, err) < 0 ||
 	    store_name_to_dir(m->name, &m->dirname, err) < 0)
 		goto fail;
-	if (open_fds(m, err) < 0)
+	if (store_fds_open(m, err) < 0)
 		goto fail;
 	if (ensure_box(m, err) < 0 || index_row(m, err) < 0)
 		goto fail;
@@ -802,11 +384,25 @@ int store_mailbox_open(struct store_user *user, const char *name, struct store_m
 	return 0;
 }
 
-void store_mailbox_mark_rescan(struct store_mailbox *mbox)
+void store_mailbox_release_fds(struct store_mailbox *mbox)
 {
-	struct store_error ignore;
-	store_index_exec(mbox->user, &ignore, "UPDATE mailbox SET rescan=max(rescan, 1) WHERE id=%lld",
-			 (long long)mbox->id);
+	store_fds_close(mbox);
+}
+
+int store_mailbox_sync(struct store_mailbox *mbox, int full, struct store_error *err)
+{
+	if (store_fds_open(mbox, err) < 0)
+		return -1;
+	if (!full) {
+		int need = store_sync_needed(mbox, err);
+		if (need <= 0)
+			return need;
+	}
+	if (store_lock_mailbox(mbox, err) < 0)
+		return -1;
+	int ret = store_sync_locked(mbox, full, err);
+	store_lock_mailbox_release(mbox);
+	return ret;
 }
 
 void store_mailbox_close(struct store_mailbox **mbox)
@@ -815,7 +411,7 @@ void store_mailbox_close(struct store_mailbox **mbox)
 	if (m == NULL)
 		return;
 	while (m->lock_depth > 0)
-		store_mailbox_unlock(m);
+		store_lock_mailbox_release(m);
 	store_mailbox_release_fds(m);
 	store_box_clear(&m->box);
 	free(m->name);
@@ -832,7 +428,7 @@ const char *store_mailbox_name(const struct store_mailbox *mbox)
 int store_mailbox_status(struct store_mailbox *mbox, struct store_status *st_r,
 			 struct store_error *err)
 {
-	if (store_mailbox_fds(mbox, err) < 0)
+	if (store_fds_open(mbox, err) < 0)
 		return -1;
 	struct store_user *user = mbox->user;
 	struct store_status s;
@@ -874,7 +470,7 @@ const char *store_mailbox_keyword(const struct store_mailbox *mbox, unsigned idx
 int store_mailbox_keyword_index(struct store_mailbox *mbox, const char *keyword, int create,
 				unsigned *idx_r, struct store_error *err)
 {
-	if (store_mailbox_fds(mbox, err) < 0)
+	if (store_fds_open(mbox, err) < 0)
 		return -1;
 	/* Keywords are case-insensitive (RFC 9051 2.3.2). */
 	for (unsigned i = 0; i < STORE_MAX_KEYWORDS; i++)
@@ -886,7 +482,7 @@ int store_mailbox_keyword_index(struct store_mailbox *mbox, const char *keyword,
 		store_err(err, STORE_ERR_NOTFOUND, "no such keyword");
 		return -1;
 	}
-	if (store_mailbox_lock(mbox, err) < 0)
+	if (store_lock_mailbox(mbox, err) < 0)
 		return -1;
 	/* Another process may have added keywords: reread under the lock. */
 	struct store_box fresh;
@@ -909,7 +505,7 @@ int store_mailbox_keyword_index(struct store_mailbox *mbox, const char *keyword,
 			goto out;
 		}
 		mbox->box.keywords[i] = strdup(keyword);
-		if (mbox->box.keywords[i] == NULL || store_mailbox_save_box(mbox, err) < 0) {
+		if (mbox->box.keywords[i] == NULL || store_box_save(mbox, err) < 0) {
 			free(mbox->box.keywords[i]);
 			mbox->box.keywords[i] = NULL;
 			if (err->code == STORE_OK)
@@ -922,6 +518,105 @@ int store_mailbox_keyword_index(struct store_mailbox *mbox, const char *keyword,
 	}
 	store_err(err, STORE_ERR_LIMIT, "too many keywords in this mailbox");
 out:
-	store_mailbox_unlock(mbox);
+	store_lock_mailbox_release(mbox);
 	return ret;
+}
+
+/* ---- message rows ------------------------------------------------------------ */
+
+/* Step a bound "SELECT uid, flags, keywords, modseq, size, internaldate,
+ * fname" statement, calling cb for each row until it returns non-zero. */
+static int walk_rows(struct store_mailbox *mbox, sqlite3_stmt *st,
+		     int (*cb)(void *ctx, const struct store_msg *msg), void *ctx,
+		     struct store_error *err)
+{
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_msg m;
+		m.uid = (uint32_t)sqlite3_column_int64(st, 0);
+		m.flags = (uint32_t)sqlite3_column_int64(st, 1);
+		m.keywords = (uint32_t)sqlite3_column_int64(st, 2);
+		m.modseq = (uint64_t)sqlite3_column_int64(st, 3);
+		m.size = (uint64_t)sqlite3_column_int64(st, 4);
+		m.internaldate = sqlite3_column_int64(st, 5);
+		m.fname = (const char *)sqlite3_column_text(st, 6);
+		if (cb(ctx, &m) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	return store_index_done(mbox->user, st, rc, "messages", err);
+}
+
+int store_mailbox_messages(struct store_mailbox *mbox, uint32_t lo, uint32_t hi,
+			   int (*cb)(void *ctx, const struct store_msg *msg), void *ctx,
+			   struct store_error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(
+		mbox->user,
+		"SELECT uid, flags, keywords, modseq, size, internaldate, fname FROM msg"
+		" WHERE mailbox=? AND pending=0 AND uid BETWEEN ? AND ? ORDER BY uid",
+		err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mbox->id);
+	sqlite3_bind_int64(st, 2, lo);
+	sqlite3_bind_int64(st, 3, hi);
+	return walk_rows(mbox, st, cb, ctx, err);
+}
+
+int store_mailbox_changed_since(struct store_mailbox *mbox, uint64_t modseq,
+				int (*cb)(void *ctx, const struct store_msg *msg), void *ctx,
+				struct store_error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(
+		mbox->user,
+		"SELECT uid, flags, keywords, modseq, size, internaldate, fname FROM msg"
+		" WHERE mailbox=? AND pending=0 AND modseq>? ORDER BY uid",
+		err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mbox->id);
+	sqlite3_bind_int64(st, 2, (int64_t)modseq);
+	return walk_rows(mbox, st, cb, ctx, err);
+}
+
+int store_mailbox_expunged_since(struct store_mailbox *mbox, uint64_t modseq,
+				 int (*cb)(void *ctx, uint32_t uid, uint64_t modseq), void *ctx,
+				 struct store_error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(
+		mbox->user, "SELECT uid, modseq FROM expunged WHERE mailbox=? AND modseq>? ORDER BY uid",
+		err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mbox->id);
+	sqlite3_bind_int64(st, 2, (int64_t)modseq);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (cb(ctx, (uint32_t)sqlite3_column_int64(st, 0),
+		       (uint64_t)sqlite3_column_int64(st, 1)) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	return store_index_done(mbox->user, st, rc, "expunged", err);
+}
+
+int store_mailbox_modseq(struct store_mailbox *mbox, uint32_t *uidvalidity_r,
+			 uint64_t *highestmodseq_r, struct store_error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(
+		mbox->user, "SELECT uidvalidity, highestmodseq FROM mailbox WHERE id=?", err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mbox->id);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_reset(st);
+		store_index_sqlerr(mbox->user, err, "modseq");
+		return -1;
+	}
+	*uidvalidity_r = (uint32_t)sqlite3_column_int64(st, 0);
+	*highestmodseq_r = (uint64_t)sqlite3_column_int64(st, 1);
+	sqlite3_reset(st);
+	return 0;
 }

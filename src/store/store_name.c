@@ -87,7 +87,7 @@ static int name_check(const char *name, struct store_error *err)
 	}
 }
 
-int store_mailbox_name_normalize(const char *name, char **norm_r, struct store_error *err)
+int store_name_normalize(const char *name, char **norm_r, struct store_error *err)
 {
 	if (name_check(name, err) < 0)
 		return -1;
@@ -108,7 +108,7 @@ int store_name_to_dir(const char *name, char **dir_r, struct store_error *err)
 	char *norm;
 	struct buf b = BUF_INIT;
 
-	if (store_mailbox_name_normalize(name, &norm, err) < 0)
+	if (store_name_normalize(name, &norm, err) < 0)
 		return -1;
 	if (strcmp(norm, "INBOX") == 0) {
 		*dir_r = norm;

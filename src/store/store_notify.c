@@ -74,7 +74,7 @@ int store_notify_fd(const struct store_notify *n)
 unsigned store_notify_add(struct store_notify *n, struct store_mailbox *mbox, void *owner)
 {
 	struct store_error err;
-	if (store_mailbox_fds(mbox, &err) < 0)
+	if (store_fds_open(mbox, &err) < 0)
 		return 0;
 	char path[3][80];
 	const uint32_t mask = IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_MODIFY;

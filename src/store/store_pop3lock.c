@@ -10,7 +10,7 @@
 
 int store_pop3lock_take(struct store_mailbox *mbox, int *fd_r, struct store_error *err)
 {
-	if (store_mailbox_fds(mbox, err) < 0)
+	if (store_fds_open(mbox, err) < 0)
 		return -1;
 	/* O_NOFOLLOW: a symlink planted under this name is refused, never
 	 * followed out of the mailbox folder (dir_fd is already beneath the

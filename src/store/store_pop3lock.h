@@ -6,7 +6,7 @@
  * a second session's login is refused with [IN-USE] (RFC 2449 8.1.1) rather
  * than shown a maildrop whose message numbers another session is deleting.
  * IMAP sessions and deliveries do not take it: they go on as usual, and the
- * store's own mailbox lock (store_mailbox.c) still orders every change.
+ * store's own mailbox lock (store_lock.c) still orders every change.
  *
  * The lock is flock(2) on the file "mailroom-pop3.lock" in the mailbox's
  * folder (created empty, mode 0600, when missing; never removed, so there is

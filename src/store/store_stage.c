@@ -41,8 +41,7 @@ struct store_stage {
 	 * cached from the start. NULL after finish or on failure (then FETCH
 	 * parses on first use, as for files adopted from new/). */
 	struct mime_parser *parser;
-	char *cache[STORE_STAGE_CACHE_FIELDS];
-	size_t cache_len[STORE_STAGE_CACHE_FIELDS];
+	struct store_cache_row cache; /* all NULL until finish parsed it */
 	size_t wlen;
 	char wbuf[STAGE_BUF];
 };
@@ -176,21 +175,17 @@ int store_stage_finish(struct store_stage *s, struct store_error *err)
 	struct mime_tree *tree = NULL;
 	const char *why;
 	if (s->parser != NULL && mime_parser_finish(&s->parser, &tree, &why) == 0) {
-		/* The same four strings FETCH computes on a miss (imap_fetch.c);
-		 * the store's cache fields are in mime_tree_cache_strings' order. */
-		(void)mime_tree_cache_strings(tree, s->cache, s->cache_len);
+		/* the same row a miss computes (store_cache.c); out of memory
+		 * leaves it empty */
+		(void)store_cache_row_fill(&s->cache, tree);
 		mime_tree_free(&tree);
 	}
 	return 0;
 }
 
-const char *store_stage_cache(const struct store_stage *s, enum store_cache_field f, size_t *len_r)
+const struct store_cache_row *store_stage_cache(const struct store_stage *s)
 {
-	for (int i = 0; i < STORE_STAGE_CACHE_FIELDS; i++)
-		if (s->cache[i] == NULL)
-			return NULL; /* all four or none */
-	*len_r = s->cache_len[f];
-	return s->cache[f];
+	return s->cache.tree != NULL ? &s->cache : NULL; /* all four or none */
 }
 
 uint64_t store_stage_size(const struct store_stage *stage)
@@ -221,8 +216,7 @@ void store_stage_free(struct store_stage **stage)
 	if (s->fd >= 0)
 		close(s->fd);
 	mime_parser_free(&s->parser);
-	for (int i = 0; i < STORE_STAGE_CACHE_FIELDS; i++)
-		free(s->cache[i]);
+	store_cache_row_clear(&s->cache);
 	/* Not fsx_unlinkat: removing the staging name is cleanup, and a
 	 * failure here loses nothing (check --repair removes leftovers). */
 	unlinkat(s->store->spool_fd, s->name, 0);

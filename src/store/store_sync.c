@@ -7,7 +7,7 @@
  * brought in step with them here, under the mailbox lock, whenever one of
  * these says it may be behind:
  *
- *  - pending rows: store_msg.c records a new message's row (pending=1) before
+ *  - pending rows: store_link.c records a new message's row (pending=1) before
  *    it links the file, and clears the flag after. A pending row seen by the
  *    lock holder belongs to a process that died in between: if the file is
  *    there the message is adopted, if not the row is dropped. Its UID stays
@@ -15,8 +15,9 @@
  *    twice.
  *  - new/ has entries: another program (Postfix's maildir delivery, a user's
  *    script) dropped mail in. Each file gets the next UID and moves to cur/.
- *  - cur/'s mtime differs from the one recorded at our last change, or the
- *    row is marked rescan: someone added, renamed or removed files behind the
+ *  - cur/'s mtime differs from the one recorded at our last change
+ *    (store_sync_note_mtime), or the row is marked rescan (store_sync_mark_rescan,
+ *    after an operation failed half way): someone added, renamed or removed files behind the
  *    index's back (or the index is new). Then cur/ is read in full: files are
  *    adopted with the UID in their name (a file without one, or with a UID
  *    another file already has, gets a new one), changed flags are taken from
@@ -205,12 +206,7 @@ static int load_rows(struct store_mailbox *mbox, struct rows *r, struct store_er
 		}
 		r->n++;
 	}
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		store_index_sqlerr(mbox->user, err, "load");
-		return -1;
-	}
-	return 0;
+	return store_index_done(mbox->user, st, rc, "load", err);
 }
 
 static struct row *find_row(struct rows *r, uint32_t uid)
@@ -339,7 +335,7 @@ static int adopt_new_uid(struct store_mailbox *mbox, struct file_ent *e, uint32_
 		store_err_errno(err, "cannot move a new message into cur/");
 		return -1;
 	}
-	if (store_mailbox_next_modseq(mbox, &modseq, err) < 0)
+	if (store_box_next_modseq(mbox, &modseq, err) < 0)
 		return -1;
 	return insert_msg(mbox, uid, newname, e, modseq, err);
 }
@@ -362,7 +358,7 @@ static int full_scan(struct store_mailbox *mbox, int trust_lost, uint32_t *uidne
 		if (store_index_exec(mbox->user, err,
 				     "UPDATE mailbox SET highestmodseq=max(highestmodseq, %llu) WHERE id=%lld",
 				     (unsigned long long)hm, (long long)mbox->id) < 0 ||
-		    store_mailbox_next_modseq(mbox, &base_modseq, err) < 0)
+		    store_box_next_modseq(mbox, &base_modseq, err) < 0)
 			goto out;
 	}
 	for (size_t i = 0; i < files.n; i++) {
@@ -416,7 +412,7 @@ static int full_scan(struct store_mailbox *mbox, int trust_lost, uint32_t *uidne
 			if (dry)
 				continue;
 			uint64_t modseq;
-			if (store_mailbox_next_modseq(mbox, &modseq, err) < 0 ||
+			if (store_box_next_modseq(mbox, &modseq, err) < 0 ||
 			    store_index_exec(mbox->user, err,
 					     "UPDATE msg SET fname=%Q, flags=%u, keywords=%u, modseq=%llu,"
 					     " size=%llu WHERE mailbox=%lld AND uid=%u",
@@ -437,7 +433,7 @@ static int full_scan(struct store_mailbox *mbox, int trust_lost, uint32_t *uidne
 		if (dry)
 			continue;
 		uint64_t modseq = base_modseq;
-		if (modseq == 0 && store_mailbox_next_modseq(mbox, &modseq, err) < 0)
+		if (modseq == 0 && store_box_next_modseq(mbox, &modseq, err) < 0)
 			goto out;
 		if (insert_msg(mbox, e->f.uid, e->name, e, modseq, err) < 0)
 			goto out;
@@ -450,7 +446,7 @@ static int full_scan(struct store_mailbox *mbox, int trust_lost, uint32_t *uidne
 		if (dry)
 			continue;
 		uint64_t modseq;
-		if (store_mailbox_next_modseq(mbox, &modseq, err) < 0 ||
+		if (store_box_next_modseq(mbox, &modseq, err) < 0 ||
 		    store_index_exec(mbox->user, err,
 				     "DELETE FROM msg WHERE mailbox=%lld AND uid=%u;"
 				     "INSERT OR REPLACE INTO expunged VALUES(%lld, %u, %llu)",
@@ -476,7 +472,7 @@ out:
 int store_sync_run(struct store_mailbox *mbox, int full, struct store_sync_report *rep,
 		   struct store_error *err)
 {
-	if (store_mailbox_fds(mbox, err) < 0)
+	if (store_fds_open(mbox, err) < 0)
 		return -1;
 	struct store_user *user = mbox->user;
 	struct file_list fresh = { 0 };
@@ -531,7 +527,7 @@ int store_sync_run(struct store_mailbox *mbox, int full, struct store_sync_repor
 	}
 	if (store_index_exec(user, err, "UPDATE mailbox SET uidnext=max(uidnext, %u), rescan=0 WHERE id=%lld",
 			     uidnext, (long long)mbox->id) < 0 ||
-	    store_mailbox_note_mtime(mbox, err) < 0)
+	    store_sync_note_mtime(mbox, err) < 0)
 		goto fail;
 	ret = store_index_commit(user, err);
 	goto out;
@@ -545,7 +541,7 @@ out:
 
 int store_sync_locked(struct store_mailbox *mbox, int full, struct store_error *err)
 {
-	if (store_mailbox_fds(mbox, err) < 0)
+	if (store_fds_open(mbox, err) < 0)
 		return -1;
 	struct store_box fresh;
 	/* Keywords may have been added by another process. */
@@ -557,7 +553,7 @@ int store_sync_locked(struct store_mailbox *mbox, int full, struct store_error *
 }
 
 /* Is a sync needed? Cheap: one indexed query, one stat, one readdir of new/. */
-static int sync_needed(struct store_mailbox *mbox, struct store_error *err)
+int store_sync_needed(struct store_mailbox *mbox, struct store_error *err)
 {
 	struct stat st;
 	sqlite3_stmt *q = store_index_stmt(
@@ -599,18 +595,23 @@ static int sync_needed(struct store_mailbox *mbox, struct store_error *err)
 	return need;
 }
 
-int store_mailbox_sync(struct store_mailbox *mbox, int full, struct store_error *err)
+int store_sync_note_mtime(struct store_mailbox *mbox, struct store_error *err)
 {
-	if (store_mailbox_fds(mbox, err) < 0)
+	if (store_fds_open(mbox, err) < 0)
 		return -1;
-	if (!full) {
-		int need = sync_needed(mbox, err);
-		if (need <= 0)
-			return need;
+	struct stat st;
+	if (fstat(mbox->cur_fd, &st) < 0) {
+		store_err_errno(err, "stat cur");
+		return -1;
 	}
-	if (store_mailbox_lock(mbox, err) < 0)
-		return -1;
-	int ret = store_sync_locked(mbox, full, err);
-	store_mailbox_unlock(mbox);
-	return ret;
+	int64_t ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	return store_index_exec(mbox->user, err, "UPDATE mailbox SET cur_mtime=%lld WHERE id=%lld",
+				(long long)ns, (long long)mbox->id);
+}
+
+void store_sync_mark_rescan(struct store_mailbox *mbox)
+{
+	struct store_error ignore;
+	store_index_exec(mbox->user, &ignore, "UPDATE mailbox SET rescan=max(rescan, 1) WHERE id=%lld",
+			 (long long)mbox->id);
 }

@@ -139,9 +139,22 @@ static void list_msgs(struct store_mailbox *mbox, struct collected *c)
 	assert_int_equal(store_mailbox_messages(mbox, 1, UINT32_MAX, collect, c, &err), 0);
 }
 
-static void note_uid(void *ctx, uint32_t uid)
+static void note_modified(void *ctx, const struct store_flag_report *r)
 {
-	*(uint32_t *)ctx = uid;
+	if (r->modified)
+		*(uint32_t *)ctx = r->uid;
+}
+
+struct reports {
+	struct store_flag_report r[8];
+	size_t n;
+};
+
+static void note_report(void *ctx, const struct store_flag_report *r)
+{
+	struct reports *rs = ctx;
+	assert_true(rs->n < 8);
+	rs->r[rs->n++] = *r;
 }
 
 static unsigned check_problems(struct fx *f, const char *user, int repair)
@@ -301,6 +314,65 @@ static void test_status_counts(void **state)
 	store_mailbox_close(&mbox);
 }
 
+/* store_mailbox_set_flags reports each message of the set as it left it:
+ * changed (new modseq), already as asked (untouched), failed UNCHANGEDSINCE
+ * (untouched); a UID not in the mailbox is not reported. */
+static void test_set_flags_report(void **state)
+{
+	struct fx *f = *state;
+	struct store_mailbox *mbox;
+	struct store_error err;
+	struct collected before, after;
+	struct reports rs = { .n = 0 };
+	assert_int_equal(store_mailbox_open(f->user, "INBOX", &mbox, &err), 0);
+	uint32_t u1 = add_msg(mbox, f->store, "Subject: 1\n\nx\n", STORE_F_FLAGGED);
+	uint32_t u2 = add_msg(mbox, f->store, "Subject: 2\n\nx\n", STORE_F_SEEN);
+	uint32_t u3 = add_msg(mbox, f->store, "Subject: 3\n\nx\n", 0);
+	assert_int_equal(store_mailbox_set_flags(mbox, &u3, 1, STORE_FLAGS_ADD, STORE_F_DRAFT, 0, 0,
+						 NULL, NULL, &err), 0);
+	list_msgs(mbox, &before);
+	uint32_t set[4] = { u1, u2, u3, 999 };
+	/* u3 changed after before.modseq[1]: it fails UNCHANGEDSINCE */
+	assert_int_equal(store_mailbox_set_flags(mbox, set, 4, STORE_FLAGS_ADD, STORE_F_SEEN, 0,
+						 before.modseq[1], note_report, &rs, &err), 0);
+	list_msgs(mbox, &after);
+	assert_int_equal(rs.n, 3);
+	assert_int_equal(rs.r[0].uid, u1);
+	assert_true(rs.r[0].changed && !rs.r[0].modified);
+	assert_int_equal(rs.r[0].flags, STORE_F_FLAGGED | STORE_F_SEEN);
+	assert_true(rs.r[0].modseq > before.modseq[2]);
+	assert_int_equal(rs.r[0].modseq, after.modseq[0]);
+	assert_int_equal(rs.r[1].uid, u2);
+	assert_true(!rs.r[1].changed && !rs.r[1].modified);
+	assert_int_equal(rs.r[1].flags, STORE_F_SEEN);
+	assert_int_equal(rs.r[1].modseq, before.modseq[1]);
+	assert_int_equal(rs.r[2].uid, u3);
+	assert_true(!rs.r[2].changed && rs.r[2].modified);
+	assert_int_equal(rs.r[2].flags, STORE_F_DRAFT);
+	assert_int_equal(rs.r[2].modseq, before.modseq[2]);
+	assert_int_equal(after.flags[2], STORE_F_DRAFT);
+	/* SET and REMOVE, with keywords: the report is what the index holds */
+	unsigned kw;
+	assert_int_equal(store_mailbox_keyword_index(mbox, "Work", 1, &kw, &err), 0);
+	rs.n = 0;
+	assert_int_equal(store_mailbox_set_flags(mbox, set, 2, STORE_FLAGS_SET, STORE_F_ANSWERED,
+						 1u << kw, 0, note_report, &rs, &err), 0);
+	rs.n = 0;
+	assert_int_equal(store_mailbox_set_flags(mbox, set, 3, STORE_FLAGS_REMOVE, STORE_F_ANSWERED,
+						 0, 0, note_report, &rs, &err), 0);
+	list_msgs(mbox, &after);
+	assert_int_equal(rs.n, 3);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(rs.r[i].flags, after.flags[i]);
+		assert_int_equal(rs.r[i].keywords, after.keywords[i]);
+		assert_int_equal(rs.r[i].modseq, after.modseq[i]);
+	}
+	assert_int_equal(after.flags[0], 0);
+	assert_int_equal(after.keywords[0], 1u << kw);
+	assert_true(rs.r[0].changed && !rs.r[2].changed);
+	store_mailbox_close(&mbox);
+}
+
 /* 2. Single instance: one delivery to many users is one inode. */
 static void test_fanout(void **state)
 {
@@ -370,7 +442,7 @@ static void test_flags_copy_move_expunge(void **state)
 	struct collected cs;
 	uint32_t refused = 0;
 	assert_int_equal(store_mailbox_set_flags(in, uids, 1, STORE_FLAGS_REMOVE, STORE_F_SEEN, 0,
-						 before.modseq[0], note_uid, &refused, &err),
+						 before.modseq[0], note_modified, &refused, &err),
 			 0);
 	assert_int_equal(refused, uids[0]);
 	list_msgs(in, &cs);
@@ -964,6 +1036,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fanout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_release_fds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_counts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_flags_report, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flags_copy_move_expunge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mailbox_ops, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_containment, setup, teardown),

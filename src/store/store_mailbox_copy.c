@@ -1,0 +1,139 @@
+/*
+ * store_mailbox_copy.c: COPY (and the first half of MOVE): hard links into
+ * the destination under the protocol of store_link.c, so a copy costs no
+ * bytes. Flags come along; keywords are carried over by name (created in the
+ * destination as needed, dropped when it has no room for more).
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/fsx.h"
+
+/* Map src's keyword bits to dst's (creating keywords in dst as needed). */
+static int map_keywords(struct store_mailbox *src, uint32_t kw, struct store_mailbox *dst,
+			uint32_t *kw_r, struct store_error *err)
+{
+	uint32_t out = 0;
+	for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++) {
+		if (!(kw & (1u << k)) || src->box.keywords[k] == NULL)
+			continue;
+		unsigned idx;
+		if (store_mailbox_keyword_index(dst, src->box.keywords[k], 1, &idx, err) < 0) {
+			if (err->code == STORE_ERR_LIMIT)
+				continue; /* dst is full of keywords: copy without this one */
+			return -1;
+		}
+		out |= 1u << idx;
+	}
+	*kw_r = out;
+	return 0;
+}
+
+int store_mailbox_copy(struct store_mailbox *src, const uint32_t *uids, size_t n,
+		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct store_error *err)
+{
+	if (store_fds_open(src, err) < 0)
+		return -1;
+	if (store_fds_open(dst, err) < 0)
+		return -1;
+	struct store_link *msgs = NULL;
+	char (*srcnames)[512] = NULL;
+	size_t found = 0;
+	int ret = -1;
+
+	if (src->user != dst->user) {
+		store_err(err, STORE_ERR_INVALID, "copy between users");
+		return -1;
+	}
+	if (n == 0)
+		return 0;
+	msgs = calloc(n, sizeof(*msgs));
+	srcnames = calloc(n, sizeof(*srcnames));
+	if (msgs == NULL || srcnames == NULL) {
+		store_err(err, STORE_ERR_TEMP, "out of memory");
+		goto out_free;
+	}
+	if (store_mailbox_sync(src, 0, err) < 0)
+		goto out_free;
+	for (size_t i = 0; i < n; i++) {
+		struct store_msg sm;
+		struct store_fname f;
+		dst_uids_r[i] = 0;
+		if (store_message_lookup(src, uids[i], &sm, srcnames[found], sizeof(srcnames[found]), err) < 0) {
+			if (err->code == STORE_ERR_NOTFOUND)
+				continue;
+			goto out_free;
+		}
+		if (store_fname_parse(srcnames[found], &f) < 0)
+			continue;
+		struct store_link *m = &msgs[found];
+		memcpy(m->f.base, f.base, sizeof(m->f.base));
+		m->f.size = sm.size;
+		m->f.flags = sm.flags;
+		m->internaldate = sm.internaldate;
+		if (map_keywords(src, sm.keywords, dst, &m->f.keywords, err) < 0)
+			goto out_free;
+		m->uid = uids[i]; /* the source UID until store_link_reserve() replaces it */
+		found++;
+	}
+	if (found == 0) {
+		ret = 0;
+		goto out_free;
+	}
+	if (store_user_quota_check(dst->user, 0, found, err) < 0)
+		goto out_free;
+	uint32_t *src_uid = calloc(found, sizeof(*src_uid));
+	if (src_uid == NULL) {
+		store_err(err, STORE_ERR_TEMP, "out of memory");
+		goto out_free;
+	}
+	for (size_t i = 0; i < found; i++)
+		src_uid[i] = msgs[i].uid;
+	if (store_lock_mailbox(dst, err) < 0)
+		goto out_uids;
+	if (store_mailbox_sync(dst, 0, err) < 0 || store_link_reserve(dst, msgs, found, err) < 0)
+		goto out_unlock;
+	int link_failed = 0;
+	for (size_t i = 0; i < found && !link_failed; i++) {
+		if (fsx_linkat(src->cur_fd, srcnames[i], dst->cur_fd, msgs[i].fname) == 0) {
+			msgs[i].linked = 1;
+		} else if (errno != ENOENT) {
+			store_err_errno(err, "cannot link the message");
+			link_failed = 1;
+		}
+		/* ENOENT: expunged or renamed by another session meanwhile; it
+		 * is reported as not copied (dst UID 0). */
+	}
+	if (!link_failed && fsx_fsync(dst->cur_fd) < 0) {
+		store_err_errno(err, "cannot fsync the mailbox");
+		link_failed = 1;
+	}
+	if (link_failed) {
+		store_link_undo(dst, msgs, found);
+		struct store_error ignore;
+		store_link_complete(dst, msgs, found, &ignore);
+		goto out_unlock;
+	}
+	if (store_link_complete(dst, msgs, found, err) < 0) {
+		store_link_undo(dst, msgs, found);
+		goto out_unlock;
+	}
+	for (size_t i = 0, j = 0; i < n && j < found; i++) {
+		if (uids[i] == src_uid[j]) {
+			dst_uids_r[i] = msgs[j].linked ? msgs[j].uid : 0;
+			j++;
+		}
+	}
+	ret = 0;
+out_unlock:
+	store_lock_mailbox_release(dst);
+out_uids:
+	free(src_uid);
+out_free:
+	free(srcnames);
+	free(msgs);
+	return ret;
+}

@@ -1,0 +1,28 @@
+/*
+ * store_mailbox_move.c: MOVE (RFC 6851) as the store does it: copy, then
+ * expunge from the source exactly what reached the destination.
+ */
+#include "store/store_int.h"
+
+#include <stdlib.h>
+
+int store_mailbox_move(struct store_mailbox *src, const uint32_t *uids, size_t n,
+		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct store_error *err)
+{
+	if (store_mailbox_copy(src, uids, n, dst, dst_uids_r, err) < 0)
+		return -1;
+	/* Expunge only what reached dst: a message that could not be copied
+	 * stays where it was. */
+	uint32_t *moved = calloc(n ? n : 1, sizeof(*moved));
+	size_t k = 0;
+	if (moved == NULL) {
+		store_err(err, STORE_ERR_TEMP, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (dst_uids_r[i] != 0)
+			moved[k++] = uids[i];
+	int ret = store_mailbox_expunge(src, moved, k, err);
+	free(moved);
+	return ret;
+}

@@ -1,0 +1,84 @@
+/*
+ * store_message.c: one message of an open mailbox: its index row
+ * (store_message_lookup) and its file (store_message_open). A file renamed
+ * (flags) or removed by another process since the index was read is found
+ * again after a sync, or reported NOTFOUND.
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/fsx.h"
+
+int store_message_lookup(struct store_mailbox *mbox, uint32_t uid, struct store_msg *msg_r,
+		     char *fname, size_t fname_size, struct store_error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(
+		mbox->user,
+		"SELECT flags, keywords, modseq, size, internaldate, fname FROM msg"
+		" WHERE mailbox=? AND uid=? AND pending=0",
+		err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mbox->id);
+	sqlite3_bind_int64(st, 2, uid);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(st);
+		if (rc == SQLITE_DONE)
+			store_err(err, STORE_ERR_NOTFOUND, "no message with UID %u", uid);
+		else
+			store_index_sqlerr(mbox->user, err, "lookup");
+		return -1;
+	}
+	struct store_msg m;
+	m.uid = uid;
+	m.flags = (uint32_t)sqlite3_column_int64(st, 0);
+	m.keywords = (uint32_t)sqlite3_column_int64(st, 1);
+	m.modseq = (uint64_t)sqlite3_column_int64(st, 2);
+	m.size = (uint64_t)sqlite3_column_int64(st, 3);
+	m.internaldate = sqlite3_column_int64(st, 4);
+	snprintf(fname, fname_size, "%s", (const char *)sqlite3_column_text(st, 5));
+	m.fname = fname;
+	sqlite3_reset(st);
+	*msg_r = m;
+	return 0;
+}
+
+int store_message_open(struct store_mailbox *mbox, uint32_t uid, int *fd_r, uint64_t *size_r,
+		       struct store_error *err)
+{
+	if (store_fds_open(mbox, err) < 0)
+		return -1;
+	char fname[512];
+	struct store_msg m;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (store_message_lookup(mbox, uid, &m, fname, sizeof(fname), err) < 0)
+			return -1;
+		int fd = fsx_open_beneath(mbox->cur_fd, fname, O_RDONLY, 0);
+		if (fd >= 0) {
+			struct stat st;
+			if (fstat(fd, &st) < 0) {
+				store_err_errno(err, "stat message");
+				close(fd);
+				return -1;
+			}
+			*fd_r = fd;
+			*size_r = (uint64_t)st.st_size;
+			return 0;
+		}
+		if (errno != ENOENT) {
+			store_err_errno(err, "cannot open the message");
+			return -1;
+		}
+		/* Renamed (flags) or removed by another process: catch up. */
+		if (store_mailbox_sync(mbox, 1, err) < 0)
+			return -1;
+	}
+	store_err(err, STORE_ERR_NOTFOUND, "message %u is gone", uid);
+	return -1;
+}

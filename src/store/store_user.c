@@ -1,0 +1,172 @@
+/*
+ * store_user.c: a user of the store: create (the root DATA/mail/USER with
+ * INBOX, the special-use mailboxes and their subscriptions), purge, open
+ * and close (the root's directory fd and the index connection), quota.
+ *
+ * Quota is counted in the index (store_index_quota_add at every delivery,
+ * copy and expunge), so checking it is one read, not a walk of the files;
+ * `mailroom check` compares the counters with the messages.
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/fsx.h"
+
+static const struct {
+	const char *name;
+	const char *special_use;
+} default_mailboxes[] = {
+	{ "Drafts", "\\Drafts" }, { "Sent", "\\Sent" },	      { "Trash", "\\Trash" },
+	{ "Junk", "\\Junk" },	  { "Archive", "\\Archive" },
+};
+
+int store_user_create(struct store *store, const char *name, struct store_error *err)
+{
+	struct store_user *user = NULL;
+	if (store_username_valid(name) < 0) {
+		store_err(err, STORE_ERR_INVALID, "invalid user name");
+		return -1;
+	}
+	if (mkdirat(store->mail_fd, name, 0700) < 0) {
+		if (errno == EEXIST)
+			store_err(err, STORE_ERR_EXISTS, "user %s already has a mail folder", name);
+		else
+			store_err_errno(err, "cannot create the user's folder");
+		return -1;
+	}
+	if (fsx_fsync(store->mail_fd) < 0) {
+		store_err_errno(err, "fsync DATA/mail");
+		return -1;
+	}
+	if (store_user_open(store, name, &user, err) < 0)
+		return -1;
+	if (store_mailbox_create(user, "INBOX", NULL, err) < 0 && err->code != STORE_ERR_EXISTS)
+		goto fail;
+	for (size_t i = 0; i < sizeof(default_mailboxes) / sizeof(default_mailboxes[0]); i++) {
+		if (store_mailbox_create(user, default_mailboxes[i].name,
+					 default_mailboxes[i].special_use, err) < 0 &&
+		    err->code != STORE_ERR_EXISTS)
+			goto fail;
+		if (store_subscribe(user, default_mailboxes[i].name, 1, err) < 0)
+			goto fail;
+	}
+	if (store_subscribe(user, "INBOX", 1, err) < 0)
+		goto fail;
+	store_user_close(&user);
+	return 0;
+fail:
+	store_user_close(&user);
+	return -1;
+}
+
+int store_user_purge(struct store *store, const char *name, struct store_error *err)
+{
+	if (store_username_valid(name) < 0) {
+		store_err(err, STORE_ERR_INVALID, "invalid user name");
+		return -1;
+	}
+	if (store_remove_tree(store->mail_fd, name, 0) < 0) {
+		if (errno == ENOENT)
+			store_err(err, STORE_ERR_NOUSER, "user %s has no mail folder", name);
+		else
+			store_err_errno(err, "cannot remove the user's folder");
+		return -1;
+	}
+	return 0;
+}
+
+int store_user_open(struct store *store, const char *name, struct store_user **user_r,
+		    struct store_error *err)
+{
+	if (store_username_valid(name) < 0) {
+		store_err(err, STORE_ERR_NOUSER, "invalid user name");
+		return -1;
+	}
+	struct store_user *u = calloc(1, sizeof(*u));
+	if (u == NULL) {
+		store_err(err, STORE_ERR_TEMP, "out of memory");
+		return -1;
+	}
+	u->store = store;
+	snprintf(u->name, sizeof(u->name), "%s", name);
+	u->quota_bytes = store->quota_bytes;
+	u->quota_messages = store->quota_messages;
+	u->root_fd = fsx_opendir_beneath(store->mail_fd, name);
+	if (u->root_fd < 0) {
+		if (errno == ENOENT)
+			store_err(err, STORE_ERR_NOUSER, "no such user: %s", name);
+		else
+			store_err_errno(err, "cannot open the user's folder");
+		free(u);
+		return -1;
+	}
+	if (store_index_open(u, err) < 0) {
+		close(u->root_fd);
+		free(u);
+		return -1;
+	}
+	*user_r = u;
+	return 0;
+}
+
+void store_user_close(struct store_user **user)
+{
+	struct store_user *u = *user;
+	if (u == NULL)
+		return;
+	store_index_close(u);
+	close(u->root_fd);
+	free(u);
+	*user = NULL;
+}
+
+const char *store_user_name(const struct store_user *user)
+{
+	return user->name;
+}
+
+void store_user_set_quota(struct store_user *user, uint64_t max_bytes, uint64_t max_messages)
+{
+	user->quota_bytes = max_bytes;
+	user->quota_messages = max_messages;
+}
+
+int store_user_quota_usage(struct store_user *user, uint64_t *bytes_r, uint64_t *messages_r,
+			   struct store_error *err)
+{
+	int64_t b = 0, m = 0;
+	if (store_index_meta_get(user, "quota_bytes", &b) < 0 ||
+	    store_index_meta_get(user, "quota_messages", &m) < 0) {
+		store_index_sqlerr(user, err, "quota");
+		return -1;
+	}
+	*bytes_r = b < 0 ? 0 : (uint64_t)b;
+	*messages_r = m < 0 ? 0 : (uint64_t)m;
+	return 0;
+}
+int store_user_quota_check(struct store_user *user, uint64_t bytes, uint64_t messages,
+			   struct store_error *err)
+{
+	uint64_t used_b, used_m;
+	if (user->quota_bytes == 0 && user->quota_messages == 0)
+		return 0;
+	if (store_user_quota_usage(user, &used_b, &used_m, err) < 0)
+		return -1;
+	if ((user->quota_bytes != 0 && used_b + bytes > user->quota_bytes) ||
+	    (user->quota_messages != 0 && used_m + messages > user->quota_messages)) {
+		store_err(err, STORE_ERR_QUOTA, "mailbox is full (quota exceeded)");
+		return -1;
+	}
+	return 0;
+}
+
+void store_user_release_index(struct store_user *user)
+{
+	if (!user->in_txn)
+		store_index_close(user);
+}
