@@ -90,7 +90,10 @@ int store_open(const char *data_dir, const struct config *settings, struct store
 	st->data_fd = st->mail_fd = st->spool_fd = -1;
 	st->data_dir = strdup(data_dir);
 	st->lock_timeout = 30;
+	unsigned pool_size = 128, pool_seconds = 30;
 	if (settings != NULL) {
+		pool_size = (unsigned)config_uint(settings, "index_pool_size");
+		pool_seconds = (unsigned)config_uint(settings, "index_pool_seconds");
 		st->quota_bytes = config_uint(settings, "quota_bytes");
 		st->quota_messages = config_uint(settings, "quota_messages");
 		st->quota_tempfail = config_bool(settings, "quota_full_tempfail");
@@ -98,6 +101,11 @@ int store_open(const char *data_dir, const struct config *settings, struct store
 	}
 	read_boot_id(st->boot_id, sizeof(st->boot_id));
 	init_host(st);
+	st->pool = store_pool_new(pool_size, pool_seconds);
+	if (st->pool == NULL || st->data_dir == NULL) {
+		store_err(err, STORE_ERR_TEMP, "out of memory");
+		goto fail;
+	}
 
 	st->data_fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (st->data_fd < 0) {
@@ -145,6 +153,7 @@ void store_close(struct store **store)
 		close(st->mail_fd);
 	if (st->data_fd >= 0)
 		close(st->data_fd);
+	store_pool_free(&st->pool);
 	free(st->data_dir);
 	free(st);
 	*store = NULL;

@@ -27,18 +27,13 @@
  */
 #include "store/store_int.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-#define STMT_CACHE 64
 #define SCHEMA_VERSION 2
-
-/* The cache is keyed by the SQL text's address: callers pass literals. */
-struct index_stmt {
-	const char *sql;
-	sqlite3_stmt *stmt;
-};
 
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
@@ -65,20 +60,47 @@ static const char schema[] =
 
 void store_index_sqlerr(struct store_user *user, struct store_error *err, const char *what)
 {
-	int code = user->db ? sqlite3_errcode(user->db) : SQLITE_CANTOPEN;
-	const char *msg = user->db ? sqlite3_errmsg(user->db) : "not open";
+	int code = user->ix.db ? sqlite3_errcode(user->ix.db) : SQLITE_CANTOPEN;
+	const char *msg = user->ix.db ? sqlite3_errmsg(user->ix.db) : "not open";
 	if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
 		store_err(err, STORE_ERR_TEMP, "%s: index is locked (timeout)", what);
 	else
 		store_err(err, STORE_ERR_TEMP, "%s: index: %s", what, msg);
 }
 
-/* A released index (store_user_release_index) is opened again on first use. */
+static int index_open(struct store_user *user, struct store_error *err);
+
+int store_index_acquire(struct store_user *user, struct store_error *err)
+{
+	if (user->ix.db != NULL)
+		return 0;
+	if (store_pool_take(user->store->pool, user->name, user->root_fd, &user->ix))
+		return 0;
+	return index_open(user, err);
+}
+
 static int ensure_open(struct store_user *user, struct store_error *err)
 {
-	if (user->db != NULL)
-		return 0;
-	return store_index_open(user, err);
+	return store_index_acquire(user, err);
+}
+
+void store_index_release(struct store_user *user)
+{
+	if (user->ix.db == NULL)
+		return;
+	if (user->in_txn) {
+		/* a caller's bug: never hand a transaction to another user */
+		store_index_rollback(user);
+		store_pool_conn_close(&user->ix);
+		return;
+	}
+	/* No statement may keep a read snapshot open while it waits. */
+	for (sqlite3_stmt *st = sqlite3_next_stmt(user->ix.db, NULL); st != NULL;
+	     st = sqlite3_next_stmt(user->ix.db, st))
+		if (sqlite3_stmt_busy(st))
+			sqlite3_reset(st);
+	sqlite3_db_release_memory(user->ix.db);
+	store_pool_give(user->store->pool, user->name, &user->ix);
 }
 
 int store_index_exec(struct store_user *user, struct store_error *err, const char *sql, ...)
@@ -93,7 +115,7 @@ int store_index_exec(struct store_user *user, struct store_error *err, const cha
 		store_err(err, STORE_ERR_TEMP, "out of memory");
 		return -1;
 	}
-	int rc = sqlite3_exec(user->db, q, NULL, NULL, NULL);
+	int rc = sqlite3_exec(user->ix.db, q, NULL, NULL, NULL);
 	sqlite3_free(q);
 	if (rc != SQLITE_OK) {
 		store_index_sqlerr(user, err, "index");
@@ -129,30 +151,39 @@ static int check_boot(struct store_user *user, struct store_error *err)
 	return store_index_commit(user, err);
 }
 
-int store_index_open(struct store_user *user, struct store_error *err)
+static int index_open(struct store_user *user, struct store_error *err)
 {
 	char path[64];
-	snprintf(path, sizeof(path), "/proc/self/fd/%d/index.sqlite", user->root_fd);
-	user->stmts = calloc(STMT_CACHE, sizeof(*user->stmts));
-	if (user->stmts == NULL) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+	struct stat ix;
+	/* The connection gets its own descriptor of the folder: SQLite opens
+	 * the -wal and -shm files by this path, and a pooled connection
+	 * outlives the store_user that opened it. */
+	user->ix.dir_fd = fcntl(user->root_fd, F_DUPFD_CLOEXEC, 0);
+	if (user->ix.dir_fd < 0) {
+		store_err_errno(err, "cannot open index.sqlite");
 		return -1;
 	}
-	if (sqlite3_open_v2(path, &user->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	snprintf(path, sizeof(path), "/proc/self/fd/%d/index.sqlite", user->ix.dir_fd);
+	user->ix.stmts = calloc(STORE_STMT_CACHE, sizeof(*user->ix.stmts));
+	if (user->ix.stmts == NULL) {
+		store_err(err, STORE_ERR_TEMP, "out of memory");
+		goto fail;
+	}
+	if (sqlite3_open_v2(path, &user->ix.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 					       SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {
 		store_index_sqlerr(user, err, "cannot open index.sqlite");
 		goto fail;
 	}
-	sqlite3_busy_timeout(user->db, (int)user->store->lock_timeout * 1000);
+	sqlite3_busy_timeout(user->ix.db, (int)user->store->lock_timeout * 1000);
 	/* Keep the WAL file and skip the checkpoint when a connection closes:
 	 * otherwise every short-lived process (a delivery) rewrites index pages
 	 * and recreates the WAL, several times the bytes of a small message.
 	 * Checkpoints still happen as the WAL grows (SQLite's auto-checkpoint).
 	 * The persistent WAL is also what IDLE sessions watch (store_notify.c). */
 	int one = 1;
-	sqlite3_db_config(user->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, &one);
-	sqlite3_file_control(user->db, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
+	sqlite3_db_config(user->ix.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, &one);
+	sqlite3_file_control(user->ix.db, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
 	/* 2 KB pages (new indexes only; an existing file keeps its size): a
 	 * delivery's two commits touch about a dozen pages, each written
 	 * whole to the WAL and again at checkpoint. Measured with
@@ -173,7 +204,7 @@ int store_index_open(struct store_user *user, struct store_error *err)
 	 * reopening a released index costs an open and two small reads. */
 	sqlite3_stmt *uv = NULL;
 	int version = 0;
-	if (sqlite3_prepare_v2(user->db, "PRAGMA user_version", -1, &uv, NULL) == SQLITE_OK &&
+	if (sqlite3_prepare_v2(user->ix.db, "PRAGMA user_version", -1, &uv, NULL) == SQLITE_OK &&
 	    sqlite3_step(uv) == SQLITE_ROW)
 		version = sqlite3_column_int(uv, 0);
 	sqlite3_finalize(uv);
@@ -183,24 +214,16 @@ int store_index_open(struct store_user *user, struct store_error *err)
 		goto fail;
 	if (check_boot(user, err) < 0)
 		goto fail;
+	if (fstatat(user->ix.dir_fd, "index.sqlite", &ix, AT_SYMLINK_NOFOLLOW) < 0) {
+		store_err_errno(err, "index.sqlite");
+		goto fail;
+	}
+	user->ix.dev = ix.st_dev;
+	user->ix.ino = ix.st_ino;
 	return 0;
 fail:
-	store_index_close(user);
+	store_pool_conn_close(&user->ix);
 	return -1;
-}
-
-void store_index_close(struct store_user *user)
-{
-	if (user->stmts != NULL) {
-		for (int i = 0; i < STMT_CACHE; i++)
-			sqlite3_finalize(user->stmts[i].stmt);
-		free(user->stmts);
-		user->stmts = NULL;
-	}
-	if (user->db != NULL) {
-		sqlite3_close(user->db);
-		user->db = NULL;
-	}
 }
 
 sqlite3_stmt *store_index_stmt(struct store_user *user, const char *sql, struct store_error *err)
@@ -208,28 +231,28 @@ sqlite3_stmt *store_index_stmt(struct store_user *user, const char *sql, struct 
 	int free_slot = -1;
 	if (ensure_open(user, err) < 0)
 		return NULL;
-	for (int i = 0; i < STMT_CACHE; i++) {
-		if (user->stmts[i].sql == sql) {
-			sqlite3_reset(user->stmts[i].stmt);
-			sqlite3_clear_bindings(user->stmts[i].stmt);
-			return user->stmts[i].stmt;
+	for (int i = 0; i < STORE_STMT_CACHE; i++) {
+		if (user->ix.stmts[i].sql == sql) {
+			sqlite3_reset(user->ix.stmts[i].stmt);
+			sqlite3_clear_bindings(user->ix.stmts[i].stmt);
+			return user->ix.stmts[i].stmt;
 		}
-		if (user->stmts[i].sql == NULL && free_slot < 0)
+		if (user->ix.stmts[i].sql == NULL && free_slot < 0)
 			free_slot = i;
 	}
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(user->db, sql, -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(user->ix.db, sql, -1, &st, NULL) != SQLITE_OK) {
 		store_index_sqlerr(user, err, "prepare");
 		return NULL;
 	}
 	if (free_slot < 0) {
 		/* Cache full: a programming error (too many distinct statements);
 		 * still work, by replacing the last slot. */
-		free_slot = STMT_CACHE - 1;
-		sqlite3_finalize(user->stmts[free_slot].stmt);
+		free_slot = STORE_STMT_CACHE - 1;
+		sqlite3_finalize(user->ix.stmts[free_slot].stmt);
 	}
-	user->stmts[free_slot].sql = sql;
-	user->stmts[free_slot].stmt = st;
+	user->ix.stmts[free_slot].sql = sql;
+	user->ix.stmts[free_slot].stmt = st;
 	return st;
 }
 
@@ -247,7 +270,7 @@ int store_index_begin(struct store_user *user, struct store_error *err)
 {
 	if (ensure_open(user, err) < 0)
 		return -1;
-	if (sqlite3_exec(user->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+	if (sqlite3_exec(user->ix.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
 		store_index_sqlerr(user, err, "begin");
 		return -1;
 	}
@@ -257,7 +280,7 @@ int store_index_begin(struct store_user *user, struct store_error *err)
 
 int store_index_commit(struct store_user *user, struct store_error *err)
 {
-	if (sqlite3_exec(user->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (sqlite3_exec(user->ix.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		store_index_sqlerr(user, err, "commit");
 		store_index_rollback(user);
 		return -1;
@@ -269,7 +292,7 @@ int store_index_commit(struct store_user *user, struct store_error *err)
 void store_index_rollback(struct store_user *user)
 {
 	if (user->in_txn)
-		sqlite3_exec(user->db, "ROLLBACK", NULL, NULL, NULL);
+		sqlite3_exec(user->ix.db, "ROLLBACK", NULL, NULL, NULL);
 	user->in_txn = 0;
 }
 

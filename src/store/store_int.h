@@ -27,14 +27,30 @@ struct store {
 	char boot_id[48];
 	char host[64]; /* for unique file names, with '/', ':' and ',' escaped */
 	unsigned long counter;
+	struct store_pool *pool; /* index connections between uses */
+};
+
+/* An open index connection (store_index.c opens it; store_pool.c keeps it
+ * between users of it). The prepared-statement cache is keyed by the SQL
+ * text's address: callers pass literals. */
+#define STORE_STMT_CACHE 64
+struct index_stmt {
+	const char *sql;
+	sqlite3_stmt *stmt;
+};
+struct store_index_conn {
+	sqlite3 *db;		  /* NULL: none */
+	struct index_stmt *stmts; /* STORE_STMT_CACHE long */
+	int dir_fd;		  /* the user's folder it was opened through (its own fd) */
+	dev_t dev;		  /* index.sqlite as opened */
+	ino_t ino;
 };
 
 struct store_user {
 	struct store *store;
 	char name[STORE_MAX_USERNAME + 1];
 	int root_fd;
-	sqlite3 *db;
-	struct index_stmt *stmts; /* prepared-statement cache, STORE_STMT_CACHE long */
+	struct store_index_conn ix; /* ix.db NULL until first use (store_index.c) */
 	int in_txn;
 	uint64_t quota_bytes;
 	uint64_t quota_messages;
@@ -70,7 +86,8 @@ struct store_mailbox {
  * indirectly; each exports only names that begin with its own name
  * (store.c: store_*, the DATA folder; store_subs.c: store_subscribe and
  * store_subscriptions):
- *   store_err.c  store_fname.c  store_name.c  store_flags.c  store_index.c
+ *   store_err.c  store_fname.c  store_name.c  store_flags.c  store_pool.c
+ *   store_index.c
  *   store.c  store_fds.c  store_lock.c  store_box.c  store_sync.c
  *   store_mailbox.c  store_subs.c  store_user.c  store_message.c
  *   store_cache.c  store_stage.c  store_link.c  store_mailbox_add.c
@@ -104,9 +121,22 @@ int store_name_normalize(const char *name, char **norm_r, struct store_error *er
 int store_name_to_dir(const char *name, char **dir_r, struct store_error *err);
 int store_name_from_dir(const char *dir, char **name_r);
 
-/* store_index.c: the SQLite index. All take the user. */
-int store_index_open(struct store_user *user, struct store_error *err);
-void store_index_close(struct store_user *user);
+/* store_pool.c: index connections kept between uses, one per user. take:
+ * 1 and *conn_r (the caller's now) if one of user's waits and is still the
+ * index in root_fd, else 0. give: takes conn, keeps or closes it. */
+struct store_pool;
+struct store_pool *store_pool_new(unsigned max, unsigned ttl_seconds);
+void store_pool_free(struct store_pool **pool);
+int store_pool_take(struct store_pool *pool, const char *user, int root_fd,
+		    struct store_index_conn *conn_r);
+void store_pool_give(struct store_pool *pool, const char *user, struct store_index_conn *conn);
+void store_pool_conn_close(struct store_index_conn *conn);
+
+/* store_index.c: the SQLite index. All take the user. acquire: the user's
+ * connection, from the pool or opened (the others call it on first use);
+ * release: give it back to the pool (no transaction may be open). */
+int store_index_acquire(struct store_user *user, struct store_error *err);
+void store_index_release(struct store_user *user);
 int store_index_begin(struct store_user *user, struct store_error *err);
 int store_index_commit(struct store_user *user, struct store_error *err);
 void store_index_rollback(struct store_user *user);

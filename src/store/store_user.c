@@ -105,7 +105,8 @@ int store_user_open(struct store *store, const char *name, struct store_user **u
 		free(u);
 		return -1;
 	}
-	if (store_index_open(u, err) < 0) {
+	u->ix.dir_fd = -1;
+	if (store_index_acquire(u, err) < 0) {
 		close(u->root_fd);
 		free(u);
 		return -1;
@@ -119,7 +120,7 @@ void store_user_close(struct store_user **user)
 	struct store_user *u = *user;
 	if (u == NULL)
 		return;
-	store_index_close(u);
+	store_index_release(u);
 	close(u->root_fd);
 	free(u);
 	*user = NULL;
@@ -168,5 +169,5 @@ int store_user_quota_check(struct store_user *user, uint64_t bytes, uint64_t mes
 void store_user_release_index(struct store_user *user)
 {
 	if (!user->in_txn)
-		store_index_close(user);
+		store_index_release(user);
 }

@@ -846,6 +846,83 @@ static void test_rebuild_index(void **state)
 	store_mailbox_close(&m);
 }
 
+/* Open descriptors of this process on USER's index.sqlite (not -wal/-shm). */
+static int index_fds(struct fx *f, const char *user)
+{
+	char want[600], link[600], path[320];
+	int n = 0;
+	snprintf(want, sizeof(want), "%s/mail/%s/index.sqlite", f->dir, user);
+	DIR *d = opendir("/proc/self/fd");
+	assert_non_null(d);
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+		ssize_t k = readlink(path, link, sizeof(link) - 1);
+		if (k <= 0)
+			continue;
+		link[k] = '\0';
+		n += strcmp(link, want) == 0;
+	}
+	closedir(d);
+	return n;
+}
+
+/* store_pool.c: a closed user's index connection waits for the next open
+ * of that user (no new open), one per user; a deleted index is not reused. */
+static void test_index_pool(void **state)
+{
+	struct fx *f = *state;
+	struct store_error err;
+	struct store_user *a2 = NULL, *b = NULL;
+	assert_int_equal(index_fds(f, "alice"), 1);
+	store_user_close(&f->user);
+	assert_int_equal(index_fds(f, "alice"), 1); /* kept, not closed */
+	assert_int_equal(store_user_open(f->store, "alice", &f->user, &err), 0);
+	assert_int_equal(index_fds(f, "alice"), 1); /* taken again, not opened */
+	/* Two at once are two connections (SQLite may keep the descriptor of
+	 * the one closed beside a waiting one for its next open, so only
+	 * "no more than before" is asserted after that). */
+	assert_int_equal(store_user_open(f->store, "alice", &a2, &err), 0);
+	assert_int_equal(index_fds(f, "alice"), 2);
+	store_user_close(&a2);
+	store_user_close(&f->user);
+	int after = index_fds(f, "alice");
+	assert_true(after >= 1 && after <= 2);
+	assert_int_equal(store_user_open(f->store, "alice", &f->user, &err), 0);
+	assert_int_equal(index_fds(f, "alice"), after);
+	store_user_close(&f->user);
+	/* Users do not take each other's. */
+	assert_int_equal(store_user_open(f->store, "bob", &b, &err), 0);
+	assert_int_equal(index_fds(f, "bob"), 1);
+	assert_int_equal(index_fds(f, "alice"), after);
+	store_user_close(&b);
+	/* Delete alice's index while its connection waits: the next open must
+	 * not use the deleted file, and the files still give every message. */
+	assert_int_equal(store_user_open(f->store, "alice", &f->user, &err), 0);
+	struct store_mailbox *m;
+	assert_int_equal(store_mailbox_open(f->user, "INBOX", &m, &err), 0);
+	uint32_t uid = add_msg(m, f->store, "Subject: pooled\n\nx\n", 0);
+	store_mailbox_close(&m);
+	store_user_close(&f->user);
+	char path[600];
+	const char *suffix[] = { "", "-wal", "-shm" };
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/mail/alice/index.sqlite%s", f->dir, suffix[i]);
+		unlink(path);
+	}
+	assert_int_equal(store_user_open(f->store, "alice", &f->user, &err), 0);
+	assert_int_equal(index_fds(f, "alice"), 1); /* the new file only */
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/mail/alice/index.sqlite", f->dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(store_mailbox_open(f->user, "INBOX", &m, &err), 0);
+	struct collected c;
+	list_msgs(m, &c);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.uid[0], uid);
+	store_mailbox_close(&m);
+}
+
 static void test_quota_and_limits(void **state)
 {
 	struct fx *f = *state;
@@ -1042,6 +1119,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_containment, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rebuild_index, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_index_pool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_size_mismatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quota_and_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_delivery_invisible, setup, teardown),
