@@ -84,6 +84,12 @@ static int ensure_open(struct store_user *user, struct store_error *err)
 	return store_index_acquire(user, err);
 }
 
+void store_index_drop(struct store_user *user)
+{
+	store_index_rollback(user);
+	store_pool_conn_close(&user->ix);
+}
+
 void store_index_release(struct store_user *user)
 {
 	if (user->ix.db == NULL)

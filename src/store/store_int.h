@@ -134,9 +134,11 @@ void store_pool_conn_close(struct store_index_conn *conn);
 
 /* store_index.c: the SQLite index. All take the user. acquire: the user's
  * connection, from the pool or opened (the others call it on first use);
- * release: give it back to the pool (no transaction may be open). */
+ * release: give it back to the pool (no transaction may be open); drop:
+ * close it. */
 int store_index_acquire(struct store_user *user, struct store_error *err);
 void store_index_release(struct store_user *user);
+void store_index_drop(struct store_user *user);
 int store_index_begin(struct store_user *user, struct store_error *err);
 int store_index_commit(struct store_user *user, struct store_error *err);
 void store_index_rollback(struct store_user *user);

@@ -7,11 +7,13 @@
  * deliveries do with it: the schema is read, and the first connection to a
  * WAL database in any process rebuilds its wal-index (-shm) by reading the
  * whole WAL. An LMTP transaction to 100 users opened every index twice
- * (RCPT's quota check, then the delivery), and every IMAP login, POP3 login
- * and IDLE wake-up opened one more. So a connection that its store_user no
- * longer needs (store_user_close, store_user_release_index) comes here
- * instead of being closed, and the next store_user of that user takes it
- * (store_index.c, on first use).
+ * (RCPT's quota check, then the delivery), and a login right after a
+ * delivery opened it once more. So a connection that its store_user no
+ * longer needs (store_user_close) comes here instead of being closed, and
+ * the next store_user of that user takes it (store_index.c, on first use).
+ * A session that waits in IDLE closes its connection instead
+ * (store_user_release_index): it may wait for hours, and a user has many
+ * such sessions, which would fill the pool with what nobody needs soon.
  *
  * A connection is used by one store_user, hence one thread, at a time: a
  * connection in use is not in the pool, so two sessions of one user that

@@ -168,6 +168,8 @@ int store_user_quota_check(struct store_user *user, uint64_t bytes, uint64_t mes
 
 void store_user_release_index(struct store_user *user)
 {
+	/* Closed, not pooled: a session that waits (IDLE) may wait for hours,
+	 * and a user has many of them; the pool is for what comes back soon. */
 	if (!user->in_txn)
-		store_index_release(user);
+		store_index_drop(user);
 }
