@@ -26,6 +26,16 @@
 #include "lib/buf.h"
 
 
+static void view_free(struct imap_view *v)
+{
+	store_mailbox_close(&v->mbox);
+	free(v->uids);
+	free(v->flags);
+	free(v->keywords);
+	free(v->modseqs);
+	free(v);
+}
+
 static int resize(void **p, size_t n, size_t size)
 {
 	void *q = realloc(*p, n * size);
@@ -88,12 +98,7 @@ int imap_view_open(struct imap_session *s, const char *name, bool readonly,
 	err->code = STORE_OK;
 	if (store_mailbox_status(v->mbox, &st, err) < 0 ||
 	    store_mailbox_messages(v->mbox, 1, UINT32_MAX, append_msg, v, err) < 0) {
-		store_mailbox_close(&v->mbox);
-		free(v->uids);
-		free(v->flags);
-		free(v->keywords);
-		free(v->modseqs);
-		free(v);
+		view_free(v);
 		if (err->code == STORE_OK) { /* append_msg ran out of memory */
 			err->code = STORE_ERR_TEMP;
 			strcpy(err->text, "out of memory");
@@ -111,12 +116,7 @@ void imap_view_close(struct imap_session *s)
 	struct imap_view *v = s->view;
 	if (v == NULL)
 		return;
-	store_mailbox_close(&v->mbox);
-	free(v->uids);
-	free(v->flags);
-	free(v->keywords);
-	free(v->modseqs);
-	free(v);
+	view_free(v);
 	s->view = NULL;
 	s->saved_valid = false;
 }
