@@ -2,10 +2,11 @@
  * conn.h: one client connection: a socket, optionally TLS, with bounded
  * buffers in both directions, on a libevent loop.
  *
- * Design note. Protocol sessions (IMAP, POP3, LMTP) see only this API, so
- * they never touch libevent or OpenSSL directly and can be tested over a
- * socketpair. The server (src/server) makes the conn when it accepts and
- * hands it to a protocol, which sets a handler:
+ * Design note. Sessions see only this API, so they never touch libevent or
+ * OpenSSL directly and can be tested over a socketpair. The worker
+ * (src/server/worker.c) makes the conn when it accepts and hands it to
+ * session_start (session.h), whose core sets the handler; protocols only
+ * write, ask about TLS and the peer, and start STARTTLS:
  *
  *  - input(ctx): bytes are waiting in conn_input(); consume what you can.
  *    Not called again while input is paused (conn_pause_input), which a
