@@ -22,7 +22,7 @@ int cli_open_store(const char *prog, const char *data_dir, struct config **confi
 		   struct store **store_r)
 {
 	char *why = NULL;
-	struct store_error err;
+	struct error err;
 
 	if (data_dir == NULL) {
 		fprintf(stderr, "mailroom %s: no data folder: give -d DATA (or set MAILROOM_DATA)\n",
@@ -37,7 +37,7 @@ int cli_open_store(const char *prog, const char *data_dir, struct config **confi
 	if (store_open(data_dir, *config_r, store_r, &err) < 0) {
 		fprintf(stderr, "mailroom %s: %s\n", prog, err.text);
 		config_free(config_r);
-		return err.code == STORE_ERR_TEMP ? EX_TEMPFAIL : EX_NOINPUT;
+		return err.code == ERR_TEMP ? EX_TEMPFAIL : EX_NOINPUT;
 	}
 	return 0;
 }

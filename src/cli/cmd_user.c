@@ -99,7 +99,7 @@ int cmd_user(int argc, char **argv)
 	int yes = 0, purge = 0, c, rc;
 	struct config *config = NULL;
 	struct store *store = NULL;
-	struct store_error err;
+	struct error err;
 	char path[4096];
 	char password[MAX_PASSWORD];
 	char *hash = NULL;
@@ -160,7 +160,7 @@ int cmd_user(int argc, char **argv)
 		}
 		if (purge && (rc = cli_become_store_owner("user", data)) != 0)
 			goto out;
-		if (purge && store_user_purge(store, user, &err) < 0 && err.code != STORE_ERR_NOUSER) {
+		if (purge && store_user_purge(store, user, &err) < 0 && err.code != ERR_NOUSER) {
 			fprintf(stderr, "mailroom user del: %s: %s\n", user, err.text);
 			rc = EX_IOERR;
 			goto out;
@@ -187,7 +187,7 @@ int cmd_user(int argc, char **argv)
 		}
 		if ((rc = cli_become_store_owner("user", data)) != 0)
 			goto out;
-		if (store_user_create(store, user, &err) < 0 && err.code != STORE_ERR_EXISTS) {
+		if (store_user_create(store, user, &err) < 0 && err.code != ERR_EXISTS) {
 			fprintf(stderr, "mailroom user add: %s: %s\n", user, err.text);
 			passwd_file_update(path, PASSWD_DELETE, user, NULL, &why);
 			rc = EX_IOERR;

@@ -90,11 +90,11 @@ int imap_arg_flags(struct imap_session *s, const struct imap_command *cmd,
 		if (mbox == NULL)
 			continue; /* no mailbox yet (APPEND target checked later) */
 		unsigned idx;
-		struct store_error err;
+		struct error err;
 		if (store_mailbox_keyword_index(mbox, a->str, create, &idx, &err) < 0) {
-			if (!create && err.code == STORE_ERR_NOTFOUND)
+			if (!create && err.code == ERR_NOTFOUND)
 				continue; /* removing a keyword nobody has: nothing to do */
-			if (err.code == STORE_ERR_INVALID) {
+			if (err.code == ERR_INVALID) {
 				imap_send_tagged(s, cmd, "BAD", "Invalid keyword");
 				return -1;
 			}

@@ -533,7 +533,7 @@ static int parse_items(struct fetch_ctx *fc, const struct imap_command *cmd, con
 
 /* ---- message data -------------------------------------------------------------- */
 
-static int fmsg_open(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *err)
+static int fmsg_open(struct fetch_ctx *fc, struct fmsg *fm, struct error *err)
 {
 	if (fm->fd >= 0)
 		return 0;
@@ -740,7 +740,7 @@ static void send_internaldate(struct imap_session *s, int64_t when)
 
 /* Loads what fm's response needs. 1: send it; 0: the message is gone
  * (skip it); -1: a temporary failure (err). */
-static int fmsg_load(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *err)
+static int fmsg_load(struct fetch_ctx *fc, struct fmsg *fm, struct error *err)
 {
 	int r = 0;
 	if (fc->need_fd)
@@ -748,7 +748,7 @@ static int fmsg_load(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *
 	if (r == 0)
 		r = store_cache_get(fc->s->view->mbox, fm->m.uid, parsed_want(fc), &fm->parsed, err);
 	if (r < 0)
-		return err->code == STORE_ERR_NOTFOUND ? 0 : -1;
+		return err->code == ERR_NOTFOUND ? 0 : -1;
 	return 1;
 }
 
@@ -797,7 +797,7 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 {
 	struct imap_session *s = fc->s;
 	struct fmsg fm = { .m = *m, .fd = -1 };
-	struct store_error err;
+	struct error err;
 	uint32_t seq = imap_view_seq(s->view, m->uid);
 	if (seq == 0)
 		return 0;
@@ -918,7 +918,7 @@ static int collect_pre(void *ctx, uint32_t uid, struct store_parsed *parsed)
 }
 
 /* The cached fields this FETCH needs, for the whole batch lo..hi. */
-static int prefetch(struct fetch_ctx *fc, uint32_t lo, uint32_t hi, struct store_error *err)
+static int prefetch(struct fetch_ctx *fc, uint32_t lo, uint32_t hi, struct error *err)
 {
 	unsigned want = parsed_want(fc);
 	if (want == 0)
@@ -942,7 +942,7 @@ static void pre_take(struct fetch_ctx *fc, struct fmsg *fm)
 
 /* Loads the index rows of the next batch of UIDs from fc->pos (and, for a
  * dense batch, the cached fields the FETCH needs). */
-static int next_batch(struct fetch_ctx *fc, struct store_error *err)
+static int next_batch(struct fetch_ctx *fc, struct error *err)
 {
 	size_t k = fc->n - fc->pos < BATCH ? fc->n - fc->pos : BATCH;
 	uint32_t lo = fc->uids[fc->pos], hi = fc->uids[fc->pos + k - 1];
@@ -985,7 +985,7 @@ static int fetch_step(struct session *base, void *arg)
 {
 	struct fetch_ctx *fc = arg;
 	struct imap_session *s = imap_session_of(base);
-	struct store_error err;
+	struct error err;
 	if (s->base.closing) { /* BYE sent (shutdown, or a message unreadable) */
 		fetch_finish(fc, false);
 		return 1;
@@ -1041,8 +1041,7 @@ static int vanished_cb(void *ctx, uint32_t uid, uint64_t modseq)
 	return 0;
 }
 
-static int send_vanished(struct fetch_ctx *fc, const struct imap_arg *setarg,
-			 struct store_error *err)
+static int send_vanished(struct fetch_ctx *fc, const struct imap_arg *setarg, struct error *err)
 {
 	struct imap_session *s = fc->s;
 	struct vanished_ctx vc = { .set = IMAP_SEQSET_INIT, .out = IMAP_SEQSET_INIT };
@@ -1073,7 +1072,7 @@ static int send_vanished(struct fetch_ctx *fc, const struct imap_arg *setarg,
  * behind a change made elsewhere, and the store skips messages that need
  * nothing. A response shows FLAGS for each message whose \Seen the client
  * did not know about (fetch_one). */
-static int set_seen(struct fetch_ctx *fc, struct store_error *err)
+static int set_seen(struct fetch_ctx *fc, struct error *err)
 {
 	return store_mailbox_set_flags(fc->s->view->mbox, fc->uids, fc->n, STORE_FLAGS_ADD,
 				       STORE_F_SEEN, 0, 0, NULL, NULL, err);
@@ -1083,7 +1082,7 @@ static int cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct fetch_ctx *fc = calloc(1, sizeof(*fc));
 	const char *why = NULL;
-	struct store_error err;
+	struct error err;
 	if (fc == NULL) {
 		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		return 0;

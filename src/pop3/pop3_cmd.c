@@ -355,9 +355,9 @@ static void send_message(struct pop3_session *s, size_t i, bool top, uint64_t bo
 {
 	int fd;
 	uint64_t size;
-	struct store_error err;
+	struct error err;
 	if (store_message_open(s->mbox, s->msgs[i].uid, &fd, &size, &err) < 0) {
-		if (err.code == STORE_ERR_NOTFOUND)
+		if (err.code == ERR_NOTFOUND)
 			pop3_resp_send(s, "-ERR Message %zu was removed by another session", i + 1);
 		else
 			pop3_resp_store_error(s, "Cannot read the message", &err);

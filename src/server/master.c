@@ -490,7 +490,7 @@ int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 	char *why = NULL;
 	char err[512];
 	struct store *store = NULL;
-	struct store_error serr;
+	struct error serr;
 	int rc = 1;
 
 	memset(&m, 0, sizeof(m));

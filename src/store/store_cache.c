@@ -80,7 +80,7 @@ void store_cache_row_clear(struct store_cache_row *row)
 }
 
 int store_cache_put(struct store_mailbox *mbox, uint32_t uid, const struct store_cache_row *row,
-		    struct store_error *err)
+		    struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(
 		mbox->user,
@@ -188,7 +188,7 @@ static int take_row(struct store_parsed *parsed, struct store_cache_row *row, un
 
 /* Read the cache row of uid (the columns want names). 1: found, 0: none. */
 static int read_row(struct store_mailbox *mbox, uint32_t uid, unsigned want,
-		    struct store_cache_row *row, struct store_error *err)
+		    struct store_cache_row *row, struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(mbox->user,
 					    "SELECT uid, envelope, body, bodystructure, mimetree"
@@ -202,7 +202,7 @@ static int read_row(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 	int found = rc == SQLITE_ROW;
 	if (found && row_from_stmt(st, want, row) < 0) {
 		sqlite3_reset(st);
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		return -1;
 	}
 	sqlite3_reset(st);
@@ -215,7 +215,7 @@ static int read_row(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 
 /* Stream the message file through the parser. */
 static int parse_file(struct store_mailbox *mbox, uint32_t uid, struct mime_tree **tree_r,
-		      struct store_error *err)
+		      struct error *err)
 {
 	int fd = -1;
 	uint64_t size;
@@ -234,7 +234,7 @@ static int parse_file(struct store_mailbox *mbox, uint32_t uid, struct mime_tree
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			store_err_errno(err, "read message");
+			error_errno(err, "read message");
 			goto fail;
 		}
 		if (n == 0)
@@ -249,7 +249,7 @@ static int parse_file(struct store_mailbox *mbox, uint32_t uid, struct mime_tree
 	close(fd);
 	return 0;
 oom:
-	store_err(err, STORE_ERR_TEMP, "out of memory parsing message %u", uid);
+	error_set(err, ERR_TEMP, "out of memory parsing message %u", uid);
 fail:
 	mime_parser_free(&p);
 	free(buf);
@@ -259,18 +259,18 @@ fail:
 
 /* The miss: parse the file, write the whole row, hand out what want names. */
 static int fill_from_file(struct store_mailbox *mbox, uint32_t uid, unsigned want,
-			  struct store_parsed *parsed, struct store_error *err)
+			  struct store_parsed *parsed, struct error *err)
 {
 	struct mime_tree *tree = NULL;
 	struct store_cache_row row;
-	struct store_error cerr;
+	struct error cerr;
 	const char *why;
 
 	if (parse_file(mbox, uid, &tree, err) < 0)
 		return -1;
 	if (store_cache_row_fill(&row, tree) < 0) {
 		mime_tree_free(&tree);
-		store_err(err, STORE_ERR_TEMP, "out of memory parsing message %u", uid);
+		error_set(err, ERR_TEMP, "out of memory parsing message %u", uid);
 		return -1;
 	}
 	if (store_cache_put(mbox, uid, &row, &cerr) < 0)
@@ -290,7 +290,7 @@ static int fill_from_file(struct store_mailbox *mbox, uint32_t uid, unsigned wan
 }
 
 int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,
-		    struct store_parsed *parsed, struct store_error *err)
+		    struct store_parsed *parsed, struct error *err)
 {
 	struct store_parsed got = *parsed;
 	struct store_cache_row row;
@@ -320,7 +320,7 @@ int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 
 int store_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsigned want,
 		      int (*cb)(void *ctx, uint32_t uid, struct store_parsed *parsed), void *ctx,
-		      struct store_error *err)
+		      struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(mbox->user,
 					    "SELECT uid, envelope, body, bodystructure, mimetree"
@@ -339,7 +339,7 @@ int store_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsi
 		const char *why;
 		if (row_from_stmt(st, want, &row) < 0) {
 			sqlite3_reset(st);
-			store_err(err, STORE_ERR_TEMP, "out of memory");
+			error_set(err, ERR_TEMP, "out of memory");
 			return -1;
 		}
 		/* a tree that does not deserialise is left out: store_cache_get
