@@ -404,15 +404,16 @@ static void reap(struct master *m)
 static void reload(struct master *m)
 {
 	struct config *cfg = NULL;
-	char *why = NULL, err[512];
+	char *why = NULL;
+	struct error err;
 	if (config_load(m->data_dir, m->overrides, m->n_overrides, &cfg, &why) < 0) {
 		log_error("reload: %s; keeping the running configuration", why);
 		free(why);
 		return;
 	}
-	SSL_CTX *tls = tls_load(cfg, m->data_dir, err, sizeof(err));
+	SSL_CTX *tls = tls_load(cfg, m->data_dir, &err);
 	if (tls == NULL) {
-		log_error("reload: %s; keeping the running configuration", err);
+		log_error("reload: %s; keeping the running configuration", err.text);
 		config_free(&cfg);
 		return;
 	}
@@ -488,9 +489,8 @@ int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 {
 	struct master m;
 	char *why = NULL;
-	char err[512];
 	struct store *store = NULL;
-	struct error serr;
+	struct error err;
 	int rc = 1;
 
 	memset(&m, 0, sizeof(m));
@@ -514,8 +514,8 @@ int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 			goto out;
 		}
 	}
-	if (store_open(data_dir, m.config, &store, &serr) < 0) {
-		fprintf(stderr, "mailroom serve: %s\n", serr.text);
+	if (store_open(data_dir, m.config, &store, &err) < 0) {
+		fprintf(stderr, "mailroom serve: %s\n", err.text);
 		goto out;
 	}
 	store_close(&store);
@@ -525,13 +525,13 @@ int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 		goto out;
 	}
 	snprintf(m.data_path, sizeof(m.data_path), "/proc/self/fd/%d", m.data_fd);
-	if (listen_open_all(m.config, data_dir, &m.listeners, err, sizeof(err)) < 0) {
-		fprintf(stderr, "mailroom serve: %s\n", err);
+	if (listen_open_all(m.config, data_dir, &m.listeners, &err) < 0) {
+		fprintf(stderr, "mailroom serve: %s\n", err.text);
 		goto out;
 	}
-	m.tls = tls_load(m.config, data_dir, err, sizeof(err));
+	m.tls = tls_load(m.config, data_dir, &err);
 	if (m.tls == NULL) {
-		fprintf(stderr, "mailroom serve: %s\n", err);
+		fprintf(stderr, "mailroom serve: %s\n", err.text);
 		goto out;
 	}
 	if (geteuid() == 0) {
