@@ -113,14 +113,14 @@ int imap_arg_uidset(struct imap_session *s, const struct imap_command *cmd,
 {
 	struct imap_view *v = s->view;
 	struct imap_seqset set = IMAP_SEQSET_INIT;
-	const char *why;
+	struct error why;
 	if (arg->type != IMAP_ARG_ATOM) {
 		imap_send_tagged(s, cmd, "BAD", "Expected a sequence set");
 		return -1;
 	}
 	uint32_t star = uid ? (v->n ? v->uids[v->n - 1] : 1) : (uint32_t)v->n;
 	if (imap_seqset_parse(arg->str, arg->len, star, IMAP_SEQSET_ALLOW_SEARCHRES, &set, &why) < 0) {
-		imap_send_tagged(s, cmd, "BAD", "Invalid sequence set: %s", why);
+		imap_send_tagged(s, cmd, "BAD", "Invalid sequence set: %s", why.text);
 		return -1;
 	}
 	uint32_t *out = malloc((v->n ? v->n : 1) * sizeof(*out));

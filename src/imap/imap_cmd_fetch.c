@@ -1045,7 +1045,7 @@ static int send_vanished(struct fetch_ctx *fc, const struct imap_arg *setarg, st
 {
 	struct imap_session *s = fc->s;
 	struct vanished_ctx vc = { .set = IMAP_SEQSET_INIT, .out = IMAP_SEQSET_INIT };
-	const char *why;
+	struct error why;
 	struct imap_view *v = s->view;
 	uint32_t star = v->n ? v->uids[v->n - 1] : 1;
 	if (imap_seqset_parse(setarg->str, setarg->len, star, IMAP_SEQSET_ALLOW_SEARCHRES, &vc.set,

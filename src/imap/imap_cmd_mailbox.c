@@ -165,7 +165,7 @@ static int select_params(struct imap_session *s, const struct imap_command *cmd,
 			j->q_uidvalidity = uv;
 			j->q_modseq = ms;
 			if (q->count >= 3) {
-				const char *why;
+				struct error why;
 				if (q->list[2].type != IMAP_ARG_ATOM ||
 				    imap_seqset_parse(q->list[2].str, q->list[2].len, UINT32_MAX, 0,
 						      &j->q_known, &why) < 0) {
