@@ -27,7 +27,7 @@ char *imap_arg_mailbox(struct imap_session *s, const struct imap_command *cmd,
 		name = strndup(str, len);
 	} else {
 		struct buf b = BUF_INIT;
-		const char *why;
+		struct error why;
 		if (imap_utf7_decode(str, len, &b, &why) < 0) {
 			/* RFC 3501 5.1.3: names must be valid modified UTF-7. */
 			buf_free(&b);

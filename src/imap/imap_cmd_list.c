@@ -226,7 +226,7 @@ static int cmd_list(struct imap_session *s, const struct imap_command *cmd)
 		snprintf(full, sizeof(full), "%.*s%s", (int)reflen, ref, pat);
 		if (!s->utf8) {
 			struct buf d = BUF_INIT;
-			const char *why;
+			struct error why;
 			if (imap_utf7_decode(full, strlen(full), &d, &why) == 0 && !d.failed)
 				snprintf(full, sizeof(full), "%s", buf_cstr(&d));
 			buf_free(&d);

@@ -113,7 +113,7 @@ void imap_send_mailbox(struct imap_session *s, const char *name)
 		return;
 	}
 	struct buf m = BUF_INIT;
-	const char *why;
+	struct error why;
 	if (imap_utf7_encode(name, strlen(name), &m, &why) < 0 || m.failed)
 		imap_send_string(s, name, strlen(name));
 	else
