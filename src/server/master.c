@@ -404,11 +404,9 @@ static void reap(struct master *m)
 static void reload(struct master *m)
 {
 	struct config *cfg = NULL;
-	char *why = NULL;
 	struct error err;
-	if (config_load(m->data_dir, m->overrides, m->n_overrides, &cfg, &why) < 0) {
-		log_error("reload: %s; keeping the running configuration", why);
-		free(why);
+	if (config_load(m->data_dir, m->overrides, m->n_overrides, &cfg, &err) < 0) {
+		log_error("reload: %s; keeping the running configuration", err.text);
 		return;
 	}
 	SSL_CTX *tls = tls_load(cfg, m->data_dir, &err);
@@ -488,7 +486,6 @@ static void raise_nofile(uint64_t max_conns)
 int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 {
 	struct master m;
-	char *why = NULL;
 	struct store *store = NULL;
 	struct error err;
 	int rc = 1;
@@ -498,9 +495,8 @@ int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 	m.overrides = overrides;
 	m.n_overrides = n_overrides;
 	m.pw_sock = m.new_sock = m.data_fd = m.sigfd = -1;
-	if (config_load(data_dir, overrides, n_overrides, &m.config, &why) < 0) {
-		fprintf(stderr, "mailroom serve: %s\n", why);
-		free(why);
+	if (config_load(data_dir, overrides, n_overrides, &m.config, &err) < 0) {
+		fprintf(stderr, "mailroom serve: %s\n", err.text);
 		return 78;
 	}
 	log_init("mailroom", strcmp(config_str(m.config, "log"), "syslog") == 0, LOG_LVL_INFO);
