@@ -107,7 +107,7 @@ static int load_users(FILE *f, struct user_ent **users_r, size_t *n_r, const cha
 	if (e == NULL)
 		goto fail;
 	while ((len = getline(&line, &lcap, f)) >= 0) {
-		const char *why;
+		struct error why;
 		if (passwd_line_parse(line, (size_t)len, e, &why) < 0)
 			continue;
 		if (n == cap) {
