@@ -167,14 +167,14 @@ static void take_string(char **to, size_t *to_len, char **from, size_t from_len)
 }
 
 /* Moves the strings of row that want names into *parsed (where it has none
- * yet), and rebuilds the tree from the row's blob. 0, or -1 with *why_r if
+ * yet), and rebuilds the tree from the row's blob. 0, or -1 with why set if
  * the blob does not deserialise (then nothing is moved). */
 static int take_row(struct store_parsed *parsed, struct store_cache_row *row, unsigned want,
-		    const char **why_r)
+		    struct error *why)
 {
 	struct store_parsed *t = &row->text;
 	if ((want & STORE_PARSED_TREE) && parsed->tree == NULL && row->tree != NULL &&
-	    mime_tree_deserialize(row->tree, row->tree_len, &parsed->tree, why_r) < 0)
+	    mime_tree_deserialize(row->tree, row->tree_len, &parsed->tree, why) < 0)
 		return -1;
 	if (want & STORE_PARSED_ENVELOPE)
 		take_string(&parsed->envelope, &parsed->envelope_len, &t->envelope, t->envelope_len);
@@ -221,7 +221,7 @@ static int parse_file(struct store_mailbox *mbox, uint32_t uid, struct mime_tree
 	uint64_t size;
 	struct mime_parser *p = NULL;
 	char *buf = NULL;
-	const char *why;
+	struct error why;
 
 	if (store_message_open(mbox, uid, &fd, &size, err) < 0)
 		return -1;
@@ -264,7 +264,7 @@ static int fill_from_file(struct store_mailbox *mbox, uint32_t uid, unsigned wan
 	struct mime_tree *tree = NULL;
 	struct store_cache_row row;
 	struct error cerr;
-	const char *why;
+	struct error why;
 
 	if (parse_file(mbox, uid, &tree, err) < 0)
 		return -1;
@@ -279,7 +279,8 @@ static int fill_from_file(struct store_mailbox *mbox, uint32_t uid, unsigned wan
 	if (take_row(parsed, &row, want, &why) < 0) {
 		/* our own serialisation does not round-trip: a bug, but the
 		 * parser's tree still answers */
-		log_warn("store %s/%s: tree of uid %u: %s", mbox->user->name, mbox->name, uid, why);
+		log_warn("store %s/%s: tree of uid %u: %s", mbox->user->name, mbox->name, uid,
+			 why.text);
 		parsed->tree = tree;
 		tree = NULL;
 		take_row(parsed, &row, want & PARSED_STRINGS, &why);
@@ -294,7 +295,7 @@ int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 {
 	struct store_parsed got = *parsed;
 	struct store_cache_row row;
-	const char *why;
+	struct error why;
 	unsigned need = want & ~held(&got);
 
 	if (need == 0)
@@ -308,7 +309,7 @@ int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 	} else {
 		if (found && row_complete(&row, need))
 			log_warn("store %s/%s: cached tree of uid %u: %s; reparsing",
-				 mbox->user->name, mbox->name, uid, why);
+				 mbox->user->name, mbox->name, uid, why.text);
 		ret = fill_from_file(mbox, uid, need, &got, err);
 		if (ret == 0)
 			*parsed = got;
@@ -336,7 +337,7 @@ int store_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsi
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct store_cache_row row;
 		struct store_parsed parsed = { 0 };
-		const char *why;
+		struct error why;
 		if (row_from_stmt(st, want, &row) < 0) {
 			sqlite3_reset(st);
 			error_set(err, ERR_TEMP, "out of memory");

@@ -173,7 +173,7 @@ int store_stage_finish(struct store_stage *s, struct error *err)
 	}
 	s->finished = 1;
 	struct mime_tree *tree = NULL;
-	const char *why;
+	struct error why;
 	if (s->parser != NULL && mime_parser_finish(&s->parser, &tree, &why) == 0) {
 		/* the same row a miss computes (store_cache.c); out of memory
 		 * leaves it empty */

@@ -201,7 +201,7 @@ struct expect {
 static void expect_of(const char *bytes, size_t len, struct expect *e)
 {
 	struct mime_tree *t;
-	const char *why;
+	struct error why;
 	assert_int_equal(mime_parse_buffer(bytes, len, &t, &why), 0);
 	e->envelope = mime_envelope_imap(t->root, &e->envelope_len);
 	e->body = mime_bodystructure_imap(t, false, &e->body_len);
