@@ -59,7 +59,7 @@ static int corpus(int argc, char **argv)
 		do {
 			for (int i = 0; i < n; i++) {
 				struct mime_tree *t;
-				const char *error;
+				struct error error;
 				if (mime_parse_buffer(data[i], len[i], &t, &error) < 0)
 					return 1;
 				if (with_imap) {
@@ -113,7 +113,7 @@ static int big(long mb)
 	mime_parser_feed(p, tail, strlen(tail));
 	done += strlen(tail);
 	struct mime_tree *t;
-	const char *error;
+	struct error error;
 	if (mime_parser_finish(&p, &t, &error) < 0)
 		return 1;
 	size_t l;

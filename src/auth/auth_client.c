@@ -48,22 +48,22 @@ static const struct {
 };
 
 int auth_client_reply_parse(const char *msg, size_t len, unsigned *id_r,
-			    struct auth_client_reply *reply_r, const char **error_r)
+			    struct auth_client_reply *reply_r, struct error *err)
 {
 	size_t i;
 	if (len > AUTH_MAX_MSG) {
-		*error_r = "reply too long";
+		error_set(err, ERR_INVALID, "reply too long");
 		return -1;
 	}
 	if (len < 3 || msg[1] != '\t') {
-		*error_r = "reply without type and id";
+		error_set(err, ERR_INVALID, "reply without type and id");
 		return -1;
 	}
 	for (i = 0; i < sizeof(reply_types) / sizeof(reply_types[0]); i++)
 		if (reply_types[i].type == msg[0])
 			break;
 	if (i == sizeof(reply_types) / sizeof(reply_types[0])) {
-		*error_r = "unknown reply type";
+		error_set(err, ERR_INVALID, "unknown reply type");
 		return -1;
 	}
 	enum auth_client_result result = reply_types[i].result;
@@ -73,30 +73,30 @@ int auth_client_reply_parse(const char *msg, size_t len, unsigned *id_r,
 	uint64_t id;
 	/* One spelling per id: no leading zeros (nor 0, which is no id). */
 	if ((idlen > 1 && idp[0] == '0') || strnum_u64(idp, idlen, UINT32_MAX, &id) < 0 || id == 0) {
-		*error_r = "bad id in reply";
+		error_set(err, ERR_INVALID, "bad id in reply");
 		return -1;
 	}
 	const char *user = NULL;
 	size_t ulen = 0;
 	if (result == AUTH_CLIENT_OK) {
 		if (tab == NULL) {
-			*error_r = "ok reply without user";
+			error_set(err, ERR_INVALID, "ok reply without user");
 			return -1;
 		}
 		user = tab + 1;
 		ulen = (size_t)(end - user);
 		if (ulen == 0 || ulen > AUTH_CLIENT_MAX_USER) {
-			*error_r = "empty or too long user in reply";
+			error_set(err, ERR_INVALID, "empty or too long user in reply");
 			return -1;
 		}
 		for (const char *p = user; p < end; p++)
 			if ((unsigned char)*p < 0x20 || *p == 0x7f) {
 				/* also TAB (an extra field) and NUL */
-				*error_r = "control character in reply";
+				error_set(err, ERR_INVALID, "control character in reply");
 				return -1;
 			}
 	} else if (tab != NULL) {
-		*error_r = "extra field in reply";
+		error_set(err, ERR_INVALID, "extra field in reply");
 		return -1;
 	}
 	memset(reply_r, 0, sizeof(*reply_r));
@@ -169,12 +169,12 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		struct auth_client_reply r;
 		unsigned id;
-		const char *why;
+		struct error why;
 		if (auth_client_reply_parse(msg, (size_t)n, &id, &r, &why) < 0) {
 			/* We cannot tell which request it answered, and one
 			 * left waiting would hang its session for good: fail
 			 * them all (late answers to them are ignored below). */
-			log_error("auth process sent a malformed reply (%s)", why);
+			log_error("auth process sent a malformed reply (%s)", why.text);
 			fail_all(ac);
 			continue;
 		}

@@ -37,6 +37,8 @@
 
 #include <stddef.h>
 
+#include "lib/error.h"
+
 #define AUTH_MAX_MSG 2048
 /* Longest user name either direction carries (DATA/passwd's own limit is
  * shorter: passwd_entry.user). */
@@ -94,10 +96,10 @@ void auth_client_cancel(struct auth_client *ac, unsigned id);
  * auth process, this file, the unit tests and the fuzzer. */
 
 /* Parse the whole message msg[0..len) (no NUL terminator needed). Returns 0
- * with *id_r and *reply_r set, or -1 with *error_r (static text) if it is not
+ * with *id_r and *reply_r set, or -1 with err set (ERR_INVALID) if it is not
  * exactly one well-formed reply; the outputs are written only on success. */
 int auth_client_reply_parse(const char *msg, size_t len, unsigned *id_r,
-			    struct auth_client_reply *reply_r, const char **error_r);
+			    struct auth_client_reply *reply_r, struct error *err);
 /* Write the reply for request id into buf (size bytes; AUTH_MAX_MSG + 1 is
  * always enough) with a terminating NUL, and its length without the NUL in
  * *len_r. Returns 0, or -1 if id is 0, the result unknown, a field not

@@ -91,9 +91,10 @@ static void free_users(struct auth_proc *ap)
 }
 
 /* Read the table from f into *users_r, *n_r (sorted by name). Returns 0, or
- * -1 with *error_r if the file cannot be read to its end or memory runs out:
- * half a table would turn the missing users' logins into plain failures. */
-static int load_users(FILE *f, struct user_ent **users_r, size_t *n_r, const char **error_r)
+ * -1 with err set (ERR_TEMP) if the file cannot be read to its end or memory
+ * runs out: half a table would turn the missing users' logins into plain
+ * failures. */
+static int load_users(FILE *f, struct user_ent **users_r, size_t *n_r, struct error *err)
 {
 	struct user_ent *users = NULL;
 	size_t n = 0, cap = 0;
@@ -103,18 +104,21 @@ static int load_users(FILE *f, struct user_ent **users_r, size_t *n_r, const cha
 	int ret = -1;
 	struct passwd_entry *e = malloc(sizeof(*e));
 
-	*error_r = "out of memory";
-	if (e == NULL)
+	if (e == NULL) {
+		error_set(err, ERR_TEMP, "out of memory");
 		goto fail;
+	}
 	while ((len = getline(&line, &lcap, f)) >= 0) {
-		const char *why;
+		struct error why;
 		if (passwd_line_parse(line, (size_t)len, e, &why) < 0)
 			continue;
 		if (n == cap) {
 			size_t ncap = cap ? cap * 2 : 64;
 			struct user_ent *p = realloc(users, ncap * sizeof(*p));
-			if (p == NULL)
+			if (p == NULL) {
+				error_set(err, ERR_TEMP, "out of memory");
 				goto fail;
+			}
 			users = p;
 			cap = ncap;
 		}
@@ -123,6 +127,7 @@ static int load_users(FILE *f, struct user_ent **users_r, size_t *n_r, const cha
 		if (users[n].user == NULL || users[n].hash == NULL) {
 			free(users[n].user);
 			free(users[n].hash);
+			error_set(err, ERR_TEMP, "out of memory");
 			goto fail;
 		}
 		n++;
@@ -130,7 +135,7 @@ static int load_users(FILE *f, struct user_ent **users_r, size_t *n_r, const cha
 	/* getline() is -1 at the end and on an error alike (EISDIR, EIO,
 	 * ENOMEM): only ferror() tells them apart. */
 	if (ferror(f)) {
-		*error_r = errno == ENOMEM ? "out of memory" : strerror(errno);
+		error_set(err, ERR_TEMP, "%s", errno == ENOMEM ? "out of memory" : strerror(errno));
 		goto fail;
 	}
 	if (n > 1)
@@ -219,10 +224,11 @@ static enum db_state refresh(struct auth_proc *ap)
 	}
 	struct user_ent *users;
 	size_t n;
-	int r = load_users(f, &users, &n, &why);
+	struct error err;
+	int r = load_users(f, &users, &n, &err);
 	fclose(f);
 	if (r < 0) {
-		set_db(ap, DB_UNREADABLE, why);
+		set_db(ap, DB_UNREADABLE, err.text);
 		return ap->db;
 	}
 	free_users(ap);

@@ -25,25 +25,26 @@ static const struct scheme {
 	{ "DES-CRYPT", NULL },
 };
 
-int passwd_line_parse(const char *line, size_t len, struct passwd_entry *e_r, const char **error_r)
+int passwd_line_parse(const char *line, size_t len, struct passwd_entry *e_r, struct error *err)
 {
-	*error_r = NULL;
 	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
 		len--;
-	if (len == 0 || line[0] == '#')
+	if (len == 0 || line[0] == '#') {
+		error_set(err, ERR_NOTFOUND, "comment or blank line");
 		return -1;
+	}
 	if (memchr(line, '\0', len) != NULL) {
-		*error_r = "NUL byte in line";
+		error_set(err, ERR_INVALID, "NUL byte in line");
 		return -1;
 	}
 	const char *c1 = memchr(line, ':', len);
 	if (c1 == NULL || c1 == line) {
-		*error_r = "expected user:password";
+		error_set(err, ERR_INVALID, "expected user:password");
 		return -1;
 	}
 	size_t ulen = (size_t)(c1 - line);
 	if (ulen >= sizeof(e_r->user)) {
-		*error_r = "user name too long";
+		error_set(err, ERR_INVALID, "user name too long");
 		return -1;
 	}
 	const char *pw = c1 + 1;
@@ -51,12 +52,12 @@ int passwd_line_parse(const char *line, size_t len, struct passwd_entry *e_r, co
 	const char *c2 = memchr(pw, ':', rem);
 	size_t plen = c2 ? (size_t)(c2 - pw) : rem;
 	if (plen >= sizeof(e_r->hash)) {
-		*error_r = "password field too long";
+		error_set(err, ERR_INVALID, "password field too long");
 		return -1;
 	}
 	size_t restlen = c2 ? rem - plen - 1 : 0;
 	if (restlen >= sizeof(e_r->rest)) {
-		*error_r = "line too long";
+		error_set(err, ERR_INVALID, "line too long");
 		return -1;
 	}
 	memcpy(e_r->user, line, ulen);
@@ -69,19 +70,21 @@ int passwd_line_parse(const char *line, size_t len, struct passwd_entry *e_r, co
 	return 0;
 }
 
-int passwd_hash(const char *password, const char *scheme, char **hash_r, const char **error_r)
+int passwd_hash(const char *password, const char *scheme, char **hash_r, struct error *err)
 {
 	const struct scheme *s = NULL;
 	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
 		if (strcmp(schemes[i].name, scheme) == 0 && schemes[i].prefix != NULL)
 			s = &schemes[i];
 	if (s == NULL) {
-		*error_r = "unknown password scheme (use YESCRYPT, SHA512-CRYPT, SHA256-CRYPT or BLF-CRYPT)";
+		error_set(err, ERR_INVALID,
+			  "unknown password scheme (use YESCRYPT, SHA512-CRYPT, SHA256-CRYPT or "
+			  "BLF-CRYPT)");
 		return -1;
 	}
 	char *setting = crypt_gensalt_ra(s->prefix, 0, NULL, 0);
 	if (setting == NULL) {
-		*error_r = "cannot make a salt";
+		error_set(err, ERR_TEMP, "cannot make a salt");
 		return -1;
 	}
 	struct crypt_data *cd = calloc(1, sizeof(*cd));
@@ -89,7 +92,7 @@ int passwd_hash(const char *password, const char *scheme, char **hash_r, const c
 	free(setting);
 	if (h == NULL || h[0] == '*') {
 		free(cd);
-		*error_r = "crypt failed";
+		error_set(err, ERR_TEMP, "crypt failed");
 		return -1;
 	}
 	struct buf b = BUF_INIT;
@@ -98,7 +101,7 @@ int passwd_hash(const char *password, const char *scheme, char **hash_r, const c
 	free(cd);
 	*hash_r = buf_steal(&b);
 	if (*hash_r == NULL) {
-		*error_r = "out of memory";
+		error_set(err, ERR_TEMP, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -161,7 +164,7 @@ int passwd_file_foreach(const char *path, void (*cb)(void *ctx, const struct pas
 	size_t cap = 0;
 	ssize_t n;
 	struct passwd_entry *e;
-	const char *why;
+	struct error why;
 
 	if (f == NULL)
 		return -1;
@@ -202,8 +205,8 @@ int passwd_file_lookup(const char *path, const char *user, struct passwd_entry *
 	return l.found;
 }
 
-int passwd_file_update(const char *path, enum passwd_update op, const char *user,
-		       const char *hash, const char **error_r)
+int passwd_file_update(const char *path, enum passwd_update op, const char *user, const char *hash,
+		       struct error *err)
 {
 	struct buf lockpath = BUF_INIT, tmppath = BUF_INIT, out = BUF_INIT;
 	int lockfd = -1, ret = -1, found = 0;
@@ -216,21 +219,21 @@ int passwd_file_update(const char *path, enum passwd_update op, const char *user
 	buf_printf(&lockpath, "%s.lock", path);
 	buf_printf(&tmppath, "%s.tmp", path);
 	if (e == NULL || lockpath.failed || tmppath.failed) {
-		*error_r = "out of memory";
+		error_set(err, ERR_TEMP, "out of memory");
 		goto out;
 	}
 	lockfd = open(buf_cstr(&lockpath), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (lockfd < 0 || flock(lockfd, LOCK_EX) < 0) {
-		*error_r = "cannot lock the passwd file";
+		error_set(err, ERR_TEMP, "cannot lock the passwd file");
 		goto out;
 	}
 	in = fopen(path, "re");
 	if (in == NULL && errno != ENOENT) {
-		*error_r = "cannot read the passwd file";
+		error_set(err, ERR_TEMP, "cannot read the passwd file");
 		goto out;
 	}
 	while (in != NULL && (n = getline(&line, &cap, in)) >= 0) {
-		const char *why;
+		struct error why;
 		if (passwd_line_parse(line, (size_t)n, e, &why) == 0 && strcmp(e->user, user) == 0) {
 			found = 1;
 			if (op == PASSWD_DELETE)
@@ -245,22 +248,22 @@ int passwd_file_update(const char *path, enum passwd_update op, const char *user
 			buf_putc(&out, '\n');
 	}
 	if (op == PASSWD_ADD && found) {
-		*error_r = "user already exists";
+		error_set(err, ERR_EXISTS, "user already exists");
 		goto out;
 	}
 	if (op != PASSWD_ADD && !found) {
-		*error_r = "no such user";
+		error_set(err, ERR_NOUSER, "no such user");
 		goto out;
 	}
 	if (op == PASSWD_ADD)
 		buf_printf(&out, "%s:%s::::::\n", user, hash);
 	if (out.failed) {
-		*error_r = "out of memory";
+		error_set(err, ERR_TEMP, "out of memory");
 		goto out;
 	}
 	int fd = open(buf_cstr(&tmppath), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		*error_r = "cannot write the passwd file";
+		error_set(err, ERR_TEMP, "cannot write the passwd file");
 		goto out;
 	}
 	size_t off = 0;
@@ -277,7 +280,7 @@ int passwd_file_update(const char *path, enum passwd_update op, const char *user
 		if (off != out.len)
 			close(fd);
 		unlink(buf_cstr(&tmppath));
-		*error_r = "cannot write the passwd file";
+		error_set(err, ERR_TEMP, "cannot write the passwd file");
 		goto out;
 	}
 	ret = 0;

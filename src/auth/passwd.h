@@ -16,6 +16,8 @@
 
 #include <stddef.h>
 
+#include "lib/error.h"
+
 #define PASSWD_MAX_LINE 4096
 
 struct passwd_entry {
@@ -24,14 +26,16 @@ struct passwd_entry {
 	char rest[PASSWD_MAX_LINE]; /* fields 3..8, without the leading ':' ("" if none) */
 };
 
-/* Parse one line (without its newline). Returns 0, or -1 with *error_r
- * (static text) for a malformed line. Comment and blank lines are -1 with
- * *error_r NULL. */
-int passwd_line_parse(const char *line, size_t len, struct passwd_entry *e_r, const char **error_r);
+/* Parse one line (without its newline). Returns 0, or -1 with err set:
+ * ERR_INVALID for a malformed line, ERR_NOTFOUND for a comment or blank
+ * line (no entry, nothing wrong). */
+int passwd_line_parse(const char *line, size_t len, struct passwd_entry *e_r, struct error *err);
 
 /* Hash password with scheme ("YESCRYPT", "SHA512-CRYPT", "SHA256-CRYPT",
- * "BLF-CRYPT"); *hash_r is "{SCHEME}$..." in a malloc'ed string. */
-int passwd_hash(const char *password, const char *scheme, char **hash_r, const char **error_r);
+ * "BLF-CRYPT"); *hash_r is "{SCHEME}$..." in a malloc'ed string. Returns 0,
+ * or -1 with err set: ERR_INVALID for an unknown scheme, ERR_TEMP if no salt
+ * or hash could be made (or out of memory). */
+int passwd_hash(const char *password, const char *scheme, char **hash_r, struct error *err);
 
 /* Check password against a stored "{SCHEME}hash". Returns 1 if it matches,
  * 0 if not, -1 if the scheme is unknown or not allowed (PLAIN unless
@@ -50,10 +54,12 @@ int passwd_file_foreach(const char *path, void (*cb)(void *ctx, const struct pas
 
 enum passwd_update { PASSWD_ADD, PASSWD_REPLACE, PASSWD_DELETE };
 /* Change the file atomically under a lock (PATH.lock): add a new user (fails
- * with *error_r "exists" if present), replace the hash of an existing one, or
- * delete one. The new file is written beside it, fsynced and renamed over it;
- * other lines are kept byte for byte. */
-int passwd_file_update(const char *path, enum passwd_update op, const char *user,
-		       const char *hash, const char **error_r);
+ * with ERR_EXISTS if present), replace the hash of an existing one, or
+ * delete one (both fail with ERR_NOUSER if absent). The new file is written
+ * beside it, fsynced and renamed over it; other lines are kept byte for
+ * byte. Returns 0, or -1 with err set (ERR_TEMP if the file cannot be
+ * locked, read or written, or out of memory). */
+int passwd_file_update(const char *path, enum passwd_update op, const char *user, const char *hash,
+		       struct error *err);
 
 #endif

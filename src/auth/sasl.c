@@ -26,12 +26,12 @@ static long decode(const char *in, size_t len, unsigned char *buf, size_t size)
 	return base64_decode(in, len, buf);
 }
 
-static enum sasl_result plain(struct sasl *s, const char *in, size_t len, const char **error_r)
+static enum sasl_result plain(struct sasl *s, const char *in, size_t len, struct error *err)
 {
 	unsigned char buf[SASL_MAX_USER * 2 + SASL_MAX_PASS + 4];
 	long n = decode(in, len, buf, sizeof(buf));
 	if (n < 0) {
-		*error_r = "invalid base64";
+		error_set(err, ERR_INVALID, "invalid base64");
 		return SASL_FAIL;
 	}
 	/* authzid NUL authcid NUL passwd (RFC 4616 2) */
@@ -39,25 +39,25 @@ static enum sasl_result plain(struct sasl *s, const char *in, size_t len, const 
 	const unsigned char *n1 = memchr(z, '\0', (size_t)n);
 	const unsigned char *n2 = n1 ? memchr(n1 + 1, '\0', (size_t)(end - n1 - 1)) : NULL;
 	if (n1 == NULL || n2 == NULL) {
-		*error_r = "malformed PLAIN response";
+		error_set(err, ERR_INVALID, "malformed PLAIN response");
 		return SASL_FAIL;
 	}
 	size_t zlen = (size_t)(n1 - z), ulen = (size_t)(n2 - n1 - 1), plen = (size_t)(end - n2 - 1);
 	/* RFC 4616 2: passwd = 1*SAFE, no NUL; a third NUL is malformed (and
 	 * would otherwise cut the password short). */
 	if (memchr(n2 + 1, '\0', plen) != NULL) {
-		*error_r = "malformed PLAIN response";
+		error_set(err, ERR_INVALID, "malformed PLAIN response");
 		explicit_bzero(buf, sizeof(buf));
 		return SASL_FAIL;
 	}
 	if (ulen == 0 || ulen >= sizeof(s->user) || plen >= sizeof(s->pass)) {
-		*error_r = "bad user name or password length";
+		error_set(err, ERR_INVALID, "bad user name or password length");
 		explicit_bzero(buf, sizeof(buf));
 		return SASL_FAIL;
 	}
 	/* Acting as another user is not offered: authzid empty or the same. */
 	if (zlen != 0 && (zlen != ulen || memcmp(z, n1 + 1, ulen) != 0)) {
-		*error_r = "authorization identity not allowed";
+		error_set(err, ERR_INVALID, "authorization identity not allowed");
 		explicit_bzero(buf, sizeof(buf));
 		return SASL_FAIL;
 	}
@@ -70,12 +70,12 @@ static enum sasl_result plain(struct sasl *s, const char *in, size_t len, const 
 }
 
 static enum sasl_result login_field(char *out, size_t outsize, const char *in, size_t len,
-				    const char **error_r)
+				    struct error *err)
 {
 	unsigned char buf[SASL_MAX_PASS + 4];
 	long n = decode(in, len, buf, sizeof(buf));
 	if (n < 0 || (size_t)n >= outsize || memchr(buf, '\0', (size_t)n) != NULL) {
-		*error_r = "invalid LOGIN response";
+		error_set(err, ERR_INVALID, "invalid LOGIN response");
 		explicit_bzero(buf, sizeof(buf));
 		return SASL_FAIL;
 	}
@@ -85,20 +85,20 @@ static enum sasl_result login_field(char *out, size_t outsize, const char *in, s
 }
 
 enum sasl_result sasl_step(struct sasl *s, const char *response, size_t len,
-			   const char **challenge_r, const char **error_r)
+			   const char **challenge_r, struct error *err)
 {
 	*challenge_r = "";
 	if (len == 1 && response[0] == '*') {
-		*error_r = "authentication cancelled";
+		error_set(err, ERR_INVALID, "authentication cancelled");
 		return SASL_CANCEL;
 	}
 	if (s->mech == MECH_PLAIN)
-		return plain(s, response, len, error_r);
+		return plain(s, response, len, err);
 	if (s->mech == MECH_LOGIN && s->step == 0) {
-		if (login_field(s->user, sizeof(s->user), response, len, error_r) == SASL_FAIL)
+		if (login_field(s->user, sizeof(s->user), response, len, err) == SASL_FAIL)
 			return SASL_FAIL;
 		if (s->user[0] == '\0') {
-			*error_r = "empty user name";
+			error_set(err, ERR_INVALID, "empty user name");
 			return SASL_FAIL;
 		}
 		s->step = 1;
@@ -106,16 +106,16 @@ enum sasl_result sasl_step(struct sasl *s, const char *response, size_t len,
 		return SASL_CONTINUE;
 	}
 	if (s->mech == MECH_LOGIN && s->step == 1) {
-		if (login_field(s->pass, sizeof(s->pass), response, len, error_r) == SASL_FAIL)
+		if (login_field(s->pass, sizeof(s->pass), response, len, err) == SASL_FAIL)
 			return SASL_FAIL;
 		return SASL_DONE;
 	}
-	*error_r = "unexpected SASL response";
+	error_set(err, ERR_INVALID, "unexpected SASL response");
 	return SASL_FAIL;
 }
 
 enum sasl_result sasl_start(struct sasl *s, const char *mech, const char *ir,
-			    const char **challenge_r, const char **error_r)
+			    const char **challenge_r, struct error *err)
 {
 	memset(s, 0, sizeof(*s));
 	*challenge_r = "";
@@ -124,7 +124,7 @@ enum sasl_result sasl_start(struct sasl *s, const char *mech, const char *ir,
 	else if (strcasecmp(mech, "LOGIN") == 0)
 		s->mech = MECH_LOGIN;
 	else {
-		*error_r = "unsupported mechanism";
+		error_set(err, ERR_INVALID, "unsupported mechanism");
 		return SASL_FAIL;
 	}
 	if (ir == NULL) {
@@ -135,5 +135,5 @@ enum sasl_result sasl_start(struct sasl *s, const char *mech, const char *ir,
 	/* RFC 4959: "=" is an empty initial response. */
 	if (strcmp(ir, "=") == 0)
 		ir = "";
-	return sasl_step(s, ir, strlen(ir), challenge_r, error_r);
+	return sasl_step(s, ir, strlen(ir), challenge_r, err);
 }

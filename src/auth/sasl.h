@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 
+#include "lib/error.h"
+
 #define SASL_MAX_USER 256
 #define SASL_MAX_PASS 1024
 
@@ -30,12 +32,13 @@ struct sasl {
 const char *sasl_mechanisms(void);
 /* Begin with mechanism name (case-insensitive); ir is the initial response
  * or NULL. On CONTINUE, *challenge_r (static base64 text, may be "") is what
- * to send; on DONE, s->user and s->pass are set; FAIL sets *error_r. */
+ * to send; on DONE, s->user and s->pass are set; FAIL (and CANCEL) set err:
+ * ERR_INVALID, text why (e.g. "invalid base64"). */
 enum sasl_result sasl_start(struct sasl *s, const char *mech, const char *ir,
-			    const char **challenge_r, const char **error_r);
+			    const char **challenge_r, struct error *err);
 /* One client response line (base64, or "*" to cancel). */
 enum sasl_result sasl_step(struct sasl *s, const char *response, size_t len,
-			   const char **challenge_r, const char **error_r);
+			   const char **challenge_r, struct error *err);
 /* Wipe the password. */
 void sasl_clear(struct sasl *s);
 

@@ -21,23 +21,21 @@ const char *cli_default_data_dir(void)
 int cli_open_store(const char *prog, const char *data_dir, struct config **config_r,
 		   struct store **store_r)
 {
-	char *why = NULL;
-	struct store_error err;
+	struct error err;
 
 	if (data_dir == NULL) {
 		fprintf(stderr, "mailroom %s: no data folder: give -d DATA (or set MAILROOM_DATA)\n",
 			prog);
 		return EX_USAGE;
 	}
-	if (config_load(data_dir, NULL, 0, config_r, &why) < 0) {
-		fprintf(stderr, "mailroom %s: %s\n", prog, why);
-		free(why);
+	if (config_load(data_dir, NULL, 0, config_r, &err) < 0) {
+		fprintf(stderr, "mailroom %s: %s\n", prog, err.text);
 		return EX_CONFIG;
 	}
 	if (store_open(data_dir, *config_r, store_r, &err) < 0) {
 		fprintf(stderr, "mailroom %s: %s\n", prog, err.text);
 		config_free(config_r);
-		return err.code == STORE_ERR_TEMP ? EX_TEMPFAIL : EX_NOINPUT;
+		return err.code == ERR_TEMP ? EX_TEMPFAIL : EX_NOINPUT;
 	}
 	return 0;
 }

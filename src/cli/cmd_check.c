@@ -26,11 +26,11 @@ static void say_line(void *ctx, const char *line)
 
 static int check_one(struct store *store, char *user, int repair)
 {
-	struct store_error err;
+	struct error err;
 	unsigned problems = 0;
 	if (store_check_user(store, user, repair, say_line, user, &problems, &err) < 0) {
 		fprintf(stderr, "mailroom check: %s: %s\n", user, err.text);
-		return err.code == STORE_ERR_NOUSER ? EX_NOUSER : EX_TEMPFAIL;
+		return err.code == ERR_NOUSER ? EX_NOUSER : EX_TEMPFAIL;
 	}
 	if (repair && problems > 0) {
 		printf("%s: repaired %u problem(s); checking again\n", user, problems);
@@ -67,7 +67,7 @@ int cmd_check(int argc, char **argv)
 	open_rc = cli_open_store("check", data, &config, &store);
 	if (open_rc != 0)
 		return open_rc;
-	struct store_error err;
+	struct error err;
 	unsigned stale = 0;
 	static char spool[] = "spool";
 	if (store_check_spool(store, repair, say_line, spool, &stale, &err) < 0) {

@@ -27,17 +27,17 @@
 #include "lib/config.h"
 #include "store/store.h"
 
-static int exit_code(const struct store *store, enum store_errcode code)
+static int exit_code(const struct store *store, enum error_code code)
 {
 	switch (code) {
-	case STORE_OK:
+	case ERR_OK:
 		return 0;
-	case STORE_ERR_NOUSER:
+	case ERR_NOUSER:
 		return EX_NOUSER;
-	case STORE_ERR_QUOTA:
+	case ERR_QUOTA:
 		return store_quota_is_temporary(store) ? EX_TEMPFAIL : EX_NOPERM;
-	case STORE_ERR_DATA:
-	case STORE_ERR_LIMIT:
+	case ERR_DATA:
+	case ERR_LIMIT:
 		return EX_DATAERR;
 	default:
 		return EX_TEMPFAIL;
@@ -62,7 +62,7 @@ int cmd_deliver(int argc, char **argv)
 	struct store *store = NULL;
 	struct store_stage *stage = NULL;
 	struct store_rcpt *rcpts = NULL;
-	struct store_error err;
+	struct error err;
 	int c, rc;
 	static char buf[65536];
 
@@ -131,7 +131,7 @@ int cmd_deliver(int argc, char **argv)
 	store_deliver(store, stage, 0, rcpts, n);
 	rc = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (rcpts[i].result.code == STORE_OK)
+		if (rcpts[i].result.code == ERR_OK)
 			continue;
 		fprintf(stderr, "mailroom deliver: %s: %s\n", rcpts[i].user, rcpts[i].result.text);
 		rc = worse(rc, exit_code(store, rcpts[i].result.code));

@@ -11,14 +11,14 @@
 #include "lib/config.h"
 #include "store/store.h"
 
-static int exit_for(enum store_errcode code)
+static int exit_for(enum error_code code)
 {
 	switch (code) {
-	case STORE_ERR_NOUSER: return EX_NOUSER;
-	case STORE_ERR_NOTFOUND: return EX_NOINPUT;
-	case STORE_ERR_EXISTS: return EX_CANTCREAT;
-	case STORE_ERR_INVALID: return EX_DATAERR;
-	case STORE_ERR_TEMP: return EX_TEMPFAIL;
+	case ERR_NOUSER: return EX_NOUSER;
+	case ERR_NOTFOUND: return EX_NOINPUT;
+	case ERR_EXISTS: return EX_CANTCREAT;
+	case ERR_INVALID: return EX_DATAERR;
+	case ERR_TEMP: return EX_TEMPFAIL;
 	default: return EX_SOFTWARE;
 	}
 }
@@ -27,7 +27,7 @@ static int print_mailbox(void *ctx, const struct store_mailbox_info *info)
 {
 	struct store_user *user = ctx;
 	struct store_mailbox *mbox = NULL;
-	struct store_error err;
+	struct error err;
 	struct store_status st;
 	if (store_mailbox_open(user, info->name, &mbox, &err) == 0 &&
 	    store_mailbox_status(mbox, &st, &err) == 0)
@@ -52,7 +52,7 @@ int cmd_mailbox(int argc, char **argv)
 	struct config *config = NULL;
 	struct store *store = NULL;
 	struct store_user *user = NULL;
-	struct store_error err;
+	struct error err;
 	int c, rc;
 
 	if (argc < 2) {

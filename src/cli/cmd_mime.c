@@ -58,18 +58,18 @@ static int out_append(void *ctx, const void *data, size_t len)
 
 /* Parses FILE in 64 KiB slices. Returns the fd (kept open for sections)
  * or -1 with *exit_r set. */
-static int parse_file(const char *path, struct mime_tree **tree_r, int *exit_r, const char **why_r)
+static int parse_file(const char *path, struct mime_tree **tree_r, int *exit_r, struct error *why)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		*why_r = strerror(errno);
+		error_set(why, errno == ENOENT ? ERR_NOTFOUND : ERR_TEMP, "%s", strerror(errno));
 		*exit_r = EX_NOINPUT;
 		return -1;
 	}
 	struct mime_parser *p = mime_parser_new(NULL);
 	if (p == NULL) {
 		close(fd);
-		*why_r = "out of memory";
+		error_set(why, ERR_TEMP, "out of memory");
 		*exit_r = EX_SOFTWARE;
 		return -1;
 	}
@@ -79,7 +79,7 @@ static int parse_file(const char *path, struct mime_tree **tree_r, int *exit_r, 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			*why_r = strerror(errno);
+			error_set(why, ERR_TEMP, "%s", strerror(errno));
 			mime_parser_free(&p);
 			close(fd);
 			*exit_r = EX_NOINPUT;
@@ -90,7 +90,7 @@ static int parse_file(const char *path, struct mime_tree **tree_r, int *exit_r, 
 		if (mime_parser_feed(p, buf, (size_t)n) == MIME_ERROR)
 			break;
 	}
-	if (mime_parser_finish(&p, tree_r, why_r) < 0) {
+	if (mime_parser_finish(&p, tree_r, why) < 0) {
 		close(fd);
 		*exit_r = EX_SOFTWARE;
 		return -1;
@@ -101,7 +101,7 @@ static int parse_file(const char *path, struct mime_tree **tree_r, int *exit_r, 
 static int parse_path(const char *spec, unsigned int *path, unsigned int *len_r)
 {
 	struct mime_section s;
-	const char *error;
+	struct error error;
 	if (mime_section_parse(spec, strlen(spec), &s, &error) < 0 || s.kind != MIME_SECTION_ALL)
 		return -1;
 	memcpy(path, s.path, s.path_len * sizeof(*path));
@@ -125,9 +125,9 @@ static void dump_part(struct outbuf *o, const struct mime_part *p)
 }
 
 /* Runs one command on a parsed file; output into o. Returns an exit code;
- * *why_r explains a failure. */
+ * why explains a failure. */
 static int run_one(const char *cmd, const struct mime_tree *tree, int fd, const char *arg,
-		   struct outbuf *o, const char **why_r)
+		   struct outbuf *o, struct error *why)
 {
 	struct mime_source src = { mime_source_fd_pread, (void *)(intptr_t)fd };
 	size_t len;
@@ -150,7 +150,7 @@ static int run_one(const char *cmd, const struct mime_tree *tree, int fd, const 
 		return o->failed ? EX_SOFTWARE : 0;
 	} else if (strcmp(cmd, "body") == 0 || strcmp(cmd, "section") == 0) {
 		if (arg == NULL) {
-			*why_r = "missing SECTION";
+			error_set(why, ERR_INVALID, "missing SECTION");
 			return EX_USAGE;
 		}
 		/* optional <origin.count> */
@@ -161,7 +161,7 @@ static int run_one(const char *cmd, const struct mime_tree *tree, int fd, const 
 			unsigned long long a, b;
 			char tail;
 			if (sscanf(lt, "<%llu.%llu%c", &a, &b, &tail) != 3 || tail != '>') {
-				*why_r = "invalid partial";
+				error_set(why, ERR_INVALID, "invalid partial");
 				return EX_DATAERR;
 			}
 			origin = a;
@@ -170,28 +170,28 @@ static int run_one(const char *cmd, const struct mime_tree *tree, int fd, const 
 		}
 		struct mime_section sec;
 		struct mime_section_result r;
-		if (mime_section_parse(arg, alen, &sec, why_r) < 0)
+		if (mime_section_parse(arg, alen, &sec, why) < 0)
 			return EX_DATAERR;
-		int ret = mime_section_resolve(tree, &sec, &src, &r, why_r);
+		int ret = mime_section_resolve(tree, &sec, &src, &r, why);
 		mime_section_clear(&sec);
 		if (ret < 0)
 			return EX_DATAERR;
-		ret = mime_section_copy(&r, &src, origin, count, out_append, o, why_r);
+		ret = mime_section_copy(&r, &src, origin, count, out_append, o, why);
 		mime_section_result_free(&r);
 		return ret < 0 ? EX_IOERR : 0;
 	} else if (strcmp(cmd, "binary") == 0 || strcmp(cmd, "binary-size") == 0) {
 		unsigned int path[MIME_MAX_DEPTH + 1], plen;
 		if (arg == NULL || parse_path(arg, path, &plen) < 0) {
-			*why_r = "invalid SECTION for BINARY";
+			error_set(why, ERR_INVALID, "invalid SECTION for BINARY");
 			return EX_DATAERR;
 		}
 		bool size_only = strcmp(cmd, "binary-size") == 0;
 		uint64_t size;
 		bool unknown;
 		if (mime_section_binary(tree, path, plen, &src, size_only ? NULL : out_append, o,
-					&size, &unknown, why_r) < 0) {
+					&size, &unknown, why) < 0) {
 			if (unknown)
-				*why_r = "UNKNOWN-CTE";
+				error_set(why, ERR_DATA, "UNKNOWN-CTE");
 			return EX_DATAERR;
 		}
 		if (size_only) {
@@ -201,11 +201,11 @@ static int run_one(const char *cmd, const struct mime_tree *tree, int fd, const 
 		}
 		return o->failed ? EX_SOFTWARE : 0;
 	} else {
-		*why_r = "unknown subcommand";
+		error_set(why, ERR_INVALID, "unknown subcommand");
 		return EX_USAGE;
 	}
 	if (s == NULL) {
-		*why_r = "out of memory";
+		error_set(why, ERR_TEMP, "out of memory");
 		return EX_SOFTWARE;
 	}
 	out_append(o, s, len);
@@ -221,7 +221,7 @@ static int run_batch(void)
 	char *cur_file = NULL;
 	struct mime_tree *tree = NULL;
 	int fd = -1, fexit = 0;
-	const char *fwhy = NULL;
+	struct error fwhy = {ERR_TEMP, "failed"};
 	while ((n = getline(&line, &cap, stdin)) > 0) {
 		if (line[n - 1] == '\n')
 			line[--n] = '\0';
@@ -243,18 +243,18 @@ static int run_batch(void)
 			fd = parse_file(file, &tree, &fexit, &fwhy);
 		}
 		if (fd < 0) {
-			printf("NO %s\n", fwhy);
+			printf("NO %s\n", fwhy.text);
 			continue;
 		}
 		struct outbuf o = { 0 };
-		const char *why = "failed";
+		struct error why = {ERR_TEMP, "failed"};
 		int ret = run_one(cmd, tree, fd, arg, &o, &why);
 		if (ret == 0) {
 			printf("OK %zu\n", o.len);
 			fwrite(o.data, 1, o.len, stdout);
 			putchar('\n');
 		} else {
-			printf("NO %s\n", why);
+			printf("NO %s\n", why.text);
 		}
 		free(o.data);
 		fflush(stdout);
@@ -279,10 +279,10 @@ int cmd_mime(int argc, char **argv)
 	}
 	struct mime_tree *tree = NULL;
 	int exit_code;
-	const char *why = NULL;
+	struct error why = {ERR_TEMP, "failed"};
 	int fd = parse_file(argv[2], &tree, &exit_code, &why);
 	if (fd < 0) {
-		fprintf(stderr, "mailroom mime: %s: %s\n", argv[2], why);
+		fprintf(stderr, "mailroom mime: %s: %s\n", argv[2], why.text);
 		return exit_code;
 	}
 	struct outbuf o = { 0 };
@@ -293,7 +293,7 @@ int cmd_mime(int argc, char **argv)
 			exit_code = EX_IOERR;
 		}
 	} else {
-		fprintf(stderr, "mailroom mime: %s\n", why);
+		fprintf(stderr, "mailroom mime: %s\n", why.text);
 	}
 	free(o.data);
 	mime_tree_free(&tree);

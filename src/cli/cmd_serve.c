@@ -67,14 +67,13 @@ int cmd_config(int argc, char **argv)
 	char *ov[MAX_OVERRIDES];
 	int nov, all = 0;
 	struct config *cfg = NULL;
-	char *why = NULL;
+	struct error err;
 	int rc = parse(argc, argv, "usage: mailroom config -d DATA [-a] [-o key=value]...\n", &data,
 		       ov, &nov, &all);
 	if (rc != 0)
 		return rc;
-	if (config_load(data, ov, nov, &cfg, &why) < 0) {
-		fprintf(stderr, "mailroom config: %s\n", why);
-		free(why);
+	if (config_load(data, ov, nov, &cfg, &err) < 0) {
+		fprintf(stderr, "mailroom config: %s\n", err.text);
 		return EX_CONFIG;
 	}
 	config_print(cfg, stdout, all);

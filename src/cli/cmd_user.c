@@ -99,11 +99,11 @@ int cmd_user(int argc, char **argv)
 	int yes = 0, purge = 0, c, rc;
 	struct config *config = NULL;
 	struct store *store = NULL;
-	struct store_error err;
+	struct error err;
 	char path[4096];
 	char password[MAX_PASSWORD];
 	char *hash = NULL;
-	const char *why;
+	struct error why;
 
 	if (argc < 2) {
 		fputs(usage, stderr);
@@ -154,13 +154,13 @@ int cmd_user(int argc, char **argv)
 			goto out;
 		}
 		if (passwd_file_update(path, PASSWD_DELETE, user, NULL, &why) < 0) {
-			fprintf(stderr, "mailroom user del: %s: %s\n", user, why);
-			rc = strcmp(why, "no such user") == 0 ? EX_NOUSER : EX_IOERR;
+			fprintf(stderr, "mailroom user del: %s: %s\n", user, why.text);
+			rc = why.code == ERR_NOUSER ? EX_NOUSER : EX_IOERR;
 			goto out;
 		}
 		if (purge && (rc = cli_become_store_owner("user", data)) != 0)
 			goto out;
-		if (purge && store_user_purge(store, user, &err) < 0 && err.code != STORE_ERR_NOUSER) {
+		if (purge && store_user_purge(store, user, &err) < 0 && err.code != ERR_NOUSER) {
 			fprintf(stderr, "mailroom user del: %s: %s\n", user, err.text);
 			rc = EX_IOERR;
 			goto out;
@@ -175,19 +175,19 @@ int cmd_user(int argc, char **argv)
 	int hr = passwd_hash(password, scheme, &hash, &why);
 	explicit_bzero(password, sizeof(password));
 	if (hr < 0) {
-		fprintf(stderr, "mailroom user: %s\n", why);
+		fprintf(stderr, "mailroom user: %s\n", why.text);
 		rc = EX_USAGE;
 		goto out;
 	}
 	if (strcmp(op, "add") == 0) {
 		if (passwd_file_update(path, PASSWD_ADD, user, hash, &why) < 0) {
-			fprintf(stderr, "mailroom user add: %s: %s\n", user, why);
-			rc = strcmp(why, "user already exists") == 0 ? EX_CANTCREAT : EX_IOERR;
+			fprintf(stderr, "mailroom user add: %s: %s\n", user, why.text);
+			rc = why.code == ERR_EXISTS ? EX_CANTCREAT : EX_IOERR;
 			goto out;
 		}
 		if ((rc = cli_become_store_owner("user", data)) != 0)
 			goto out;
-		if (store_user_create(store, user, &err) < 0 && err.code != STORE_ERR_EXISTS) {
+		if (store_user_create(store, user, &err) < 0 && err.code != ERR_EXISTS) {
 			fprintf(stderr, "mailroom user add: %s: %s\n", user, err.text);
 			passwd_file_update(path, PASSWD_DELETE, user, NULL, &why);
 			rc = EX_IOERR;
@@ -196,8 +196,8 @@ int cmd_user(int argc, char **argv)
 		printf("added user %s\n", user);
 	} else {
 		if (passwd_file_update(path, PASSWD_REPLACE, user, hash, &why) < 0) {
-			fprintf(stderr, "mailroom user passwd: %s: %s\n", user, why);
-			rc = strcmp(why, "no such user") == 0 ? EX_NOUSER : EX_IOERR;
+			fprintf(stderr, "mailroom user passwd: %s: %s\n", user, why.text);
+			rc = why.code == ERR_NOUSER ? EX_NOUSER : EX_IOERR;
 			goto out;
 		}
 		printf("changed the password of %s\n", user);

@@ -27,7 +27,7 @@ char *imap_arg_mailbox(struct imap_session *s, const struct imap_command *cmd,
 		name = strndup(str, len);
 	} else {
 		struct buf b = BUF_INIT;
-		const char *why;
+		struct error why;
 		if (imap_utf7_decode(str, len, &b, &why) < 0) {
 			/* RFC 3501 5.1.3: names must be valid modified UTF-7. */
 			buf_free(&b);
@@ -90,11 +90,11 @@ int imap_arg_flags(struct imap_session *s, const struct imap_command *cmd,
 		if (mbox == NULL)
 			continue; /* no mailbox yet (APPEND target checked later) */
 		unsigned idx;
-		struct store_error err;
+		struct error err;
 		if (store_mailbox_keyword_index(mbox, a->str, create, &idx, &err) < 0) {
-			if (!create && err.code == STORE_ERR_NOTFOUND)
+			if (!create && err.code == ERR_NOTFOUND)
 				continue; /* removing a keyword nobody has: nothing to do */
-			if (err.code == STORE_ERR_INVALID) {
+			if (err.code == ERR_INVALID) {
 				imap_send_tagged(s, cmd, "BAD", "Invalid keyword");
 				return -1;
 			}
@@ -113,14 +113,14 @@ int imap_arg_uidset(struct imap_session *s, const struct imap_command *cmd,
 {
 	struct imap_view *v = s->view;
 	struct imap_seqset set = IMAP_SEQSET_INIT;
-	const char *why;
+	struct error why;
 	if (arg->type != IMAP_ARG_ATOM) {
 		imap_send_tagged(s, cmd, "BAD", "Expected a sequence set");
 		return -1;
 	}
 	uint32_t star = uid ? (v->n ? v->uids[v->n - 1] : 1) : (uint32_t)v->n;
 	if (imap_seqset_parse(arg->str, arg->len, star, IMAP_SEQSET_ALLOW_SEARCHRES, &set, &why) < 0) {
-		imap_send_tagged(s, cmd, "BAD", "Invalid sequence set: %s", why);
+		imap_send_tagged(s, cmd, "BAD", "Invalid sequence set: %s", why.text);
 		return -1;
 	}
 	uint32_t *out = malloc((v->n ? v->n : 1) * sizeof(*out));

@@ -31,7 +31,7 @@ struct imap_append {
 	struct store_stage *stages[MAX_APPEND_MESSAGES];
 	size_t n;
 	bool failed;
-	struct store_error err;
+	struct error err;
 };
 
 enum imap_literal_action imap_cmd_append_literal_start(struct imap_session *s, const char *name,
@@ -140,7 +140,7 @@ struct append_job {
 	size_t n;
 	uint32_t uidvalidity;
 	uint32_t *uids;
-	struct store_error err;
+	struct error err;
 	int rc;
 };
 
@@ -176,7 +176,7 @@ static void append_work(void *arg)
 undo:
 	/* RFC 3502 6: all or nothing. */
 	if (added > 0) {
-		struct store_error ignore;
+		struct error ignore;
 		store_mailbox_expunge(m, j->uids, added, &ignore);
 	}
 out:
@@ -204,7 +204,7 @@ static void append_done(struct session *base, void *arg)
 	struct imap_session *s = imap_session_of(base);
 	struct append_job *j = arg;
 	if (j->rc < 0) {
-		if (j->err.code == STORE_ERR_NOTFOUND)
+		if (j->err.code == ERR_NOTFOUND)
 			imap_send_tagged(s, NULL, "NO", "[TRYCREATE] No such mailbox");
 		else
 			imap_send_store_error(s, NULL, &j->err);

@@ -96,7 +96,7 @@ static int cmd_login(struct imap_session *s, const struct imap_command *cmd)
 }
 
 static void sasl_result(struct imap_session *s, enum sasl_result r, const char *challenge,
-			const char *why)
+			const struct error *why)
 {
 	switch (r) {
 	case SASL_CONTINUE:
@@ -116,7 +116,7 @@ static void sasl_result(struct imap_session *s, enum sasl_result r, const char *
 	case SASL_FAIL:
 		s->authenticating = false;
 		sasl_clear(&s->sasl);
-		imap_send_tagged(s, NULL, "NO", "[AUTHENTICATIONFAILED] %s", why);
+		imap_send_tagged(s, NULL, "NO", "[AUTHENTICATIONFAILED] %s", why->text);
 		break;
 	}
 	free(s->cmd_tag);
@@ -127,7 +127,8 @@ static int cmd_authenticate(struct imap_session *s, const struct imap_command *c
 {
 	const char *mech;
 	size_t len;
-	const char *ir = NULL, *challenge = "", *why = "failed";
+	const char *ir = NULL, *challenge = "";
+	struct error why = {ERR_INVALID, "failed"};
 	if (cmd->argc < 1 || cmd->argc > 2 || cmd->args[0].type != IMAP_ARG_ATOM) {
 		imap_send_tagged(s, cmd, "BAD", "Usage: AUTHENTICATE mechanism [initial-response]");
 		return 0;
@@ -148,15 +149,16 @@ static int cmd_authenticate(struct imap_session *s, const struct imap_command *c
 		return 0;
 	}
 	enum sasl_result r = sasl_start(&s->sasl, mech, ir, &challenge, &why);
-	sasl_result(s, r, challenge, why);
+	sasl_result(s, r, challenge, &why);
 	return 0;
 }
 
 void imap_cmd_auth_line(struct imap_session *s, const char *line, size_t len)
 {
-	const char *challenge = "", *why = "failed";
+	const char *challenge = "";
+	struct error why = {ERR_INVALID, "failed"};
 	enum sasl_result r = sasl_step(&s->sasl, line, len, &challenge, &why);
-	sasl_result(s, r, challenge, why);
+	sasl_result(s, r, challenge, &why);
 }
 
 static const struct imap_cmd_def rows[] = {

@@ -283,8 +283,7 @@ static int parse_partial(const char *p, size_t len, uint64_t *origin_r, uint64_t
 }
 
 /* BODY[...]<...>, BODY.PEEK[...], BINARY[.PEEK|.SIZE][...]: one atom. */
-static int parse_section_item(struct fetch_ctx *fc, const char *str, size_t len,
-			      const char **why_r)
+static int parse_section_item(struct fetch_ctx *fc, const char *str, size_t len, struct error *why)
 {
 	const char *lb = memchr(str, '[', len);
 	size_t plen = (size_t)(lb - str);
@@ -310,7 +309,7 @@ static int parse_section_item(struct fetch_ctx *fc, const char *str, size_t len,
 		peek = true;
 		rname = "BINARY.SIZE";
 	} else {
-		*why_r = "Unknown fetch attribute";
+		error_set(why, ERR_INVALID, "Unknown fetch attribute");
 		return -1;
 	}
 	/* the matching ']' (a quoted header name may hold one) */
@@ -329,16 +328,16 @@ static int parse_section_item(struct fetch_ctx *fc, const char *str, size_t len,
 		}
 	}
 	if (rb == NULL) {
-		*why_r = "Unterminated section";
+		error_set(why, ERR_INVALID, "Unterminated section");
 		return -1;
 	}
 	struct fetch_item tmp = { .kind = kind, .peek = peek };
-	if (mime_section_parse(lb + 1, (size_t)(rb - lb - 1), &tmp.section, why_r) < 0)
+	if (mime_section_parse(lb + 1, (size_t)(rb - lb - 1), &tmp.section, why) < 0)
 		return -1;
 	if (kind != IT_SECTION && tmp.section.kind != MIME_SECTION_ALL) {
 		/* RFC 3516: section-binary = "[" [section-part] "]" */
 		mime_section_clear(&tmp.section);
-		*why_r = "BINARY takes part numbers only";
+		error_set(why, ERR_INVALID, "BINARY takes part numbers only");
 		return -1;
 	}
 	size_t rest = (size_t)(end - rb - 1);
@@ -346,7 +345,7 @@ static int parse_section_item(struct fetch_ctx *fc, const char *str, size_t len,
 		if (kind == IT_BINARY_SIZE ||
 		    parse_partial(rb + 1, rest, &tmp.origin, &tmp.count) < 0) {
 			mime_section_clear(&tmp.section);
-			*why_r = "Invalid partial";
+			error_set(why, ERR_INVALID, "Invalid partial");
 			return -1;
 		}
 		tmp.partial = true;
@@ -358,9 +357,12 @@ static int parse_section_item(struct fetch_ctx *fc, const char *str, size_t len,
 	tmp.name = buf_steal(&b);
 	struct fetch_item *it = tmp.name != NULL ? add_item(fc, kind) : NULL;
 	if (it == NULL) {
+		if (tmp.name == NULL)
+			error_set(why, ERR_TEMP, "Out of memory");
+		else
+			error_set(why, ERR_INVALID, "Too many fetch attributes");
 		free(tmp.name);
 		mime_section_clear(&tmp.section);
-		*why_r = tmp.name == NULL ? "Out of memory" : "Too many fetch attributes";
 		return -1;
 	}
 	*it = tmp;
@@ -380,7 +382,7 @@ static int add_rfc822(struct fetch_ctx *fc, const char *name, enum mime_section_
 	return it->name != NULL ? 0 : -1;
 }
 
-static int parse_one(struct fetch_ctx *fc, const struct imap_arg *a, bool top, const char **why_r)
+static int parse_one(struct fetch_ctx *fc, const struct imap_arg *a, bool top, struct error *why)
 {
 	static const struct {
 		const char *name;
@@ -396,15 +398,15 @@ static int parse_one(struct fetch_ctx *fc, const struct imap_arg *a, bool top, c
 		{ "MODSEQ", IT_MODSEQ },
 	};
 	if (a->type != IMAP_ARG_ATOM) {
-		*why_r = "Invalid fetch attribute";
+		error_set(why, ERR_INVALID, "Invalid fetch attribute");
 		return -1;
 	}
 	if (memchr(a->str, '[', a->len) != NULL)
-		return parse_section_item(fc, a->str, a->len, why_r);
+		return parse_section_item(fc, a->str, a->len, why);
 	for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++)
 		if (strcasecmp(a->str, simple[i].name) == 0) {
 			if (add_item(fc, simple[i].kind) == NULL) {
-				*why_r = "Too many fetch attributes";
+				error_set(why, ERR_INVALID, "Too many fetch attributes");
 				return -1;
 			}
 			return 0;
@@ -425,19 +427,19 @@ static int parse_one(struct fetch_ctx *fc, const struct imap_arg *a, bool top, c
 		    (full && add_item(fc, IT_BODY) == NULL))
 			r = -1;
 	} else {
-		*why_r = "Unknown fetch attribute";
+		error_set(why, ERR_INVALID, "Unknown fetch attribute");
 		return -1;
 	}
 	if (r < 0)
-		*why_r = "Too many fetch attributes";
+		error_set(why, ERR_INVALID, "Too many fetch attributes");
 	return r;
 }
 
 /* (CHANGEDSINCE n [VANISHED]) (RFC 7162 3.1.4, 3.2.6). */
-static int parse_modifiers(struct fetch_ctx *fc, const struct imap_arg *a, const char **why_r)
+static int parse_modifiers(struct fetch_ctx *fc, const struct imap_arg *a, struct error *why)
 {
 	if (a->type != IMAP_ARG_LIST) {
-		*why_r = "Expected fetch modifiers";
+		error_set(why, ERR_INVALID, "Expected fetch modifiers");
 		return -1;
 	}
 	for (size_t i = 0; i < a->count; i++) {
@@ -445,7 +447,7 @@ static int parse_modifiers(struct fetch_ctx *fc, const struct imap_arg *a, const
 		if (imap_parser_arg_atom_eq(m, "CHANGEDSINCE") && i + 1 < a->count) {
 			uint64_t v;
 			if (!imap_parser_arg_number64(&a->list[i + 1], &v) || v == 0) {
-				*why_r = "CHANGEDSINCE needs a mod-sequence";
+				error_set(why, ERR_INVALID, "CHANGEDSINCE needs a mod-sequence");
 				return -1;
 			}
 			fc->changedsince = v;
@@ -453,44 +455,45 @@ static int parse_modifiers(struct fetch_ctx *fc, const struct imap_arg *a, const
 		} else if (imap_parser_arg_atom_eq(m, "VANISHED")) {
 			fc->vanished = true;
 		} else {
-			*why_r = "Unknown fetch modifier";
+			error_set(why, ERR_INVALID, "Unknown fetch modifier");
 			return -1;
 		}
 	}
 	if (fc->vanished && (!fc->uid_cmd || fc->changedsince == 0 || !fc->s->qresync)) {
 		/* RFC 7162 3.2.6: UID FETCH only, with CHANGEDSINCE, QRESYNC enabled */
-		*why_r = "VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC";
+		error_set(why, ERR_INVALID,
+			  "VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC");
 		return -1;
 	}
 	return 0;
 }
 
-static int parse_items(struct fetch_ctx *fc, const struct imap_command *cmd, const char **why_r)
+static int parse_items(struct fetch_ctx *fc, const struct imap_command *cmd, struct error *why)
 {
 	if (cmd->argc < 2 || cmd->argc > 3) {
-		*why_r = "FETCH needs a set and attributes";
+		error_set(why, ERR_INVALID, "FETCH needs a set and attributes");
 		return -1;
 	}
 	const struct imap_arg *a = &cmd->args[1];
 	if (a->type == IMAP_ARG_LIST) {
 		if (a->count == 0) {
-			*why_r = "Empty attribute list";
+			error_set(why, ERR_INVALID, "Empty attribute list");
 			return -1;
 		}
 		for (size_t i = 0; i < a->count; i++)
-			if (parse_one(fc, &a->list[i], false, why_r) < 0)
+			if (parse_one(fc, &a->list[i], false, why) < 0)
 				return -1;
-	} else if (parse_one(fc, a, true, why_r) < 0) {
+	} else if (parse_one(fc, a, true, why) < 0) {
 		return -1;
 	}
-	if (cmd->argc == 3 && parse_modifiers(fc, &cmd->args[2], why_r) < 0)
+	if (cmd->argc == 3 && parse_modifiers(fc, &cmd->args[2], why) < 0)
 		return -1;
 	/* RFC 9051 6.4.9: UID FETCH responses always hold UID. RFC 7162
 	 * 3.1.4.1: CHANGEDSINCE implies MODSEQ. */
 	if (fc->uid_cmd) {
 		struct fetch_item *u = add_item(fc, IT_UID);
 		if (u == NULL) {
-			*why_r = "Too many fetch attributes";
+			error_set(why, ERR_INVALID, "Too many fetch attributes");
 			return -1;
 		}
 		/* first in the response, where clients look for it */
@@ -500,7 +503,7 @@ static int parse_items(struct fetch_ctx *fc, const struct imap_command *cmd, con
 		fc->items[0] = tmp;
 	}
 	if (fc->changedsince != 0 && add_item(fc, IT_MODSEQ) == NULL) {
-		*why_r = "Too many fetch attributes";
+		error_set(why, ERR_INVALID, "Too many fetch attributes");
 		return -1;
 	}
 	for (size_t i = 0; i < fc->nitems; i++) {
@@ -533,7 +536,7 @@ static int parse_items(struct fetch_ctx *fc, const struct imap_command *cmd, con
 
 /* ---- message data -------------------------------------------------------------- */
 
-static int fmsg_open(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *err)
+static int fmsg_open(struct fetch_ctx *fc, struct fmsg *fm, struct error *err)
 {
 	if (fm->fd >= 0)
 		return 0;
@@ -562,7 +565,7 @@ static int conn_out(void *ctx, const void *data, size_t len)
 
 /* Writes the bytes of a (possibly narrowed) section result. */
 static int send_ranges(struct fetch_ctx *fc, struct fmsg *fm, const struct mime_section_result *r,
-		       const char **why_r)
+		       struct error *why)
 {
 	struct imap_session *s = fc->s;
 	struct mime_source src = { mime_source_fd_pread, (void *)(intptr_t)fm->fd };
@@ -574,7 +577,7 @@ static int send_ranges(struct fetch_ctx *fc, struct fmsg *fm, const struct mime_
 			imap_send_raw(s, &"\r\n"[o], (size_t)k);
 		} else if (g->flags & MIME_RANGE_FIX_LF) {
 			struct mime_section_result one = { (struct mime_range *)(uintptr_t)g, 1, g->vsize };
-			if (mime_section_copy(&one, &src, 0, UINT64_MAX, conn_out, s, why_r) < 0)
+			if (mime_section_copy(&one, &src, 0, UINT64_MAX, conn_out, s, why) < 0)
 				return -1;
 		} else if (g->size < SMALL_RANGE) {
 			uint64_t done = 0;
@@ -585,7 +588,8 @@ static int send_ranges(struct fetch_ctx *fc, struct fmsg *fm, const struct mime_
 				if (n < 0 && errno == EINTR)
 					continue;
 				if (n <= 0) {
-					*why_r = "message file shorter than its index";
+					error_set(why, ERR_DATA,
+						  "message file shorter than its index");
 					return -1;
 				}
 				imap_send_raw(s, fc->buf, (size_t)n);
@@ -594,7 +598,7 @@ static int send_ranges(struct fetch_ctx *fc, struct fmsg *fm, const struct mime_
 		} else {
 			int dfd = dup(fm->fd);
 			if (dfd < 0 || conn_send_file(s->base.conn, dfd, (off_t)g->offset, (size_t)g->size) < 0) {
-				*why_r = "cannot queue the message file";
+				error_set(why, ERR_TEMP, "cannot queue the message file");
 				return -1;
 			}
 		}
@@ -608,7 +612,7 @@ static int send_section(struct fetch_ctx *fc, struct fmsg *fm, const struct fetc
 	struct imap_session *s = fc->s;
 	struct mime_source src = { mime_source_fd_pread, (void *)(intptr_t)fm->fd };
 	struct mime_section_result r;
-	const char *why;
+	struct error why;
 	imap_send(s, "%s", it->name);
 	if (it->partial)
 		imap_send(s, "<%" PRIu64 ">", it->origin);
@@ -638,7 +642,8 @@ static int send_section(struct fetch_ctx *fc, struct fmsg *fm, const struct fetc
 		else
 			ret = send_ranges(fc, fm, &r, &why);
 		if (ret < 0)
-			log_warn("imap %s: FETCH uid %u %s: %s", s->base.id, fm->m.uid, it->name, why);
+			log_warn("imap %s: FETCH uid %u %s: %s", s->base.id, fm->m.uid, it->name,
+				 why.text);
 	}
 	mime_section_result_free(&r);
 	return ret;
@@ -679,7 +684,7 @@ static int send_binary(struct fetch_ctx *fc, struct fmsg *fm, const struct fetch
 {
 	struct imap_session *s = fc->s;
 	struct mime_source src = { mime_source_fd_pread, (void *)(intptr_t)fm->fd };
-	const char *why;
+	struct error why;
 	uint64_t size;
 	imap_send(s, "%s", it->name);
 	if (it->partial)
@@ -692,7 +697,7 @@ static int send_binary(struct fetch_ctx *fc, struct fmsg *fm, const struct fetch
 			    false, NULL };
 	if (mime_section_binary(fm->parsed.tree, it->section.path, it->section.path_len, &src,
 				it->kind == IT_BINARY ? window_out : NULL, &w, &size, NULL, &why) < 0) {
-		log_warn("imap %s: FETCH uid %u %s: %s", s->base.id, fm->m.uid, it->name, why);
+		log_warn("imap %s: FETCH uid %u %s: %s", s->base.id, fm->m.uid, it->name, why.text);
 		imap_send_raw(s, " NIL", 4);
 		return 0;
 	}
@@ -710,8 +715,8 @@ static int send_binary(struct fetch_ctx *fc, struct fmsg *fm, const struct fetch
 	if (mime_section_binary(fm->parsed.tree, it->section.path, it->section.path_len, &src, window_out,
 				&w2, &size, NULL, &why) < 0 ||
 	    w2.left != 0) {
-		log_warn("imap %s: FETCH uid %u %s (second pass): %s", s->base.id, fm->m.uid, it->name,
-			 w2.left ? "content changed" : why);
+		log_warn("imap %s: FETCH uid %u %s (second pass): %s", s->base.id, fm->m.uid,
+			 it->name, w2.left ? "content changed" : why.text);
 		return -1;
 	}
 	return 0;
@@ -740,7 +745,7 @@ static void send_internaldate(struct imap_session *s, int64_t when)
 
 /* Loads what fm's response needs. 1: send it; 0: the message is gone
  * (skip it); -1: a temporary failure (err). */
-static int fmsg_load(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *err)
+static int fmsg_load(struct fetch_ctx *fc, struct fmsg *fm, struct error *err)
 {
 	int r = 0;
 	if (fc->need_fd)
@@ -748,7 +753,7 @@ static int fmsg_load(struct fetch_ctx *fc, struct fmsg *fm, struct store_error *
 	if (r == 0)
 		r = store_cache_get(fc->s->view->mbox, fm->m.uid, parsed_want(fc), &fm->parsed, err);
 	if (r < 0)
-		return err->code == STORE_ERR_NOTFOUND ? 0 : -1;
+		return err->code == ERR_NOTFOUND ? 0 : -1;
 	return 1;
 }
 
@@ -797,7 +802,7 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 {
 	struct imap_session *s = fc->s;
 	struct fmsg fm = { .m = *m, .fd = -1 };
-	struct store_error err;
+	struct error err;
 	uint32_t seq = imap_view_seq(s->view, m->uid);
 	if (seq == 0)
 		return 0;
@@ -918,7 +923,7 @@ static int collect_pre(void *ctx, uint32_t uid, struct store_parsed *parsed)
 }
 
 /* The cached fields this FETCH needs, for the whole batch lo..hi. */
-static int prefetch(struct fetch_ctx *fc, uint32_t lo, uint32_t hi, struct store_error *err)
+static int prefetch(struct fetch_ctx *fc, uint32_t lo, uint32_t hi, struct error *err)
 {
 	unsigned want = parsed_want(fc);
 	if (want == 0)
@@ -942,7 +947,7 @@ static void pre_take(struct fetch_ctx *fc, struct fmsg *fm)
 
 /* Loads the index rows of the next batch of UIDs from fc->pos (and, for a
  * dense batch, the cached fields the FETCH needs). */
-static int next_batch(struct fetch_ctx *fc, struct store_error *err)
+static int next_batch(struct fetch_ctx *fc, struct error *err)
 {
 	size_t k = fc->n - fc->pos < BATCH ? fc->n - fc->pos : BATCH;
 	uint32_t lo = fc->uids[fc->pos], hi = fc->uids[fc->pos + k - 1];
@@ -985,7 +990,7 @@ static int fetch_step(struct session *base, void *arg)
 {
 	struct fetch_ctx *fc = arg;
 	struct imap_session *s = imap_session_of(base);
-	struct store_error err;
+	struct error err;
 	if (s->base.closing) { /* BYE sent (shutdown, or a message unreadable) */
 		fetch_finish(fc, false);
 		return 1;
@@ -1041,12 +1046,11 @@ static int vanished_cb(void *ctx, uint32_t uid, uint64_t modseq)
 	return 0;
 }
 
-static int send_vanished(struct fetch_ctx *fc, const struct imap_arg *setarg,
-			 struct store_error *err)
+static int send_vanished(struct fetch_ctx *fc, const struct imap_arg *setarg, struct error *err)
 {
 	struct imap_session *s = fc->s;
 	struct vanished_ctx vc = { .set = IMAP_SEQSET_INIT, .out = IMAP_SEQSET_INIT };
-	const char *why;
+	struct error why;
 	struct imap_view *v = s->view;
 	uint32_t star = v->n ? v->uids[v->n - 1] : 1;
 	if (imap_seqset_parse(setarg->str, setarg->len, star, IMAP_SEQSET_ALLOW_SEARCHRES, &vc.set,
@@ -1073,7 +1077,7 @@ static int send_vanished(struct fetch_ctx *fc, const struct imap_arg *setarg,
  * behind a change made elsewhere, and the store skips messages that need
  * nothing. A response shows FLAGS for each message whose \Seen the client
  * did not know about (fetch_one). */
-static int set_seen(struct fetch_ctx *fc, struct store_error *err)
+static int set_seen(struct fetch_ctx *fc, struct error *err)
 {
 	return store_mailbox_set_flags(fc->s->view->mbox, fc->uids, fc->n, STORE_FLAGS_ADD,
 				       STORE_F_SEEN, 0, 0, NULL, NULL, err);
@@ -1082,8 +1086,8 @@ static int set_seen(struct fetch_ctx *fc, struct store_error *err)
 static int cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct fetch_ctx *fc = calloc(1, sizeof(*fc));
-	const char *why = NULL;
-	struct store_error err;
+	struct error why;
+	struct error err;
 	if (fc == NULL) {
 		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		return 0;
@@ -1091,7 +1095,7 @@ static int cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 	fc->s = s;
 	fc->uid_cmd = cmd->uid;
 	if (parse_items(fc, cmd, &why) < 0) {
-		imap_send_tagged(s, cmd, "BAD", "%s", why);
+		imap_send_tagged(s, cmd, "BAD", "%s", why.text);
 		ctx_free(fc);
 		return 0;
 	}

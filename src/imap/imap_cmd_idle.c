@@ -74,7 +74,7 @@ static void release(struct imap_session *s)
 struct idle_sync {
 	struct imap_session *s;
 	struct imap_view_changes changes;
-	struct store_error err;
+	struct error err;
 	int rc;
 };
 

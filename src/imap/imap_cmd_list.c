@@ -132,7 +132,7 @@ static void list_one(struct imap_session *s, const char *name, const char *speci
 	imap_send_mailbox(s, name);
 	imap_send(s, "\r\n");
 	if ((ret & LRET_STATUS) && exists) {
-		struct store_error err;
+		struct error err;
 		imap_cmd_status_send(s, name, status_items, &err); /* RFC 5819: errors are skipped */
 	}
 }
@@ -142,7 +142,7 @@ static int cmd_list(struct imap_session *s, const struct imap_command *cmd)
 	bool lsub = strcmp(cmd->name, "LSUB") == 0;
 	size_t ai = 0;
 	unsigned sel = 0, ret = 0, status_items = 0;
-	struct store_error err;
+	struct error err;
 	struct name_set all = { 0 }, subs = { 0 };
 
 	/* LIST [(selection options)] reference patterns [RETURN (options)] */
@@ -226,7 +226,7 @@ static int cmd_list(struct imap_session *s, const struct imap_command *cmd)
 		snprintf(full, sizeof(full), "%.*s%s", (int)reflen, ref, pat);
 		if (!s->utf8) {
 			struct buf d = BUF_INIT;
-			const char *why;
+			struct error why;
 			if (imap_utf7_decode(full, strlen(full), &d, &why) == 0 && !d.failed)
 				snprintf(full, sizeof(full), "%s", buf_cstr(&d));
 			buf_free(&d);

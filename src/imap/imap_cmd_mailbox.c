@@ -28,7 +28,7 @@ struct select_job {
 	uint64_t q_modseq;
 	struct imap_seqset q_known;
 	bool q_has_known;
-	struct store_error err;
+	struct error err;
 	int rc;
 };
 
@@ -85,7 +85,7 @@ static void select_done(struct session *base, void *arg)
 	}
 	struct imap_view *v = s->view;
 	struct store_status st;
-	struct store_error err;
+	struct error err;
 	if (store_mailbox_status(v->mbox, &st, &err) < 0) {
 		imap_view_close(s);
 		s->state = IMAP_AUTH;
@@ -165,7 +165,7 @@ static int select_params(struct imap_session *s, const struct imap_command *cmd,
 			j->q_uidvalidity = uv;
 			j->q_modseq = ms;
 			if (q->count >= 3) {
-				const char *why;
+				struct error why;
 				if (q->list[2].type != IMAP_ARG_ATOM ||
 				    imap_seqset_parse(q->list[2].str, q->list[2].len, UINT32_MAX, 0,
 						      &j->q_known, &why) < 0) {
@@ -225,7 +225,7 @@ static int cmd_select(struct imap_session *s, const struct imap_command *cmd)
 
 static int cmd_create(struct imap_session *s, const struct imap_command *cmd)
 {
-	struct store_error err;
+	struct error err;
 	const char *use = NULL;
 	if (cmd->argc < 1 || cmd->argc > 2) {
 		imap_send_tagged(s, cmd, "BAD", "Usage: CREATE mailbox [(USE (attr))]");
@@ -253,7 +253,7 @@ static int cmd_create(struct imap_session *s, const struct imap_command *cmd)
 	if (strcasecmp(name, "INBOX") == 0) {
 		imap_send_tagged(s, cmd, "NO", "[ALREADYEXISTS] INBOX always exists");
 	} else if (store_mailbox_create(s->suser, name, use, &err) < 0) {
-		if (err.code == STORE_ERR_INVALID && use != NULL)
+		if (err.code == ERR_INVALID && use != NULL)
 			imap_send_tagged(s, cmd, "NO", "[USEATTR] %s", err.text);
 		else
 			imap_send_store_error(s, cmd, &err);
@@ -266,7 +266,7 @@ static int cmd_create(struct imap_session *s, const struct imap_command *cmd)
 
 static int cmd_delete(struct imap_session *s, const struct imap_command *cmd)
 {
-	struct store_error err;
+	struct error err;
 	if (cmd->argc != 1) {
 		imap_send_tagged(s, cmd, "BAD", "Usage: DELETE mailbox");
 		return 0;
@@ -290,7 +290,7 @@ static int cmd_delete(struct imap_session *s, const struct imap_command *cmd)
 
 static int cmd_rename(struct imap_session *s, const struct imap_command *cmd)
 {
-	struct store_error err;
+	struct error err;
 	if (cmd->argc != 2) {
 		imap_send_tagged(s, cmd, "BAD", "Usage: RENAME old new");
 		return 0;
@@ -314,7 +314,7 @@ static int cmd_rename(struct imap_session *s, const struct imap_command *cmd)
 
 static int cmd_subscribe(struct imap_session *s, const struct imap_command *cmd)
 {
-	struct store_error err;
+	struct error err;
 	if (cmd->argc != 1) {
 		imap_send_tagged(s, cmd, "BAD", "Usage: %s mailbox", cmd->name);
 		return 0;

@@ -34,7 +34,7 @@ static int collect_deleted(void *ctx, const struct store_msg *m)
 
 /* UIDs of messages flagged \Deleted (optionally only those in filter). */
 static int deleted_uids(struct imap_session *s, const uint32_t *filter, size_t nfilter,
-			uint32_t **uids_r, size_t *n_r, struct store_error *err)
+			uint32_t **uids_r, size_t *n_r, struct error *err)
 {
 	struct {
 		uint32_t *v;
@@ -72,7 +72,7 @@ static int cmd_close(struct imap_session *s, const struct imap_command *cmd)
 	if (strcmp(cmd->name, "CLOSE") == 0 && !s->view->readonly) {
 		uint32_t *uids = NULL;
 		size_t n = 0;
-		struct store_error err;
+		struct error err;
 		if (deleted_uids(s, NULL, 0, &uids, &n, &err) == 0 && n > 0)
 			store_mailbox_expunge(s->view->mbox, uids, n, &err);
 		free(uids);
@@ -90,7 +90,7 @@ struct expunge_job {
 	uint32_t *filter;
 	size_t nfilter;
 	bool has_filter;
-	struct store_error err;
+	struct error err;
 	int rc;
 };
 
@@ -160,7 +160,7 @@ struct copy_job {
 	uint32_t *dst_uids;
 	size_t n;
 	uint32_t dst_uidvalidity;
-	struct store_error err;
+	struct error err;
 	int rc;
 };
 
@@ -186,7 +186,7 @@ static void copy_done(struct session *base, void *arg)
 	struct copy_job *j = arg;
 	struct buf src = BUF_INIT, dst = BUF_INIT;
 	if (j->rc < 0) {
-		if (j->err.code == STORE_ERR_NOTFOUND)
+		if (j->err.code == ERR_NOTFOUND)
 			imap_send_tagged(s, NULL, "NO", "[TRYCREATE] No such mailbox");
 		else
 			imap_send_store_error(s, NULL, &j->err);

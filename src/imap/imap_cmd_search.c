@@ -467,7 +467,7 @@ static int keyword_node(struct search *se, bool set, const struct imap_arg *a)
 	if (id < 0)
 		return -1;
 	unsigned idx;
-	struct store_error err;
+	struct error err;
 	se->nodes[id].kw = -1;
 	if (store_mailbox_keyword_index(se->s->view->mbox, a->str, 0, &idx, &err) == 0)
 		se->nodes[id].kw = (int)idx;
@@ -688,9 +688,9 @@ static int ev_open(struct msgeval *me)
 	if (me->gone)
 		return -1;
 	uint64_t size;
-	struct store_error err;
+	struct error err;
 	if (store_message_open(me->se->s->view->mbox, me->m->uid, &me->fd, &size, &err) < 0) {
-		if (err.code != STORE_ERR_NOTFOUND)
+		if (err.code != ERR_NOTFOUND)
 			log_warn("imap %s: SEARCH uid %u: %s", me->se->s->base.id, me->m->uid, err.text);
 		me->gone = true;
 		return -1;
@@ -712,11 +712,11 @@ static ssize_t pread_full(int fd, char *buf, size_t len, uint64_t off)
 static int ev_tree(struct msgeval *me)
 {
 	struct store_parsed parsed = { 0 };
-	struct store_error err;
+	struct error err;
 	if (me->tree != NULL)
 		return 0;
 	if (store_cache_get(me->se->s->view->mbox, me->m->uid, STORE_PARSED_TREE, &parsed, &err) < 0) {
-		if (err.code == STORE_ERR_NOTFOUND)
+		if (err.code == ERR_NOTFOUND)
 			me->gone = true;
 		else
 			log_warn("imap %s: SEARCH uid %u: %s", me->se->s->base.id, me->m->uid, err.text);
@@ -1207,7 +1207,7 @@ static int collect(void *ctx, const struct store_msg *m)
 	return 0;
 }
 
-static int run_search(struct search *se, struct result *res, struct store_error *err)
+static int run_search(struct search *se, struct result *res, struct error *err)
 {
 	struct imap_view *v = se->s->view;
 	struct run_ctx rc = { .se = se };
@@ -1220,7 +1220,7 @@ static int run_search(struct search *se, struct result *res, struct store_error 
 	res->n = 0;
 	if (buf == NULL || match == NULL || rc.rows == NULL || res->uids == NULL ||
 	    res->modseqs == NULL) {
-		err->code = STORE_ERR_TEMP;
+		err->code = ERR_TEMP;
 		strcpy(err->text, "out of memory");
 		goto out;
 	}
@@ -1386,7 +1386,7 @@ static void send_results(struct imap_session *s, const struct imap_command *cmd,
 static int cmd_search(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct search se = { .s = s, .cmd = cmd, .root = -1 };
-	struct store_error err;
+	struct error err;
 	struct result res = { 0 };
 	unsigned ret = 0;
 	bool have_return = false;

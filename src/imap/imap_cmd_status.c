@@ -37,7 +37,7 @@ int imap_cmd_status_items(const struct imap_arg *list, unsigned *items_r)
 }
 
 int imap_cmd_status_send(struct imap_session *s, const char *name, unsigned items,
-		       struct store_error *err)
+			 struct error *err)
 {
 	struct store_mailbox *m = NULL;
 	struct store_status st;
@@ -69,7 +69,7 @@ int imap_cmd_status_send(struct imap_session *s, const char *name, unsigned item
 
 static int cmd_status(struct imap_session *s, const struct imap_command *cmd)
 {
-	struct store_error err;
+	struct error err;
 	unsigned items;
 	if (cmd->argc != 2 || imap_cmd_status_items(&cmd->args[1], &items) < 0) {
 		imap_send_tagged(s, cmd, "BAD", "Usage: STATUS mailbox (items)");

@@ -127,7 +127,7 @@ static int cmd_store(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct imap_view *v = s->view;
 	struct store_ctx sc = { .s = s, .uid_cmd = cmd->uid };
-	struct store_error err;
+	struct error err;
 	uint32_t *uids = NULL;
 	size_t n = 0, k = 1;
 	uint64_t since = 0;

@@ -115,7 +115,7 @@ void imap_send_tagged(struct imap_session *s, const struct imap_command *cmd, co
 /* Tagged NO for a store error: [SERVERBUG]/[UNAVAILABLE] for temporary ones,
  * [OVERQUOTA], [NONEXISTENT], [ALREADYEXISTS], [LIMIT], [CANNOT]. */
 void imap_send_store_error(struct imap_session *s, const struct imap_command *cmd,
-			   const struct store_error *err);
+			   const struct error *err);
 /* Write s as an IMAP string: quoted when it can be, else a literal. */
 void imap_send_string(struct imap_session *s, const char *str, size_t len);
 /* A mailbox name as the client expects it (mUTF-7 unless UTF-8 enabled). */
@@ -148,8 +148,7 @@ int imap_arg_uidset(struct imap_session *s, const struct imap_command *cmd,
 		    const struct imap_arg *arg, bool uid, uint32_t **uids_r, size_t *n_r);
 
 /* ---- the view (imap_view.c) ---- */
-int imap_view_open(struct imap_session *s, const char *name, bool readonly,
-		   struct store_error *err);
+int imap_view_open(struct imap_session *s, const char *name, bool readonly, struct error *err);
 void imap_view_close(struct imap_session *s);
 /* Fold in changes made elsewhere, sending EXISTS / EXPUNGE (or VANISHED) /
  * FETCH FLAGS. allow_expunge false during FETCH, STORE and SEARCH. */
@@ -170,7 +169,7 @@ struct imap_view_changes {
 	size_t nchanged, cap_changed;
 };
 int imap_view_changes_read(const struct imap_view *v, bool with_expunges,
-			   struct imap_view_changes *c, struct store_error *err);
+			   struct imap_view_changes *c, struct error *err);
 int imap_view_changes_apply(struct imap_session *s, const struct imap_view_changes *c);
 void imap_view_changes_free(struct imap_view_changes *c);
 /* Sequence number (1-based) of uid, or 0. */
@@ -207,7 +206,7 @@ enum { IMAP_STATUS_MESSAGES = 1, IMAP_STATUS_UIDNEXT = 2, IMAP_STATUS_UIDVALIDIT
        IMAP_STATUS_SIZE = 32, IMAP_STATUS_HIGHESTMODSEQ = 64, IMAP_STATUS_RECENT = 128 };
 int imap_cmd_status_items(const struct imap_arg *list, unsigned *items_r);
 int imap_cmd_status_send(struct imap_session *s, const char *name, unsigned items,
-			 struct store_error *err);
+			 struct error *err);
 /* APPEND literal streaming (imap_cmd_append.c), called by the parser. */
 enum imap_literal_action imap_cmd_append_literal_start(struct imap_session *s, const char *name,
 						       size_t argc, uint64_t size, bool is_sync,

@@ -63,20 +63,20 @@ void imap_send_tagged(struct imap_session *s, const struct imap_command *cmd, co
 }
 
 void imap_send_store_error(struct imap_session *s, const struct imap_command *cmd,
-			     const struct store_error *err)
+			   const struct error *err)
 {
 	const char *code = "[SERVERBUG]";
 	switch (err->code) {
-	case STORE_ERR_TEMP: code = "[UNAVAILABLE]"; break;
-	case STORE_ERR_NOTFOUND: code = "[NONEXISTENT]"; break;
-	case STORE_ERR_EXISTS: code = "[ALREADYEXISTS]"; break;
-	case STORE_ERR_INVALID: code = "[CANNOT]"; break;
-	case STORE_ERR_QUOTA: code = "[OVERQUOTA]"; break;
-	case STORE_ERR_LIMIT: code = "[LIMIT]"; break;
-	case STORE_ERR_NOUSER: code = "[UNAVAILABLE]"; break;
+	case ERR_TEMP: code = "[UNAVAILABLE]"; break;
+	case ERR_NOTFOUND: code = "[NONEXISTENT]"; break;
+	case ERR_EXISTS: code = "[ALREADYEXISTS]"; break;
+	case ERR_INVALID: code = "[CANNOT]"; break;
+	case ERR_QUOTA: code = "[OVERQUOTA]"; break;
+	case ERR_LIMIT: code = "[LIMIT]"; break;
+	case ERR_NOUSER: code = "[UNAVAILABLE]"; break;
 	default: break;
 	}
-	if (err->code == STORE_ERR_TEMP)
+	if (err->code == ERR_TEMP)
 		log_warn("imap %s user=%s: %s", s->base.id, s->user ? s->user : "-", err->text);
 	imap_send_tagged(s, cmd, "NO", "%s %s", code, err->text);
 }
@@ -113,7 +113,7 @@ void imap_send_mailbox(struct imap_session *s, const char *name)
 		return;
 	}
 	struct buf m = BUF_INIT;
-	const char *why;
+	struct error why;
 	if (imap_utf7_encode(name, strlen(name), &m, &why) < 0 || m.failed)
 		imap_send_string(s, name, strlen(name));
 	else

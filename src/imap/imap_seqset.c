@@ -72,13 +72,13 @@ static void normalize(struct imap_seqset *set)
 
 /* seq-number = nz-number / "*" at s[*pos]; advances *pos. */
 static int parse_number(const char *s, size_t len, size_t *pos, uint32_t star, uint32_t *n_r,
-			const char **error_r)
+			struct error *err)
 {
 	size_t i = *pos;
 	if (i < len && s[i] == '*') {
 		if (star == 0) {
 			/* RFC 9051 9: "*" in an empty mailbox is an error */
-			*error_r = "'*' used in an empty mailbox";
+			error_set(err, ERR_INVALID, "'*' used in an empty mailbox");
 			return -1;
 		}
 		*n_r = star;
@@ -86,15 +86,16 @@ static int parse_number(const char *s, size_t len, size_t *pos, uint32_t star, u
 		return 0;
 	}
 	if (i >= len || s[i] < '1' || s[i] > '9') {
-		*error_r = i < len && s[i] == '0' ? "Invalid number 0 in sequence set"
-						  : "Invalid sequence set";
+		error_set(err, ERR_INVALID, "%s",
+			  i < len && s[i] == '0' ? "Invalid number 0 in sequence set"
+						 : "Invalid sequence set");
 		return -1;
 	}
 	uint64_t v = 0;
 	while (i < len && s[i] >= '0' && s[i] <= '9') {
 		v = v * 10 + (uint64_t)(s[i] - '0');
 		if (v > UINT32_MAX) {
-			*error_r = "Number too large in sequence set";
+			error_set(err, ERR_INVALID, "Number too large in sequence set");
 			return -1;
 		}
 		i++;
@@ -105,14 +106,14 @@ static int parse_number(const char *s, size_t len, size_t *pos, uint32_t star, u
 }
 
 int imap_seqset_parse(const char *s, size_t len, uint32_t star, unsigned int flags,
-		      struct imap_seqset *set_r, const char **error_r)
+		      struct imap_seqset *set_r, struct error *err)
 {
 	struct imap_seqset set = IMAP_SEQSET_INIT;
 	size_t pos = 0;
 
 	if (len == 1 && s[0] == '$') {
 		if ((flags & IMAP_SEQSET_ALLOW_SEARCHRES) == 0) {
-			*error_r = "'$' not allowed here";
+			error_set(err, ERR_INVALID, "'$' not allowed here");
 			return -1;
 		}
 		set.searchres = true;
@@ -121,20 +122,20 @@ int imap_seqset_parse(const char *s, size_t len, uint32_t star, unsigned int fla
 	}
 	for (;;) {
 		uint32_t lo, hi;
-		if (parse_number(s, len, &pos, star, &lo, error_r) < 0)
+		if (parse_number(s, len, &pos, star, &lo, err) < 0)
 			goto fail;
 		hi = lo;
 		if (pos < len && s[pos] == ':') {
 			pos++;
-			if (parse_number(s, len, &pos, star, &hi, error_r) < 0)
+			if (parse_number(s, len, &pos, star, &hi, err) < 0)
 				goto fail;
 		}
 		if (set.count >= IMAP_SEQSET_MAX_RANGES) {
-			*error_r = "Too many ranges in sequence set";
+			error_set(err, ERR_INVALID, "Too many ranges in sequence set");
 			goto fail;
 		}
 		if (reserve(&set, 1) < 0) {
-			*error_r = "Out of memory";
+			error_set(err, ERR_TEMP, "Out of memory");
 			goto fail;
 		}
 		set.ranges[set.count].lo = lo < hi ? lo : hi;
@@ -143,7 +144,7 @@ int imap_seqset_parse(const char *s, size_t len, uint32_t star, unsigned int fla
 		if (pos == len)
 			break;
 		if (s[pos] != ',') {
-			*error_r = "Invalid sequence set";
+			error_set(err, ERR_INVALID, "Invalid sequence set");
 			goto fail;
 		}
 		pos++;

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/error.h"
+
 struct buf;
 
 /* Most comma-separated elements accepted in one set. */
@@ -51,12 +53,13 @@ struct imap_seqset_iter {
  * seq-number). Numbers are nz-number: no 0, no leading zero, at most
  * 4294967295. "$" alone is accepted with IMAP_SEQSET_ALLOW_SEARCHRES and
  * gives searchres = true and no ranges. Returns 0 and fills *set_r (its
- * previous content is ignored: free it first), or -1 with *error_r (a
- * static message) and *set_r untouched. Numbers above star are kept:
+ * previous content is ignored: free it first), or -1 with err set
+ * (ERR_INVALID for bad input, ERR_TEMP when out of memory) and *set_r
+ * untouched. Numbers above star are kept:
  * checking them against the mailbox is the caller's business.
  */
 int imap_seqset_parse(const char *s, size_t len, uint32_t star, unsigned int flags,
-		      struct imap_seqset *set_r, const char **error_r);
+		      struct imap_seqset *set_r, struct error *err);
 
 /* Adds lo..hi (either order) and keeps the set sorted and merged. Returns
  * 0, or -1 when out of memory (the set is unchanged). Appending in

@@ -95,18 +95,18 @@ static int get_utf8(const unsigned char *s, size_t len, size_t *pos, uint32_t *c
 	return 0;
 }
 
-int imap_utf7_utf8_check(const char *s, size_t len, const char **error_r)
+int imap_utf7_utf8_check(const char *s, size_t len, struct error *err)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0;
 	while (i < len) {
 		uint32_t cp;
 		if (get_utf8(u, len, &i, &cp) < 0) {
-			*error_r = "Invalid UTF-8";
+			error_set(err, ERR_INVALID, "Invalid UTF-8");
 			return -1;
 		}
 		if (cp == 0) {
-			*error_r = "NUL in mailbox name";
+			error_set(err, ERR_INVALID, "NUL in mailbox name");
 			return -1;
 		}
 	}
@@ -118,7 +118,7 @@ static bool is_direct(uint32_t c)
 	return c >= 0x20 && c <= 0x7e;
 }
 
-int imap_utf7_decode(const char *s, size_t len, struct buf *out, const char **error_r)
+int imap_utf7_decode(const char *s, size_t len, struct buf *out, struct error *err)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t start_len = out->len;
@@ -128,7 +128,7 @@ int imap_utf7_decode(const char *s, size_t len, struct buf *out, const char **er
 	while (i < len) {
 		unsigned char c = u[i];
 		if (!is_direct(c)) {
-			*error_r = "Invalid character in modified UTF-7 name";
+			error_set(err, ERR_INVALID, "Invalid character in modified UTF-7 name");
 			goto fail;
 		}
 		if (c != '&') {
@@ -145,7 +145,7 @@ int imap_utf7_decode(const char *s, size_t len, struct buf *out, const char **er
 			continue;
 		}
 		if (after_shift) {
-			*error_r = "Adjacent modified BASE64 shifts";
+			error_set(err, ERR_INVALID, "Adjacent modified BASE64 shifts");
 			goto fail;
 		}
 		/* a shift: modified BASE64 of UTF-16BE, up to "-" */
@@ -155,14 +155,14 @@ int imap_utf7_decode(const char *s, size_t len, struct buf *out, const char **er
 		size_t units = 0;
 		for (;;) {
 			if (i >= len) {
-				*error_r = "Unterminated modified BASE64 shift";
+				error_set(err, ERR_INVALID, "Unterminated modified BASE64 shift");
 				goto fail;
 			}
 			if (u[i] == '-')
 				break;
 			int v = base64_value(u[i], ',');
 			if (v < 0) {
-				*error_r = "Invalid modified BASE64";
+				error_set(err, ERR_INVALID, "Invalid modified BASE64");
 				goto fail;
 			}
 			i++;
@@ -176,7 +176,7 @@ int imap_utf7_decode(const char *s, size_t len, struct buf *out, const char **er
 			units++;
 			if (high != 0) {
 				if (unit < 0xdc00 || unit > 0xdfff) {
-					*error_r = "Unpaired UTF-16 surrogate";
+					error_set(err, ERR_INVALID, "Unpaired UTF-16 surrogate");
 					goto fail;
 				}
 				put_utf8(out, 0x10000 + ((high - 0xd800) << 10) + (unit - 0xdc00));
@@ -184,10 +184,12 @@ int imap_utf7_decode(const char *s, size_t len, struct buf *out, const char **er
 			} else if (unit >= 0xd800 && unit <= 0xdbff) {
 				high = unit;
 			} else if (unit >= 0xdc00 && unit <= 0xdfff) {
-				*error_r = "Unpaired UTF-16 surrogate";
+				error_set(err, ERR_INVALID, "Unpaired UTF-16 surrogate");
 				goto fail;
 			} else if (is_direct(unit) || unit == 0) {
-				*error_r = "Modified BASE64 encodes a character that must be direct";
+				error_set(
+					err, ERR_INVALID,
+					"Modified BASE64 encodes a character that must be direct");
 				goto fail;
 			} else {
 				put_utf8(out, unit);
@@ -195,17 +197,18 @@ int imap_utf7_decode(const char *s, size_t len, struct buf *out, const char **er
 		}
 		i++; /* the "-" */
 		if (units == 0 || nbits >= 6 || bits != 0) {
-			*error_r = "Invalid modified BASE64 length or padding bits";
+			error_set(err, ERR_INVALID,
+				  "Invalid modified BASE64 length or padding bits");
 			goto fail;
 		}
 		if (high != 0) {
-			*error_r = "Unpaired UTF-16 surrogate";
+			error_set(err, ERR_INVALID, "Unpaired UTF-16 surrogate");
 			goto fail;
 		}
 		after_shift = true;
 	}
 	if (out->failed) {
-		*error_r = "Out of memory";
+		error_set(err, ERR_TEMP, "Out of memory");
 		goto fail;
 	}
 	return 0;
@@ -214,7 +217,7 @@ fail:
 	return -1;
 }
 
-int imap_utf7_encode(const char *s, size_t len, struct buf *out, const char **error_r)
+int imap_utf7_encode(const char *s, size_t len, struct buf *out, struct error *err)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t start_len = out->len;
@@ -232,11 +235,11 @@ int imap_utf7_encode(const char *s, size_t len, struct buf *out, const char **er
 		uint32_t cp = 0;
 		bool end = i == len;
 		if (!end && get_utf8(u, len, &i, &cp) < 0) {
-			*error_r = "Invalid UTF-8";
+			error_set(err, ERR_INVALID, "Invalid UTF-8");
 			goto fail;
 		}
 		if (!end && cp == 0) {
-			*error_r = "NUL in mailbox name";
+			error_set(err, ERR_INVALID, "NUL in mailbox name");
 			goto fail;
 		}
 		if (!end && !is_direct(cp)) {
@@ -281,7 +284,7 @@ int imap_utf7_encode(const char *s, size_t len, struct buf *out, const char **er
 		}
 	}
 	if (out->failed) {
-		*error_r = "Out of memory";
+		error_set(err, ERR_TEMP, "Out of memory");
 		goto fail;
 	}
 	return 0;

@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include "lib/error.h"
+
 struct buf;
 
 /*
@@ -18,21 +20,21 @@ struct buf;
  * modified BASE64; a shift not closed by "-"; BASE64 that encodes printable
  * US-ASCII (which must represent itself) or U+0000; non-zero or too many
  * leftover bits; unpaired UTF-16 surrogates; two shifts in a row ("&AOk-&AOk-"
- * is spelled "&AOkA6Q-"). Returns 0, or -1 with *error_r (static text) and
- * out unchanged (also on allocation failure, seen as out->failed).
+ * is spelled "&AOkA6Q-"). Returns 0, or -1 with err set (ERR_INVALID, or
+ * ERR_TEMP when out of memory) and out unchanged (also on allocation failure, seen as out->failed).
  */
-int imap_utf7_decode(const char *s, size_t len, struct buf *out, const char **error_r);
+int imap_utf7_decode(const char *s, size_t len, struct buf *out, struct error *err);
 
 /*
  * Encodes the UTF-8 name s[0..len) as mUTF-7 and appends it to out.
  * Rejects invalid UTF-8 (overlong forms, surrogates, above U+10FFFF,
- * truncated sequences) and U+0000. Returns 0, or -1 with *error_r and out
- * unchanged.
+ * truncated sequences) and U+0000. Returns 0, or -1 with err set (ERR_INVALID,
+ * or ERR_TEMP when out of memory) and out unchanged.
  */
-int imap_utf7_encode(const char *s, size_t len, struct buf *out, const char **error_r);
+int imap_utf7_encode(const char *s, size_t len, struct buf *out, struct error *err);
 
 /* Checks that s[0..len) is valid UTF-8 without U+0000 (an IMAP4rev2
- * mailbox name, RFC 9051 5.1). Returns 0, or -1 with *error_r. */
-int imap_utf7_utf8_check(const char *s, size_t len, const char **error_r);
+ * mailbox name, RFC 9051 5.1). Returns 0, or -1 with err set (ERR_INVALID). */
+int imap_utf7_utf8_check(const char *s, size_t len, struct error *err);
 
 #endif

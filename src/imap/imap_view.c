@@ -78,13 +78,12 @@ static int append_msg(void *ctx, const struct store_msg *m)
 	return 0;
 }
 
-int imap_view_open(struct imap_session *s, const char *name, bool readonly,
-		   struct store_error *err)
+int imap_view_open(struct imap_session *s, const char *name, bool readonly, struct error *err)
 {
 	struct imap_view *v = calloc(1, sizeof(*v));
 	struct store_status st;
 	if (v == NULL) {
-		err->code = STORE_ERR_TEMP;
+		err->code = ERR_TEMP;
 		strcpy(err->text, "out of memory");
 		return -1;
 	}
@@ -95,12 +94,12 @@ int imap_view_open(struct imap_session *s, const char *name, bool readonly,
 	}
 	/* Status first, then the messages: a change in between is reported
 	 * again by the next sync, never lost. */
-	err->code = STORE_OK;
+	err->code = ERR_OK;
 	if (store_mailbox_status(v->mbox, &st, err) < 0 ||
 	    store_mailbox_messages(v->mbox, 1, UINT32_MAX, append_msg, v, err) < 0) {
 		view_free(v);
-		if (err->code == STORE_OK) { /* append_msg ran out of memory */
-			err->code = STORE_ERR_TEMP;
+		if (err->code == ERR_OK) { /* append_msg ran out of memory */
+			err->code = ERR_TEMP;
 			strcpy(err->text, "out of memory");
 		}
 		return -1;
@@ -245,7 +244,7 @@ static int collect_changed(void *ctx, const struct store_msg *m)
 }
 
 int imap_view_changes_read(const struct imap_view *v, bool with_expunges,
-			   struct imap_view_changes *c, struct store_error *err)
+			   struct imap_view_changes *c, struct error *err)
 {
 	memset(c, 0, sizeof(*c));
 	if (store_mailbox_sync(v->mbox, 0, err) < 0 ||
@@ -261,7 +260,7 @@ int imap_view_changes_read(const struct imap_view *v, bool with_expunges,
 	    store_mailbox_changed_since(v->mbox, v->seen_modseq, collect_changed, c, err) < 0)
 		return -1;
 	if (c->oom) {
-		err->code = STORE_ERR_TEMP;
+		err->code = ERR_TEMP;
 		snprintf(err->text, sizeof(err->text), "out of memory");
 		return -1;
 	}
@@ -356,7 +355,7 @@ int imap_view_changes_apply(struct imap_session *s, const struct imap_view_chang
 int imap_view_sync(struct imap_session *s, bool allow_expunge)
 {
 	struct imap_view_changes c;
-	struct store_error err;
+	struct error err;
 	if (s->view == NULL)
 		return 0;
 	int r = imap_view_changes_read(s->view, allow_expunge, &c, &err);

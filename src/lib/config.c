@@ -96,37 +96,39 @@ static int check_listen(const char *v)
 	return 0;
 }
 
-static int check_value(const struct key *k, const char *v, const char **error_r)
+static int check_value(const struct key *k, const char *v, struct error *err)
 {
 	uint64_t n;
 	switch (k->type) {
 	case C_STR:
 		if (strcmp(k->name, "log") == 0 && strcmp(v, "stderr") != 0 && strcmp(v, "syslog") != 0) {
-			*error_r = "must be stderr or syslog";
+			error_set(err, ERR_INVALID, "must be stderr or syslog");
 			return -1;
 		}
 		return 0;
 	case C_UINT:
 		if (strnum_u64z(v, UINT32_MAX, &n) < 0) {
-			*error_r = "not a number";
+			error_set(err, ERR_INVALID, "not a number");
 			return -1;
 		}
 		return 0;
 	case C_SIZE:
 		if (strnum_size(v, &n) < 0) {
-			*error_r = "not a size (digits with an optional K, M, G or T)";
+			error_set(err, ERR_INVALID,
+				  "not a size (digits with an optional K, M, G or T)");
 			return -1;
 		}
 		return 0;
 	case C_BOOL:
 		if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
-			*error_r = "must be yes or no";
+			error_set(err, ERR_INVALID, "must be yes or no");
 			return -1;
 		}
 		return 0;
 	case C_LISTEN:
 		if (check_listen(v) < 0) {
-			*error_r = "must be a comma-separated list of ADDR:PORT or unix:PATH";
+			error_set(err, ERR_INVALID,
+				  "must be a comma-separated list of ADDR:PORT or unix:PATH");
 			return -1;
 		}
 		return 0;
@@ -159,18 +161,18 @@ void config_free(struct config **config)
 	*config = NULL;
 }
 
-int config_set(struct config *config, const char *key, const char *value, const char **error_r)
+int config_set(struct config *config, const char *key, const char *value, struct error *err)
 {
 	int i = key_index(key);
 	if (i < 0) {
-		*error_r = "unknown setting";
+		error_set(err, ERR_INVALID, "unknown setting");
 		return -1;
 	}
-	if (check_value(&keys[i], value, error_r) < 0)
+	if (check_value(&keys[i], value, err) < 0)
 		return -1;
 	char *v = strdup(value);
 	if (v == NULL) {
-		*error_r = "out of memory";
+		error_set(err, ERR_TEMP, "out of memory");
 		return -1;
 	}
 	free(config->values[i]);
@@ -188,25 +190,23 @@ static char *trim(char *s)
 	return s;
 }
 
-static int load_file(struct config *c, const char *path, char **error_r)
+static int load_file(struct config *c, const char *path, struct error *err)
 {
 	FILE *f = fopen(path, "re");
 	char line[4096];
 	unsigned lineno = 0;
-	const char *why;
-	struct buf err = BUF_INIT;
+	struct error why;
 
 	if (f == NULL) {
 		if (errno == ENOENT)
 			return 0;
-		buf_printf(&err, "%s: %s", path, strerror(errno));
-		*error_r = buf_steal(&err);
+		error_errno(err, path);
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
 		lineno++;
 		if (strchr(line, '\n') == NULL && !feof(f)) {
-			buf_printf(&err, "%s:%u: line too long", path, lineno);
+			error_set(err, ERR_INVALID, "%s:%u: line too long", path, lineno);
 			goto fail;
 		}
 		char *s = trim(line);
@@ -214,14 +214,14 @@ static int load_file(struct config *c, const char *path, char **error_r)
 			continue;
 		char *eq = strchr(s, '=');
 		if (eq == NULL) {
-			buf_printf(&err, "%s:%u: expected 'key = value'", path, lineno);
+			error_set(err, ERR_INVALID, "%s:%u: expected 'key = value'", path, lineno);
 			goto fail;
 		}
 		*eq = '\0';
 		char *key = trim(s);
 		char *value = trim(eq + 1);
 		if (config_set(c, key, value, &why) < 0) {
-			buf_printf(&err, "%s:%u: %s: %s", path, lineno, key, why);
+			error_set(err, why.code, "%s:%u: %s: %s", path, lineno, key, why.text);
 			goto fail;
 		}
 	}
@@ -229,39 +229,35 @@ static int load_file(struct config *c, const char *path, char **error_r)
 	return 0;
 fail:
 	fclose(f);
-	*error_r = buf_steal(&err);
 	return -1;
 }
 
 int config_load(const char *data_dir, char *const *overrides, int n_overrides,
-		struct config **config_r, char **error_r)
+		struct config **config_r, struct error *err)
 {
 	struct buf path = BUF_INIT;
-	struct buf err = BUF_INIT;
-	const char *why;
+	struct error why;
 	struct config *c = config_new_defaults();
 
 	if (c == NULL) {
-		*error_r = strdup("out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		return -1;
 	}
 	buf_printf(&path, "%s/mailroom.conf", data_dir);
-	if (load_file(c, buf_cstr(&path), error_r) < 0)
+	if (load_file(c, buf_cstr(&path), err) < 0)
 		goto fail;
 	for (int i = 0; i < n_overrides; i++) {
 		char key[128];
 		const char *eq = strchr(overrides[i], '=');
 		size_t klen = eq ? (size_t)(eq - overrides[i]) : 0;
 		if (eq == NULL || klen == 0 || klen >= sizeof(key)) {
-			buf_printf(&err, "-o %s: expected key=value", overrides[i]);
-			*error_r = buf_steal(&err);
+			error_set(err, ERR_INVALID, "-o %s: expected key=value", overrides[i]);
 			goto fail;
 		}
 		memcpy(key, overrides[i], klen);
 		key[klen] = '\0';
 		if (config_set(c, key, eq + 1, &why) < 0) {
-			buf_printf(&err, "-o %s: %s", overrides[i], why);
-			*error_r = buf_steal(&err);
+			error_set(err, why.code, "-o %s: %s", overrides[i], why.text);
 			goto fail;
 		}
 	}

@@ -202,7 +202,7 @@ void lmtp_cmd_line(struct lmtp_session *s, const char *line, size_t len)
 {
 	struct lmtp_command *c = malloc(sizeof(*c));
 	const struct session_cmd *row;
-	const char *why;
+	struct error why;
 	char verb[16];
 	if (c == NULL) {
 		lmtp_reply(s, "421 4.3.0 Out of memory");
@@ -210,7 +210,7 @@ void lmtp_cmd_line(struct lmtp_session *s, const char *line, size_t len)
 		return;
 	}
 	if (lmtp_parse_command(line, len, c, &why) < 0) {
-		lmtp_reply_error(s, why);
+		lmtp_reply_error(s, why.text);
 		goto done;
 	}
 	/* The parser knows the verb: it is the line's first word. */

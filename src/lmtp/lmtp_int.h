@@ -58,7 +58,7 @@ struct lmtp_session {
 	struct store_stage *stage; /* the message so far; NULL before DATA/BDAT */
 	bool too_big;		   /* past message_size_limit: the rest is dropped */
 	bool stage_failed;	   /* writing the stage failed: stage_err says why */
-	struct store_error stage_err;
+	struct error stage_err;
 };
 
 /* lmtp_reply.c */

@@ -20,13 +20,12 @@ static const struct {
 
 /* "FROM:<path> params" / "TO:<path> params" (RFC 5321 4.1.1.2-3; a space
  * after the colon is tolerated, as Postfix and others do). */
-static int parse_path(const char *p, const char *end, struct lmtp_command *cmd,
-		      const char **error_r)
+static int parse_path(const char *p, const char *end, struct lmtp_command *cmd, struct error *err)
 {
 	while (p < end && *p == ' ')
 		p++;
 	if (p >= end || *p != '<') {
-		*error_r = "501 5.5.4 Syntax: address must be in angle brackets";
+		error_set(err, ERR_INVALID, "501 5.5.4 Syntax: address must be in angle brackets");
 		return -1;
 	}
 	p++;
@@ -40,7 +39,7 @@ static int parse_path(const char *p, const char *end, struct lmtp_command *cmd,
 		p++;
 	}
 	if (p >= end) {
-		*error_r = "501 5.5.4 Syntax: missing '>'";
+		error_set(err, ERR_INVALID, "501 5.5.4 Syntax: missing '>'");
 		return -1;
 	}
 	size_t alen = (size_t)(p - start);
@@ -48,14 +47,14 @@ static int parse_path(const char *p, const char *end, struct lmtp_command *cmd,
 	if (alen > 0 && start[0] == '@') {
 		const char *colon = memchr(start, ':', alen);
 		if (colon == NULL) {
-			*error_r = "501 5.1.3 Bad address syntax";
+			error_set(err, ERR_INVALID, "501 5.1.3 Bad address syntax");
 			return -1;
 		}
 		alen -= (size_t)(colon + 1 - start);
 		start = colon + 1;
 	}
 	if (alen > LMTP_MAX_ADDRESS) {
-		*error_r = "501 5.1.3 Address too long";
+		error_set(err, ERR_INVALID, "501 5.1.3 Address too long");
 		return -1;
 	}
 	memcpy(cmd->address, start, alen);
@@ -70,7 +69,7 @@ static int parse_path(const char *p, const char *end, struct lmtp_command *cmd,
 		while (p < end && *p != ' ')
 			p++;
 		if (cmd->nparams == LMTP_MAX_PARAMS) {
-			*error_r = "501 5.5.4 Too many parameters";
+			error_set(err, ERR_INVALID, "501 5.5.4 Too many parameters");
 			return -1;
 		}
 		struct lmtp_param *pr = &cmd->params[cmd->nparams++];
@@ -78,7 +77,7 @@ static int parse_path(const char *p, const char *end, struct lmtp_command *cmd,
 		size_t nlen = eq ? (size_t)(eq - ps) : (size_t)(p - ps);
 		size_t vlen = eq ? (size_t)(p - eq - 1) : 0;
 		if (nlen == 0 || nlen >= sizeof(pr->name) || vlen >= sizeof(pr->value)) {
-			*error_r = "501 5.5.4 Invalid parameter";
+			error_set(err, ERR_INVALID, "501 5.5.4 Invalid parameter");
 			return -1;
 		}
 		for (size_t i = 0; i < nlen; i++)
@@ -91,8 +90,7 @@ static int parse_path(const char *p, const char *end, struct lmtp_command *cmd,
 	return 0;
 }
 
-int lmtp_parse_command(const char *line, size_t len, struct lmtp_command *cmd,
-		       const char **error_r)
+int lmtp_parse_command(const char *line, size_t len, struct lmtp_command *cmd, struct error *err)
 {
 	memset(cmd, 0, offsetof(struct lmtp_command, params));
 	cmd->nparams = 0;
@@ -100,12 +98,12 @@ int lmtp_parse_command(const char *line, size_t len, struct lmtp_command *cmd,
 	cmd->last = false;
 	cmd->verb = LMTP_UNKNOWN;
 	if (len >= LMTP_MAX_LINE) {
-		*error_r = "500 5.5.2 Line too long";
+		error_set(err, ERR_INVALID, "500 5.5.2 Line too long");
 		return -1;
 	}
 	for (size_t i = 0; i < len; i++)
 		if (line[i] == '\0' || line[i] == '\r') {
-			*error_r = "500 5.5.2 Invalid character in command";
+			error_set(err, ERR_INVALID, "500 5.5.2 Invalid character in command");
 			return -1;
 		}
 	const char *end = line + len;
@@ -115,7 +113,7 @@ int lmtp_parse_command(const char *line, size_t len, struct lmtp_command *cmd,
 		if (strlen(verbs[i].name) == vlen && strncasecmp(line, verbs[i].name, vlen) == 0)
 			cmd->verb = verbs[i].verb;
 	if (cmd->verb == LMTP_UNKNOWN) {
-		*error_r = "500 5.5.2 Command not recognized";
+		error_set(err, ERR_INVALID, "500 5.5.2 Command not recognized");
 		return -1;
 	}
 	const char *args = sp ? sp + 1 : end;
@@ -125,7 +123,7 @@ int lmtp_parse_command(const char *line, size_t len, struct lmtp_command *cmd,
 	switch (cmd->verb) {
 	case LMTP_LHLO:
 		if (alen == 0) {
-			*error_r = "501 5.5.4 Syntax: LHLO hostname";
+			error_set(err, ERR_INVALID, "501 5.5.4 Syntax: LHLO hostname");
 			return -1;
 		}
 		return 0;
@@ -134,23 +132,24 @@ int lmtp_parse_command(const char *line, size_t len, struct lmtp_command *cmd,
 		const char *kw = cmd->verb == LMTP_MAIL ? "FROM:" : "TO:";
 		size_t kl = strlen(kw);
 		if (alen < kl || strncasecmp(args, kw, kl) != 0) {
-			*error_r = cmd->verb == LMTP_MAIL ? "501 5.5.4 Syntax: MAIL FROM:<address>"
-							  : "501 5.5.4 Syntax: RCPT TO:<address>";
+			error_set(err, ERR_INVALID, "501 5.5.4 Syntax: %s",
+				  cmd->verb == LMTP_MAIL ? "MAIL FROM:<address>"
+							 : "RCPT TO:<address>");
 			return -1;
 		}
-		return parse_path(args + kl, end, cmd, error_r);
+		return parse_path(args + kl, end, cmd, err);
 	}
 	case LMTP_BDAT: {
 		/* BDAT size [LAST] (RFC 3030 2) */
 		const char *s2 = memchr(args, ' ', alen);
 		size_t nlen = s2 ? (size_t)(s2 - args) : alen;
 		if (strnum_u64(args, nlen, UINT64_MAX / 2, &cmd->chunk_size) < 0) {
-			*error_r = "501 5.5.4 Syntax: BDAT size [LAST]";
+			error_set(err, ERR_INVALID, "501 5.5.4 Syntax: BDAT size [LAST]");
 			return -1;
 		}
 		if (s2 != NULL) {
 			if (end - (s2 + 1) != 4 || strncasecmp(s2 + 1, "LAST", 4) != 0) {
-				*error_r = "501 5.5.4 Syntax: BDAT size [LAST]";
+				error_set(err, ERR_INVALID, "501 5.5.4 Syntax: BDAT size [LAST]");
 				return -1;
 			}
 			cmd->last = true;
@@ -162,7 +161,7 @@ int lmtp_parse_command(const char *line, size_t len, struct lmtp_command *cmd,
 	case LMTP_QUIT:
 	case LMTP_STARTTLS:
 		if (alen != 0) {
-			*error_r = "501 5.5.4 Syntax: no arguments allowed";
+			error_set(err, ERR_INVALID, "501 5.5.4 Syntax: no arguments allowed");
 			return -1;
 		}
 		return 0;

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/error.h"
+
 #define LMTP_MAX_LINE 4096   /* command line (RFC 5321 4.5.3.1.4 says 512; we are lenient) */
 #define LMTP_MAX_ADDRESS 512 /* path, brackets excluded */
 #define LMTP_MAX_PARAMS 16
@@ -46,10 +48,10 @@ struct lmtp_command {
 	bool last;
 };
 
-/* Parse one command line. Returns 0, or -1 with *error_r: an SMTP reply
- * ("501 5.5.4 ..." / "500 5.5.2 ...") without CRLF. */
-int lmtp_parse_command(const char *line, size_t len, struct lmtp_command *cmd,
-		       const char **error_r);
+/* Parse one command line. Returns 0, or -1 with err set: code ERR_INVALID,
+ * text the SMTP reply to send ("501 5.5.4 ..." / "500 5.5.2 ...") without
+ * CRLF. */
+int lmtp_parse_command(const char *line, size_t len, struct lmtp_command *cmd, struct error *err);
 
 /* Split an address into local part and domain (after the last '@' outside
  * quotes). local_r is unquoted. Returns 0, or -1 if it is not an address. */

@@ -46,7 +46,7 @@ static int resolve(const struct session_env *env, const char *addr, struct lmtp_
 {
 	char local[LMTP_MAX_ADDRESS + 1], domain[LMTP_MAX_ADDRESS + 1];
 	struct store_user *u = NULL;
-	struct store_error err;
+	struct error err;
 
 	memset(r, 0, sizeof(*r));
 	snprintf(r->addr, sizeof(r->addr), "%s", addr);
@@ -89,7 +89,7 @@ static int resolve(const struct session_env *env, const char *addr, struct lmtp_
 			matched = i;
 			break;
 		}
-		if (err.code != STORE_ERR_NOUSER) {
+		if (err.code != ERR_NOUSER) {
 			*why = "451 4.3.0 Temporary failure looking up the recipient";
 			return -1;
 		}
@@ -102,7 +102,7 @@ static int resolve(const struct session_env *env, const char *addr, struct lmtp_
 		snprintf(r->mailbox, sizeof(r->mailbox), "%s", detail);
 	int ret = 0;
 	if (store_user_quota_check(u, 0, 1, &err) < 0) {
-		if (err.code == STORE_ERR_QUOTA)
+		if (err.code == ERR_QUOTA)
 			*why = store_quota_is_temporary(env->store) ? "452 4.2.2 Mailbox is full"
 								    : "552 5.2.2 Mailbox is full";
 		else

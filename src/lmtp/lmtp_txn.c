@@ -39,7 +39,7 @@ void lmtp_txn_reset(struct lmtp_session *s)
 /* Return-Path and Received (RFC 5321 4.4), then the message. */
 int lmtp_txn_start_message(struct lmtp_session *s)
 {
-	struct store_error err;
+	struct error err;
 	char host[256] = "localhost", date[64], hdr[2048];
 	time_t now = time(NULL);
 	struct tm tm;
@@ -92,7 +92,7 @@ struct deliver_job {
 	size_t n;
 	bool skip;   /* too big or a failed stage: nothing to deliver */
 	bool failed; /* store_stage_finish failed: err says why */
-	struct store_error err;
+	struct error err;
 };
 
 static void deliver_work(void *arg)
@@ -119,21 +119,21 @@ static bool reply_rcpt(struct lmtp_session *s, const char *addr, const struct st
 		return false;
 	}
 	switch (r->result.code) {
-	case STORE_OK:
+	case ERR_OK:
 		lmtp_reply(s, "250 2.0.0 <%s> %u Saved", addr, r->uid);
 		return true;
-	case STORE_ERR_NOUSER:
+	case ERR_NOUSER:
 		lmtp_reply(s, "550 5.1.1 <%s> No such user here", addr);
 		return false;
-	case STORE_ERR_QUOTA:
+	case ERR_QUOTA:
 		lmtp_reply(s,
 			   store_quota_is_temporary(s->base.env->store)
 				   ? "452 4.2.2 <%s> Mailbox is full"
 				   : "552 5.2.2 <%s> Mailbox is full",
 			   addr);
 		return false;
-	case STORE_ERR_LIMIT:
-	case STORE_ERR_DATA:
+	case ERR_LIMIT:
+	case ERR_DATA:
 		lmtp_reply(s, "554 5.6.0 <%s> %s", addr, r->result.text);
 		return false;
 	default:

@@ -52,6 +52,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/error.h"
+
 /* Nesting of multipart and message/rfc822 parts. Deeper parts are opaque. */
 #define MIME_MAX_DEPTH 100
 /* Parts in one message. After this, boundaries are no longer recognised and
@@ -205,14 +207,15 @@ char *mime_tree_serialize(const struct mime_tree *tree, size_t *len_r);
 /* Rebuilds a tree from mime_tree_serialize output (distrusted: checked for
  * syntax, ranges and nesting). On success *tree_r is owned by the caller;
  * raw fields, params other than charset and languages are absent. Returns 0,
- * or -1 with *error_r set (static string). */
+ * or -1 with err set (ERR_DATA for a blob that is not a well-formed tree,
+ * ERR_TEMP when out of memory). */
 /* The four strings a store caches per message, in the order of its cache
  * fields: ENVELOPE, BODY, BODYSTRUCTURE (extended) and the serialised tree;
  * each malloc'ed into out[i] (length len[i]). Returns 0, or -1 when out of
  * memory (then nothing is left allocated). */
 int mime_tree_cache_strings(const struct mime_tree *tree, char *out[4], size_t len[4]);
 int mime_tree_deserialize(const char *data, size_t len, struct mime_tree **tree_r,
-			  const char **error_r);
+			  struct error *err);
 
 /* ==================================================================== */
 /* Streaming parser (mime_parser.c)                                      */
@@ -252,15 +255,13 @@ struct mime_parser *mime_parser_new(const struct mime_parser_settings *set);
 enum mime_status mime_parser_feed(struct mime_parser *p, const void *data, size_t len);
 /* Ends the message: closes open parts at end of input, frees the parser
  * (*p = NULL) and, on success, returns 0 with the tree in *tree_r (owned by
- * the caller). Returns -1 with *error_r (static string) on allocation
- * failure; *p is freed either way. */
-int mime_parser_finish(struct mime_parser **p, struct mime_tree **tree_r,
-		       const char **error_r);
+ * the caller). Returns -1 with err set (ERR_TEMP) on allocation failure;
+ * *p is freed either way. */
+int mime_parser_finish(struct mime_parser **p, struct mime_tree **tree_r, struct error *err);
 /* Frees a parser without a result (e.g. the delivery was aborted). */
 void mime_parser_free(struct mime_parser **p);
 /* Convenience: parses a whole message in memory. Same contract as finish. */
-int mime_parse_buffer(const void *data, size_t len, struct mime_tree **tree_r,
-		      const char **error_r);
+int mime_parse_buffer(const void *data, size_t len, struct mime_tree **tree_r, struct error *err);
 
 /* ==================================================================== */
 /* ENVELOPE and BODY/BODYSTRUCTURE (mime_envelope.c, mime_bodystructure.c) */
@@ -302,9 +303,9 @@ struct mime_section {
 /* Parses the text between BODY[ and ] (RFC 9051 `section-spec`, e.g. "",
  * "1.2", "HEADER", "2.HEADER.FIELDS (From To)", "3.MIME"); case-insensitive.
  * Returns 0 and fills *section_r (free its fields with mime_section_clear),
- * or -1 with *error_r. */
+ * or -1 with err set (ERR_INVALID, or ERR_TEMP when out of memory). */
 int mime_section_parse(const char *spec, size_t len, struct mime_section *section_r,
-		       const char **error_r);
+		       struct error *err);
 void mime_section_clear(struct mime_section *section);
 
 /* One piece of a section's content. */
@@ -341,12 +342,13 @@ int64_t mime_source_mem_pread(void *ctx, void *buf, size_t len, uint64_t offset)
 /* Resolves `section` against the tree into ranges of the message file
  * (RFC 9051 6.4.5). `src` is read only for HEADER.FIELDS[.NOT] (the part's
  * header, at most its header_size bytes). Returns 0 and fills *result_r
- * (free with mime_section_result_free), or -1 with *error_r when the part
- * does not exist, MIME is asked of the root, HEADER/TEXT of a part that is
- * not a message, or src fails. */
+ * (free with mime_section_result_free), or -1 with err set: ERR_NOTFOUND
+ * when the part does not exist, ERR_INVALID when MIME is asked of the root
+ * or HEADER/TEXT of a part that is not a message, ERR_TEMP when src fails
+ * or memory runs out, ERR_DATA when the file is shorter than the tree. */
 int mime_section_resolve(const struct mime_tree *tree, const struct mime_section *section,
 			 const struct mime_source *src, struct mime_section_result *result_r,
-			 const char **error_r);
+			 struct error *err);
 void mime_section_result_free(struct mime_section_result *result);
 
 /* Narrows the result in place to the partial <origin.count> (RFC 9051
@@ -359,21 +361,24 @@ int mime_section_result_partial(struct mime_section_result *result, uint64_t ori
 /* Writes the section's virtual bytes [origin, origin+count) (count
  * UINT64_MAX for all) to out(ctx, data, len), converting bare LF where the
  * ranges say so. out returns 0 or -1 (stops the copy). Returns 0, or -1
- * with *error_r on a read or write failure. */
+ * with err set on a read or write failure (ERR_TEMP; ERR_DATA when the file
+ * is shorter than the ranges). */
 int mime_section_copy(const struct mime_section_result *result, const struct mime_source *src,
 		      uint64_t origin, uint64_t count,
 		      int (*out)(void *ctx, const void *data, size_t len), void *out_ctx,
-		      const char **error_r);
+		      struct error *err);
 
 /* BINARY[section] (RFC 3516): writes the decoded content of the part that
  * `path` names to out (the whole message for path_len 0). Returns 0 with the
- * decoded size in *size_r (BINARY.SIZE when out is NULL), -1 with *error_r
- * otherwise; *unknown_cte_r (if not NULL) is set to true when the failure is
- * the part's unknown Content-Transfer-Encoding, for [UNKNOWN-CTE]. */
+ * decoded size in *size_r (BINARY.SIZE when out is NULL), -1 with err set
+ * otherwise (as mime_section_resolve and mime_section_copy; ERR_DATA for an
+ * unknown Content-Transfer-Encoding); *unknown_cte_r (if not NULL) is set to
+ * true when the failure is the part's unknown Content-Transfer-Encoding, for
+ * [UNKNOWN-CTE]. */
 int mime_section_binary(const struct mime_tree *tree, const unsigned int *path,
 			unsigned int path_len, const struct mime_source *src,
 			int (*out)(void *ctx, const void *data, size_t len), void *out_ctx,
-			uint64_t *size_r, bool *unknown_cte_r, const char **error_r);
+			uint64_t *size_r, bool *unknown_cte_r, struct error *err);
 
 /* ==================================================================== */
 /* Decoding (mime_decode.c, mime_charset.c, mime_param.c)                */

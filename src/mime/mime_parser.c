@@ -610,7 +610,7 @@ enum mime_status mime_parser_feed(struct mime_parser *p, const void *data, size_
 	return p->failed ? MIME_ERROR : MIME_NEED_MORE;
 }
 
-int mime_parser_finish(struct mime_parser **pp, struct mime_tree **tree_r, const char **error_r)
+int mime_parser_finish(struct mime_parser **pp, struct mime_tree **tree_r, struct error *err)
 {
 	struct mime_parser *p = *pp;
 	if (!p->failed && p->in_line) {
@@ -636,7 +636,7 @@ int mime_parser_finish(struct mime_parser **pp, struct mime_tree **tree_r, const
 	}
 	if (p->failed) {
 		mime_parser_free(pp);
-		*error_r = "Out of memory while parsing the message";
+		error_set(err, ERR_TEMP, "Out of memory while parsing the message");
 		return -1;
 	}
 	*tree_r = p->tree;
@@ -645,16 +645,15 @@ int mime_parser_finish(struct mime_parser **pp, struct mime_tree **tree_r, const
 	return 0;
 }
 
-int mime_parse_buffer(const void *data, size_t len, struct mime_tree **tree_r,
-		      const char **error_r)
+int mime_parse_buffer(const void *data, size_t len, struct mime_tree **tree_r, struct error *err)
 {
 	struct mime_parser *p = mime_parser_new(NULL);
 	if (p == NULL) {
-		*error_r = "Out of memory";
+		error_set(err, ERR_TEMP, "Out of memory");
 		return -1;
 	}
 	(void)mime_parser_feed(p, data, len);
-	return mime_parser_finish(&p, tree_r, error_r);
+	return mime_parser_finish(&p, tree_r, err);
 }
 
 /* ------------------------------------------------------------------ */

@@ -83,16 +83,16 @@ static bool kw(const char **p, const char *end, const char *word)
 }
 
 static int parse_header_list(const char **pp, const char *end, struct mime_section *s,
-			     const char **error_r)
+			     struct error *err)
 {
 	const char *p = *pp;
 	if (p >= end || *p != ' ') {
-		*error_r = "Expected a header list";
+		error_set(err, ERR_INVALID, "Expected a header list");
 		return -1;
 	}
 	p++;
 	if (p >= end || *p != '(') {
-		*error_r = "Expected a header list";
+		error_set(err, ERR_INVALID, "Expected a header list");
 		return -1;
 	}
 	p++;
@@ -103,7 +103,7 @@ static int parse_header_list(const char **pp, const char *end, struct mime_secti
 		}
 		if (s->field_count > 0) {
 			if (p >= end || *p != ' ') {
-				*error_r = "Invalid header list";
+				error_set(err, ERR_INVALID, "Invalid header list");
 				return -1;
 			}
 			p++;
@@ -118,7 +118,7 @@ static int parse_header_list(const char **pp, const char *end, struct mime_secti
 			}
 			if (p >= end) {
 				mime_buf_free(&name);
-				*error_r = "Unterminated quoted string";
+				error_set(err, ERR_INVALID, "Unterminated quoted string");
 				return -1;
 			}
 			p++;
@@ -130,20 +130,20 @@ static int parse_header_list(const char **pp, const char *end, struct mime_secti
 		}
 		if (name.len == 0 || name.failed || s->field_count >= MAX_FIELD_NAMES) {
 			mime_buf_free(&name);
-			*error_r = "Invalid header field name";
+			error_set(err, ERR_INVALID, "Invalid header field name");
 			return -1;
 		}
 		char **nf = realloc(s->fields, (s->field_count + 1) * sizeof(*nf));
 		if (nf == NULL) {
 			mime_buf_free(&name);
-			*error_r = "Out of memory";
+			error_set(err, ERR_TEMP, "Out of memory");
 			return -1;
 		}
 		s->fields = nf;
 		s->fields[s->field_count++] = mime_buf_steal(&name, NULL);
 		if (s->fields[s->field_count - 1] == NULL) {
 			s->field_count--;
-			*error_r = "Out of memory";
+			error_set(err, ERR_TEMP, "Out of memory");
 			return -1;
 		}
 	}
@@ -151,7 +151,7 @@ static int parse_header_list(const char **pp, const char *end, struct mime_secti
 	return 0;
 }
 
-int mime_section_parse(const char *spec, size_t len, struct mime_section *s, const char **error_r)
+int mime_section_parse(const char *spec, size_t len, struct mime_section *s, struct error *err)
 {
 	const char *p = spec, *end = spec + len;
 	memset(s, 0, sizeof(*s));
@@ -159,31 +159,31 @@ int mime_section_parse(const char *spec, size_t len, struct mime_section *s, con
 	/* section-part = nz-number *("." nz-number) */
 	while (p < end && *p >= '0' && *p <= '9') {
 		if (*p == '0') {
-			*error_r = "Section numbers start at 1";
+			error_set(err, ERR_INVALID, "Section numbers start at 1");
 			return -1;
 		}
 		unsigned long n = 0;
 		while (p < end && *p >= '0' && *p <= '9') {
 			n = n * 10 + (unsigned long)(*p++ - '0');
 			if (n > 1000000000UL) {
-				*error_r = "Section number too large";
+				error_set(err, ERR_INVALID, "Section number too large");
 				return -1;
 			}
 		}
 		if (s->path_len >= sizeof(s->path) / sizeof(s->path[0])) {
-			*error_r = "Section nested too deep";
+			error_set(err, ERR_INVALID, "Section nested too deep");
 			return -1;
 		}
 		s->path[s->path_len++] = (unsigned int)n;
 		if (p >= end)
 			return 0;
 		if (*p != '.') {
-			*error_r = "Invalid section";
+			error_set(err, ERR_INVALID, "Invalid section");
 			return -1;
 		}
 		p++;
 		if (p >= end) {
-			*error_r = "Invalid section";
+			error_set(err, ERR_INVALID, "Invalid section");
 			return -1;
 		}
 	}
@@ -200,18 +200,18 @@ int mime_section_parse(const char *spec, size_t len, struct mime_section *s, con
 	} else if (s->path_len > 0 && kw(&p, end, "MIME")) {
 		s->kind = MIME_SECTION_MIME;
 	} else {
-		*error_r = "Invalid section";
+		error_set(err, ERR_INVALID, "Invalid section");
 		return -1;
 	}
 	if (s->kind == MIME_SECTION_HEADER_FIELDS || s->kind == MIME_SECTION_HEADER_FIELDS_NOT) {
-		if (parse_header_list(&p, end, s, error_r) < 0) {
+		if (parse_header_list(&p, end, s, err) < 0) {
 			mime_section_clear(s);
 			return -1;
 		}
 	}
 	if (p != end) {
 		mime_section_clear(s);
-		*error_r = "Junk after section";
+		error_set(err, ERR_INVALID, "Junk after section");
 		return -1;
 	}
 	return 0;
@@ -264,12 +264,12 @@ static bool name_listed(const struct mime_section *s, const char *name, size_t l
 
 /* Scans the header at [off, off+size) field by field. */
 static int header_fields(const struct mime_section *s, const struct mime_source *src, uint64_t off,
-			 uint64_t size, struct ranges *rs, const char **error_r)
+			 uint64_t size, struct ranges *rs, struct error *err)
 {
 	bool want_listed = s->kind == MIME_SECTION_HEADER_FIELDS;
 	char *buf = malloc(COPY_CHUNK);
 	if (buf == NULL) {
-		*error_r = "Out of memory";
+		error_set(err, ERR_TEMP, "Out of memory");
 		return -1;
 	}
 	char name[256];
@@ -284,7 +284,10 @@ static int header_fields(const struct mime_section *s, const struct mime_source 
 		int64_t got = src->pread(src->ctx, buf, want, pos);
 		if (got <= 0) {
 			free(buf);
-			*error_r = got < 0 ? "Read error" : "Message file is shorter than its index";
+			if (got < 0)
+				error_set(err, ERR_TEMP, "Read error");
+			else
+				error_set(err, ERR_DATA, "Message file is shorter than its index");
 			return -1;
 		}
 		for (int64_t i = 0; i < got; i++, pos++) {
@@ -349,12 +352,12 @@ static int header_fields(const struct mime_section *s, const struct mime_source 
 
 int mime_section_resolve(const struct mime_tree *tree, const struct mime_section *s,
 			 const struct mime_source *src, struct mime_section_result *result_r,
-			 const char **error_r)
+			 struct error *err)
 {
 	struct ranges rs = { 0 };
 	const struct mime_part *part = mime_tree_find(tree, s->path, s->path_len);
 	if (part == NULL) {
-		*error_r = "No such part";
+		error_set(err, ERR_NOTFOUND, "No such part");
 		return -1;
 	}
 	if (s->path_len == 0 && s->kind == MIME_SECTION_ALL) {
@@ -376,7 +379,7 @@ int mime_section_resolve(const struct mime_tree *tree, const struct mime_section
 	 * message/rfc822 part holds (RFC 9051 6.4.5) */
 	if (s->path_len > 0) {
 		if (!(part->flags & MIME_PART_MESSAGE) || part->children == NULL) {
-			*error_r = "Part is not a message";
+			error_set(err, ERR_INVALID, "Part is not a message");
 			return -1;
 		}
 		part = part->children;
@@ -392,10 +395,10 @@ int mime_section_resolve(const struct mime_tree *tree, const struct mime_section
 		break;
 	default:
 		if (src == NULL) {
-			*error_r = "No message source";
+			error_set(err, ERR_INVALID, "No message source");
 			return -1;
 		}
-		if (header_fields(s, src, part->header_offset, part->header_size, &rs, error_r) < 0) {
+		if (header_fields(s, src, part->header_offset, part->header_size, &rs, err) < 0) {
 			free(rs.r);
 			return -1;
 		}
@@ -404,7 +407,7 @@ int mime_section_resolve(const struct mime_tree *tree, const struct mime_section
 done:
 	if (rs.failed) {
 		free(rs.r);
-		*error_r = "Out of memory";
+		error_set(err, ERR_TEMP, "Out of memory");
 		return -1;
 	}
 	result_r->ranges = rs.r;
@@ -490,7 +493,7 @@ static void emit(struct emitter *e, const char *d, size_t n)
 
 /* Emits [off, off+size) of the file, LF converted when fix_lf. */
 static int emit_file(struct emitter *e, const struct mime_source *src, uint64_t off, uint64_t size,
-		     bool fix_lf, char *buf, const char **error_r)
+		     bool fix_lf, char *buf, struct error *err)
 {
 	char prev = 0;
 	uint64_t pos = off;
@@ -503,7 +506,10 @@ static int emit_file(struct emitter *e, const struct mime_source *src, uint64_t 
 		}
 		int64_t got = src->pread(src->ctx, buf, want, pos);
 		if (got <= 0) {
-			*error_r = got < 0 ? "Read error" : "Message file is shorter than its index";
+			if (got < 0)
+				error_set(err, ERR_TEMP, "Read error");
+			else
+				error_set(err, ERR_DATA, "Message file is shorter than its index");
 			return -1;
 		}
 		if (!fix_lf) {
@@ -528,12 +534,12 @@ static int emit_file(struct emitter *e, const struct mime_source *src, uint64_t 
 int mime_section_copy(const struct mime_section_result *r, const struct mime_source *src,
 		      uint64_t origin, uint64_t count,
 		      int (*out)(void *ctx, const void *data, size_t len), void *out_ctx,
-		      const char **error_r)
+		      struct error *err)
 {
 	struct emitter e = { .skip = origin, .left = count, .out = out, .ctx = out_ctx };
 	char *buf = malloc(COPY_CHUNK);
 	if (buf == NULL) {
-		*error_r = "Out of memory";
+		error_set(err, ERR_TEMP, "Out of memory");
 		return -1;
 	}
 	for (unsigned int i = 0; i < r->count && e.left > 0 && !e.failed; i++) {
@@ -547,12 +553,12 @@ int mime_section_copy(const struct mime_section_result *r, const struct mime_sou
 		/* FIX_LF ranges are never cut (mime_section_result_partial
 		 * refuses), so size is always the physical extent */
 		if (emit_file(&e, src, g->offset, g->size, (g->flags & MIME_RANGE_FIX_LF) != 0, buf,
-			      error_r) < 0)
+			      err) < 0)
 			goto fail;
 	}
 	free(buf);
 	if (e.failed) {
-		*error_r = "Write error";
+		error_set(err, ERR_TEMP, "Write error");
 		return -1;
 	}
 	return 0;
@@ -591,20 +597,20 @@ static int decoding_out(void *ctx, const void *data, size_t len)
 int mime_section_binary(const struct mime_tree *tree, const unsigned int *path,
 			unsigned int path_len, const struct mime_source *src,
 			int (*out)(void *ctx, const void *data, size_t len), void *out_ctx,
-			uint64_t *size_r, bool *unknown_cte_r, const char **error_r)
+			uint64_t *size_r, bool *unknown_cte_r, struct error *err)
 {
 	if (unknown_cte_r != NULL)
 		*unknown_cte_r = false;
 	const struct mime_part *part = mime_tree_find(tree, path, path_len);
 	if (part == NULL) {
-		*error_r = "No such part";
+		error_set(err, ERR_NOTFOUND, "No such part");
 		return -1;
 	}
 	struct mime_section_result r = { 0 };
 	struct mime_section s = { .path_len = path_len, .kind = MIME_SECTION_ALL };
 	if (path_len > 0)
 		memcpy(s.path, path, path_len * sizeof(*path));
-	if (mime_section_resolve(tree, &s, src, &r, error_r) < 0)
+	if (mime_section_resolve(tree, &s, src, &r, err) < 0)
 		return -1;
 	struct count_out co = { 0, out, out_ctx };
 	/* RFC 3516 4: the whole message, multiparts and message parts are
@@ -616,7 +622,7 @@ int mime_section_binary(const struct mime_tree *tree, const unsigned int *path,
 		mime_section_result_free(&r);
 		if (unknown_cte_r != NULL)
 			*unknown_cte_r = true;
-		*error_r = "Unknown Content-Transfer-Encoding";
+		error_set(err, ERR_DATA, "Unknown Content-Transfer-Encoding");
 		return -1;
 	}
 	int ret;
@@ -624,18 +630,18 @@ int mime_section_binary(const struct mime_tree *tree, const unsigned int *path,
 		struct mime_decoder *d = mime_decoder_new(cte);
 		if (d == NULL) {
 			mime_section_result_free(&r);
-			*error_r = "Out of memory";
+			error_set(err, ERR_TEMP, "Out of memory");
 			return -1;
 		}
 		struct decode_out x = { d, &co };
-		ret = mime_section_copy(&r, src, 0, UINT64_MAX, decoding_out, &x, error_r);
+		ret = mime_section_copy(&r, src, 0, UINT64_MAX, decoding_out, &x, err);
 		if (ret == 0 && mime_decoder_finish(d, counting_out, &co) < 0) {
-			*error_r = "Write error";
+			error_set(err, ERR_TEMP, "Write error");
 			ret = -1;
 		}
 		mime_decoder_free(&d);
 	} else {
-		ret = mime_section_copy(&r, src, 0, UINT64_MAX, counting_out, &co, error_r);
+		ret = mime_section_copy(&r, src, 0, UINT64_MAX, counting_out, &co, err);
 	}
 	mime_section_result_free(&r);
 	if (ret == 0 && size_r != NULL)

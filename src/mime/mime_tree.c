@@ -96,14 +96,14 @@ static const char *word(struct mime_arena *a, const char **p, const char *end)
 }
 
 int mime_tree_deserialize(const char *data, size_t len, struct mime_tree **tree_r,
-			  const char **error_r)
+			  struct error *err)
 {
 	const char *p = data, *end = data + len;
 	static const char magic[] = "mime-tree ";
 	uint64_t tflags, count, size, vsize;
 	if (len < sizeof(magic) + 1 || memcmp(p, magic, sizeof(magic) - 1) != 0 ||
 	    (p[sizeof(magic) - 1] != '1' && p[sizeof(magic) - 1] != '2') || p[sizeof(magic)] != ' ') {
-		*error_r = "Not a serialised MIME tree";
+		error_set(err, ERR_DATA, "Not a serialised MIME tree");
 		return -1;
 	}
 	bool with_charset = p[sizeof(magic) - 1] == '2';
@@ -111,14 +111,14 @@ int mime_tree_deserialize(const char *data, size_t len, struct mime_tree **tree_
 	if (!num(&p, end, &tflags) || !num(&p, end, &count) || !num(&p, end, &size) ||
 	    !num(&p, end, &vsize) || p >= end || *p != '\n' || count == 0 ||
 	    count > MIME_MAX_PARTS + 1 || vsize < size) {
-		*error_r = "Corrupt MIME tree header";
+		error_set(err, ERR_DATA, "Corrupt MIME tree header");
 		return -1;
 	}
 	p++;
 	struct mime_tree *t = calloc(1, sizeof(*t));
 	if (t == NULL || (t->arena = mime_arena_new()) == NULL) {
 		free(t);
-		*error_r = "Out of memory";
+		error_set(err, ERR_TEMP, "Out of memory");
 		return -1;
 	}
 	t->flags = (unsigned int)tflags;
@@ -206,11 +206,11 @@ int mime_tree_deserialize(const char *data, size_t len, struct mime_tree **tree_
 	*tree_r = t;
 	return 0;
 corrupt:
-	*error_r = "Corrupt serialised MIME tree";
+	error_set(err, ERR_DATA, "Corrupt serialised MIME tree");
 	mime_tree_free(&t);
 	return -1;
 nomem:
-	*error_r = "Out of memory";
+	error_set(err, ERR_TEMP, "Out of memory");
 	mime_tree_free(&t);
 	return -1;
 }

@@ -231,7 +231,7 @@ static void cmd_pass(struct pop3_session *s, char *args)
 }
 
 static void sasl_result(struct pop3_session *s, enum sasl_result r, const char *challenge,
-			const char *why)
+			const struct error *why)
 {
 	switch (r) {
 	case SASL_CONTINUE:
@@ -253,7 +253,7 @@ static void sasl_result(struct pop3_session *s, enum sasl_result r, const char *
 	case SASL_FAIL:
 		s->authenticating = false;
 		sasl_clear(&s->sasl);
-		pop3_resp_send(s, "-ERR [AUTH] Authentication failed: %s", why);
+		pop3_resp_send(s, "-ERR [AUTH] Authentication failed: %s", why->text);
 		return;
 	}
 }
@@ -261,7 +261,8 @@ static void sasl_result(struct pop3_session *s, enum sasl_result r, const char *
 static void cmd_auth(struct pop3_session *s, char *args)
 {
 	char *w[2];
-	const char *challenge = "", *why = "failed";
+	const char *challenge = "";
+	struct error why = {ERR_INVALID, "failed"};
 	int n = words(s, args, w, 0, 2, "AUTH [mechanism [initial-response]]");
 	if (n < 0)
 		return;
@@ -288,14 +289,15 @@ static void cmd_auth(struct pop3_session *s, char *args)
 	/* RFC 5034 4: an initial response "=" is an empty one (sasl_start
 	 * knows). */
 	enum sasl_result r = sasl_start(&s->sasl, w[0], n == 2 ? w[1] : NULL, &challenge, &why);
-	sasl_result(s, r, challenge, why);
+	sasl_result(s, r, challenge, &why);
 }
 
 void pop3_cmd_auth_line(struct pop3_session *s, const char *line, size_t len)
 {
-	const char *challenge = "", *why = "failed";
+	const char *challenge = "";
+	struct error why = {ERR_INVALID, "failed"};
 	enum sasl_result r = sasl_step(&s->sasl, line, len, &challenge, &why);
-	sasl_result(s, r, challenge, why);
+	sasl_result(s, r, challenge, &why);
 }
 
 /* ---- TRANSACTION ------------------------------------------------------------------ */
@@ -355,9 +357,9 @@ static void send_message(struct pop3_session *s, size_t i, bool top, uint64_t bo
 {
 	int fd;
 	uint64_t size;
-	struct store_error err;
+	struct error err;
 	if (store_message_open(s->mbox, s->msgs[i].uid, &fd, &size, &err) < 0) {
-		if (err.code == STORE_ERR_NOTFOUND)
+		if (err.code == ERR_NOTFOUND)
 			pop3_resp_send(s, "-ERR Message %zu was removed by another session", i + 1);
 		else
 			pop3_resp_store_error(s, "Cannot read the message", &err);

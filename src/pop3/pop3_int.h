@@ -126,7 +126,7 @@ void pop3_resp_send(struct pop3_session *s, const char *fmt, ...)
 void pop3_resp_error(struct pop3_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* "-ERR [SYS/TEMP] what" or "[SYS/PERM]" for a store failure (logged). */
-void pop3_resp_store_error(struct pop3_session *s, const char *what, const struct store_error *err);
+void pop3_resp_store_error(struct pop3_session *s, const char *what, const struct error *err);
 /* Format the UIDL of a message (RFC 1939 7) into out (17 bytes). */
 void pop3_resp_uidl(const struct pop3_session *s, const struct pop3_msg *m, char out[17]);
 

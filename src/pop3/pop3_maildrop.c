@@ -45,10 +45,10 @@
 #include "session/conn.h"
 #include "store/store_pop3lock.h"
 
-static void set_err(struct store_error *err, enum store_errcode code, const char *fmt, ...)
+static void set_err(struct error *err, enum error_code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static void set_err(struct store_error *err, enum store_errcode code, const char *fmt, ...)
+static void set_err(struct error *err, enum error_code code, const char *fmt, ...)
 {
 	va_list ap;
 	err->code = code;
@@ -81,7 +81,7 @@ struct snap_job {
 	struct pop3_msg *msgs;
 	size_t n, cap;
 	int failed;
-	struct store_error err;
+	struct error err;
 };
 
 static int snap_collect(void *ctx, const struct store_msg *m)
@@ -91,7 +91,7 @@ static int snap_collect(void *ctx, const struct store_msg *m)
 		size_t cap = j->cap ? j->cap * 2 : 64;
 		struct pop3_msg *v = realloc(j->msgs, cap * sizeof(*v));
 		if (v == NULL) {
-			set_err(&j->err, STORE_ERR_TEMP, "out of memory");
+			set_err(&j->err, ERR_TEMP, "out of memory");
 			j->failed = 1;
 			return 1;
 		}
@@ -109,8 +109,7 @@ static int snap_collect(void *ctx, const struct store_msg *m)
  * virtual size, from the store's parsed-message cache (the store parses the
  * file on a miss and caches the result). -1 with err (NOTFOUND: the
  * message went away meanwhile). */
-static int message_vsize(struct snap_job *j, uint32_t uid, uint64_t *vsize_r,
-			 struct store_error *err)
+static int message_vsize(struct snap_job *j, uint32_t uid, uint64_t *vsize_r, struct error *err)
 {
 	struct store_parsed parsed = { 0 };
 	if (store_cache_get(j->mbox, uid, STORE_PARSED_TREE, &parsed, err) < 0)
@@ -139,7 +138,7 @@ static void snap_work(void *arg)
 	for (size_t i = 0; i < j->n; i++) {
 		uint64_t vsize;
 		if (message_vsize(j, j->msgs[i].uid, &vsize, &j->err) < 0) {
-			if (j->err.code == STORE_ERR_NOTFOUND)
+			if (j->err.code == ERR_NOTFOUND)
 				continue; /* expunged meanwhile: not in the maildrop */
 			goto fail;
 		}
@@ -164,7 +163,7 @@ static void snap_done(struct session *base, void *arg)
 	struct snap_job *j = arg;
 	const char *ip = base->conn ? conn_peer_ip(base->conn) : "-";
 	if (j->failed) {
-		if (j->err.code == STORE_ERR_EXISTS) {
+		if (j->err.code == ERR_EXISTS) {
 			/* RFC 2449 8.1.1; RFC 1939 4 lets the client try again
 			 * or QUIT, so the session stays in AUTHORIZATION. */
 			log_info("pop3 %s login refused user=%s ip=%s: maildrop in use", base->id,
@@ -254,7 +253,7 @@ struct update_job {
 	uint32_t *uids;
 	size_t n;
 	int failed;
-	struct store_error err;
+	struct error err;
 };
 
 static void update_work(void *arg)

@@ -56,12 +56,11 @@ void pop3_resp_error(struct pop3_session *s, const char *fmt, ...)
 	}
 }
 
-void pop3_resp_store_error(struct pop3_session *s, const char *what, const struct store_error *err)
+void pop3_resp_store_error(struct pop3_session *s, const char *what, const struct error *err)
 {
 	log_warn("pop3 %s user=%s: %s: %s", s->base.id, s->user ? s->user : "-", what, err->text);
 	/* RFC 3206 4, 5: worth retrying, or not. */
-	pop3_resp_send(s, "-ERR [%s] %s", err->code == STORE_ERR_TEMP ? "SYS/TEMP" : "SYS/PERM",
-		       what);
+	pop3_resp_send(s, "-ERR [%s] %s", err->code == ERR_TEMP ? "SYS/TEMP" : "SYS/PERM", what);
 }
 
 void pop3_resp_uidl(const struct pop3_session *s, const struct pop3_msg *m, char out[17])

@@ -31,7 +31,7 @@ const char *listen_proto_name(enum listen_proto p)
 	return "?";
 }
 
-static int bind_unix(const char *path, const char *data_dir, char *err, size_t errsize)
+static int bind_unix(const char *path, const char *data_dir, struct error *err)
 {
 	struct sockaddr_un sun;
 	char full[sizeof(sun.sun_path)];
@@ -40,38 +40,38 @@ static int bind_unix(const char *path, const char *data_dir, char *err, size_t e
 	if (path[0] == '/')
 		snprintf(full, sizeof(full), "%s", path);
 	else if ((size_t)snprintf(full, sizeof(full), "%s/%s", data_dir, path) >= sizeof(full)) {
-		snprintf(err, errsize, "unix:%s: path too long", path);
+		error_set(err, ERR_INVALID, "unix:%s: path too long", path);
 		return -1;
 	}
 	memcpy(sun.sun_path, full, strlen(full) + 1);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
-		snprintf(err, errsize, "unix:%s: %s", path, strerror(errno));
+		error_set(err, ERR_TEMP, "unix:%s: %s", path, strerror(errno));
 		return -1;
 	}
 	/* A stale socket from an earlier run: remove it if nobody answers. */
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
 		close(fd);
-		snprintf(err, errsize, "unix:%s: another server is listening there", path);
+		error_set(err, ERR_EXISTS, "unix:%s: another server is listening there", path);
 		return -1;
 	}
 	unlink(full);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || chmod(full, 0666) < 0 ||
 	    listen(fd, 511) < 0) {
-		snprintf(err, errsize, "unix:%s: %s", path, strerror(errno));
+		error_set(err, ERR_TEMP, "unix:%s: %s", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
 	return fd;
 }
 
-static int bind_inet(const char *spec, char *err, size_t errsize)
+static int bind_inet(const char *spec, struct error *err)
 {
 	char host[256];
 	const char *colon = strrchr(spec, ':');
 	size_t hlen = colon ? (size_t)(colon - spec) : 0;
 	if (colon == NULL || hlen >= sizeof(host)) {
-		snprintf(err, errsize, "%s: expected ADDR:PORT", spec);
+		error_set(err, ERR_INVALID, "%s: expected ADDR:PORT", spec);
 		return -1;
 	}
 	memcpy(host, spec, hlen);
@@ -87,14 +87,15 @@ static int bind_inet(const char *spec, char *err, size_t errsize)
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	int gai = getaddrinfo(host[0] && strcmp(host, "*") != 0 ? host : NULL, colon + 1, &hints, &res);
 	if (gai != 0) {
-		snprintf(err, errsize, "%s: %s", spec, gai_strerror(gai));
+		error_set(err, gai == EAI_AGAIN || gai == EAI_MEMORY ? ERR_TEMP : ERR_INVALID,
+			  "%s: %s", spec, gai_strerror(gai));
 		return -1;
 	}
 	int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	int one = 1;
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
-		snprintf(err, errsize, "%s: %s", spec, strerror(errno));
+		error_set(err, ERR_TEMP, "%s: %s", spec, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		freeaddrinfo(res);
@@ -105,7 +106,7 @@ static int bind_inet(const char *spec, char *err, size_t errsize)
 }
 
 int listen_open_all(const struct config *cfg, const char *data_dir, struct listeners *ls,
-		    char *err, size_t errsize)
+		    struct error *err)
 {
 	memset(ls, 0, sizeof(*ls));
 	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
@@ -122,12 +123,13 @@ int listen_open_all(const struct config *cfg, const char *data_dir, struct liste
 				item[--len] = '\0';
 			if (len == 0)
 				continue;
-			char why[300];
+			struct error why;
 			int fd = strncmp(item, "unix:", 5) == 0
-					 ? bind_unix(item + 5, data_dir, why, sizeof(why))
-					 : bind_inet(item, why, sizeof(why));
+					 ? bind_unix(item + 5, data_dir, &why)
+					 : bind_inet(item, &why);
 			if (fd < 0) {
-				snprintf(err, errsize, "cannot listen (%s): %s", keys[k].key, why);
+				error_set(err, why.code, "cannot listen (%s): %s", keys[k].key,
+					  why.text);
 				free(list);
 				listen_close_all(ls);
 				return -1;
@@ -149,7 +151,7 @@ int listen_open_all(const struct config *cfg, const char *data_dir, struct liste
 	}
 	return 0;
 oom:
-	snprintf(err, errsize, "out of memory");
+	error_set(err, ERR_TEMP, "out of memory");
 	listen_close_all(ls);
 	return -1;
 }

@@ -404,15 +404,14 @@ static void reap(struct master *m)
 static void reload(struct master *m)
 {
 	struct config *cfg = NULL;
-	char *why = NULL, err[512];
-	if (config_load(m->data_dir, m->overrides, m->n_overrides, &cfg, &why) < 0) {
-		log_error("reload: %s; keeping the running configuration", why);
-		free(why);
+	struct error err;
+	if (config_load(m->data_dir, m->overrides, m->n_overrides, &cfg, &err) < 0) {
+		log_error("reload: %s; keeping the running configuration", err.text);
 		return;
 	}
-	SSL_CTX *tls = tls_load(cfg, m->data_dir, err, sizeof(err));
+	SSL_CTX *tls = tls_load(cfg, m->data_dir, &err);
 	if (tls == NULL) {
-		log_error("reload: %s; keeping the running configuration", err);
+		log_error("reload: %s; keeping the running configuration", err.text);
 		config_free(&cfg);
 		return;
 	}
@@ -487,10 +486,8 @@ static void raise_nofile(uint64_t max_conns)
 int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 {
 	struct master m;
-	char *why = NULL;
-	char err[512];
 	struct store *store = NULL;
-	struct store_error serr;
+	struct error err;
 	int rc = 1;
 
 	memset(&m, 0, sizeof(m));
@@ -498,9 +495,8 @@ int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 	m.overrides = overrides;
 	m.n_overrides = n_overrides;
 	m.pw_sock = m.new_sock = m.data_fd = m.sigfd = -1;
-	if (config_load(data_dir, overrides, n_overrides, &m.config, &why) < 0) {
-		fprintf(stderr, "mailroom serve: %s\n", why);
-		free(why);
+	if (config_load(data_dir, overrides, n_overrides, &m.config, &err) < 0) {
+		fprintf(stderr, "mailroom serve: %s\n", err.text);
 		return 78;
 	}
 	log_init("mailroom", strcmp(config_str(m.config, "log"), "syslog") == 0, LOG_LVL_INFO);
@@ -514,8 +510,8 @@ int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 			goto out;
 		}
 	}
-	if (store_open(data_dir, m.config, &store, &serr) < 0) {
-		fprintf(stderr, "mailroom serve: %s\n", serr.text);
+	if (store_open(data_dir, m.config, &store, &err) < 0) {
+		fprintf(stderr, "mailroom serve: %s\n", err.text);
 		goto out;
 	}
 	store_close(&store);
@@ -525,13 +521,13 @@ int server_main(const char *data_dir, char *const *overrides, int n_overrides)
 		goto out;
 	}
 	snprintf(m.data_path, sizeof(m.data_path), "/proc/self/fd/%d", m.data_fd);
-	if (listen_open_all(m.config, data_dir, &m.listeners, err, sizeof(err)) < 0) {
-		fprintf(stderr, "mailroom serve: %s\n", err);
+	if (listen_open_all(m.config, data_dir, &m.listeners, &err) < 0) {
+		fprintf(stderr, "mailroom serve: %s\n", err.text);
 		goto out;
 	}
-	m.tls = tls_load(m.config, data_dir, err, sizeof(err));
+	m.tls = tls_load(m.config, data_dir, &err);
 	if (m.tls == NULL) {
-		fprintf(stderr, "mailroom serve: %s\n", err);
+		fprintf(stderr, "mailroom serve: %s\n", err.text);
 		goto out;
 	}
 	if (geteuid() == 0) {

@@ -16,6 +16,8 @@
 
 #include <stddef.h>
 
+#include "lib/error.h"
+
 struct config;
 struct ssl_ctx_st;
 
@@ -32,17 +34,21 @@ struct listeners {
 	size_t n;
 };
 
-/* listen.c: bind every configured listener. On failure returns -1 with a
- * message in err (e.g. "imap_listen 127.0.0.1:143: Address already in use"). */
+/* listen.c: bind every configured listener. On failure returns -1, with
+ * none left open, and err set (lib/error.h): ERR_INVALID for a malformed
+ * address or path, ERR_EXISTS if another server listens on a unix socket,
+ * ERR_TEMP for a failed socket call or out of memory (text e.g. "cannot
+ * listen (imap_listen): 127.0.0.1:143: Address already in use"). */
 int listen_open_all(const struct config *cfg, const char *data_dir, struct listeners *ls,
-		    char *err, size_t errsize);
+		    struct error *err);
 void listen_close_all(struct listeners *ls);
 const char *listen_proto_name(enum listen_proto p);
 
 /* tls.c: load (or, for the default paths, create) the certificate and key.
- * NULL with err set on failure. */
-struct ssl_ctx_st *tls_load(const struct config *cfg, const char *data_dir, char *err,
-			    size_t errsize);
+ * The caller owns the context (tls_free). NULL with err set on failure:
+ * ERR_INVALID for a bad setting or an unloadable certificate or key,
+ * ERR_TEMP if a new certificate cannot be made or written. */
+struct ssl_ctx_st *tls_load(const struct config *cfg, const char *data_dir, struct error *err);
 void tls_free(struct ssl_ctx_st *ctx);
 
 /* worker.c: run one worker until it is told to stop. Returns the exit code. */

@@ -25,17 +25,17 @@
 
 #include "lib/config.h"
 
-static void ssl_error(char *err, size_t errsize, const char *what)
+static void ssl_error(struct error *err, enum error_code code, const char *what)
 {
 	unsigned long e = ERR_get_error();
 	char buf[256] = "";
 	if (e != 0)
 		ERR_error_string_n(e, buf, sizeof(buf));
-	snprintf(err, errsize, "%s%s%s", what, buf[0] ? ": " : "", buf);
+	error_set(err, code, "%s%s%s", what, buf[0] ? ": " : "", buf);
 	ERR_clear_error();
 }
 
-static int make_self_signed(const char *cert_path, const char *key_path, char *err, size_t errsize)
+static int make_self_signed(const char *cert_path, const char *key_path, struct error *err)
 {
 	EVP_PKEY *key = EVP_EC_gen("P-256");
 	X509 *x = X509_new();
@@ -44,7 +44,7 @@ static int make_self_signed(const char *cert_path, const char *key_path, char *e
 	char host[256] = "localhost";
 
 	if (key == NULL || x == NULL) {
-		ssl_error(err, errsize, "cannot make a key");
+		ssl_error(err, ERR_TEMP, "cannot make a key");
 		goto out;
 	}
 	gethostname(host, sizeof(host) - 1);
@@ -58,20 +58,20 @@ static int make_self_signed(const char *cert_path, const char *key_path, char *e
 	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)host, -1, -1, 0);
 	X509_set_issuer_name(x, name);
 	if (X509_sign(x, key, EVP_sha256()) == 0) {
-		ssl_error(err, errsize, "cannot sign the certificate");
+		ssl_error(err, ERR_TEMP, "cannot sign the certificate");
 		goto out;
 	}
 	mode_t old = umask(077);
 	f = fopen(key_path, "w");
 	umask(old);
 	if (f == NULL || !PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)) {
-		snprintf(err, errsize, "cannot write %s: %s", key_path, strerror(errno));
+		error_set(err, ERR_TEMP, "cannot write %s: %s", key_path, strerror(errno));
 		goto out;
 	}
 	fclose(f);
 	f = fopen(cert_path, "w");
 	if (f == NULL || !PEM_write_X509(f, x)) {
-		snprintf(err, errsize, "cannot write %s: %s", cert_path, strerror(errno));
+		error_set(err, ERR_TEMP, "cannot write %s: %s", cert_path, strerror(errno));
 		goto out;
 	}
 	ret = 0;
@@ -83,15 +83,14 @@ out:
 	return ret;
 }
 
-struct ssl_ctx_st *tls_load(const struct config *cfg, const char *data_dir, char *err,
-			    size_t errsize)
+struct ssl_ctx_st *tls_load(const struct config *cfg, const char *data_dir, struct error *err)
 {
 	char cert[4096], key[4096];
 	const char *c = config_str(cfg, "tls_cert"), *k = config_str(cfg, "tls_key");
 	int defaults = c[0] == '\0' && k[0] == '\0';
 
 	if ((c[0] == '\0') != (k[0] == '\0')) {
-		snprintf(err, errsize, "tls_cert and tls_key must be set together");
+		error_set(err, ERR_INVALID, "tls_cert and tls_key must be set together");
 		return NULL;
 	}
 	if (defaults) {
@@ -100,7 +99,7 @@ struct ssl_ctx_st *tls_load(const struct config *cfg, const char *data_dir, char
 		snprintf(cert, sizeof(cert), "%s/tls/cert.pem", data_dir);
 		snprintf(key, sizeof(key), "%s/tls/key.pem", data_dir);
 		if (access(cert, F_OK) < 0 && access(key, F_OK) < 0 &&
-		    make_self_signed(cert, key, err, errsize) < 0)
+		    make_self_signed(cert, key, err) < 0)
 			return NULL;
 	} else {
 		snprintf(cert, sizeof(cert), "%s", c);
@@ -108,7 +107,7 @@ struct ssl_ctx_st *tls_load(const struct config *cfg, const char *data_dir, char
 	}
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	if (ctx == NULL) {
-		ssl_error(err, errsize, "cannot create a TLS context");
+		ssl_error(err, ERR_TEMP, "cannot create a TLS context");
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -117,7 +116,7 @@ struct ssl_ctx_st *tls_load(const struct config *cfg, const char *data_dir, char
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		char what[4200];
 		snprintf(what, sizeof(what), "cannot load the certificate %s", cert);
-		ssl_error(err, errsize, what);
+		ssl_error(err, ERR_INVALID, what);
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
@@ -125,7 +124,7 @@ struct ssl_ctx_st *tls_load(const struct config *cfg, const char *data_dir, char
 	    SSL_CTX_check_private_key(ctx) != 1) {
 		char what[4200];
 		snprintf(what, sizeof(what), "cannot load the key %s", key);
-		ssl_error(err, errsize, what);
+		ssl_error(err, ERR_INVALID, what);
 		SSL_CTX_free(ctx);
 		return NULL;
 	}

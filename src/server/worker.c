@@ -147,7 +147,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 int worker_run(const struct worker_args *args)
 {
 	struct worker w;
-	struct store_error serr;
+	struct error serr;
 	struct accept_ctx *acs = NULL;
 	int rc = 1;
 

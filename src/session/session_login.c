@@ -16,7 +16,7 @@ struct login {
 	enum session_login_result result;
 	char user[AUTH_CLIENT_MAX_USER + 1];
 	struct store_user *suser;
-	struct store_error err;
+	struct error err;
 };
 
 /* What the auth protocol can carry as a user name: no control characters
@@ -37,10 +37,9 @@ static void open_work(void *arg)
 {
 	struct login *l = arg;
 	struct store *store = l->s->env->store;
-	if (store_user_open(store, l->user, &l->suser, &l->err) < 0 &&
-	    l->err.code == STORE_ERR_NOUSER) {
+	if (store_user_open(store, l->user, &l->suser, &l->err) < 0 && l->err.code == ERR_NOUSER) {
 		/* A user pasted into DATA/passwd without a mail folder yet. */
-		if (store_user_create(store, l->user, &l->err) == 0 || l->err.code == STORE_ERR_EXISTS)
+		if (store_user_create(store, l->user, &l->err) == 0 || l->err.code == ERR_EXISTS)
 			store_user_open(store, l->user, &l->suser, &l->err);
 	}
 	if (l->suser == NULL)

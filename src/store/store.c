@@ -80,11 +80,11 @@ static int mkdir_beneath(int dirfd, const char *name)
 }
 
 int store_open(const char *data_dir, const struct config *settings, struct store **store_r,
-	       struct store_error *err)
+	       struct error *err)
 {
 	struct store *st = calloc(1, sizeof(*st));
 	if (st == NULL) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		return -1;
 	}
 	st->data_fd = st->mail_fd = st->spool_fd = -1;
@@ -103,28 +103,28 @@ int store_open(const char *data_dir, const struct config *settings, struct store
 	init_host(st);
 	st->pool = store_pool_new(pool_size, pool_seconds);
 	if (st->pool == NULL || st->data_dir == NULL) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		goto fail;
 	}
 
 	st->data_fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (st->data_fd < 0) {
-		store_err(err, errno == ENOENT ? STORE_ERR_INVALID : STORE_ERR_TEMP,
+		error_set(err, errno == ENOENT ? ERR_INVALID : ERR_TEMP,
 			  "cannot open data folder %s: %s", data_dir, strerror(errno));
 		goto fail;
 	}
 	if (mkdir_beneath(st->data_fd, "mail") < 0 || mkdir_beneath(st->data_fd, "spool") < 0) {
-		store_err_errno(err, "cannot create mail/ or spool/ in the data folder");
+		error_errno(err, "cannot create mail/ or spool/ in the data folder");
 		goto fail;
 	}
 	st->mail_fd = fsx_opendir_beneath(st->data_fd, "mail");
 	if (st->mail_fd < 0) {
-		store_err_errno(err, "cannot open DATA/mail");
+		error_errno(err, "cannot open DATA/mail");
 		goto fail;
 	}
 	int spool = fsx_opendir_beneath(st->data_fd, "spool");
 	if (spool < 0 || mkdir_beneath(spool, "tmp") < 0) {
-		store_err_errno(err, "cannot create DATA/spool/tmp");
+		error_errno(err, "cannot create DATA/spool/tmp");
 		if (spool >= 0)
 			close(spool);
 		goto fail;
@@ -132,7 +132,7 @@ int store_open(const char *data_dir, const struct config *settings, struct store
 	st->spool_fd = fsx_opendir_beneath(spool, "tmp");
 	close(spool);
 	if (st->spool_fd < 0) {
-		store_err_errno(err, "cannot open DATA/spool/tmp");
+		error_errno(err, "cannot open DATA/spool/tmp");
 		goto fail;
 	}
 	*store_r = st;

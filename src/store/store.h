@@ -8,10 +8,11 @@
  * top of store_link.c and store_sync.c; each block below names the file
  * that implements it (store_int.h lists them all, bottom up).
  *
- * Errors: functions return 0 on success and -1 on failure, with the reason in
- * the struct store_error the caller passes. Its code keeps temporary and
- * permanent failures apart all the way up (LMTP 4xx vs 5xx, EX_TEMPFAIL vs
- * EX_NOUSER, IMAP NO [SERVERBUG] vs NO [OVERQUOTA]).
+ * Errors: the tree's one convention, lib/error.h. Functions return 0 on
+ * success and -1 on failure, with the reason in the struct error the caller
+ * passes last. Its code keeps temporary and permanent failures apart all the
+ * way up (LMTP 4xx vs 5xx, EX_TEMPFAIL vs EX_NOUSER, IMAP NO [UNAVAILABLE]
+ * vs NO [OVERQUOTA]); the codes each function can give are noted below.
  *
  * Objects: a struct store (one DATA folder) owns nothing else; a struct
  * store_user (one user's root and index) must be closed before its store; a
@@ -25,28 +26,13 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "lib/error.h"
+
 struct config;
 struct store;
 struct store_user;
 struct store_mailbox;
 struct store_stage;
-
-enum store_errcode {
-	STORE_OK = 0,
-	STORE_ERR_TEMP,	    /* I/O error, disk full, lock timeout: worth retrying */
-	STORE_ERR_NOUSER,   /* no such user */
-	STORE_ERR_NOTFOUND, /* no such mailbox or message */
-	STORE_ERR_EXISTS,   /* the mailbox (or user) already exists */
-	STORE_ERR_INVALID,  /* bad name or argument: permanent */
-	STORE_ERR_QUOTA,    /* over quota: permanent unless store_quota_is_temporary() */
-	STORE_ERR_LIMIT,    /* a store limit (keywords per mailbox, message size) */
-	STORE_ERR_DATA,	    /* bad message data */
-};
-
-struct store_error {
-	enum store_errcode code;
-	char text[256];
-};
 
 /* System flags, as bits. On disk they are the maildir info letters. */
 #define STORE_F_DRAFT	  0x01u /* D  \Draft */
@@ -68,9 +54,9 @@ struct store_error {
 /* Open DATA (creating mail/ and spool/tmp/ if missing). settings may be NULL
  * for defaults. The store keeps no pointer to settings. */
 int store_open(const char *data_dir, const struct config *settings, struct store **store_r,
-	       struct store_error *err);
+	       struct error *err);
 void store_close(struct store **store);
-/* Over-quota is reported as STORE_ERR_QUOTA either way; this says whether the
+/* Over-quota is reported as ERR_QUOTA either way; this says whether the
  * admin configured it as temporary (quota_full_tempfail). */
 int store_quota_is_temporary(const struct store *store);
 
@@ -81,25 +67,25 @@ int store_quota_is_temporary(const struct store *store);
 int store_username_valid(const char *name);
 
 /* Create USER's root with INBOX and the special-use mailboxes Drafts, Sent,
- * Trash, Junk and Archive. STORE_ERR_EXISTS if the root exists. */
-int store_user_create(struct store *store, const char *name, struct store_error *err);
+ * Trash, Junk and Archive. ERR_EXISTS if the root exists. */
+int store_user_create(struct store *store, const char *name, struct error *err);
 /* Remove the user's root and everything in it. */
-int store_user_purge(struct store *store, const char *name, struct store_error *err);
-/* Open an existing user; STORE_ERR_NOUSER if there is no root. */
+int store_user_purge(struct store *store, const char *name, struct error *err);
+/* Open an existing user; ERR_NOUSER if there is no root. */
 int store_user_open(struct store *store, const char *name, struct store_user **user_r,
-		    struct store_error *err);
+		    struct error *err);
 void store_user_close(struct store_user **user);
 const char *store_user_name(const struct store_user *user);
 /* Bytes and messages held by the user (every link counts, as quota does). */
 int store_user_quota_usage(struct store_user *user, uint64_t *bytes_r, uint64_t *messages_r,
-			   struct store_error *err);
+			   struct error *err);
 /* Close the user's index connection until it is next needed (it reopens by
  * itself): what an idle session holds shrinks to a few file descriptors. */
 void store_user_release_index(struct store_user *user);
 /* Would bytes/messages more go over the user's quota? 0 if not; -1 with
- * STORE_ERR_QUOTA if so (or another error if the usage cannot be read). */
+ * ERR_QUOTA if so (or another error if the usage cannot be read). */
 int store_user_quota_check(struct store_user *user, uint64_t bytes, uint64_t messages,
-			   struct store_error *err);
+			   struct error *err);
 /* Per-user limits (0: none); default from the settings. */
 void store_user_set_quota(struct store_user *user, uint64_t max_bytes, uint64_t max_messages);
 
@@ -114,26 +100,25 @@ struct store_mailbox_info {
  * cb returning non-zero stops the walk (and store_mailbox_list returns 0). */
 int store_mailbox_list(struct store_user *user,
 		       int (*cb)(void *ctx, const struct store_mailbox_info *info), void *ctx,
-		       struct store_error *err);
+		       struct error *err);
 /* special_use: NULL or one of \Drafts \Sent \Trash \Junk \Archive \All \Flagged. */
 int store_mailbox_create(struct store_user *user, const char *name, const char *special_use,
-			 struct store_error *err);
+			 struct error *err);
 /* Delete a mailbox and its messages (children are kept). INBOX: INVALID. */
-int store_mailbox_delete(struct store_user *user, const char *name, struct store_error *err);
+int store_mailbox_delete(struct store_user *user, const char *name, struct error *err);
 /* Rename a mailbox and its children. Renaming INBOX moves its messages to a
  * new mailbox and leaves INBOX empty (RFC 9051 6.3.6). */
 int store_mailbox_rename(struct store_user *user, const char *from, const char *to,
-			 struct store_error *err);
+			 struct error *err);
 /* Normalise an IMAP mailbox name ("inbox/x" -> "INBOX/x"). Returns 0 and a
  * malloc'ed name, or -1 (INVALID) if it is not a name the store accepts. */
-int store_mailbox_name_normalize(const char *name, char **norm_r, struct store_error *err);
+int store_mailbox_name_normalize(const char *name, char **norm_r, struct error *err);
 
 /* Subscriptions (RFC 9051 6.3.7): a set of names, which need not exist.
  * store_subs.c. */
-int store_subscribe(struct store_user *user, const char *name, int subscribe,
-		    struct store_error *err);
-int store_subscriptions(struct store_user *user, int (*cb)(void *ctx, const char *name),
-			void *ctx, struct store_error *err);
+int store_subscribe(struct store_user *user, const char *name, int subscribe, struct error *err);
+int store_subscriptions(struct store_user *user, int (*cb)(void *ctx, const char *name), void *ctx,
+			struct error *err);
 
 struct store_status {
 	uint32_t uidvalidity;
@@ -147,30 +132,29 @@ struct store_status {
 
 /* Open a mailbox and reconcile it with the files (see store_sync.c). */
 int store_mailbox_open(struct store_user *user, const char *name, struct store_mailbox **mbox_r,
-		       struct store_error *err);
+		       struct error *err);
 void store_mailbox_close(struct store_mailbox **mbox);
 /* Close the mailbox's directory descriptors (not while locked); the next
  * operation reopens them. For sessions that wait (IDLE): three descriptors
  * less each, which is what lets one worker hold 10,000 of them. */
 void store_mailbox_release_fds(struct store_mailbox *mbox);
 const char *store_mailbox_name(const struct store_mailbox *mbox);
-int store_mailbox_status(struct store_mailbox *mbox, struct store_status *st_r,
-			 struct store_error *err);
+int store_mailbox_status(struct store_mailbox *mbox, struct store_status *st_r, struct error *err);
 /* UIDVALIDITY and HIGHESTMODSEQ only: one indexed row, for sessions that
  * ask often whether anything changed. */
 int store_mailbox_modseq(struct store_mailbox *mbox, uint32_t *uidvalidity_r,
-			 uint64_t *highestmodseq_r, struct store_error *err);
+			 uint64_t *highestmodseq_r, struct error *err);
 /* Pick up changes made by other processes or by hand (files in new/, files
  * renamed or removed in cur/). full forces a complete rescan of cur/. */
-int store_mailbox_sync(struct store_mailbox *mbox, int full, struct store_error *err);
+int store_mailbox_sync(struct store_mailbox *mbox, int full, struct error *err);
 
 /* Keyword names of the mailbox, by bit index (NULL where unused). Valid until
  * the mailbox is closed or synced. */
 const char *store_mailbox_keyword(const struct store_mailbox *mbox, unsigned idx);
 /* Find (or with create = 1 add) a keyword; returns its bit index in *idx_r.
- * STORE_ERR_LIMIT when the mailbox has STORE_MAX_KEYWORDS already. */
+ * ERR_LIMIT when the mailbox has STORE_MAX_KEYWORDS already. */
 int store_mailbox_keyword_index(struct store_mailbox *mbox, const char *keyword, int create,
-				unsigned *idx_r, struct store_error *err);
+				unsigned *idx_r, struct error *err);
 
 /* ---- messages: rows (store_mailbox.c), files (store_message.c) ------------ */
 
@@ -188,22 +172,22 @@ struct store_msg {
  * stops the walk. */
 int store_mailbox_messages(struct store_mailbox *mbox, uint32_t lo, uint32_t hi,
 			   int (*cb)(void *ctx, const struct store_msg *msg), void *ctx,
-			   struct store_error *err);
+			   struct error *err);
 /* Messages whose modseq is above modseq (new ones and changed flags), in UID
  * order: what a session that has seen everything up to modseq must learn. */
 int store_mailbox_changed_since(struct store_mailbox *mbox, uint64_t modseq,
 				int (*cb)(void *ctx, const struct store_msg *msg), void *ctx,
-				struct store_error *err);
+				struct error *err);
 /* UIDs expunged with a modseq above modseq, ascending (QRESYNC VANISHED,
  * and sessions catching up). */
 int store_mailbox_expunged_since(struct store_mailbox *mbox, uint64_t modseq,
 				 int (*cb)(void *ctx, uint32_t uid, uint64_t modseq), void *ctx,
-				 struct store_error *err);
+				 struct error *err);
 
 /* Open the message file read-only; the caller closes *fd_r. NOTFOUND if the
  * UID is not (or no longer) in the mailbox. */
 int store_message_open(struct store_mailbox *mbox, uint32_t uid, int *fd_r, uint64_t *size_r,
-		       struct store_error *err);
+		       struct error *err);
 
 /* ---- the parsed message, store_cache.c ------------------------------------- */
 
@@ -241,7 +225,7 @@ struct store_parsed {
  * the message is not cached and not (or no longer) in the mailbox, TEMP for
  * I/O, index and memory failures. Not from a store_cache_range callback. */
 int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,
-		    struct store_parsed *parsed, struct store_error *err);
+		    struct store_parsed *parsed, struct error *err);
 /* The cached data of every message with lo <= uid <= hi that has a cache
  * row, in UID order, in one index query (FETCH of many messages: one lock
  * and one B-tree walk instead of a lookup per message). Nothing is parsed:
@@ -251,7 +235,7 @@ int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,
  * cb stops the walk. */
 int store_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsigned want,
 		      int (*cb)(void *ctx, uint32_t uid, struct store_parsed *parsed), void *ctx,
-		      struct store_error *err);
+		      struct error *err);
 /* Free the fields of *parsed and zero it (a zeroed struct is fine). */
 void store_cache_parsed_clear(struct store_parsed *parsed);
 
@@ -260,17 +244,16 @@ void store_cache_parsed_clear(struct store_parsed *parsed);
 
 /* A message being received: written once to a staging file (CRLF line
  * endings enforced), fsynced once, then linked into one or more mailboxes. */
-int store_stage_new(struct store *store, struct store_stage **stage_r, struct store_error *err);
+int store_stage_new(struct store *store, struct store_stage **stage_r, struct error *err);
 /* Append bytes. Bare LF becomes CRLF; bare CR is kept only before LF. */
-int store_stage_write(struct store_stage *stage, const void *data, size_t len,
-		      struct store_error *err);
+int store_stage_write(struct store_stage *stage, const void *data, size_t len, struct error *err);
 /* Give back the descriptor until the next write or finish (a client that
  * sends many messages in one command must not hold a file open for each). */
-int store_stage_pause(struct store_stage *stage, struct store_error *err);
+int store_stage_pause(struct store_stage *stage, struct error *err);
 /* Set the internal date (default: the time of store_stage_finish). */
 void store_stage_set_internaldate(struct store_stage *stage, time_t when);
 /* Flush and fsync. After this, the staged message can be added. */
-int store_stage_finish(struct store_stage *stage, struct store_error *err);
+int store_stage_finish(struct store_stage *stage, struct error *err);
 uint64_t store_stage_size(const struct store_stage *stage);
 /* Remove the staging file (the mailboxes keep their links) and free. */
 void store_stage_free(struct store_stage **stage);
@@ -278,16 +261,16 @@ void store_stage_free(struct store_stage **stage);
 /* Add the staged, finished message to mbox with the given flags and keyword
  * bits. On success *uid_r is its UID and the message is durable. */
 int store_mailbox_add(struct store_mailbox *mbox, struct store_stage *stage, uint32_t flags,
-		      uint32_t keywords, uint32_t *uid_r, struct store_error *err);
+		      uint32_t keywords, uint32_t *uid_r, struct error *err);
 
 /* Copy messages (hard links). uids[] must be ascending; dst_uids_r[i] gets
  * the new UID of uids[i] (0 if that message had gone). Keywords are carried
  * over by name. */
 int store_mailbox_copy(struct store_mailbox *src, const uint32_t *uids, size_t n,
-		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct store_error *err);
+		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct error *err);
 /* Copy, then expunge from src. */
 int store_mailbox_move(struct store_mailbox *src, const uint32_t *uids, size_t n,
-		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct store_error *err);
+		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct error *err);
 
 enum store_flag_mode { STORE_FLAGS_SET, STORE_FLAGS_ADD, STORE_FLAGS_REMOVE };
 /* What store_mailbox_set_flags makes of a message whose flags and keywords
@@ -316,10 +299,10 @@ int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, si
 			    enum store_flag_mode mode, uint32_t flags, uint32_t keywords,
 			    uint64_t unchangedsince,
 			    void (*report)(void *ctx, const struct store_flag_report *r), void *ctx,
-			    struct store_error *err);
+			    struct error *err);
 /* Remove messages (unlink). Missing UIDs are ignored. */
 int store_mailbox_expunge(struct store_mailbox *mbox, const uint32_t *uids, size_t n,
-			  struct store_error *err);
+			  struct error *err);
 
 /* ---- change notification (IDLE), store_notify.c ---------------------------- */
 
@@ -341,7 +324,7 @@ void store_notify_read(struct store_notify *n, void (*cb)(void *owner));
 struct store_rcpt {
 	const char *user;
 	const char *mailbox; /* NULL: INBOX; a missing mailbox falls back to INBOX */
-	struct store_error result;
+	struct error result;
 	uint32_t uid;
 };
 /* Link one finished staged message into every recipient's mailbox (single
@@ -357,12 +340,11 @@ size_t store_deliver(struct store *store, struct store_stage *stage, uint32_t fl
  * what changed. *problems_r counts the differences found. */
 int store_check_user(struct store *store, const char *user, int repair,
 		     void (*say)(void *ctx, const char *line), void *ctx, unsigned *problems_r,
-		     struct store_error *err);
+		     struct error *err);
 
 /* Leftover staging files in DATA/spool/tmp (older than 36 hours and held by
  * no process): report, and with repair remove them. */
-int store_check_spool(struct store *store, int repair,
-		      void (*say)(void *ctx, const char *line), void *ctx, unsigned *problems_r,
-		      struct store_error *err);
+int store_check_spool(struct store *store, int repair, void (*say)(void *ctx, const char *line),
+		      void *ctx, unsigned *problems_r, struct error *err);
 
 #endif

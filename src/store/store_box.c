@@ -72,7 +72,7 @@ static int keyword_valid(const char *kw)
 	return 1;
 }
 
-int store_box_read(int dir_fd, struct store_box *box_r, struct store_error *err)
+int store_box_read(int dir_fd, struct store_box *box_r, struct error *err)
 {
 	char *data;
 	size_t len;
@@ -80,7 +80,7 @@ int store_box_read(int dir_fd, struct store_box *box_r, struct store_error *err)
 	memset(&box, 0, sizeof(box));
 
 	if (fsx_read_file(dir_fd, BOX_FILE, 65536, &data, &len) < 0) {
-		store_err_errno(err, "cannot read mailroom-box");
+		error_errno(err, "cannot read mailroom-box");
 		return -1;
 	}
 	char *save = NULL;
@@ -112,7 +112,7 @@ int store_box_read(int dir_fd, struct store_box *box_r, struct store_error *err)
 	free(data);
 	if (box.uidvalidity == 0) {
 		store_box_clear(&box);
-		store_err(err, STORE_ERR_TEMP, "mailroom-box has no valid uidvalidity");
+		error_set(err, ERR_TEMP, "mailroom-box has no valid uidvalidity");
 		return -1;
 	}
 	if (box.uid_floor == 0)
@@ -121,7 +121,7 @@ int store_box_read(int dir_fd, struct store_box *box_r, struct store_error *err)
 	return 0;
 }
 
-int store_box_write(int dir_fd, const struct store_box *box, struct store_error *err)
+int store_box_write(int dir_fd, const struct store_box *box, struct error *err)
 {
 	struct buf b = BUF_INIT;
 	buf_printf(&b,
@@ -136,17 +136,17 @@ int store_box_write(int dir_fd, const struct store_box *box, struct store_error 
 			buf_printf(&b, "keyword %u %s\n", i, box->keywords[i]);
 	if (b.failed) {
 		buf_free(&b);
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		return -1;
 	}
 	int ret = fsx_write_file_atomic(dir_fd, BOX_FILE, b.data, b.len);
 	if (ret < 0)
-		store_err_errno(err, "cannot write mailroom-box");
+		error_errno(err, "cannot write mailroom-box");
 	buf_free(&b);
 	return ret;
 }
 
-int store_box_next_uidvalidity(struct store_user *user, uint32_t *uv_r, struct store_error *err)
+int store_box_next_uidvalidity(struct store_user *user, uint32_t *uv_r, struct error *err)
 {
 	char *data = NULL;
 	size_t len;
@@ -166,20 +166,19 @@ int store_box_next_uidvalidity(struct store_user *user, uint32_t *uv_r, struct s
 		uv = 1; /* 2106: wraps; UIDVALIDITY must only differ, not grow */
 	snprintf(text, sizeof(text), "%llu\n", (unsigned long long)uv);
 	if (fsx_write_file_atomic(user->root_fd, UIDVALIDITY_FILE, text, strlen(text)) < 0) {
-		store_err_errno(err, "cannot write mailroom-uidvalidity");
+		error_errno(err, "cannot write mailroom-uidvalidity");
 		return -1;
 	}
 	*uv_r = (uint32_t)uv;
 	return 0;
 }
 
-int store_box_save(struct store_mailbox *mbox, struct store_error *err)
+int store_box_save(struct store_mailbox *mbox, struct error *err)
 {
 	return store_box_write(mbox->dir_fd, &mbox->box, err);
 }
 
-int store_box_next_modseq(struct store_mailbox *mbox, uint64_t *modseq_r,
-			      struct store_error *err)
+int store_box_next_modseq(struct store_mailbox *mbox, uint64_t *modseq_r, struct error *err)
 {
 	struct store_user *user = mbox->user;
 	sqlite3_stmt *st = store_index_stmt(

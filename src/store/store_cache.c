@@ -80,7 +80,7 @@ void store_cache_row_clear(struct store_cache_row *row)
 }
 
 int store_cache_put(struct store_mailbox *mbox, uint32_t uid, const struct store_cache_row *row,
-		    struct store_error *err)
+		    struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(
 		mbox->user,
@@ -167,14 +167,14 @@ static void take_string(char **to, size_t *to_len, char **from, size_t from_len)
 }
 
 /* Moves the strings of row that want names into *parsed (where it has none
- * yet), and rebuilds the tree from the row's blob. 0, or -1 with *why_r if
+ * yet), and rebuilds the tree from the row's blob. 0, or -1 with why set if
  * the blob does not deserialise (then nothing is moved). */
 static int take_row(struct store_parsed *parsed, struct store_cache_row *row, unsigned want,
-		    const char **why_r)
+		    struct error *why)
 {
 	struct store_parsed *t = &row->text;
 	if ((want & STORE_PARSED_TREE) && parsed->tree == NULL && row->tree != NULL &&
-	    mime_tree_deserialize(row->tree, row->tree_len, &parsed->tree, why_r) < 0)
+	    mime_tree_deserialize(row->tree, row->tree_len, &parsed->tree, why) < 0)
 		return -1;
 	if (want & STORE_PARSED_ENVELOPE)
 		take_string(&parsed->envelope, &parsed->envelope_len, &t->envelope, t->envelope_len);
@@ -188,7 +188,7 @@ static int take_row(struct store_parsed *parsed, struct store_cache_row *row, un
 
 /* Read the cache row of uid (the columns want names). 1: found, 0: none. */
 static int read_row(struct store_mailbox *mbox, uint32_t uid, unsigned want,
-		    struct store_cache_row *row, struct store_error *err)
+		    struct store_cache_row *row, struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(mbox->user,
 					    "SELECT uid, envelope, body, bodystructure, mimetree"
@@ -202,7 +202,7 @@ static int read_row(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 	int found = rc == SQLITE_ROW;
 	if (found && row_from_stmt(st, want, row) < 0) {
 		sqlite3_reset(st);
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		return -1;
 	}
 	sqlite3_reset(st);
@@ -215,13 +215,13 @@ static int read_row(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 
 /* Stream the message file through the parser. */
 static int parse_file(struct store_mailbox *mbox, uint32_t uid, struct mime_tree **tree_r,
-		      struct store_error *err)
+		      struct error *err)
 {
 	int fd = -1;
 	uint64_t size;
 	struct mime_parser *p = NULL;
 	char *buf = NULL;
-	const char *why;
+	struct error why;
 
 	if (store_message_open(mbox, uid, &fd, &size, err) < 0)
 		return -1;
@@ -234,7 +234,7 @@ static int parse_file(struct store_mailbox *mbox, uint32_t uid, struct mime_tree
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			store_err_errno(err, "read message");
+			error_errno(err, "read message");
 			goto fail;
 		}
 		if (n == 0)
@@ -249,7 +249,7 @@ static int parse_file(struct store_mailbox *mbox, uint32_t uid, struct mime_tree
 	close(fd);
 	return 0;
 oom:
-	store_err(err, STORE_ERR_TEMP, "out of memory parsing message %u", uid);
+	error_set(err, ERR_TEMP, "out of memory parsing message %u", uid);
 fail:
 	mime_parser_free(&p);
 	free(buf);
@@ -259,18 +259,18 @@ fail:
 
 /* The miss: parse the file, write the whole row, hand out what want names. */
 static int fill_from_file(struct store_mailbox *mbox, uint32_t uid, unsigned want,
-			  struct store_parsed *parsed, struct store_error *err)
+			  struct store_parsed *parsed, struct error *err)
 {
 	struct mime_tree *tree = NULL;
 	struct store_cache_row row;
-	struct store_error cerr;
-	const char *why;
+	struct error cerr;
+	struct error why;
 
 	if (parse_file(mbox, uid, &tree, err) < 0)
 		return -1;
 	if (store_cache_row_fill(&row, tree) < 0) {
 		mime_tree_free(&tree);
-		store_err(err, STORE_ERR_TEMP, "out of memory parsing message %u", uid);
+		error_set(err, ERR_TEMP, "out of memory parsing message %u", uid);
 		return -1;
 	}
 	if (store_cache_put(mbox, uid, &row, &cerr) < 0)
@@ -279,7 +279,8 @@ static int fill_from_file(struct store_mailbox *mbox, uint32_t uid, unsigned wan
 	if (take_row(parsed, &row, want, &why) < 0) {
 		/* our own serialisation does not round-trip: a bug, but the
 		 * parser's tree still answers */
-		log_warn("store %s/%s: tree of uid %u: %s", mbox->user->name, mbox->name, uid, why);
+		log_warn("store %s/%s: tree of uid %u: %s", mbox->user->name, mbox->name, uid,
+			 why.text);
 		parsed->tree = tree;
 		tree = NULL;
 		take_row(parsed, &row, want & PARSED_STRINGS, &why);
@@ -290,11 +291,11 @@ static int fill_from_file(struct store_mailbox *mbox, uint32_t uid, unsigned wan
 }
 
 int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,
-		    struct store_parsed *parsed, struct store_error *err)
+		    struct store_parsed *parsed, struct error *err)
 {
 	struct store_parsed got = *parsed;
 	struct store_cache_row row;
-	const char *why;
+	struct error why;
 	unsigned need = want & ~held(&got);
 
 	if (need == 0)
@@ -308,7 +309,7 @@ int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 	} else {
 		if (found && row_complete(&row, need))
 			log_warn("store %s/%s: cached tree of uid %u: %s; reparsing",
-				 mbox->user->name, mbox->name, uid, why);
+				 mbox->user->name, mbox->name, uid, why.text);
 		ret = fill_from_file(mbox, uid, need, &got, err);
 		if (ret == 0)
 			*parsed = got;
@@ -320,7 +321,7 @@ int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 
 int store_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsigned want,
 		      int (*cb)(void *ctx, uint32_t uid, struct store_parsed *parsed), void *ctx,
-		      struct store_error *err)
+		      struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(mbox->user,
 					    "SELECT uid, envelope, body, bodystructure, mimetree"
@@ -336,10 +337,10 @@ int store_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsi
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct store_cache_row row;
 		struct store_parsed parsed = { 0 };
-		const char *why;
+		struct error why;
 		if (row_from_stmt(st, want, &row) < 0) {
 			sqlite3_reset(st);
-			store_err(err, STORE_ERR_TEMP, "out of memory");
+			error_set(err, ERR_TEMP, "out of memory");
 			return -1;
 		}
 		/* a tree that does not deserialise is left out: store_cache_get

@@ -25,7 +25,7 @@ struct check_ctx {
 	struct store_user *user;
 	struct store_sync_report rep;
 	int repair;
-	struct store_error *err;
+	struct error *err;
 	int failed;
 };
 
@@ -73,7 +73,7 @@ static int check_stale_rows(struct check_ctx *c)
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(st, 0);
 		char *dir;
-		struct store_error e;
+		struct error e;
 		if (store_name_to_dir(name, &dir, &e) == 0) {
 			int exists = faccessat(user->root_fd, dir, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 			free(dir);
@@ -160,7 +160,7 @@ static void check_leftovers(struct check_ctx *c)
 
 int store_check_user(struct store *store, const char *username, int repair,
 		     void (*say_cb)(void *ctx, const char *line), void *ctx, unsigned *problems_r,
-		     struct store_error *err)
+		     struct error *err)
 {
 	struct check_ctx c;
 	memset(&c, 0, sizeof(c));
@@ -190,7 +190,7 @@ out:
 #define SPOOL_STALE_SECONDS (36 * 3600)
 
 int store_check_spool(struct store *store, int repair, void (*say_cb)(void *ctx, const char *line),
-		      void *ctx, unsigned *problems_r, struct store_error *err)
+		      void *ctx, unsigned *problems_r, struct error *err)
 {
 	int fd = dup(store->spool_fd);
 	DIR *d = fd < 0 ? NULL : fdopendir(fd);
@@ -199,7 +199,7 @@ int store_check_spool(struct store *store, int repair, void (*say_cb)(void *ctx,
 	if (d == NULL) {
 		if (fd >= 0)
 			close(fd);
-		store_err_errno(err, "cannot read spool/tmp");
+		error_errno(err, "cannot read spool/tmp");
 		return -1;
 	}
 	rewinddir(d);

@@ -22,14 +22,14 @@ static int deliver_one(struct store *store, struct store_stage *stage, uint32_t 
 	if (store_mailbox_open(user, name, &mbox, &r->result) < 0) {
 		/* Like dovecot-lda -m: a missing (or invalid) target mailbox
 		 * falls back to INBOX rather than bouncing the mail. */
-		if (r->result.code != STORE_ERR_NOTFOUND && r->result.code != STORE_ERR_INVALID)
+		if (r->result.code != ERR_NOTFOUND && r->result.code != ERR_INVALID)
 			goto out;
 		if (store_mailbox_open(user, "INBOX", &mbox, &r->result) < 0)
 			goto out;
 	}
 	if (store_mailbox_add(mbox, stage, flags, 0, &r->uid, &r->result) < 0)
 		goto out;
-	r->result.code = STORE_OK;
+	r->result.code = ERR_OK;
 	r->result.text[0] = '\0';
 	ret = 0;
 out:

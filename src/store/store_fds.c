@@ -26,32 +26,32 @@ static int open_subdir(int dir_fd, const char *name)
 	return fd;
 }
 
-static int open_fds(struct store_mailbox *m, struct store_error *err)
+static int open_fds(struct store_mailbox *m, struct error *err)
 {
 	m->dir_fd = fsx_opendir_beneath(m->user->root_fd, m->dirname);
 	if (m->dir_fd < 0) {
 		if (errno == ENOENT)
-			store_err(err, STORE_ERR_NOTFOUND, "no such mailbox");
+			error_set(err, ERR_NOTFOUND, "no such mailbox");
 		else
-			store_err_errno(err, "cannot open the mailbox");
+			error_errno(err, "cannot open the mailbox");
 		return -1;
 	}
 	struct stat st;
 	if (fstat(m->dir_fd, &st) < 0) {
-		store_err_errno(err, "cannot stat the mailbox");
+		error_errno(err, "cannot stat the mailbox");
 		goto fail;
 	}
 	if (m->dir_ino == 0) {
 		m->dir_dev = st.st_dev;
 		m->dir_ino = st.st_ino;
 	} else if (m->dir_dev != st.st_dev || m->dir_ino != st.st_ino) {
-		store_err(err, STORE_ERR_NOTFOUND, "the mailbox was deleted or renamed");
+		error_set(err, ERR_NOTFOUND, "the mailbox was deleted or renamed");
 		goto fail;
 	}
 	m->cur_fd = open_subdir(m->dir_fd, "cur");
 	m->new_fd = open_subdir(m->dir_fd, "new");
 	if (m->cur_fd < 0 || m->new_fd < 0) {
-		store_err_errno(err, "cannot open the mailbox's cur/ or new/");
+		error_errno(err, "cannot open the mailbox's cur/ or new/");
 		goto fail;
 	}
 	return 0;
@@ -60,7 +60,7 @@ fail:
 	return -1;
 }
 
-int store_fds_open(struct store_mailbox *mbox, struct store_error *err)
+int store_fds_open(struct store_mailbox *mbox, struct error *err)
 {
 	if (mbox->dir_fd >= 0 && mbox->cur_fd >= 0 && mbox->new_fd >= 0)
 		return 0;

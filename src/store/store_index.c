@@ -58,19 +58,19 @@ static const char schema[] =
 	" mailbox INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,"
 	" PRIMARY KEY(mailbox, uid)) WITHOUT ROWID;";
 
-void store_index_sqlerr(struct store_user *user, struct store_error *err, const char *what)
+void store_index_sqlerr(struct store_user *user, struct error *err, const char *what)
 {
 	int code = user->ix.db ? sqlite3_errcode(user->ix.db) : SQLITE_CANTOPEN;
 	const char *msg = user->ix.db ? sqlite3_errmsg(user->ix.db) : "not open";
 	if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
-		store_err(err, STORE_ERR_TEMP, "%s: index is locked (timeout)", what);
+		error_set(err, ERR_TEMP, "%s: index is locked (timeout)", what);
 	else
-		store_err(err, STORE_ERR_TEMP, "%s: index: %s", what, msg);
+		error_set(err, ERR_TEMP, "%s: index: %s", what, msg);
 }
 
-static int index_open(struct store_user *user, struct store_error *err);
+static int index_open(struct store_user *user, struct error *err);
 
-int store_index_acquire(struct store_user *user, struct store_error *err)
+int store_index_acquire(struct store_user *user, struct error *err)
 {
 	if (user->ix.db != NULL)
 		return 0;
@@ -79,7 +79,7 @@ int store_index_acquire(struct store_user *user, struct store_error *err)
 	return index_open(user, err);
 }
 
-static int ensure_open(struct store_user *user, struct store_error *err)
+static int ensure_open(struct store_user *user, struct error *err)
 {
 	return store_index_acquire(user, err);
 }
@@ -109,7 +109,7 @@ void store_index_release(struct store_user *user)
 	store_pool_give(user->store->pool, user->name, &user->ix);
 }
 
-int store_index_exec(struct store_user *user, struct store_error *err, const char *sql, ...)
+int store_index_exec(struct store_user *user, struct error *err, const char *sql, ...)
 {
 	if (ensure_open(user, err) < 0)
 		return -1;
@@ -118,7 +118,7 @@ int store_index_exec(struct store_user *user, struct store_error *err, const cha
 	char *q = sqlite3_vmprintf(sql, ap);
 	va_end(ap);
 	if (q == NULL) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		return -1;
 	}
 	int rc = sqlite3_exec(user->ix.db, q, NULL, NULL, NULL);
@@ -130,7 +130,7 @@ int store_index_exec(struct store_user *user, struct store_error *err, const cha
 	return 0;
 }
 
-static int check_boot(struct store_user *user, struct store_error *err)
+static int check_boot(struct store_user *user, struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(user, "SELECT value FROM meta WHERE key='boot_id'", err);
 	if (st == NULL)
@@ -157,7 +157,7 @@ static int check_boot(struct store_user *user, struct store_error *err)
 	return store_index_commit(user, err);
 }
 
-static int index_open(struct store_user *user, struct store_error *err)
+static int index_open(struct store_user *user, struct error *err)
 {
 	char path[64];
 	struct stat ix;
@@ -166,13 +166,13 @@ static int index_open(struct store_user *user, struct store_error *err)
 	 * outlives the store_user that opened it. */
 	user->ix.dir_fd = fcntl(user->root_fd, F_DUPFD_CLOEXEC, 0);
 	if (user->ix.dir_fd < 0) {
-		store_err_errno(err, "cannot open index.sqlite");
+		error_errno(err, "cannot open index.sqlite");
 		return -1;
 	}
 	snprintf(path, sizeof(path), "/proc/self/fd/%d/index.sqlite", user->ix.dir_fd);
 	user->ix.stmts = calloc(STORE_STMT_CACHE, sizeof(*user->ix.stmts));
 	if (user->ix.stmts == NULL) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		goto fail;
 	}
 	if (sqlite3_open_v2(path, &user->ix.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -221,7 +221,7 @@ static int index_open(struct store_user *user, struct store_error *err)
 	if (check_boot(user, err) < 0)
 		goto fail;
 	if (fstatat(user->ix.dir_fd, "index.sqlite", &ix, AT_SYMLINK_NOFOLLOW) < 0) {
-		store_err_errno(err, "index.sqlite");
+		error_errno(err, "index.sqlite");
 		goto fail;
 	}
 	user->ix.dev = ix.st_dev;
@@ -232,7 +232,7 @@ fail:
 	return -1;
 }
 
-sqlite3_stmt *store_index_stmt(struct store_user *user, const char *sql, struct store_error *err)
+sqlite3_stmt *store_index_stmt(struct store_user *user, const char *sql, struct error *err)
 {
 	int free_slot = -1;
 	if (ensure_open(user, err) < 0)
@@ -263,7 +263,7 @@ sqlite3_stmt *store_index_stmt(struct store_user *user, const char *sql, struct 
 }
 
 int store_index_done(struct store_user *user, sqlite3_stmt *st, int rc, const char *what,
-		     struct store_error *err)
+		     struct error *err)
 {
 	sqlite3_reset(st);
 	if (rc == SQLITE_DONE)
@@ -272,7 +272,7 @@ int store_index_done(struct store_user *user, sqlite3_stmt *st, int rc, const ch
 	return -1;
 }
 
-int store_index_begin(struct store_user *user, struct store_error *err)
+int store_index_begin(struct store_user *user, struct error *err)
 {
 	if (ensure_open(user, err) < 0)
 		return -1;
@@ -284,7 +284,7 @@ int store_index_begin(struct store_user *user, struct store_error *err)
 	return 0;
 }
 
-int store_index_commit(struct store_user *user, struct store_error *err)
+int store_index_commit(struct store_user *user, struct error *err)
 {
 	if (sqlite3_exec(user->ix.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		store_index_sqlerr(user, err, "commit");
@@ -304,7 +304,7 @@ void store_index_rollback(struct store_user *user)
 
 int store_index_meta_get(struct store_user *user, const char *key, int64_t *v_r)
 {
-	struct store_error err;
+	struct error err;
 	sqlite3_stmt *st = store_index_stmt(user, "SELECT value FROM meta WHERE key=?", &err);
 	if (st == NULL)
 		return -1;
@@ -318,8 +318,7 @@ int store_index_meta_get(struct store_user *user, const char *key, int64_t *v_r)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
-int store_index_meta_set(struct store_user *user, const char *key, int64_t v,
-			 struct store_error *err)
+int store_index_meta_set(struct store_user *user, const char *key, int64_t v, struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(user, "INSERT OR REPLACE INTO meta VALUES(?, ?)", err);
 	if (st == NULL)
@@ -336,7 +335,7 @@ int store_index_meta_set(struct store_user *user, const char *key, int64_t v,
 }
 
 int store_index_quota_add(struct store_user *user, int64_t bytes, int64_t messages,
-			  struct store_error *err)
+			  struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(
 		user,

@@ -86,7 +86,7 @@ struct store_mailbox {
  * indirectly; each exports only names that begin with its own name
  * (store.c: store_*, the DATA folder; store_subs.c: store_subscribe and
  * store_subscriptions):
- *   store_err.c  store_fname.c  store_name.c  store_flags.c  store_pool.c
+ *   store_fname.c  store_name.c  store_flags.c  store_pool.c
  *   store_index.c
  *   store.c  store_fds.c  store_lock.c  store_box.c  store_sync.c
  *   store_mailbox.c  store_subs.c  store_user.c  store_message.c
@@ -95,12 +95,6 @@ struct store_mailbox {
  *   store_mailbox_move.c  store_mailbox_rename.c  store_deliver.c
  *   store_check.c  store_notify.c  store_pop3lock.c
  */
-
-/* store_err.c */
-void store_err(struct store_error *err, enum store_errcode code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-/* Sets err from errno: ENOSPC, EIO and friends are TEMP. */
-void store_err_errno(struct store_error *err, const char *what);
 
 /* store_fname.c: maildir file names "<base>,S=<size>,U=<uid>:2,<flags>". */
 struct store_fname {
@@ -117,8 +111,8 @@ int store_fname_build(const struct store_fname *f, char *out, size_t outsize);
 
 /* store_name.c: IMAP mailbox name <-> directory name beneath the user root. */
 /* The name checked and normalised (store_mailbox_name_normalize's contract). */
-int store_name_normalize(const char *name, char **norm_r, struct store_error *err);
-int store_name_to_dir(const char *name, char **dir_r, struct store_error *err);
+int store_name_normalize(const char *name, char **norm_r, struct error *err);
+int store_name_to_dir(const char *name, char **dir_r, struct error *err);
 int store_name_from_dir(const char *dir, char **name_r);
 
 /* store_pool.c: index connections kept between uses, one per user. take:
@@ -136,26 +130,25 @@ void store_pool_conn_close(struct store_index_conn *conn);
  * connection, from the pool or opened (the others call it on first use);
  * release: give it back to the pool (no transaction may be open); drop:
  * close it. */
-int store_index_acquire(struct store_user *user, struct store_error *err);
+int store_index_acquire(struct store_user *user, struct error *err);
 void store_index_release(struct store_user *user);
 void store_index_drop(struct store_user *user);
-int store_index_begin(struct store_user *user, struct store_error *err);
-int store_index_commit(struct store_user *user, struct store_error *err);
+int store_index_begin(struct store_user *user, struct error *err);
+int store_index_commit(struct store_user *user, struct error *err);
 void store_index_rollback(struct store_user *user);
 /* Prepare (cached) and report SQLite errors as TEMP. */
-sqlite3_stmt *store_index_stmt(struct store_user *user, const char *sql, struct store_error *err);
-int store_index_exec(struct store_user *user, struct store_error *err, const char *sql, ...);
-void store_index_sqlerr(struct store_user *user, struct store_error *err, const char *what);
+sqlite3_stmt *store_index_stmt(struct store_user *user, const char *sql, struct error *err);
+int store_index_exec(struct store_user *user, struct error *err, const char *sql, ...);
+void store_index_sqlerr(struct store_user *user, struct error *err, const char *what);
 /* After the last sqlite3_step of st returned rc: reset st; 0 if rc is
  * SQLITE_DONE (a walk of rows stopped on purpose passes SQLITE_DONE), else
  * -1 with err (what names the statement). */
 int store_index_done(struct store_user *user, sqlite3_stmt *st, int rc, const char *what,
-		     struct store_error *err);
+		     struct error *err);
 int store_index_meta_get(struct store_user *user, const char *key, int64_t *v_r);
-int store_index_meta_set(struct store_user *user, const char *key, int64_t v,
-			 struct store_error *err);
+int store_index_meta_set(struct store_user *user, const char *key, int64_t v, struct error *err);
 int store_index_quota_add(struct store_user *user, int64_t bytes, int64_t messages,
-			  struct store_error *err);
+			  struct error *err);
 
 /* store.c */
 /* A unique maildir base name: time.MusecPpidQn.host */
@@ -168,39 +161,38 @@ int store_remove_tree(int dirfd, const char *name, int depth);
  * (NOTFOUND if the mailbox's directory is no longer the one opened first:
  * deleted, or renamed and replaced). Every function that uses dir_fd,
  * cur_fd or new_fd calls it first; a no-op while they are open. */
-int store_fds_open(struct store_mailbox *mbox, struct store_error *err);
+int store_fds_open(struct store_mailbox *mbox, struct error *err);
 /* Close them (not while the mailbox is locked: then a no-op). */
 void store_fds_close(struct store_mailbox *mbox);
 
 /* store_lock.c */
 /* flock(fd, LOCK_EX), waiting up to timeout_s seconds (then TEMP). */
-int store_lock_wait(int fd, unsigned timeout_s, struct store_error *err);
+int store_lock_wait(int fd, unsigned timeout_s, struct error *err);
 /* The user-root lock: changes to the set of mailboxes. */
-int store_lock_user(struct store_user *user, struct store_error *err);
+int store_lock_user(struct store_user *user, struct error *err);
 void store_lock_user_release(struct store_user *user);
 /* The mailbox lock (nests): changes to the mailbox's messages. */
-int store_lock_mailbox(struct store_mailbox *mbox, struct store_error *err);
+int store_lock_mailbox(struct store_mailbox *mbox, struct error *err);
 void store_lock_mailbox_release(struct store_mailbox *mbox);
 
 /* store_box.c: the mailroom-box file. */
-int store_box_read(int dir_fd, struct store_box *box_r, struct store_error *err);
-int store_box_write(int dir_fd, const struct store_box *box, struct store_error *err);
+int store_box_read(int dir_fd, struct store_box *box_r, struct error *err);
+int store_box_write(int dir_fd, const struct store_box *box, struct error *err);
 void store_box_clear(struct store_box *box);
 void store_box_init(struct store_box *box, uint32_t uidvalidity);
 /* Next UIDVALIDITY for a new mailbox of this user: above the last one given. */
-int store_box_next_uidvalidity(struct store_user *user, uint32_t *uv_r, struct store_error *err);
+int store_box_next_uidvalidity(struct store_user *user, uint32_t *uv_r, struct error *err);
 /* Rewrite mailroom-box durably after changing mbox->box. */
-int store_box_save(struct store_mailbox *mbox, struct store_error *err);
+int store_box_save(struct store_mailbox *mbox, struct error *err);
 /* Hand out the next modseq (reserving ahead in mailroom-box as needed).
  * Caller holds the lock and an index transaction. */
-int store_box_next_modseq(struct store_mailbox *mbox, uint64_t *modseq_r,
-			  struct store_error *err);
+int store_box_next_modseq(struct store_mailbox *mbox, uint64_t *modseq_r, struct error *err);
 
 /* store_sync.c: reconcile with the files. */
 /* 1 if the index may be behind the files (cheap), 0 if not, -1 on error. */
-int store_sync_needed(struct store_mailbox *mbox, struct store_error *err);
+int store_sync_needed(struct store_mailbox *mbox, struct error *err);
 /* Reread mailroom-box and reconcile; caller holds the lock. */
-int store_sync_locked(struct store_mailbox *mbox, int full, struct store_error *err);
+int store_sync_locked(struct store_mailbox *mbox, int full, struct error *err);
 struct store_sync_report {
 	int dry; /* only report, change nothing */
 	unsigned problems;
@@ -209,10 +201,10 @@ struct store_sync_report {
 };
 /* The reconcile itself; rep (may be NULL) hears of every difference. */
 int store_sync_run(struct store_mailbox *mbox, int full, struct store_sync_report *rep,
-		   struct store_error *err);
+		   struct error *err);
 /* Record the current mtime of cur/ in the index (caller in a transaction),
  * after a change of ours: the next sync need not rescan. */
-int store_sync_note_mtime(struct store_mailbox *mbox, struct store_error *err);
+int store_sync_note_mtime(struct store_mailbox *mbox, struct error *err);
 /* After a failure half way through file operations: make the next sync
  * rescan cur/ in full, whatever its mtime says. */
 void store_sync_mark_rescan(struct store_mailbox *mbox);
@@ -220,13 +212,13 @@ void store_sync_mark_rescan(struct store_mailbox *mbox);
 /* store_mailbox.c */
 /* Open without reconciling (for `check`, which reports before it repairs). */
 int store_mailbox_open_nosync(struct store_user *user, const char *name,
-			      struct store_mailbox **mbox_r, struct store_error *err);
+			      struct store_mailbox **mbox_r, struct error *err);
 
 /* store_message.c */
 /* The index row of uid (pending rows excluded), its file name copied into
  * fname (msg_r->fname points there); NOTFOUND if there is none. */
 int store_message_lookup(struct store_mailbox *mbox, uint32_t uid, struct store_msg *msg_r,
-			 char *fname, size_t fname_size, struct store_error *err);
+			 char *fname, size_t fname_size, struct error *err);
 
 /* store_cache.c: a message's cache row as the index stores it, every field
  * malloc'ed or NULL. */
@@ -241,7 +233,7 @@ int store_cache_row_fill(struct store_cache_row *row, const struct mime_tree *tr
 void store_cache_row_clear(struct store_cache_row *row);
 /* Write uid's row whole, if uid still has an index row. */
 int store_cache_put(struct store_mailbox *mbox, uint32_t uid, const struct store_cache_row *row,
-		    struct store_error *err);
+		    struct error *err);
 
 /* store_stage.c */
 /* The cache row computed while staging (after finish), or NULL. */
@@ -261,11 +253,11 @@ struct store_link {
 };
 /* Step 2: reserve UIDs for msgs[0..n) and commit pending rows for them. */
 int store_link_reserve(struct store_mailbox *mbox, struct store_link *msgs, size_t n,
-		       struct store_error *err);
+		       struct error *err);
 /* Step 4: mark the linked ones done (modseq, quota, cur/'s mtime) and drop
  * the rows of those that were not linked. */
 int store_link_complete(struct store_mailbox *mbox, struct store_link *msgs, size_t n,
-			struct store_error *err);
+			struct error *err);
 /* After a failed step 3 or 4: take the links back (and fsync), so that the
  * failure the caller reports is true. */
 void store_link_undo(struct store_mailbox *mbox, struct store_link *msgs, size_t n);

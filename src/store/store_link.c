@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 int store_link_reserve(struct store_mailbox *mbox, struct store_link *msgs, size_t n,
-		       struct store_error *err)
+		       struct error *err)
 {
 	struct store_user *user = mbox->user;
 	if (store_index_begin(user, err) < 0)
@@ -53,7 +53,7 @@ int store_link_reserve(struct store_mailbox *mbox, struct store_link *msgs, size
 	int64_t next = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
 	if (next > (int64_t)UINT32_MAX) {
-		store_err(err, STORE_ERR_LIMIT, "mailbox has run out of UIDs");
+		error_set(err, ERR_LIMIT, "mailbox has run out of UIDs");
 		goto fail;
 	}
 	uint32_t first = (uint32_t)(next - (int64_t)n);
@@ -61,7 +61,7 @@ int store_link_reserve(struct store_mailbox *mbox, struct store_link *msgs, size
 		msgs[i].uid = first + (uint32_t)i;
 		msgs[i].f.uid = msgs[i].uid;
 		if (store_fname_build(&msgs[i].f, msgs[i].fname, sizeof(msgs[i].fname)) < 0) {
-			store_err(err, STORE_ERR_INVALID, "file name too long");
+			error_set(err, ERR_INVALID, "file name too long");
 			goto fail;
 		}
 		st = store_index_stmt(user,
@@ -91,7 +91,7 @@ fail:
 }
 
 int store_link_complete(struct store_mailbox *mbox, struct store_link *msgs, size_t n,
-			struct store_error *err)
+			struct error *err)
 {
 	struct store_user *user = mbox->user;
 	int64_t bytes = 0, count = 0;

@@ -11,7 +11,7 @@
  *    ascending order to every reader. It nests (lock_depth): an operation
  *    that holds it may call another that takes it.
  * A lock is waited for up to lock_timeout seconds, then the operation fails
- * with STORE_ERR_TEMP ("lock timeout"). flock locks belong to an open file
+ * with ERR_TEMP ("lock timeout"). flock locks belong to an open file
  * description, so one process must not hold two store_mailbox objects of the
  * same mailbox locked at once (nothing in the store does).
  */
@@ -21,7 +21,7 @@
 #include <sys/file.h>
 #include <time.h>
 
-int store_lock_wait(int fd, unsigned timeout_s, struct store_error *err)
+int store_lock_wait(int fd, unsigned timeout_s, struct error *err)
 {
 	struct timespec start, now;
 	long delay_us = 100;
@@ -30,14 +30,14 @@ int store_lock_wait(int fd, unsigned timeout_s, struct store_error *err)
 		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
 			return 0;
 		if (errno != EWOULDBLOCK && errno != EINTR) {
-			store_err_errno(err, "lock");
+			error_errno(err, "lock");
 			return -1;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		int64_t waited_ms = (int64_t)(now.tv_sec - start.tv_sec) * 1000 +
 				    (now.tv_nsec - start.tv_nsec) / 1000000;
 		if (waited_ms >= (int64_t)timeout_s * 1000) {
-			store_err(err, STORE_ERR_TEMP, "lock timeout");
+			error_set(err, ERR_TEMP, "lock timeout");
 			return -1;
 		}
 		struct timespec ts = { 0, delay_us * 1000 };
@@ -47,7 +47,7 @@ int store_lock_wait(int fd, unsigned timeout_s, struct store_error *err)
 	}
 }
 
-int store_lock_user(struct store_user *user, struct store_error *err)
+int store_lock_user(struct store_user *user, struct error *err)
 {
 	return store_lock_wait(user->root_fd, user->store->lock_timeout, err);
 }
@@ -57,7 +57,7 @@ void store_lock_user_release(struct store_user *user)
 	flock(user->root_fd, LOCK_UN);
 }
 
-int store_lock_mailbox(struct store_mailbox *mbox, struct store_error *err)
+int store_lock_mailbox(struct store_mailbox *mbox, struct error *err)
 {
 	if (store_fds_open(mbox, err) < 0)
 		return -1;

@@ -31,7 +31,7 @@
 static const char *const special_uses[] = { "\\Drafts", "\\Sent",  "\\Trash",  "\\Junk",
 					    "\\Archive", "\\All", "\\Flagged" };
 
-int store_mailbox_name_normalize(const char *name, char **norm_r, struct store_error *err)
+int store_mailbox_name_normalize(const char *name, char **norm_r, struct error *err)
 {
 	return store_name_normalize(name, norm_r, err);
 }
@@ -54,7 +54,7 @@ static int make_maildir(int root_fd, const char *tmpname)
 }
 
 static int create_locked(struct store_user *user, const char *name, const char *special_use,
-			 struct store_error *err)
+			 struct error *err)
 {
 	char *dir = NULL;
 	char tmpname[256];
@@ -68,7 +68,7 @@ static int create_locked(struct store_user *user, const char *name, const char *
 	if (store_name_to_dir(name, &dir, err) < 0)
 		return -1;
 	if (fstatat(user->root_fd, dir, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		store_err(err, STORE_ERR_EXISTS, "mailbox already exists");
+		error_set(err, ERR_EXISTS, "mailbox already exists");
 		goto out;
 	}
 	store_unique_base(user->store, base, sizeof(base));
@@ -80,7 +80,7 @@ static int create_locked(struct store_user *user, const char *name, const char *
 	if (special_use != NULL)
 		snprintf(box.special_use, sizeof(box.special_use), "%s", special_use);
 	if (make_maildir(user->root_fd, tmpname) < 0) {
-		store_err_errno(err, "cannot create the mailbox folder");
+		error_errno(err, "cannot create the mailbox folder");
 		goto cleanup;
 	}
 	fd = fsx_opendir_beneath(user->root_fd, tmpname);
@@ -88,13 +88,13 @@ static int create_locked(struct store_user *user, const char *name, const char *
 		goto cleanup;
 	if (fsx_rename_noreplace(user->root_fd, tmpname, user->root_fd, dir) < 0) {
 		if (errno == EEXIST)
-			store_err(err, STORE_ERR_EXISTS, "mailbox already exists");
+			error_set(err, ERR_EXISTS, "mailbox already exists");
 		else
-			store_err_errno(err, "cannot create the mailbox");
+			error_errno(err, "cannot create the mailbox");
 		goto cleanup;
 	}
 	if (fsx_fsync(user->root_fd) < 0) {
-		store_err_errno(err, "fsync");
+		error_errno(err, "fsync");
 		goto out;
 	}
 	ret = 0;
@@ -110,14 +110,14 @@ out:
 }
 
 int store_mailbox_create(struct store_user *user, const char *name, const char *special_use,
-			 struct store_error *err)
+			 struct error *err)
 {
 	if (special_use != NULL) {
 		int ok = 0;
 		for (size_t i = 0; i < sizeof(special_uses) / sizeof(special_uses[0]); i++)
 			ok |= strcmp(special_use, special_uses[i]) == 0;
 		if (!ok) {
-			store_err(err, STORE_ERR_INVALID, "unknown special-use attribute");
+			error_set(err, ERR_INVALID, "unknown special-use attribute");
 			return -1;
 		}
 	}
@@ -129,7 +129,7 @@ int store_mailbox_create(struct store_user *user, const char *name, const char *
 }
 
 /* Forget a mailbox in the index, giving back its quota. */
-static int index_forget(struct store_user *user, const char *name, struct store_error *err)
+static int index_forget(struct store_user *user, const char *name, struct error *err)
 {
 	if (store_index_begin(user, err) < 0)
 		return -1;
@@ -154,7 +154,7 @@ static int index_forget(struct store_user *user, const char *name, struct store_
 	return store_index_commit(user, err);
 }
 
-int store_mailbox_delete(struct store_user *user, const char *name, struct store_error *err)
+int store_mailbox_delete(struct store_user *user, const char *name, struct error *err)
 {
 	char *norm = NULL;
 	char *dir = NULL;
@@ -165,7 +165,7 @@ int store_mailbox_delete(struct store_user *user, const char *name, struct store
 	if (store_name_normalize(name, &norm, err) < 0)
 		return -1;
 	if (strcmp(norm, "INBOX") == 0) {
-		store_err(err, STORE_ERR_INVALID, "INBOX cannot be deleted");
+		error_set(err, ERR_INVALID, "INBOX cannot be deleted");
 		free(norm);
 		return -1;
 	}
@@ -174,9 +174,9 @@ int store_mailbox_delete(struct store_user *user, const char *name, struct store
 	int fd = fsx_opendir_beneath(user->root_fd, dir);
 	if (fd < 0) {
 		if (errno == ENOENT)
-			store_err(err, STORE_ERR_NOTFOUND, "no such mailbox");
+			error_set(err, ERR_NOTFOUND, "no such mailbox");
 		else
-			store_err_errno(err, "cannot open the mailbox");
+			error_errno(err, "cannot open the mailbox");
 		goto unlock;
 	}
 	/* Wait for writers of this mailbox, then make it vanish in one rename. */
@@ -187,13 +187,13 @@ int store_mailbox_delete(struct store_user *user, const char *name, struct store
 	store_unique_base(user->store, base, sizeof(base));
 	snprintf(tmpname, sizeof(tmpname), "tmp-delete.%.200s", base);
 	if (fsx_renameat(user->root_fd, dir, user->root_fd, tmpname) < 0) {
-		store_err_errno(err, "cannot delete the mailbox");
+		error_errno(err, "cannot delete the mailbox");
 		close(fd);
 		goto unlock;
 	}
 	close(fd);
 	if (fsx_fsync(user->root_fd) < 0) {
-		store_err_errno(err, "fsync");
+		error_errno(err, "fsync");
 		goto unlock;
 	}
 	/* From here the mailbox is gone; leftovers of a failed removal are
@@ -226,7 +226,7 @@ static int entry_cmp(const void *a, const void *b)
 
 int store_mailbox_list(struct store_user *user,
 		       int (*cb)(void *ctx, const struct store_mailbox_info *info), void *ctx,
-		       struct store_error *err)
+		       struct error *err)
 {
 	struct list_entry *ents = NULL;
 	size_t n = 0, cap = 0;
@@ -235,7 +235,7 @@ int store_mailbox_list(struct store_user *user,
 	DIR *d = fd < 0 ? NULL : fdopendir(fd);
 
 	if (d == NULL) {
-		store_err_errno(err, "cannot list mailboxes");
+		error_errno(err, "cannot list mailboxes");
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -259,7 +259,7 @@ int store_mailbox_list(struct store_user *user,
 			if (p == NULL) {
 				close(mfd);
 				free(name);
-				store_err(err, STORE_ERR_TEMP, "out of memory");
+				error_set(err, ERR_TEMP, "out of memory");
 				goto out;
 			}
 			ents = p;
@@ -267,7 +267,7 @@ int store_mailbox_list(struct store_user *user,
 		ents[n].name = name;
 		ents[n].special_use[0] = '\0';
 		struct store_box box;
-		struct store_error ignore;
+		struct error ignore;
 		if (store_box_read(mfd, &box, &ignore) == 0) {
 			memcpy(ents[n].special_use, box.special_use, sizeof(box.special_use));
 			store_box_clear(&box);
@@ -297,7 +297,7 @@ out:
 
 /* Find or create the index row of mbox; a row whose UIDVALIDITY differs
  * belongs to an earlier mailbox of the same name and is dropped. */
-static int index_row(struct store_mailbox *mbox, struct store_error *err)
+static int index_row(struct store_mailbox *mbox, struct error *err)
 {
 	struct store_user *user = mbox->user;
 	sqlite3_stmt *st =
@@ -326,17 +326,17 @@ static int index_row(struct store_mailbox *mbox, struct store_error *err)
 	return index_row(mbox, err);
 }
 
-static int ensure_box(struct store_mailbox *mbox, struct store_error *err)
+static int ensure_box(struct store_mailbox *mbox, struct error *err)
 {
 	if (store_box_read(mbox->dir_fd, &mbox->box, err) == 0)
 		return 0;
-	if (err->code != STORE_ERR_NOTFOUND)
+	if (err->code != ERR_NOTFOUND)
 		return -1;
 	/* A maildir made by another program: give it a UIDVALIDITY. */
 	if (store_lock_user(mbox->user, err) < 0)
 		return -1;
 	int ret = store_box_read(mbox->dir_fd, &mbox->box, err);
-	if (ret < 0 && err->code == STORE_ERR_NOTFOUND) {
+	if (ret < 0 && err->code == ERR_NOTFOUND) {
 		uint32_t uv;
 		ret = store_box_next_uidvalidity(mbox->user, &uv, err);
 		if (ret == 0) {
@@ -349,11 +349,11 @@ static int ensure_box(struct store_mailbox *mbox, struct store_error *err)
 }
 
 int store_mailbox_open_nosync(struct store_user *user, const char *name,
-			      struct store_mailbox **mbox_r, struct store_error *err)
+			      struct store_mailbox **mbox_r, struct error *err)
 {
 	struct store_mailbox *m = calloc(1, sizeof(*m));
 	if (m == NULL) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		return -1;
 	}
 	m->user = user;
@@ -373,7 +373,7 @@ fail:
 }
 
 int store_mailbox_open(struct store_user *user, const char *name, struct store_mailbox **mbox_r,
-		       struct store_error *err)
+		       struct error *err)
 {
 	if (store_mailbox_open_nosync(user, name, mbox_r, err) < 0)
 		return -1;
@@ -389,7 +389,7 @@ void store_mailbox_release_fds(struct store_mailbox *mbox)
 	store_fds_close(mbox);
 }
 
-int store_mailbox_sync(struct store_mailbox *mbox, int full, struct store_error *err)
+int store_mailbox_sync(struct store_mailbox *mbox, int full, struct error *err)
 {
 	if (store_fds_open(mbox, err) < 0)
 		return -1;
@@ -425,8 +425,7 @@ const char *store_mailbox_name(const struct store_mailbox *mbox)
 	return mbox->name;
 }
 
-int store_mailbox_status(struct store_mailbox *mbox, struct store_status *st_r,
-			 struct store_error *err)
+int store_mailbox_status(struct store_mailbox *mbox, struct store_status *st_r, struct error *err)
 {
 	if (store_fds_open(mbox, err) < 0)
 		return -1;
@@ -468,7 +467,7 @@ const char *store_mailbox_keyword(const struct store_mailbox *mbox, unsigned idx
 }
 
 int store_mailbox_keyword_index(struct store_mailbox *mbox, const char *keyword, int create,
-				unsigned *idx_r, struct store_error *err)
+				unsigned *idx_r, struct error *err)
 {
 	if (store_fds_open(mbox, err) < 0)
 		return -1;
@@ -479,7 +478,7 @@ int store_mailbox_keyword_index(struct store_mailbox *mbox, const char *keyword,
 			return 0;
 		}
 	if (!create) {
-		store_err(err, STORE_ERR_NOTFOUND, "no such keyword");
+		error_set(err, ERR_NOTFOUND, "no such keyword");
 		return -1;
 	}
 	if (store_lock_mailbox(mbox, err) < 0)
@@ -501,22 +500,22 @@ int store_mailbox_keyword_index(struct store_mailbox *mbox, const char *keyword,
 		if (mbox->box.keywords[i] != NULL)
 			continue;
 		if (*keyword == '\0' || strlen(keyword) > 100 || strpbrk(keyword, "(){%*\"\\] \t\r\n")) {
-			store_err(err, STORE_ERR_INVALID, "invalid keyword");
+			error_set(err, ERR_INVALID, "invalid keyword");
 			goto out;
 		}
 		mbox->box.keywords[i] = strdup(keyword);
 		if (mbox->box.keywords[i] == NULL || store_box_save(mbox, err) < 0) {
 			free(mbox->box.keywords[i]);
 			mbox->box.keywords[i] = NULL;
-			if (err->code == STORE_OK)
-				store_err(err, STORE_ERR_TEMP, "out of memory");
+			if (err->code == ERR_OK)
+				error_set(err, ERR_TEMP, "out of memory");
 			goto out;
 		}
 		*idx_r = i;
 		ret = 0;
 		goto out;
 	}
-	store_err(err, STORE_ERR_LIMIT, "too many keywords in this mailbox");
+	error_set(err, ERR_LIMIT, "too many keywords in this mailbox");
 out:
 	store_lock_mailbox_release(mbox);
 	return ret;
@@ -528,7 +527,7 @@ out:
  * fname" statement, calling cb for each row until it returns non-zero. */
 static int walk_rows(struct store_mailbox *mbox, sqlite3_stmt *st,
 		     int (*cb)(void *ctx, const struct store_msg *msg), void *ctx,
-		     struct store_error *err)
+		     struct error *err)
 {
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -550,7 +549,7 @@ static int walk_rows(struct store_mailbox *mbox, sqlite3_stmt *st,
 
 int store_mailbox_messages(struct store_mailbox *mbox, uint32_t lo, uint32_t hi,
 			   int (*cb)(void *ctx, const struct store_msg *msg), void *ctx,
-			   struct store_error *err)
+			   struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(
 		mbox->user,
@@ -567,7 +566,7 @@ int store_mailbox_messages(struct store_mailbox *mbox, uint32_t lo, uint32_t hi,
 
 int store_mailbox_changed_since(struct store_mailbox *mbox, uint64_t modseq,
 				int (*cb)(void *ctx, const struct store_msg *msg), void *ctx,
-				struct store_error *err)
+				struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(
 		mbox->user,
@@ -583,7 +582,7 @@ int store_mailbox_changed_since(struct store_mailbox *mbox, uint64_t modseq,
 
 int store_mailbox_expunged_since(struct store_mailbox *mbox, uint64_t modseq,
 				 int (*cb)(void *ctx, uint32_t uid, uint64_t modseq), void *ctx,
-				 struct store_error *err)
+				 struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(
 		mbox->user, "SELECT uid, modseq FROM expunged WHERE mailbox=? AND modseq>? ORDER BY uid",
@@ -603,7 +602,7 @@ int store_mailbox_expunged_since(struct store_mailbox *mbox, uint64_t modseq,
 }
 
 int store_mailbox_modseq(struct store_mailbox *mbox, uint32_t *uidvalidity_r,
-			 uint64_t *highestmodseq_r, struct store_error *err)
+			 uint64_t *highestmodseq_r, struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(
 		mbox->user, "SELECT uidvalidity, highestmodseq FROM mailbox WHERE id=?", err);

@@ -19,14 +19,14 @@ static void cache_from_stage(struct store_mailbox *mbox, uint32_t uid,
 			     const struct store_stage *stage)
 {
 	const struct store_cache_row *row = store_stage_cache(stage);
-	struct store_error err;
+	struct error err;
 	if (row != NULL && store_cache_put(mbox, uid, row, &err) < 0)
 		log_warn("store %s/%s: cache of uid %u: %s", mbox->user->name, mbox->name, uid,
 			 err.text);
 }
 
 int store_mailbox_add(struct store_mailbox *mbox, struct store_stage *stage, uint32_t flags,
-		      uint32_t keywords, uint32_t *uid_r, struct store_error *err)
+		      uint32_t keywords, uint32_t *uid_r, struct error *err)
 {
 	if (store_fds_open(mbox, err) < 0)
 		return -1;
@@ -35,11 +35,11 @@ int store_mailbox_add(struct store_mailbox *mbox, struct store_stage *stage, uin
 	int ret = -1;
 
 	if (!store_stage_is_finished(stage)) {
-		store_err(err, STORE_ERR_TEMP, "message not finished");
+		error_set(err, ERR_TEMP, "message not finished");
 		return -1;
 	}
 	if (fstat(store_stage_fd(stage), &st) < 0) {
-		store_err_errno(err, "stat staged message");
+		error_errno(err, "stat staged message");
 		return -1;
 	}
 	memset(&m, 0, sizeof(m));
@@ -52,7 +52,7 @@ int store_mailbox_add(struct store_mailbox *mbox, struct store_stage *stage, uin
 	m.internaldate = st.st_mtim.tv_sec;
 	for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++)
 		if ((keywords & (1u << k)) && mbox->box.keywords[k] == NULL) {
-			store_err(err, STORE_ERR_INVALID, "unknown keyword index");
+			error_set(err, ERR_INVALID, "unknown keyword index");
 			return -1;
 		}
 	if (store_user_quota_check(mbox->user, m.f.size, 1, err) < 0)
@@ -63,15 +63,15 @@ int store_mailbox_add(struct store_mailbox *mbox, struct store_stage *stage, uin
 		goto out;
 	if (fsx_linkat(mbox->user->store->spool_fd, store_stage_name(stage), mbox->cur_fd,
 		       m.fname) < 0) {
-		store_err_errno(err, "cannot link the message into the mailbox");
+		error_errno(err, "cannot link the message into the mailbox");
 		store_link_complete(mbox, &m, 1, err); /* drops the pending row; keeps err */
 		goto out;
 	}
 	m.linked = 1;
 	if (fsx_fsync(mbox->cur_fd) < 0) {
-		store_err_errno(err, "cannot fsync the mailbox");
+		error_errno(err, "cannot fsync the mailbox");
 		store_link_undo(mbox, &m, 1);
-		struct store_error ignore;
+		struct error ignore;
 		store_link_complete(mbox, &m, 1, &ignore);
 		goto out;
 	}

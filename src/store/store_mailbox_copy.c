@@ -14,7 +14,7 @@
 
 /* Map src's keyword bits to dst's (creating keywords in dst as needed). */
 static int map_keywords(struct store_mailbox *src, uint32_t kw, struct store_mailbox *dst,
-			uint32_t *kw_r, struct store_error *err)
+			uint32_t *kw_r, struct error *err)
 {
 	uint32_t out = 0;
 	for (unsigned k = 0; k < STORE_MAX_KEYWORDS; k++) {
@@ -22,7 +22,7 @@ static int map_keywords(struct store_mailbox *src, uint32_t kw, struct store_mai
 			continue;
 		unsigned idx;
 		if (store_mailbox_keyword_index(dst, src->box.keywords[k], 1, &idx, err) < 0) {
-			if (err->code == STORE_ERR_LIMIT)
+			if (err->code == ERR_LIMIT)
 				continue; /* dst is full of keywords: copy without this one */
 			return -1;
 		}
@@ -33,7 +33,7 @@ static int map_keywords(struct store_mailbox *src, uint32_t kw, struct store_mai
 }
 
 int store_mailbox_copy(struct store_mailbox *src, const uint32_t *uids, size_t n,
-		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct store_error *err)
+		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct error *err)
 {
 	if (store_fds_open(src, err) < 0)
 		return -1;
@@ -45,7 +45,7 @@ int store_mailbox_copy(struct store_mailbox *src, const uint32_t *uids, size_t n
 	int ret = -1;
 
 	if (src->user != dst->user) {
-		store_err(err, STORE_ERR_INVALID, "copy between users");
+		error_set(err, ERR_INVALID, "copy between users");
 		return -1;
 	}
 	if (n == 0)
@@ -53,7 +53,7 @@ int store_mailbox_copy(struct store_mailbox *src, const uint32_t *uids, size_t n
 	msgs = calloc(n, sizeof(*msgs));
 	srcnames = calloc(n, sizeof(*srcnames));
 	if (msgs == NULL || srcnames == NULL) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		goto out_free;
 	}
 	if (store_mailbox_sync(src, 0, err) < 0)
@@ -63,7 +63,7 @@ int store_mailbox_copy(struct store_mailbox *src, const uint32_t *uids, size_t n
 		struct store_fname f;
 		dst_uids_r[i] = 0;
 		if (store_message_lookup(src, uids[i], &sm, srcnames[found], sizeof(srcnames[found]), err) < 0) {
-			if (err->code == STORE_ERR_NOTFOUND)
+			if (err->code == ERR_NOTFOUND)
 				continue;
 			goto out_free;
 		}
@@ -87,7 +87,7 @@ int store_mailbox_copy(struct store_mailbox *src, const uint32_t *uids, size_t n
 		goto out_free;
 	uint32_t *src_uid = calloc(found, sizeof(*src_uid));
 	if (src_uid == NULL) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		goto out_free;
 	}
 	for (size_t i = 0; i < found; i++)
@@ -101,19 +101,19 @@ int store_mailbox_copy(struct store_mailbox *src, const uint32_t *uids, size_t n
 		if (fsx_linkat(src->cur_fd, srcnames[i], dst->cur_fd, msgs[i].fname) == 0) {
 			msgs[i].linked = 1;
 		} else if (errno != ENOENT) {
-			store_err_errno(err, "cannot link the message");
+			error_errno(err, "cannot link the message");
 			link_failed = 1;
 		}
 		/* ENOENT: expunged or renamed by another session meanwhile; it
 		 * is reported as not copied (dst UID 0). */
 	}
 	if (!link_failed && fsx_fsync(dst->cur_fd) < 0) {
-		store_err_errno(err, "cannot fsync the mailbox");
+		error_errno(err, "cannot fsync the mailbox");
 		link_failed = 1;
 	}
 	if (link_failed) {
 		store_link_undo(dst, msgs, found);
-		struct store_error ignore;
+		struct error ignore;
 		store_link_complete(dst, msgs, found, &ignore);
 		goto out_unlock;
 	}

@@ -15,7 +15,7 @@
 #include "lib/fsx.h"
 
 int store_mailbox_expunge(struct store_mailbox *mbox, const uint32_t *uids, size_t n,
-			  struct store_error *err)
+			  struct error *err)
 {
 	if (store_fds_open(mbox, err) < 0)
 		return -1;
@@ -32,7 +32,7 @@ int store_mailbox_expunge(struct store_mailbox *mbox, const uint32_t *uids, size
 	gone = calloc(n, sizeof(*gone));
 	sizes = calloc(n, sizeof(*sizes));
 	if (names == NULL || gone == NULL || sizes == NULL) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		goto out_free;
 	}
 	if (store_lock_mailbox(mbox, err) < 0)
@@ -43,7 +43,7 @@ int store_mailbox_expunge(struct store_mailbox *mbox, const uint32_t *uids, size
 	for (size_t i = 0; i < n; i++) {
 		struct store_msg m;
 		if (store_message_lookup(mbox, uids[i], &m, names[nfound], sizeof(names[nfound]), err) < 0) {
-			if (err->code == STORE_ERR_NOTFOUND)
+			if (err->code == ERR_NOTFOUND)
 				continue;
 			goto out;
 		}
@@ -77,18 +77,18 @@ int store_mailbox_expunge(struct store_mailbox *mbox, const uint32_t *uids, size
 			sizes[ngone] = sizes[i];
 			ngone++;
 		} else if (!unlink_failed) {
-			store_err_errno(err, "cannot remove the message");
+			error_errno(err, "cannot remove the message");
 			unlink_failed = 1;
 		}
 	}
 	if (fsx_fsync(mbox->cur_fd) < 0 && !unlink_failed) {
 		/* The unlinks happened; only their durability is in doubt. The
 		 * index follows the directory either way. */
-		store_err_errno(err, "cannot fsync the mailbox");
+		error_errno(err, "cannot fsync the mailbox");
 		unlink_failed = 1;
 	}
-	struct store_error ierr;
-	struct store_error *e = unlink_failed ? &ierr : err;
+	struct error ierr;
+	struct error *e = unlink_failed ? &ierr : err;
 	if (store_index_begin(user, e) < 0) {
 		store_sync_mark_rescan(mbox);
 		goto out;

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 int store_mailbox_move(struct store_mailbox *src, const uint32_t *uids, size_t n,
-		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct store_error *err)
+		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct error *err)
 {
 	if (store_mailbox_copy(src, uids, n, dst, dst_uids_r, err) < 0)
 		return -1;
@@ -16,7 +16,7 @@ int store_mailbox_move(struct store_mailbox *src, const uint32_t *uids, size_t n
 	uint32_t *moved = calloc(n ? n : 1, sizeof(*moved));
 	size_t k = 0;
 	if (moved == NULL) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++)

@@ -77,7 +77,7 @@ static int collect_uid(void *ctx, const struct store_msg *msg)
 
 /* RFC 9051 6.3.6: renaming INBOX moves all its messages to a new mailbox of
  * the new name and leaves INBOX empty; INBOX's children are not renamed. */
-static int rename_inbox(struct store_user *user, const char *to, struct store_error *err)
+static int rename_inbox(struct store_user *user, const char *to, struct error *err)
 {
 	struct store_mailbox *src = NULL, *dst = NULL;
 	struct uid_list l = { 0 };
@@ -94,7 +94,7 @@ static int rename_inbox(struct store_user *user, const char *to, struct store_er
 	if (l.n > 0) {
 		dst_uids = calloc(l.n, sizeof(*dst_uids));
 		if (dst_uids == NULL) {
-			store_err(err, STORE_ERR_TEMP, "out of memory");
+			error_set(err, ERR_TEMP, "out of memory");
 			goto out;
 		}
 		if (store_mailbox_move(src, l.uids, l.n, dst, dst_uids, err) < 0)
@@ -110,7 +110,7 @@ out:
 }
 
 int store_mailbox_rename(struct store_user *user, const char *from, const char *to,
-			 struct store_error *err)
+			 struct error *err)
 {
 	char *nfrom = NULL, *nto = NULL;
 	struct name_list all = { 0 };
@@ -120,7 +120,8 @@ int store_mailbox_rename(struct store_user *user, const char *from, const char *
 	    store_name_normalize(to, &nto, err) < 0)
 		goto out;
 	if (strcmp(nto, "INBOX") == 0 || is_child_of(nto, nfrom) || strcmp(nto, nfrom) == 0) {
-		store_err(err, STORE_ERR_INVALID, "cannot rename a mailbox to INBOX, itself or its child");
+		error_set(err, ERR_INVALID,
+			  "cannot rename a mailbox to INBOX, itself or its child");
 		goto out;
 	}
 	if (strcmp(nfrom, "INBOX") == 0) {
@@ -134,13 +135,13 @@ int store_mailbox_rename(struct store_user *user, const char *from, const char *
 	int found = 0;
 	for (size_t i = 0; i < all.n; i++) {
 		if (strcmp(all.names[i], nto) == 0 || is_child_of(all.names[i], nto)) {
-			store_err(err, STORE_ERR_EXISTS, "target mailbox already exists");
+			error_set(err, ERR_EXISTS, "target mailbox already exists");
 			goto unlock;
 		}
 		found |= strcmp(all.names[i], nfrom) == 0;
 	}
 	if (!found) {
-		store_err(err, STORE_ERR_NOTFOUND, "no such mailbox");
+		error_set(err, ERR_NOTFOUND, "no such mailbox");
 		goto unlock;
 	}
 	/* The mailbox first, then each child: every step is one atomic rename,
@@ -151,14 +152,14 @@ int store_mailbox_rename(struct store_user *user, const char *from, const char *
 			continue;
 		char *newname = NULL, *olddir = NULL, *newdir = NULL;
 		if (asprintf(&newname, "%s%s", nto, old + strlen(nfrom)) < 0) {
-			store_err(err, STORE_ERR_TEMP, "out of memory");
+			error_set(err, ERR_TEMP, "out of memory");
 			goto unlock;
 		}
 		int rc = -1;
 		if (store_name_to_dir(old, &olddir, err) == 0 &&
 		    store_name_to_dir(newname, &newdir, err) == 0) {
 			if (fsx_rename_noreplace(user->root_fd, olddir, user->root_fd, newdir) < 0)
-				store_err_errno(err, "cannot rename the mailbox");
+				error_errno(err, "cannot rename the mailbox");
 			else if (store_index_exec(user, err,
 						  "DELETE FROM msg WHERE mailbox IN (SELECT id FROM mailbox WHERE name=%Q);"
 						  "DELETE FROM mailbox WHERE name=%Q;"
@@ -173,7 +174,7 @@ int store_mailbox_rename(struct store_user *user, const char *from, const char *
 			goto unlock;
 	}
 	if (fsx_fsync(user->root_fd) < 0) {
-		store_err_errno(err, "fsync");
+		error_errno(err, "fsync");
 		goto unlock;
 	}
 	ret = 0;

@@ -16,7 +16,7 @@ int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, si
 			    enum store_flag_mode mode, uint32_t flags, uint32_t keywords,
 			    uint64_t unchangedsince,
 			    void (*report)(void *ctx, const struct store_flag_report *r), void *ctx,
-			    struct store_error *err)
+			    struct error *err)
 {
 	if (store_fds_open(mbox, err) < 0)
 		return -1;
@@ -30,7 +30,7 @@ int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, si
 	/* Reported only once committed: a failure half way must not have
 	 * told the caller of changes it then answers as failed. */
 	if (report != NULL && n > 0 && (reps = calloc(n, sizeof(*reps))) == NULL) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		return -1;
 	}
 	if (store_lock_mailbox(mbox, err) < 0)
@@ -45,7 +45,7 @@ int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, si
 		char oldname[512], newname[512];
 		struct store_fname f;
 		if (store_message_lookup(mbox, uids[i], &m, oldname, sizeof(oldname), err) < 0) {
-			if (err->code == STORE_ERR_NOTFOUND)
+			if (err->code == ERR_NOTFOUND)
 				continue;
 			goto out;
 		}
@@ -59,19 +59,19 @@ int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, si
 		if (r->flags == m.flags && r->keywords == m.keywords)
 			continue;
 		if (store_fname_parse(oldname, &f) < 0) {
-			store_err(err, STORE_ERR_TEMP, "unparsable file name %s", oldname);
+			error_set(err, ERR_TEMP, "unparsable file name %s", oldname);
 			goto out;
 		}
 		f.flags = r->flags;
 		f.keywords = r->keywords;
 		if (store_fname_build(&f, newname, sizeof(newname)) < 0) {
-			store_err(err, STORE_ERR_INVALID, "file name too long");
+			error_set(err, ERR_INVALID, "file name too long");
 			goto out;
 		}
 		if (fsx_renameat(mbox->cur_fd, oldname, mbox->cur_fd, newname) < 0) {
-			store_err_errno(err, "cannot change the message's flags");
+			error_errno(err, "cannot change the message's flags");
 			/* Keep the renames done so far: commit them. */
-			struct store_error ignore;
+			struct error ignore;
 			store_sync_note_mtime(mbox, &ignore);
 			store_index_commit(user, &ignore);
 			in_txn = 0;

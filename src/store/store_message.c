@@ -15,7 +15,7 @@
 #include "lib/fsx.h"
 
 int store_message_lookup(struct store_mailbox *mbox, uint32_t uid, struct store_msg *msg_r,
-		     char *fname, size_t fname_size, struct store_error *err)
+			 char *fname, size_t fname_size, struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(
 		mbox->user,
@@ -30,7 +30,7 @@ int store_message_lookup(struct store_mailbox *mbox, uint32_t uid, struct store_
 	if (rc != SQLITE_ROW) {
 		sqlite3_reset(st);
 		if (rc == SQLITE_DONE)
-			store_err(err, STORE_ERR_NOTFOUND, "no message with UID %u", uid);
+			error_set(err, ERR_NOTFOUND, "no message with UID %u", uid);
 		else
 			store_index_sqlerr(mbox->user, err, "lookup");
 		return -1;
@@ -50,7 +50,7 @@ int store_message_lookup(struct store_mailbox *mbox, uint32_t uid, struct store_
 }
 
 int store_message_open(struct store_mailbox *mbox, uint32_t uid, int *fd_r, uint64_t *size_r,
-		       struct store_error *err)
+		       struct error *err)
 {
 	if (store_fds_open(mbox, err) < 0)
 		return -1;
@@ -63,7 +63,7 @@ int store_message_open(struct store_mailbox *mbox, uint32_t uid, int *fd_r, uint
 		if (fd >= 0) {
 			struct stat st;
 			if (fstat(fd, &st) < 0) {
-				store_err_errno(err, "stat message");
+				error_errno(err, "stat message");
 				close(fd);
 				return -1;
 			}
@@ -72,13 +72,13 @@ int store_message_open(struct store_mailbox *mbox, uint32_t uid, int *fd_r, uint
 			return 0;
 		}
 		if (errno != ENOENT) {
-			store_err_errno(err, "cannot open the message");
+			error_errno(err, "cannot open the message");
 			return -1;
 		}
 		/* Renamed (flags) or removed by another process: catch up. */
 		if (store_mailbox_sync(mbox, 1, err) < 0)
 			return -1;
 	}
-	store_err(err, STORE_ERR_NOTFOUND, "message %u is gone", uid);
+	error_set(err, ERR_NOTFOUND, "message %u is gone", uid);
 	return -1;
 }

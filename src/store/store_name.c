@@ -8,7 +8,7 @@
  * with its parent's maildir folders, and no name yields "..", a '/' or an
  * empty component. UTF-8 is kept as is, so `ls` shows readable names.
  *
- * Names refused (STORE_ERR_INVALID): empty, longer than STORE_MAX_MAILBOX_NAME,
+ * Names refused (ERR_INVALID): empty, longer than STORE_MAX_MAILBOX_NAME,
  * invalid UTF-8, control characters, an empty component (leading, trailing or
  * doubled '/'), a component "." or "..", the LIST wildcards '*' and '%'
  * (RFC 9051 5.1 lets a server refuse them), and anything whose directory name
@@ -50,11 +50,11 @@ static size_t utf8_seq(const unsigned char *p)
 	return 0;
 }
 
-static int name_check(const char *name, struct store_error *err)
+static int name_check(const char *name, struct error *err)
 {
 	size_t len = strlen(name);
 	if (len == 0 || len > STORE_MAX_MAILBOX_NAME) {
-		store_err(err, STORE_ERR_INVALID, "mailbox name is empty or too long");
+		error_set(err, ERR_INVALID, "mailbox name is empty or too long");
 		return -1;
 	}
 	const unsigned char *p = (const unsigned char *)name;
@@ -64,7 +64,7 @@ static int name_check(const char *name, struct store_error *err)
 			size_t clen = (size_t)(p - comp);
 			if (clen == 0 || (clen == 1 && comp[0] == '.') ||
 			    (clen == 2 && comp[0] == '.' && comp[1] == '.')) {
-				store_err(err, STORE_ERR_INVALID,
+				error_set(err, ERR_INVALID,
 					  "mailbox name has an empty, '.' or '..' level");
 				return -1;
 			}
@@ -74,26 +74,26 @@ static int name_check(const char *name, struct store_error *err)
 			continue;
 		}
 		if (*p < 0x20 || *p == 0x7f || *p == '*' || *p == '%') {
-			store_err(err, STORE_ERR_INVALID,
+			error_set(err, ERR_INVALID,
 				  "mailbox name has a control character or a wildcard");
 			return -1;
 		}
 		size_t n = utf8_seq(p);
 		if (n == 0) {
-			store_err(err, STORE_ERR_INVALID, "mailbox name is not valid UTF-8");
+			error_set(err, ERR_INVALID, "mailbox name is not valid UTF-8");
 			return -1;
 		}
 		p += n;
 	}
 }
 
-int store_name_normalize(const char *name, char **norm_r, struct store_error *err)
+int store_name_normalize(const char *name, char **norm_r, struct error *err)
 {
 	if (name_check(name, err) < 0)
 		return -1;
 	char *n = strdup(name);
 	if (n == NULL) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		return -1;
 	}
 	/* RFC 9051 5.1: INBOX is case-insensitive, also as a parent. */
@@ -103,7 +103,7 @@ int store_name_normalize(const char *name, char **norm_r, struct store_error *er
 	return 0;
 }
 
-int store_name_to_dir(const char *name, char **dir_r, struct store_error *err)
+int store_name_to_dir(const char *name, char **dir_r, struct error *err)
 {
 	char *norm;
 	struct buf b = BUF_INIT;
@@ -126,7 +126,7 @@ int store_name_to_dir(const char *name, char **dir_r, struct store_error *err)
 	free(norm);
 	if (b.failed || b.len > 255) {
 		buf_free(&b);
-		store_err(err, STORE_ERR_INVALID, "mailbox name is too long");
+		error_set(err, ERR_INVALID, "mailbox name is too long");
 		return -1;
 	}
 	*dir_r = buf_steal(&b);
@@ -145,7 +145,7 @@ static int hexval(char c)
 int store_name_from_dir(const char *dir, char **name_r)
 {
 	struct buf b = BUF_INIT;
-	struct store_error err;
+	struct error err;
 
 	if (strcmp(dir, "INBOX") == 0) {
 		*name_r = strdup("INBOX");

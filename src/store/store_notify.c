@@ -73,7 +73,7 @@ int store_notify_fd(const struct store_notify *n)
 
 unsigned store_notify_add(struct store_notify *n, struct store_mailbox *mbox, void *owner)
 {
-	struct store_error err;
+	struct error err;
 	if (store_fds_open(mbox, &err) < 0)
 		return 0;
 	char path[3][80];

@@ -8,7 +8,7 @@
 
 #include "store/store_int.h"
 
-int store_pop3lock_take(struct store_mailbox *mbox, int *fd_r, struct store_error *err)
+int store_pop3lock_take(struct store_mailbox *mbox, int *fd_r, struct error *err)
 {
 	if (store_fds_open(mbox, err) < 0)
 		return -1;
@@ -18,16 +18,16 @@ int store_pop3lock_take(struct store_mailbox *mbox, int *fd_r, struct store_erro
 	int fd = openat(mbox->dir_fd, STORE_POP3LOCK_FILE,
 			O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		store_err_errno(err, "cannot open the POP3 lock file");
+		error_errno(err, "cannot open the POP3 lock file");
 		return -1;
 	}
 	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		if (errno == EINTR)
 			continue;
 		if (errno == EWOULDBLOCK)
-			store_err(err, STORE_ERR_EXISTS, "mailbox in use by another POP3 session");
+			error_set(err, ERR_EXISTS, "mailbox in use by another POP3 session");
 		else
-			store_err_errno(err, "cannot lock the POP3 lock file");
+			error_errno(err, "cannot lock the POP3 lock file");
 		close(fd);
 		return -1;
 	}

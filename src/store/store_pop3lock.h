@@ -23,11 +23,11 @@
 #define STORE_POP3LOCK_FILE "mailroom-pop3.lock"
 
 /* Try to take the lock, without waiting. 0: held, *fd_r is the lock (pass it
- * to store_pop3lock_release, or close it). -1: err->code STORE_ERR_EXISTS if
+ * to store_pop3lock_release, or close it). -1: err->code ERR_EXISTS if
  * another session holds it; otherwise an error from the open or the flock
- * (STORE_ERR_TEMP for I/O errors, STORE_ERR_INVALID for a symlink in the lock
+ * (ERR_TEMP for I/O errors, ERR_INVALID for a symlink in the lock
  * file's place; never EXISTS). */
-int store_pop3lock_take(struct store_mailbox *mbox, int *fd_r, struct store_error *err);
+int store_pop3lock_take(struct store_mailbox *mbox, int *fd_r, struct error *err);
 /* Release (close) a lock taken above; *fd becomes -1. Safe on -1. */
 void store_pop3lock_release(int *fd);
 

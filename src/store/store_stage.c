@@ -46,12 +46,12 @@ struct store_stage {
 	char wbuf[STAGE_BUF];
 };
 
-int store_stage_new(struct store *store, struct store_stage **stage_r, struct store_error *err)
+int store_stage_new(struct store *store, struct store_stage **stage_r, struct error *err)
 {
 	struct store_stage *s = malloc(sizeof(*s));
 	char base[200];
 	if (s == NULL) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		return -1;
 	}
 	memset(s, 0, offsetof(struct store_stage, wbuf));
@@ -61,7 +61,7 @@ int store_stage_new(struct store *store, struct store_stage **stage_r, struct st
 	memcpy(s->name, base, strlen(base) + 1);
 	s->fd = fsx_open_beneath(store->spool_fd, s->name, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	if (s->fd < 0) {
-		store_err_errno(err, "cannot create a file in spool/tmp");
+		error_errno(err, "cannot create a file in spool/tmp");
 		free(s);
 		return -1;
 	}
@@ -73,21 +73,21 @@ int store_stage_new(struct store *store, struct store_stage **stage_r, struct st
 }
 
 /* A paused stage has no descriptor; take one again. */
-static int reopen(struct store_stage *s, struct store_error *err)
+static int reopen(struct store_stage *s, struct error *err)
 {
 	if (s->fd >= 0)
 		return 0;
 	s->fd = fsx_open_beneath(s->store->spool_fd, s->name, O_WRONLY | O_APPEND, 0);
 	if (s->fd < 0) {
 		s->failed = 1;
-		store_err_errno(err, "cannot reopen the staged message");
+		error_errno(err, "cannot reopen the staged message");
 		return -1;
 	}
 	flock(s->fd, LOCK_SH);
 	return 0;
 }
 
-static int flush(struct store_stage *s, struct store_error *err)
+static int flush(struct store_stage *s, struct error *err)
 {
 	if (s->wlen == 0)
 		return 0;
@@ -97,14 +97,14 @@ static int flush(struct store_stage *s, struct store_error *err)
 		mime_parser_free(&s->parser); /* out of memory: no cache, still a message */
 	if (fsx_write_all(s->fd, s->wbuf, s->wlen) < 0) {
 		s->failed = 1;
-		store_err_errno(err, "cannot write the message");
+		error_errno(err, "cannot write the message");
 		return -1;
 	}
 	s->wlen = 0;
 	return 0;
 }
 
-static int put(struct store_stage *s, char c, struct store_error *err)
+static int put(struct store_stage *s, char c, struct error *err)
 {
 	if (s->wlen == STAGE_BUF && flush(s, err) < 0)
 		return -1;
@@ -113,11 +113,11 @@ static int put(struct store_stage *s, char c, struct store_error *err)
 	return 0;
 }
 
-int store_stage_write(struct store_stage *s, const void *data, size_t len, struct store_error *err)
+int store_stage_write(struct store_stage *s, const void *data, size_t len, struct error *err)
 {
 	const char *p = data;
 	if (s->finished || s->failed) {
-		store_err(err, STORE_ERR_TEMP, "message staging already ended");
+		error_set(err, ERR_TEMP, "message staging already ended");
 		return -1;
 	}
 	for (size_t i = 0; i < len; i++) {
@@ -132,7 +132,7 @@ int store_stage_write(struct store_stage *s, const void *data, size_t len, struc
 	return 0;
 }
 
-int store_stage_pause(struct store_stage *s, struct store_error *err)
+int store_stage_pause(struct store_stage *s, struct error *err)
 {
 	if (s->failed || s->fd < 0)
 		return s->failed ? -1 : 0;
@@ -148,12 +148,12 @@ void store_stage_set_internaldate(struct store_stage *stage, time_t when)
 	stage->internaldate = when;
 }
 
-int store_stage_finish(struct store_stage *s, struct store_error *err)
+int store_stage_finish(struct store_stage *s, struct error *err)
 {
 	if (s->finished)
 		return 0;
 	if (s->failed) {
-		store_err(err, STORE_ERR_TEMP, "message staging failed earlier");
+		error_set(err, ERR_TEMP, "message staging failed earlier");
 		return -1;
 	}
 	if (flush(s, err) < 0 || reopen(s, err) < 0)
@@ -162,18 +162,18 @@ int store_stage_finish(struct store_stage *s, struct store_error *err)
 		/* The internal date is the file's mtime, so it survives the index. */
 		struct timespec ts[2] = { { s->internaldate, 0 }, { s->internaldate, 0 } };
 		if (futimens(s->fd, ts) < 0) {
-			store_err_errno(err, "cannot set the internal date");
+			error_errno(err, "cannot set the internal date");
 			return -1;
 		}
 	}
 	if (fsx_fsync(s->fd) < 0) {
 		s->failed = 1;
-		store_err_errno(err, "cannot fsync the message");
+		error_errno(err, "cannot fsync the message");
 		return -1;
 	}
 	s->finished = 1;
 	struct mime_tree *tree = NULL;
-	const char *why;
+	struct error why;
 	if (s->parser != NULL && mime_parser_finish(&s->parser, &tree, &why) == 0) {
 		/* the same row a miss computes (store_cache.c); out of memory
 		 * leaves it empty */

@@ -14,15 +14,15 @@
 
 #define SUBSCRIPTIONS_FILE "subscriptions"
 
-int store_subscriptions(struct store_user *user, int (*cb)(void *ctx, const char *name),
-			void *ctx, struct store_error *err)
+int store_subscriptions(struct store_user *user, int (*cb)(void *ctx, const char *name), void *ctx,
+			struct error *err)
 {
 	char *data;
 	size_t len;
 	if (fsx_read_file(user->root_fd, SUBSCRIPTIONS_FILE, 1 << 20, &data, &len) < 0) {
 		if (errno == ENOENT)
 			return 0;
-		store_err_errno(err, "cannot read subscriptions");
+		error_errno(err, "cannot read subscriptions");
 		return -1;
 	}
 	char *save = NULL;
@@ -53,8 +53,7 @@ static int subs_copy(void *ctx, const char *name)
 	return 0;
 }
 
-int store_subscribe(struct store_user *user, const char *name, int subscribe,
-		    struct store_error *err)
+int store_subscribe(struct store_user *user, const char *name, int subscribe, struct error *err)
 {
 	char *norm;
 	struct subs_edit e = { BUF_INIT, NULL, 0, subscribe };
@@ -74,11 +73,11 @@ int store_subscribe(struct store_user *user, const char *name, int subscribe,
 	if (subscribe)
 		buf_printf(&e.out, "%s\n", norm);
 	if (e.out.failed) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		goto unlock;
 	}
 	if (fsx_write_file_atomic(user->root_fd, SUBSCRIPTIONS_FILE, buf_cstr(&e.out), e.out.len) < 0) {
-		store_err_errno(err, "cannot write subscriptions");
+		error_errno(err, "cannot write subscriptions");
 		goto unlock;
 	}
 	ret = 0;

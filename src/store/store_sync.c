@@ -110,14 +110,14 @@ static void rows_free(struct rows *r)
 }
 
 /* Read the message files of dir_fd (cur/ or new/). */
-static int read_files(int dir_fd, int in_new, struct file_list *l, struct store_error *err)
+static int read_files(int dir_fd, int in_new, struct file_list *l, struct error *err)
 {
 	int fd = dup(dir_fd);
 	DIR *d = fd < 0 ? NULL : fdopendir(fd);
 	if (d == NULL) {
 		if (fd >= 0)
 			close(fd);
-		store_err_errno(err, "cannot read the mailbox folder");
+		error_errno(err, "cannot read the mailbox folder");
 		return -1;
 	}
 	rewinddir(d);
@@ -154,7 +154,7 @@ static int read_files(int dir_fd, int in_new, struct file_list *l, struct store_
 	return 0;
 oom:
 	closedir(d);
-	store_err(err, STORE_ERR_TEMP, "out of memory");
+	error_set(err, ERR_TEMP, "out of memory");
 	return -1;
 }
 
@@ -170,7 +170,7 @@ static int file_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-static int load_rows(struct store_mailbox *mbox, struct rows *r, struct store_error *err)
+static int load_rows(struct store_mailbox *mbox, struct rows *r, struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(
 		mbox->user,
@@ -186,7 +186,7 @@ static int load_rows(struct store_mailbox *mbox, struct rows *r, struct store_er
 			struct row *p = realloc(r->v, cap * sizeof(*p));
 			if (p == NULL) {
 				sqlite3_reset(st);
-				store_err(err, STORE_ERR_TEMP, "out of memory");
+				error_set(err, ERR_TEMP, "out of memory");
 				return -1;
 			}
 			r->v = p;
@@ -201,7 +201,7 @@ static int load_rows(struct store_mailbox *mbox, struct rows *r, struct store_er
 		w->seen = 0;
 		if (w->fname == NULL) {
 			sqlite3_reset(st);
-			store_err(err, STORE_ERR_TEMP, "out of memory");
+			error_set(err, ERR_TEMP, "out of memory");
 			return -1;
 		}
 		r->n++;
@@ -225,7 +225,7 @@ static struct row *find_row(struct rows *r, uint32_t uid)
 }
 
 static int insert_msg(struct store_mailbox *mbox, uint32_t uid, const char *fname,
-		      const struct file_ent *e, uint64_t modseq, struct store_error *err)
+		      const struct file_ent *e, uint64_t modseq, struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(
 		mbox->user,
@@ -258,7 +258,7 @@ static int insert_msg(struct store_mailbox *mbox, uint32_t uid, const char *fnam
 
 /* Resolve rows left pending by a process that died mid-delivery. */
 static int resolve_pending(struct store_mailbox *mbox, struct store_sync_report *rep, int dry,
-			   struct store_error *err)
+			   struct error *err)
 {
 	struct rows r = { 0 };
 	sqlite3_stmt *st = store_index_stmt(
@@ -280,7 +280,7 @@ static int resolve_pending(struct store_mailbox *mbox, struct store_sync_report 
 			free(w.fname);
 			sqlite3_reset(st);
 			rows_free(&r);
-			store_err(err, STORE_ERR_TEMP, "out of memory");
+			error_set(err, ERR_TEMP, "out of memory");
 			return -1;
 		}
 		r.v = p;
@@ -312,7 +312,7 @@ static int resolve_pending(struct store_mailbox *mbox, struct store_sync_report 
 /* Give a file a new UID: rename it (from new/ or within cur/) to its final
  * name in cur/ and index it. */
 static int adopt_new_uid(struct store_mailbox *mbox, struct file_ent *e, uint32_t *uidnext,
-			 struct store_sync_report *rep, int dry, struct store_error *err)
+			 struct store_sync_report *rep, int dry, struct error *err)
 {
 	struct store_fname f = e->f;
 	char newname[512];
@@ -326,13 +326,13 @@ static int adopt_new_uid(struct store_mailbox *mbox, struct file_ent *e, uint32_
 	f.uid = uid;
 	f.size = e->size;
 	if (store_fname_build(&f, newname, sizeof(newname)) < 0) {
-		store_err(err, STORE_ERR_INVALID, "file name too long: %s", e->name);
+		error_set(err, ERR_INVALID, "file name too long: %s", e->name);
 		return -1;
 	}
 	if (fsx_renameat(e->in_new ? mbox->new_fd : mbox->cur_fd, e->name, mbox->cur_fd, newname) < 0) {
 		if (errno == ENOENT)
 			return 0; /* removed meanwhile */
-		store_err_errno(err, "cannot move a new message into cur/");
+		error_errno(err, "cannot move a new message into cur/");
 		return -1;
 	}
 	if (store_box_next_modseq(mbox, &modseq, err) < 0)
@@ -341,7 +341,7 @@ static int adopt_new_uid(struct store_mailbox *mbox, struct file_ent *e, uint32_
 }
 
 static int full_scan(struct store_mailbox *mbox, int trust_lost, uint32_t *uidnext,
-		     struct store_sync_report *rep, int dry, struct store_error *err)
+		     struct store_sync_report *rep, int dry, struct error *err)
 {
 	struct file_list files = { 0 };
 	struct rows rows = { 0 };
@@ -470,7 +470,7 @@ out:
 }
 
 int store_sync_run(struct store_mailbox *mbox, int full, struct store_sync_report *rep,
-		   struct store_error *err)
+		   struct error *err)
 {
 	if (store_fds_open(mbox, err) < 0)
 		return -1;
@@ -497,7 +497,7 @@ int store_sync_run(struct store_mailbox *mbox, int full, struct store_sync_repor
 	if (uidnext < mbox->box.uid_floor)
 		uidnext = mbox->box.uid_floor;
 	if (fstat(mbox->cur_fd, &st) < 0) {
-		store_err_errno(err, "stat cur");
+		error_errno(err, "stat cur");
 		return -1;
 	}
 	int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
@@ -522,7 +522,7 @@ int store_sync_run(struct store_mailbox *mbox, int full, struct store_sync_repor
 		goto out;
 	}
 	if (fresh.n > 0 && (fsx_fsync(mbox->cur_fd) < 0 || fsx_fsync(mbox->new_fd) < 0)) {
-		store_err_errno(err, "fsync");
+		error_errno(err, "fsync");
 		goto fail;
 	}
 	if (store_index_exec(user, err, "UPDATE mailbox SET uidnext=max(uidnext, %u), rescan=0 WHERE id=%lld",
@@ -539,7 +539,7 @@ out:
 	return ret;
 }
 
-int store_sync_locked(struct store_mailbox *mbox, int full, struct store_error *err)
+int store_sync_locked(struct store_mailbox *mbox, int full, struct error *err)
 {
 	if (store_fds_open(mbox, err) < 0)
 		return -1;
@@ -553,7 +553,7 @@ int store_sync_locked(struct store_mailbox *mbox, int full, struct store_error *
 }
 
 /* Is a sync needed? Cheap: one indexed query, one stat, one readdir of new/. */
-int store_sync_needed(struct store_mailbox *mbox, struct store_error *err)
+int store_sync_needed(struct store_mailbox *mbox, struct error *err)
 {
 	struct stat st;
 	sqlite3_stmt *q = store_index_stmt(
@@ -573,7 +573,7 @@ int store_sync_needed(struct store_mailbox *mbox, struct store_error *err)
 	int need = sqlite3_column_int(q, 1) != 0 || sqlite3_column_int(q, 2) != 0;
 	sqlite3_reset(q);
 	if (fstat(mbox->cur_fd, &st) < 0) {
-		store_err_errno(err, "stat cur");
+		error_errno(err, "stat cur");
 		return -1;
 	}
 	if ((int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != cur_mtime)
@@ -595,13 +595,13 @@ int store_sync_needed(struct store_mailbox *mbox, struct store_error *err)
 	return need;
 }
 
-int store_sync_note_mtime(struct store_mailbox *mbox, struct store_error *err)
+int store_sync_note_mtime(struct store_mailbox *mbox, struct error *err)
 {
 	if (store_fds_open(mbox, err) < 0)
 		return -1;
 	struct stat st;
 	if (fstat(mbox->cur_fd, &st) < 0) {
-		store_err_errno(err, "stat cur");
+		error_errno(err, "stat cur");
 		return -1;
 	}
 	int64_t ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
@@ -611,7 +611,7 @@ int store_sync_note_mtime(struct store_mailbox *mbox, struct store_error *err)
 
 void store_sync_mark_rescan(struct store_mailbox *mbox)
 {
-	struct store_error ignore;
+	struct error ignore;
 	store_index_exec(mbox->user, &ignore, "UPDATE mailbox SET rescan=max(rescan, 1) WHERE id=%lld",
 			 (long long)mbox->id);
 }

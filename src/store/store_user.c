@@ -25,32 +25,32 @@ static const struct {
 	{ "Junk", "\\Junk" },	  { "Archive", "\\Archive" },
 };
 
-int store_user_create(struct store *store, const char *name, struct store_error *err)
+int store_user_create(struct store *store, const char *name, struct error *err)
 {
 	struct store_user *user = NULL;
 	if (store_username_valid(name) < 0) {
-		store_err(err, STORE_ERR_INVALID, "invalid user name");
+		error_set(err, ERR_INVALID, "invalid user name");
 		return -1;
 	}
 	if (mkdirat(store->mail_fd, name, 0700) < 0) {
 		if (errno == EEXIST)
-			store_err(err, STORE_ERR_EXISTS, "user %s already has a mail folder", name);
+			error_set(err, ERR_EXISTS, "user %s already has a mail folder", name);
 		else
-			store_err_errno(err, "cannot create the user's folder");
+			error_errno(err, "cannot create the user's folder");
 		return -1;
 	}
 	if (fsx_fsync(store->mail_fd) < 0) {
-		store_err_errno(err, "fsync DATA/mail");
+		error_errno(err, "fsync DATA/mail");
 		return -1;
 	}
 	if (store_user_open(store, name, &user, err) < 0)
 		return -1;
-	if (store_mailbox_create(user, "INBOX", NULL, err) < 0 && err->code != STORE_ERR_EXISTS)
+	if (store_mailbox_create(user, "INBOX", NULL, err) < 0 && err->code != ERR_EXISTS)
 		goto fail;
 	for (size_t i = 0; i < sizeof(default_mailboxes) / sizeof(default_mailboxes[0]); i++) {
 		if (store_mailbox_create(user, default_mailboxes[i].name,
 					 default_mailboxes[i].special_use, err) < 0 &&
-		    err->code != STORE_ERR_EXISTS)
+		    err->code != ERR_EXISTS)
 			goto fail;
 		if (store_subscribe(user, default_mailboxes[i].name, 1, err) < 0)
 			goto fail;
@@ -64,32 +64,32 @@ fail:
 	return -1;
 }
 
-int store_user_purge(struct store *store, const char *name, struct store_error *err)
+int store_user_purge(struct store *store, const char *name, struct error *err)
 {
 	if (store_username_valid(name) < 0) {
-		store_err(err, STORE_ERR_INVALID, "invalid user name");
+		error_set(err, ERR_INVALID, "invalid user name");
 		return -1;
 	}
 	if (store_remove_tree(store->mail_fd, name, 0) < 0) {
 		if (errno == ENOENT)
-			store_err(err, STORE_ERR_NOUSER, "user %s has no mail folder", name);
+			error_set(err, ERR_NOUSER, "user %s has no mail folder", name);
 		else
-			store_err_errno(err, "cannot remove the user's folder");
+			error_errno(err, "cannot remove the user's folder");
 		return -1;
 	}
 	return 0;
 }
 
 int store_user_open(struct store *store, const char *name, struct store_user **user_r,
-		    struct store_error *err)
+		    struct error *err)
 {
 	if (store_username_valid(name) < 0) {
-		store_err(err, STORE_ERR_NOUSER, "invalid user name");
+		error_set(err, ERR_NOUSER, "invalid user name");
 		return -1;
 	}
 	struct store_user *u = calloc(1, sizeof(*u));
 	if (u == NULL) {
-		store_err(err, STORE_ERR_TEMP, "out of memory");
+		error_set(err, ERR_TEMP, "out of memory");
 		return -1;
 	}
 	u->store = store;
@@ -99,9 +99,9 @@ int store_user_open(struct store *store, const char *name, struct store_user **u
 	u->root_fd = fsx_opendir_beneath(store->mail_fd, name);
 	if (u->root_fd < 0) {
 		if (errno == ENOENT)
-			store_err(err, STORE_ERR_NOUSER, "no such user: %s", name);
+			error_set(err, ERR_NOUSER, "no such user: %s", name);
 		else
-			store_err_errno(err, "cannot open the user's folder");
+			error_errno(err, "cannot open the user's folder");
 		free(u);
 		return -1;
 	}
@@ -138,7 +138,7 @@ void store_user_set_quota(struct store_user *user, uint64_t max_bytes, uint64_t 
 }
 
 int store_user_quota_usage(struct store_user *user, uint64_t *bytes_r, uint64_t *messages_r,
-			   struct store_error *err)
+			   struct error *err)
 {
 	int64_t b = 0, m = 0;
 	if (store_index_meta_get(user, "quota_bytes", &b) < 0 ||
@@ -151,7 +151,7 @@ int store_user_quota_usage(struct store_user *user, uint64_t *bytes_r, uint64_t 
 	return 0;
 }
 int store_user_quota_check(struct store_user *user, uint64_t bytes, uint64_t messages,
-			   struct store_error *err)
+			   struct error *err)
 {
 	uint64_t used_b, used_m;
 	if (user->quota_bytes == 0 && user->quota_messages == 0)
@@ -160,7 +160,7 @@ int store_user_quota_check(struct store_user *user, uint64_t bytes, uint64_t mes
 		return -1;
 	if ((user->quota_bytes != 0 && used_b + bytes > user->quota_bytes) ||
 	    (user->quota_messages != 0 && used_m + messages > user->quota_messages)) {
-		store_err(err, STORE_ERR_QUOTA, "mailbox is full (quota exceeded)");
+		error_set(err, ERR_QUOTA, "mailbox is full (quota exceeded)");
 		return -1;
 	}
 	return 0;

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *msg = malloc(size ? size : 1);
 	struct auth_client_reply r;
 	unsigned id;
-	const char *why = NULL;
+	struct error why = {ERR_OK, ""};
 	char buf[AUTH_MAX_MSG + 1];
 	size_t len;
 
@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(msg, data, size);
 	if (auth_client_reply_parse(msg, size, &id, &r, &why) < 0) {
-		if (why == NULL)
+		if (why.code != ERR_INVALID)
 			abort();
 		free(msg);
 		return 0;

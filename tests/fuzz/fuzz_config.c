@@ -29,15 +29,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fwrite(data, 1, size, f);
 	fclose(f);
 	struct config *c = NULL;
-	char *err = NULL;
+	struct error err;
 	if (config_load(dir, NULL, 0, &c, &err) == 0) {
 		(void)config_uint(c, "quota_bytes");
 		(void)config_str(c, "imap_listen");
 		config_free(&c);
-	} else {
-		if (err == NULL)
-			abort();
-		free(err);
+	} else if (err.code == ERR_OK || err.text[0] == '\0') {
+		abort();
 	}
 	return 0;
 }

@@ -84,7 +84,7 @@ static int cb_data(void *ctx, const void *data, size_t len)
 static void try_seqset(const char *str, size_t len, uint32_t star)
 {
 	struct imap_seqset set = IMAP_SEQSET_INIT, again = IMAP_SEQSET_INIT;
-	const char *error;
+	struct error error;
 	if (imap_seqset_parse(str, len, star, IMAP_SEQSET_ALLOW_SEARCHRES, &set, &error) < 0)
 		return;
 	for (size_t i = 0; i < set.count; i++) {
@@ -122,7 +122,7 @@ static void try_seqset(const char *str, size_t len, uint32_t star)
 static void try_utf7(const char *str, size_t len)
 {
 	struct buf a = BUF_INIT, b = BUF_INIT;
-	const char *error;
+	struct error error;
 	if (imap_utf7_decode(str, len, &a, &error) == 0) {
 		check(imap_utf7_utf8_check(a.data ? a.data : "", a.len, &error) == 0);
 		check(imap_utf7_encode(a.data ? a.data : "", a.len, &b, &error) == 0);

@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t len = size - 1;
 
 	static struct lmtp_command cmd;
-	const char *why;
+	struct error why;
 	const char *nl = memchr(in, '\n', len);
 	size_t llen = nl ? (size_t)(nl - in) : len;
 	if (lmtp_parse_command(in, llen, &cmd, &why) == 0) {
@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		char l[LMTP_MAX_ADDRESS + 1], d[LMTP_MAX_ADDRESS + 1];
 		(void)lmtp_split_address(cmd.address, l, sizeof(l), d, sizeof(d));
-	} else if (why == NULL || strlen(why) < 4) {
+	} else if (why.code != ERR_INVALID || strlen(why.text) < 4) {
 		abort();
 	}
 

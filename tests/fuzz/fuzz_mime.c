@@ -51,7 +51,7 @@ static void exercise_part(const struct mime_tree *t, const struct mime_source *s
 		snprintf(full, sizeof(full), "%s%s", spec, kind);
 		struct mime_section s;
 		struct mime_section_result r;
-		const char *error;
+		struct error error;
 		if (mime_section_parse(full, strlen(full), &s, &error) < 0)
 			abort(); /* we only build valid specs */
 		if (mime_section_resolve(t, &s, src, &r, &error) == 0) {
@@ -70,7 +70,7 @@ static void exercise_part(const struct mime_tree *t, const struct mime_source *s
 	}
 	uint64_t size, n = 0;
 	bool unknown;
-	const char *error;
+	struct error error;
 	(void)mime_section_binary(t, path, plen, src, sink, &n, &size, &unknown, &error);
 }
 
@@ -94,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct mime_tree *t1 = NULL, *t2 = NULL;
-	const char *error;
+	struct error error;
 	/* the message lives in its own allocation: reads past it are caught */
 	char *msg = malloc(size ? size : 1);
 	if (msg == NULL)

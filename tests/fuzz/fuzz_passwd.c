@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct passwd_entry *e = malloc(sizeof(*e));
-	const char *why;
+	struct error why;
 	if (e == NULL)
 		return 0;
 	if (passwd_line_parse((const char *)data, size, e, &why) == 0) {

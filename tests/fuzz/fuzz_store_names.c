@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *s = malloc(size + 1);
-	struct store_error err;
+	struct error err;
 	if (s == NULL)
 		return 0;
 	memcpy(s, data, size);

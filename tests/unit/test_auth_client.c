@@ -26,12 +26,12 @@
 static int parse(const char *msg, size_t len, unsigned *id_r, struct auth_client_reply *r)
 {
 	char *copy = malloc(len ? len : 1);
-	const char *why = NULL;
+	struct error why = {ERR_OK, ""};
 	assert_non_null(copy);
 	memcpy(copy, msg, len);
 	int ret = auth_client_reply_parse(copy, len, id_r, r, &why);
 	if (ret < 0)
-		assert_non_null(why);
+		assert_int_equal(why.code, ERR_INVALID);
 	free(copy);
 	return ret;
 }

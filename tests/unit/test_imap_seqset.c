@@ -23,10 +23,11 @@
 static char *fmt(const char *s, uint32_t star, unsigned int flags)
 {
 	struct imap_seqset set = IMAP_SEQSET_INIT;
-	const char *error = NULL;
+	struct error error = {ERR_OK, ""};
 	struct buf out = BUF_INIT;
 	if (imap_seqset_parse(s, strlen(s), star, flags, &set, &error) < 0) {
-		assert_non_null(error);
+		assert_int_equal(error.code, ERR_INVALID);
+		assert_true(error.text[0] != '\0');
 		buf_puts(&out, "ERR");
 	} else {
 		if (set.searchres)
@@ -94,12 +95,12 @@ static void test_errors(void **state)
 	check("1", 0, "1");
 	/* set_r untouched on error */
 	struct imap_seqset set = { (struct imap_seqrange *)&set, 42, 0, false };
-	const char *error;
+	struct error error;
 	assert_int_equal(imap_seqset_parse("1,x", 3, 5, 0, &set, &error), -1);
 	assert_int_equal(set.count, 42);
-	assert_string_equal(error, "Invalid sequence set");
+	assert_string_equal(error.text, "Invalid sequence set");
 	assert_int_equal(imap_seqset_parse("0", 1, 5, 0, &set, &error), -1);
-	assert_string_equal(error, "Invalid number 0 in sequence set");
+	assert_string_equal(error.text, "Invalid number 0 in sequence set");
 }
 
 static void test_searchres(void **state)
@@ -118,13 +119,13 @@ static void test_limit(void **state)
 	for (unsigned int i = 0; i < IMAP_SEQSET_MAX_RANGES; i++)
 		buf_printf(&in, "%s%u", i ? "," : "", 2 * i + 1);
 	struct imap_seqset set = IMAP_SEQSET_INIT;
-	const char *error;
+	struct error error;
 	assert_int_equal(imap_seqset_parse(in.data, in.len, 5, 0, &set, &error), 0);
 	assert_int_equal(set.count, IMAP_SEQSET_MAX_RANGES);
 	imap_seqset_free(&set);
 	buf_puts(&in, ",1");
 	assert_int_equal(imap_seqset_parse(in.data, in.len, 5, 0, &set, &error), -1);
-	assert_string_equal(error, "Too many ranges in sequence set");
+	assert_string_equal(error.text, "Too many ranges in sequence set");
 	buf_free(&in);
 }
 
@@ -132,7 +133,7 @@ static void test_contains_iter(void **state)
 {
 	(void)state;
 	struct imap_seqset set = IMAP_SEQSET_INIT;
-	const char *error;
+	struct error error;
 	assert_int_equal(imap_seqset_parse("2:4,9,4294967295", 16, 5, 0, &set, &error), 0);
 	uint32_t yes[] = { 2, 3, 4, 9, 4294967295u };
 	uint32_t no[] = { 0, 1, 5, 8, 10, 4294967294u };

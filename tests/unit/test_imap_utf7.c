@@ -22,13 +22,13 @@
 static void pair(const char *utf7, const char *utf8)
 {
 	struct buf out = BUF_INIT;
-	const char *error = NULL;
+	struct error error = {ERR_OK, ""};
 	if (imap_utf7_decode(utf7, strlen(utf7), &out, &error) < 0)
-		fail_msg("decode \"%s\": %s", utf7, error);
+		fail_msg("decode \"%s\": %s", utf7, error.text);
 	assert_string_equal(buf_cstr(&out), utf8);
 	buf_truncate(&out, 0);
 	if (imap_utf7_encode(utf8, strlen(utf8), &out, &error) < 0)
-		fail_msg("encode \"%s\": %s", utf8, error);
+		fail_msg("encode \"%s\": %s", utf8, error.text);
 	assert_string_equal(buf_cstr(&out), utf7);
 	buf_free(&out);
 }
@@ -37,10 +37,10 @@ static void bad_utf7(const char *utf7)
 {
 	struct buf out = BUF_INIT;
 	buf_puts(&out, "keep");
-	const char *error = NULL;
+	struct error error = {ERR_OK, ""};
 	if (imap_utf7_decode(utf7, strlen(utf7), &out, &error) == 0)
 		fail_msg("decode accepted \"%s\" as \"%s\"", utf7, buf_cstr(&out));
-	assert_non_null(error);
+	assert_int_equal(error.code, ERR_INVALID);
 	assert_string_equal(buf_cstr(&out), "keep");
 	buf_free(&out);
 }
@@ -48,9 +48,9 @@ static void bad_utf7(const char *utf7)
 static void bad_utf8(const char *s, size_t len)
 {
 	struct buf out = BUF_INIT;
-	const char *error = NULL;
+	struct error error = {ERR_OK, ""};
 	assert_int_equal(imap_utf7_encode(s, len, &out, &error), -1);
-	assert_non_null(error);
+	assert_int_equal(error.code, ERR_INVALID);
 	assert_int_equal(out.len, 0);
 	assert_int_equal(imap_utf7_utf8_check(s, len, &error), -1);
 	buf_free(&out);
@@ -121,7 +121,7 @@ static void test_bad_utf8(void **state)
 	bad_utf8("\xff", 1);
 	bad_utf8("\x80", 1);
 	bad_utf8("a\0b", 3);		     /* NUL */
-	const char *error;
+	struct error error;
 	assert_int_equal(imap_utf7_utf8_check("\xf0\x9f\x98\x80 ok", 7, &error), 0);
 }
 
@@ -136,7 +136,7 @@ static void test_long(void **state)
 			buf_puts(&u8, "\xf0\x9f\x98\x80");
 	}
 	buf_puts(&u8, "x&y");
-	const char *error;
+	struct error error;
 	assert_int_equal(imap_utf7_encode(u8.data, u8.len, &u7, &error), 0);
 	/* one shift, then "x&-y" */
 	assert_int_equal(u7.data[0], '&');

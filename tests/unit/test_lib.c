@@ -84,7 +84,7 @@ static void test_config(void **state)
 	(void)state;
 	char *d = tmpdir();
 	struct config *c = NULL;
-	char *err = NULL;
+	struct error err;
 	/* No file: defaults. */
 	assert_int_equal(config_load(d, NULL, 0, &c, &err), 0);
 	assert_int_equal(config_uint(c, "quota_bytes"), 0);
@@ -102,23 +102,19 @@ static void test_config(void **state)
 	/* Errors name the line and the reason. */
 	write_conf(d, "quota_bytes = 1\nno_such_key = 1\n");
 	assert_int_equal(config_load(d, NULL, 0, &c, &err), -1);
-	assert_non_null(strstr(err, "mailroom.conf:2: no_such_key: unknown setting"));
-	free(err);
+	assert_non_null(strstr(err.text, "mailroom.conf:2: no_such_key: unknown setting"));
+	assert_int_equal(err.code, ERR_INVALID);
 	write_conf(d, "quota_bytes = lots\n");
 	assert_int_equal(config_load(d, NULL, 0, &c, &err), -1);
-	assert_non_null(strstr(err, ":1: quota_bytes: not a size"));
-	free(err);
+	assert_non_null(strstr(err.text, ":1: quota_bytes: not a size"));
 	write_conf(d, "imap_listen = 127.0.0.1:99999\n");
 	assert_int_equal(config_load(d, NULL, 0, &c, &err), -1);
-	free(err);
 	write_conf(d, "just words\n");
 	assert_int_equal(config_load(d, NULL, 0, &c, &err), -1);
-	assert_non_null(strstr(err, ":1: expected 'key = value'"));
-	free(err);
+	assert_non_null(strstr(err.text, ":1: expected 'key = value'"));
 	write_conf(d, "");
 	char *bad[] = { "quota_bytes" };
 	assert_int_equal(config_load(d, bad, 1, &c, &err), -1);
-	free(err);
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
 	assert_int_equal(system(cmd), 0);

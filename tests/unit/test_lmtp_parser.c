@@ -16,7 +16,7 @@
 
 static struct lmtp_command cmd;
 
-static int parse(const char *line, const char **why)
+static int parse(const char *line, struct error *why)
 {
 	return lmtp_parse_command(line, strlen(line), &cmd, why);
 }
@@ -24,12 +24,13 @@ static int parse(const char *line, const char **why)
 static void test_commands(void **state)
 {
 	(void)state;
-	const char *why;
+	struct error why;
 	assert_int_equal(parse("LHLO mta.example.org", &why), 0);
 	assert_int_equal(cmd.verb, LMTP_LHLO);
 	assert_string_equal(cmd.arg, "mta.example.org");
 	assert_int_equal(parse("lhlo", &why), -1);
-	assert_memory_equal(why, "501", 3);
+	assert_memory_equal(why.text, "501", 3);
+	assert_int_equal(why.code, ERR_INVALID);
 	assert_int_equal(parse("MAIL FROM:<a@b.c> SIZE=1000 BODY=8BITMIME", &why), 0);
 	assert_int_equal(cmd.verb, LMTP_MAIL);
 	assert_string_equal(cmd.address, "a@b.c");
@@ -59,7 +60,7 @@ static void test_commands(void **state)
 	assert_int_equal(parse("DATA x", &why), -1);
 	assert_int_equal(parse("QUIT", &why), 0);
 	assert_int_equal(parse("XYZZY", &why), -1);
-	assert_memory_equal(why, "500", 3);
+	assert_memory_equal(why.text, "500", 3);
 	char nul[] = "NOOP\0x";
 	assert_int_equal(lmtp_parse_command(nul, 6, &cmd, &why), -1);
 	char *long_line = malloc(LMTP_MAX_LINE + 10);

@@ -31,7 +31,7 @@ static struct mime_tree *parse_sliced(const char *msg, size_t len, size_t slice)
 		assert_int_equal(mime_parser_feed(p, msg + i, n), MIME_NEED_MORE);
 	}
 	struct mime_tree *t = NULL;
-	const char *error;
+	struct error error;
 	assert_int_equal(mime_parser_finish(&p, &t, &error), 0);
 	assert_null(p);
 	return t;
@@ -119,7 +119,7 @@ static char *section(const struct mime_tree *t, const char *msg, const char *spe
 	struct mime_source src = { mime_source_mem_pread, &mem };
 	struct mime_section s;
 	struct mime_section_result r;
-	const char *error;
+	struct error error;
 	if (mime_section_parse(spec, strlen(spec), &s, &error) < 0)
 		return NULL;
 	int ret = mime_section_resolve(t, &s, &src, &r, &error);
@@ -151,7 +151,7 @@ static char *binary(const struct mime_tree *t, const char *msg, const unsigned i
 	struct mime_source src = { mime_source_mem_pread, &mem };
 	char *out = calloc(1, 1);
 	uint64_t size, size2;
-	const char *error;
+	struct error error;
 	if (mime_section_binary(t, path, plen, &src, collect, &out, &size, unknown, &error) < 0) {
 		free(out);
 		return NULL;
@@ -457,7 +457,7 @@ static void test_partial_ranges(void **state)
 	struct mime_source src = { mime_source_mem_pread, &mem };
 	struct mime_section s;
 	struct mime_section_result r;
-	const char *error;
+	struct error error;
 	assert_int_equal(mime_section_parse("2", 1, &s, &error), 0);
 	assert_int_equal(mime_section_resolve(t, &s, &src, &r, &error), 0);
 	assert_int_equal(r.count, 1);
@@ -511,7 +511,7 @@ static void test_section_parse(void **state)
 {
 	(void)state;
 	struct mime_section s;
-	const char *error;
+	struct error error;
 	assert_int_equal(mime_section_parse("1.2.3", 5, &s, &error), 0);
 	assert_int_equal(s.path_len, 3);
 	assert_int_equal(s.path[2], 3);
@@ -860,7 +860,7 @@ static void test_tree_roundtrip(void **state)
 	size_t len;
 	char *ser = mime_tree_serialize(t, &len);
 	struct mime_tree *t2;
-	const char *error;
+	struct error error;
 	assert_int_equal(mime_tree_deserialize(ser, len, &t2, &error), 0);
 	size_t len2;
 	char *ser2 = mime_tree_serialize(t2, &len2);
@@ -1104,7 +1104,7 @@ static void test_header_callback(void **state)
 		for (size_t i = 0; i < strlen(m); i += slice)
 			mime_parser_feed(p, m + i, strlen(m) - i < slice ? strlen(m) - i : slice);
 		struct mime_tree *t;
-		const char *error;
+		struct error error;
 		assert_int_equal(mime_parser_finish(&p, &t, &error), 0);
 		assert_int_equal(count_fields, 3);
 		/* kept value: unfolded, whitespace inside kept */

@@ -44,7 +44,7 @@ static void test_new_hashes(void **state)
 				 "{BLF-CRYPT}$2b$" };
 	for (int i = 0; i < 4; i++) {
 		char *h = NULL, *h2 = NULL;
-		const char *why;
+		struct error why;
 		assert_int_equal(passwd_hash("s3cret pass", schemes[i], &h, &why), 0);
 		assert_int_equal(strncmp(h, prefix[i], strlen(prefix[i])), 0);
 		assert_int_equal(passwd_verify(h, "s3cret pass", 0), 1);
@@ -56,7 +56,7 @@ static void test_new_hashes(void **state)
 		free(h2);
 	}
 	char *h;
-	const char *why;
+	struct error why;
 	assert_int_equal(passwd_hash("x", "ROT13", &h, &why), -1);
 }
 
@@ -76,7 +76,7 @@ static void test_line_parse(void **state)
 {
 	(void)state;
 	struct passwd_entry e;
-	const char *why;
+	struct error why;
 	const char *line = "alice:{SHA512-CRYPT}$6$x$y:1000:1000::/home/alice::userdb_quota_rule=*:bytes=1G\n";
 	assert_int_equal(passwd_line_parse(line, strlen(line), &e, &why), 0);
 	assert_string_equal(e.user, "alice");
@@ -85,10 +85,10 @@ static void test_line_parse(void **state)
 	assert_int_equal(passwd_line_parse("bob:pw", 6, &e, &why), 0);
 	assert_string_equal(e.rest, "");
 	assert_int_equal(passwd_line_parse("# comment", 9, &e, &why), -1);
-	assert_null(why);
+	assert_int_equal(why.code, ERR_NOTFOUND);
 	assert_int_equal(passwd_line_parse("", 0, &e, &why), -1);
 	assert_int_equal(passwd_line_parse("nocolon", 7, &e, &why), -1);
-	assert_non_null(why);
+	assert_int_equal(why.code, ERR_INVALID);
 	assert_int_equal(passwd_line_parse(":pw", 3, &e, &why), -1);
 	assert_int_equal(passwd_line_parse("a\0b:pw", 6, &e, &why), -1);
 	char big[PASSWD_MAX_LINE * 2];
@@ -102,7 +102,7 @@ static void test_file_update(void **state)
 	char dir[] = "/tmp/mailroom-pw-XXXXXX";
 	char path[64];
 	struct passwd_entry e;
-	const char *why;
+	struct error why;
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/passwd", dir);
 	FILE *f = fopen(path, "w");
@@ -110,8 +110,10 @@ static void test_file_update(void **state)
 	fclose(f);
 	assert_int_equal(passwd_file_update(path, PASSWD_ADD, "dave", "{PLAIN}d", &why), 0);
 	assert_int_equal(passwd_file_update(path, PASSWD_ADD, "dave", "{PLAIN}d", &why), -1);
+	assert_int_equal(why.code, ERR_EXISTS);
 	assert_int_equal(passwd_file_update(path, PASSWD_REPLACE, "carol", "{PLAIN}y", &why), 0);
 	assert_int_equal(passwd_file_update(path, PASSWD_REPLACE, "nobody", "{PLAIN}y", &why), -1);
+	assert_int_equal(why.code, ERR_NOUSER);
 	assert_int_equal(passwd_file_lookup(path, "carol", &e), 1);
 	assert_string_equal(e.hash, "{PLAIN}y");
 	assert_string_equal(e.rest, "::::: "); /* the other fields kept as they were */

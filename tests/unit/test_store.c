@@ -40,7 +40,7 @@ static void rm_rf(const char *path)
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct store_error err;
+	struct error err;
 	strcpy(f->dir, "/tmp/mailroom-test-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	assert_int_equal(store_open(f->dir, NULL, &f->store, &err), 0);
@@ -66,7 +66,7 @@ static int teardown(void **state)
 static struct store_stage *stage_of(struct store *store, const char *text)
 {
 	struct store_stage *s;
-	struct store_error err;
+	struct error err;
 	assert_int_equal(store_stage_new(store, &s, &err), 0);
 	assert_int_equal(store_stage_write(s, text, strlen(text), &err), 0);
 	assert_int_equal(store_stage_finish(s, &err), 0);
@@ -76,7 +76,7 @@ static struct store_stage *stage_of(struct store *store, const char *text)
 static struct store_stage *stage_of_dated(struct store *store, const char *text, time_t when)
 {
 	struct store_stage *s;
-	struct store_error err;
+	struct error err;
 	assert_int_equal(store_stage_new(store, &s, &err), 0);
 	assert_int_equal(store_stage_write(s, text, strlen(text), &err), 0);
 	store_stage_set_internaldate(s, when);
@@ -88,7 +88,7 @@ static uint32_t add_msg(struct store_mailbox *mbox, struct store *store, const c
 			uint32_t flags)
 {
 	struct store_stage *s = stage_of(store, text);
-	struct store_error err;
+	struct error err;
 	uint32_t uid = 0;
 	assert_int_equal(store_mailbox_add(mbox, s, flags, 0, &uid, &err), 0);
 	store_stage_free(&s);
@@ -99,7 +99,7 @@ static char *read_msg(struct store_mailbox *mbox, uint32_t uid)
 {
 	int fd;
 	uint64_t size;
-	struct store_error err;
+	struct error err;
 	assert_int_equal(store_message_open(mbox, uid, &fd, &size, &err), 0);
 	char *buf = calloc(1, size + 1);
 	assert_int_equal(read(fd, buf, size), (ssize_t)size);
@@ -134,7 +134,7 @@ static int collect(void *ctx, const struct store_msg *m)
 
 static void list_msgs(struct store_mailbox *mbox, struct collected *c)
 {
-	struct store_error err;
+	struct error err;
 	memset(c, 0, sizeof(*c));
 	assert_int_equal(store_mailbox_messages(mbox, 1, UINT32_MAX, collect, c, &err), 0);
 }
@@ -160,7 +160,7 @@ static void note_report(void *ctx, const struct store_flag_report *r)
 static unsigned check_problems(struct fx *f, const char *user, int repair)
 {
 	unsigned problems = 99;
-	struct store_error err;
+	struct error err;
 	assert_int_equal(store_check_user(f->store, user, repair, NULL, NULL, &problems, &err), 0);
 	return problems;
 }
@@ -184,7 +184,7 @@ static void test_roundtrip(void **state)
 {
 	struct fx *f = *state;
 	struct store_mailbox *mbox;
-	struct store_error err;
+	struct error err;
 	assert_int_equal(store_mailbox_open(f->user, "INBOX", &mbox, &err), 0);
 	uint32_t u1 = add_msg(mbox, f->store, "Subject: one\n\nbody\n", 0);
 	uint32_t u2 = add_msg(mbox, f->store, "Subject: two\r\n\r\nx\r\ny\rz\n", STORE_F_SEEN | STORE_F_FLAGGED);
@@ -235,7 +235,7 @@ static void test_release_fds(void **state)
 {
 	struct fx *f = *state;
 	struct store_mailbox *mbox, *other;
-	struct store_error err;
+	struct error err;
 	assert_int_equal(store_mailbox_create(f->user, "Work", NULL, &err), 0);
 	assert_int_equal(store_mailbox_open(f->user, "Work", &mbox, &err), 0);
 	uint32_t u1 = add_msg(mbox, f->store, "Subject: one\n\nbody\n", 0);
@@ -271,9 +271,9 @@ static void test_release_fds(void **state)
 	int fd;
 	uint64_t size;
 	assert_int_equal(store_message_open(mbox, u2, &fd, &size, &err), -1);
-	assert_int_equal(err.code, STORE_ERR_NOTFOUND);
+	assert_int_equal(err.code, ERR_NOTFOUND);
 	assert_int_equal(store_mailbox_sync(mbox, 0, &err), -1);
-	assert_int_equal(err.code, STORE_ERR_NOTFOUND);
+	assert_int_equal(err.code, ERR_NOTFOUND);
 	store_mailbox_close(&mbox);
 	assert_int_equal(check_problems(f, "alice", 0), 0);
 }
@@ -283,7 +283,7 @@ static void test_status_counts(void **state)
 {
 	struct fx *f = *state;
 	struct store_mailbox *mbox;
-	struct store_error err;
+	struct error err;
 	struct store_status st;
 	assert_int_equal(store_mailbox_create(f->user, "Box", NULL, &err), 0);
 	assert_int_equal(store_mailbox_open(f->user, "Box", &mbox, &err), 0);
@@ -321,7 +321,7 @@ static void test_set_flags_report(void **state)
 {
 	struct fx *f = *state;
 	struct store_mailbox *mbox;
-	struct store_error err;
+	struct error err;
 	struct collected before, after;
 	struct reports rs = { .n = 0 };
 	assert_int_equal(store_mailbox_open(f->user, "INBOX", &mbox, &err), 0);
@@ -377,15 +377,15 @@ static void test_set_flags_report(void **state)
 static void test_fanout(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	struct store_rcpt r[3] = { { "alice", NULL, { 0, "" }, 0 }, { "bob", "Sent", { 0, "" }, 0 },
 				   { "nobody", NULL, { 0, "" }, 0 } };
 	struct store_stage *s = stage_of(f->store, "Subject: all\n\nhello\n");
 	assert_int_equal(store_deliver(f->store, s, 0, r, 3), 1);
 	store_stage_free(&s);
-	assert_int_equal(r[0].result.code, STORE_OK);
-	assert_int_equal(r[1].result.code, STORE_OK);
-	assert_int_equal(r[2].result.code, STORE_ERR_NOUSER);
+	assert_int_equal(r[0].result.code, ERR_OK);
+	assert_int_equal(r[1].result.code, ERR_OK);
+	assert_int_equal(r[2].result.code, ERR_NOUSER);
 	struct store_user *bob;
 	struct store_mailbox *ma, *mb;
 	assert_int_equal(store_user_open(f->store, "bob", &bob, &err), 0);
@@ -416,7 +416,7 @@ static void test_fanout(void **state)
 static void test_flags_copy_move_expunge(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	struct store_mailbox *in, *arch;
 	assert_int_equal(store_mailbox_open(f->user, "INBOX", &in, &err), 0);
 	assert_int_equal(store_mailbox_open(f->user, "Archive", &arch, &err), 0);
@@ -508,7 +508,7 @@ static int collect_name(void *ctx, const struct store_mailbox_info *info)
 static int has_name(struct fx *f, const char *name)
 {
 	struct names n = { .n = 0 };
-	struct store_error err;
+	struct error err;
 	assert_int_equal(store_mailbox_list(f->user, collect_name, &n, &err), 0);
 	for (size_t i = 0; i < n.n; i++)
 		if (strcmp(n.v[i], name) == 0)
@@ -519,13 +519,13 @@ static int has_name(struct fx *f, const char *name)
 static void test_mailbox_ops(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	assert_int_equal(store_mailbox_create(f->user, "Work", NULL, &err), 0);
 	assert_int_equal(store_mailbox_create(f->user, "Work/2024.Q1", NULL, &err), 0);
 	assert_int_equal(store_mailbox_create(f->user, "Work/tmp", NULL, &err), 0);
 	assert_int_equal(store_mailbox_create(f->user, "Ünïcödé/日本", NULL, &err), 0);
 	assert_int_equal(store_mailbox_create(f->user, "Work", NULL, &err), -1);
-	assert_int_equal(err.code, STORE_ERR_EXISTS);
+	assert_int_equal(err.code, ERR_EXISTS);
 	/* On disk: readable, flat, escaped. */
 	struct stat st;
 	char path[512];
@@ -557,7 +557,7 @@ static void test_mailbox_ops(void **state)
 	store_mailbox_close(&m);
 	assert_int_equal(store_mailbox_rename(f->user, "Jobs/Old", "Jobs/Old/x", &err), -1);
 	assert_int_equal(store_mailbox_rename(f->user, "Nope", "Other", &err), -1);
-	assert_int_equal(err.code, STORE_ERR_NOTFOUND);
+	assert_int_equal(err.code, ERR_NOTFOUND);
 
 	/* RFC 9051 6.3.6: renaming INBOX moves its messages, INBOX stays. */
 	struct store_mailbox *in;
@@ -581,9 +581,9 @@ static void test_mailbox_ops(void **state)
 	assert_false(has_name(f, "Jobs/Old"));
 	assert_true(has_name(f, "Jobs/Old/tmp"));
 	assert_int_equal(store_mailbox_delete(f->user, "INBOX", &err), -1);
-	assert_int_equal(err.code, STORE_ERR_INVALID);
+	assert_int_equal(err.code, ERR_INVALID);
 	assert_int_equal(store_mailbox_delete(f->user, "Jobs/Old", &err), -1);
-	assert_int_equal(err.code, STORE_ERR_NOTFOUND);
+	assert_int_equal(err.code, ERR_NOTFOUND);
 	/* A re-created mailbox gets a new UIDVALIDITY. */
 	assert_int_equal(store_mailbox_create(f->user, "Jobs/Old", NULL, &err), 0);
 	assert_int_equal(store_mailbox_open(f->user, "Jobs/Old", &m, &err), 0);
@@ -602,20 +602,20 @@ static void test_mailbox_ops(void **state)
 static void test_containment(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	struct store_mailbox *m = NULL;
 	const char *bad[] = { "", "/", "a//b", "a/", "/etc", "..", "a/../../bob", "x\x01y",
 			      "a*", "b%", "\xff\xfe", "\xc0\xaf", "a/./b", NULL };
 	for (int i = 0; bad[i] != NULL; i++) {
 		assert_int_equal(store_mailbox_create(f->user, bad[i], NULL, &err), -1);
-		assert_int_equal(err.code, STORE_ERR_INVALID);
+		assert_int_equal(err.code, ERR_INVALID);
 		assert_int_equal(store_mailbox_open(f->user, bad[i], &m, &err), -1);
 	}
 	char longname[400];
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
 	assert_int_equal(store_mailbox_create(f->user, longname, NULL, &err), -1);
-	assert_int_equal(err.code, STORE_ERR_INVALID);
+	assert_int_equal(err.code, ERR_INVALID);
 	/* ".." as a name component is data, never a path: "../bob" is refused
 	 * above; a component that merely contains dots stays inside. */
 	assert_int_equal(store_mailbox_create(f->user, "..hidden", NULL, &err), 0);
@@ -637,7 +637,7 @@ static void test_containment(void **state)
 	store_mailbox_close(&bi);
 	store_user_close(&bob);
 	assert_int_equal(store_mailbox_open(f->user, "Stolen", &m, &err), -1);
-	assert_int_not_equal(err.code, STORE_OK);
+	assert_int_not_equal(err.code, ERR_OK);
 	assert_false(has_name(f, "Stolen"));
 	/* A symlinked cur/ inside a real mailbox is not followed either. */
 	assert_int_equal(store_mailbox_create(f->user, "Trap", NULL, &err), 0);
@@ -670,7 +670,7 @@ static void test_containment(void **state)
 static void test_reconcile(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	struct store_mailbox *in;
 	char path[512];
 	assert_int_equal(store_mailbox_open(f->user, "INBOX", &in, &err), 0);
@@ -737,7 +737,7 @@ struct snap_box {
 
 static void snapshot(struct fx *f, const char *name, struct snap_box *s)
 {
-	struct store_error err;
+	struct error err;
 	struct store_mailbox *m;
 	memset(s, 0, sizeof(*s));
 	snprintf(s->name, sizeof(s->name), "%s", name);
@@ -758,7 +758,7 @@ static void snapshot(struct fx *f, const char *name, struct snap_box *s)
 static void test_check_size_mismatch(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	struct store_mailbox *in;
 	struct collected c;
 	char path[600];
@@ -786,7 +786,7 @@ static void test_check_size_mismatch(void **state)
 static void test_rebuild_index(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	const char *boxes[] = { "INBOX", "Archive", "Lists/Debian" };
 	assert_int_equal(store_mailbox_create(f->user, "Lists/Debian", NULL, &err), 0);
 	for (int b = 0; b < 3; b++) {
@@ -872,7 +872,7 @@ static int index_fds(struct fx *f, const char *user)
 static void test_index_pool(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	struct store_user *a2 = NULL, *b = NULL;
 	assert_int_equal(index_fds(f, "alice"), 1);
 	store_user_close(&f->user);
@@ -926,7 +926,7 @@ static void test_index_pool(void **state)
 static void test_quota_and_limits(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	struct store_mailbox *m;
 	store_user_set_quota(f->user, 100, 0);
 	assert_int_equal(store_mailbox_open(f->user, "INBOX", &m, &err), 0);
@@ -936,7 +936,7 @@ static void test_quota_and_limits(void **state)
 						   "0123456789012345678901234567890123456789\n");
 	uint32_t uid;
 	assert_int_equal(store_mailbox_add(m, s, 0, 0, &uid, &err), -1);
-	assert_int_equal(err.code, STORE_ERR_QUOTA);
+	assert_int_equal(err.code, ERR_QUOTA);
 	store_stage_free(&s);
 	store_user_set_quota(f->user, 0, 0);
 	/* 26 keywords per mailbox, then a clear LIMIT error. */
@@ -949,7 +949,7 @@ static void test_quota_and_limits(void **state)
 	}
 	unsigned idx;
 	assert_int_equal(store_mailbox_keyword_index(m, "one-too-many", 1, &idx, &err), -1);
-	assert_int_equal(err.code, STORE_ERR_LIMIT);
+	assert_int_equal(err.code, ERR_LIMIT);
 	assert_int_equal(store_mailbox_keyword_index(m, "KW3", 0, &idx, &err), 0);
 	assert_int_equal(idx, 3);
 	assert_int_equal(store_mailbox_keyword_index(m, "bad keyword", 1, &idx, &err), -1);
@@ -964,7 +964,7 @@ enum fault_opn { OP_DELIVER, OP_EXPUNGE, OP_MOVE, OP_FLAGS, OP_COUNT };
 
 static int run_op(struct fx *f, enum fault_opn op, uint32_t *uids)
 {
-	struct store_error err;
+	struct error err;
 	struct store_mailbox *in = NULL, *arch = NULL;
 	int rc = -1;
 	if (store_mailbox_open(f->user, "INBOX", &in, &err) < 0)
@@ -998,7 +998,7 @@ static int run_op(struct fx *f, enum fault_opn op, uint32_t *uids)
 		break;
 	}
 	if (rc < 0)
-		assert_int_not_equal(err.code, STORE_OK);
+		assert_int_not_equal(err.code, ERR_OK);
 	store_mailbox_close(&arch);
 	store_mailbox_close(&in);
 	return rc;
@@ -1006,7 +1006,7 @@ static int run_op(struct fx *f, enum fault_opn op, uint32_t *uids)
 
 static unsigned count_in(struct fx *f, const char *box, const char *needle)
 {
-	struct store_error err;
+	struct error err;
 	struct store_mailbox *m;
 	struct collected c;
 	unsigned n = 0;
@@ -1032,7 +1032,7 @@ static void test_fault_injection(void **state)
 			for (size_t e = 0; e < 2; e++) {
 				for (unsigned long n = 1; n < 50; n++) {
 					/* Two fresh target messages in INBOX. */
-					struct store_error err;
+					struct error err;
 					struct store_mailbox *in;
 					uint32_t uids[2];
 					char tag[64];
@@ -1087,7 +1087,7 @@ static void test_fault_injection(void **state)
 static void test_failed_delivery_invisible(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	struct store_mailbox *in;
 	assert_int_equal(store_mailbox_open(f->user, "INBOX", &in, &err), 0);
 	struct store_stage *s = stage_of(f->store, "Subject: x\n\nbody\n");
@@ -1095,7 +1095,7 @@ static void test_failed_delivery_invisible(void **state)
 	fsx_fault_set(FSX_FSYNC, 1, EIO); /* the fsync of cur/ */
 	assert_int_equal(store_mailbox_add(in, s, 0, 0, &uid, &err), -1);
 	fsx_fault_set(FSX_FSYNC, 0, 0);
-	assert_int_equal(err.code, STORE_ERR_TEMP);
+	assert_int_equal(err.code, ERR_TEMP);
 	store_stage_free(&s);
 	struct collected c;
 	list_msgs(in, &c);

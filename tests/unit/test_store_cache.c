@@ -61,7 +61,7 @@ static void rm_rf(const char *path)
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct store_error err;
+	struct error err;
 	strcpy(f->dir, "/tmp/mailroom-test-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	assert_int_equal(store_open(f->dir, NULL, &f->store, &err), 0);
@@ -86,7 +86,7 @@ static int teardown(void **state)
 static uint32_t deliver(struct fx *f, const char *text)
 {
 	struct store_stage *s;
-	struct store_error err;
+	struct error err;
 	uint32_t uid = 0;
 	assert_int_equal(store_stage_new(f->store, &s, &err), 0);
 	assert_int_equal(store_stage_write(s, text, strlen(text), &err), 0);
@@ -113,7 +113,7 @@ static int find_cb(void *ctx, const struct store_msg *m)
 static void msg_path(struct fx *f, uint32_t uid, char *path, size_t size)
 {
 	struct found fd = { 0, "" };
-	struct store_error err;
+	struct error err;
 	assert_int_equal(store_mailbox_messages(f->mbox, uid, uid, find_cb, &fd, &err), 0);
 	assert_int_equal(fd.uid, uid);
 	snprintf(path, size, "%s/mail/alice/INBOX/cur/%s", f->dir, fd.fname);
@@ -201,7 +201,7 @@ struct expect {
 static void expect_of(const char *bytes, size_t len, struct expect *e)
 {
 	struct mime_tree *t;
-	const char *why;
+	struct error why;
 	assert_int_equal(mime_parse_buffer(bytes, len, &t, &why), 0);
 	e->envelope = mime_envelope_imap(t->root, &e->envelope_len);
 	e->body = mime_bodystructure_imap(t, false, &e->body_len);
@@ -276,7 +276,7 @@ static void assert_parsed(const struct store_parsed *p, const struct expect *e, 
 static void test_delivered_from_cache(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	struct store_parsed p = { 0 };
 	struct expect e;
 	uint32_t uid = deliver(f, multipart);
@@ -307,7 +307,7 @@ static void test_delivered_from_cache(void **state)
 static void test_miss_parsed_then_cached(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	struct store_parsed p = { 0 };
 	struct expect e;
 	uint32_t uid = deliver(f, multipart);
@@ -341,7 +341,7 @@ static void test_miss_parsed_then_cached(void **state)
 static void test_dropped_file(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	struct store_parsed p = { 0 };
 	struct expect e;
 	char path[512];
@@ -367,7 +367,7 @@ static void test_dropped_file(void **state)
 static void test_corrupt_tree(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	struct store_parsed p = { 0 };
 	struct expect e;
 	uint32_t uid = deliver(f, multipart);
@@ -390,7 +390,7 @@ static void test_corrupt_tree(void **state)
 static void test_cache_write_fails(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	struct store_parsed p = { 0 };
 	struct expect e;
 	uint32_t uid = deliver(f, multipart);
@@ -414,16 +414,16 @@ static void test_cache_write_fails(void **state)
 static void test_expunged_notfound(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	struct store_parsed p = { 0 };
 	uint32_t uid = deliver(f, multipart);
 	assert_int_equal(store_mailbox_expunge(f->mbox, &uid, 1, &err), 0);
 	assert_int_equal(store_cache_get(f->mbox, uid, ALL, &p, &err), -1);
-	assert_int_equal(err.code, STORE_ERR_NOTFOUND);
+	assert_int_equal(err.code, ERR_NOTFOUND);
 	assert_null(p.envelope);
 	assert_null(p.tree);
 	assert_int_equal(store_cache_get(f->mbox, 999, STORE_PARSED_ENVELOPE, &p, &err), -1);
-	assert_int_equal(err.code, STORE_ERR_NOTFOUND);
+	assert_int_equal(err.code, ERR_NOTFOUND);
 	assert_int_equal(full_rows(f, uid), 0);
 }
 
@@ -455,7 +455,7 @@ static int range_cb(void *ctx, uint32_t uid, struct store_parsed *parsed)
 static void test_range(void **state)
 {
 	struct fx *f = *state;
-	struct store_error err;
+	struct error err;
 	struct range_seen r;
 	struct expect e;
 	uint32_t u1 = deliver(f, multipart);
