@@ -77,12 +77,12 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -Isrc -D_GNU_SOURCE -DFUZZING
 FUZZ_OBJ := $(patsubst %.c,build/fuzzlib/obj/%.o,$(LIB_SRC))
 build/fuzzlib/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c $< -o $@
 build/fuzzlib/libmailroom.a: $(FUZZ_OBJ)
 	@rm -f $@; ar rcs $@ $^
 build/fuzz/%: tests/fuzz/%.c build/fuzzlib/libmailroom.a
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined $< build/fuzzlib/libmailroom.a \
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -MMD -MP $< build/fuzzlib/libmailroom.a \
 	  -o $@ $(LIBS)
 
 deps:
