@@ -48,6 +48,9 @@ static const struct key {
 	{ "imap_autologout", C_UINT, "1800", "seconds of silence before an IMAP session is closed" },
 	{ "imap_idle_timeout", C_UINT, "7200", "seconds an IDLE may last without traffic" },
 	{ "max_connections_per_worker", C_UINT, "20000", "connections one worker accepts" },
+	{ "restart_min_uptime", C_UINT, "10",
+	  "seconds a worker or the auth process must run for its death to be restarted at once; "
+	  "one that dies sooner is restarted after a back-off of 1 s doubling to 60 s (0: always at once)" },
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))

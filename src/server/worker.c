@@ -6,10 +6,15 @@
  * they are gone (or after 10 seconds). SIGUSR1 (the master replacing workers
  * after SIGHUP): stop accepting, let the sessions run to their natural end,
  * then exit; no connection is dropped.
+ *
+ * A worker that cannot start (DATA unreadable, out of memory) tells the
+ * master why through args->status_fd and exits 1: the master logs it once
+ * per restart back-off instead of once per death (throttle.c).
  */
 #include "server/server.h"
 
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +149,19 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	tick_cb(-1, 0, w);
 }
 
+/* Why the worker cannot start: to the master if it listens, else logged. */
+static void __attribute__((format(printf, 2, 3)))
+startup_failed(const struct worker_args *args, const char *fmt, ...)
+{
+	char text[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (args->status_fd < 0 || write(args->status_fd, text, strlen(text)) < 0)
+		log_error("worker: %s", text);
+}
+
 int worker_run(const struct worker_args *args)
 {
 	struct worker w;
@@ -155,33 +173,41 @@ int worker_run(const struct worker_args *args)
 	w.args = args;
 	signal(SIGPIPE, SIG_IGN);
 	w.base = event_base_new();
-	if (w.base == NULL)
+	if (w.base == NULL) {
+		startup_failed(args, "cannot make an event loop");
 		return 1;
+	}
 	w.env.base = w.base;
 	w.env.config = args->config;
 	w.env.tls = args->tls;
 	if (store_open(args->data_dir, args->config, &w.env.store, &serr) < 0) {
-		log_error("worker: %s", serr.text);
+		startup_failed(args, "%s", serr.text);
 		goto out;
 	}
 	w.env.auth = auth_client_new(w.base, args->auth_fd);
 	/* Jobs mostly wait for fsync: more threads than cores keep the disk
 	 * busy while others wait. */
 	w.env.jobs = jobs_new(w.base, 4);
-	if (w.env.auth == NULL || w.env.jobs == NULL)
+	if (w.env.auth == NULL || w.env.jobs == NULL) {
+		startup_failed(args, "cannot start the auth client or the job threads");
 		goto out;
+	}
 	w.resume = evtimer_new(w.base, resume_cb, &w);
 	acs = calloc(args->listeners->n, sizeof(*acs));
 	w.lst = calloc(args->listeners->n, sizeof(*w.lst));
-	if (acs == NULL || w.lst == NULL)
+	if (acs == NULL || w.lst == NULL) {
+		startup_failed(args, "out of memory");
 		goto out;
+	}
 	for (size_t i = 0; i < args->listeners->n; i++) {
 		const struct listener *l = &args->listeners->v[i];
 		acs[i].w = &w;
 		acs[i].l = l;
 		w.lst[i] = evconnlistener_new(w.base, accept_cb, &acs[i], LEV_OPT_REUSEABLE, -1, l->fd);
-		if (w.lst[i] == NULL)
+		if (w.lst[i] == NULL) {
+			startup_failed(args, "cannot accept on %s", l->name);
 			goto out;
+		}
 		evconnlistener_set_error_cb(w.lst[i], accept_error_cb);
 		w.nlst++;
 	}
@@ -192,6 +218,8 @@ int worker_run(const struct worker_args *args)
 	event_add(sterm, NULL);
 	event_add(susr1, NULL);
 	event_add(w.tick, &second);
+	if (args->status_fd >= 0)
+		close(args->status_fd); /* started: later deaths speak for themselves */
 	event_base_dispatch(w.base);
 	event_free(sterm);
 	event_free(susr1);
