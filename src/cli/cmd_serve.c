@@ -1,7 +1,8 @@
 /*
  * cmd_serve.c: `mailroom serve -d DATA [-o key=value]...` (runs in the
- * foreground, logs to stderr, exits non-zero with a message when it cannot
- * start) and `mailroom config -d DATA [-a] [-o key=value]...` (prints the
+ * foreground, logs to stderr, exits non-zero with one message when it cannot
+ * start: EX_CONFIG for a bad setting, EX_NOPERM when run_user cannot open
+ * DATA; see server_main) and `mailroom config -d DATA [-a] [-o key=value]...` (prints the
  * effective settings that differ from the defaults, or all with -a).
  */
 #include <getopt.h>

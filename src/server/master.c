@@ -220,6 +220,8 @@ struct probe {
 	int failed;
 	int err;
 	char what[480];
+	const char *hint; /* how to fix a permission error: a string constant,
+			   * as valid in the master as in the forked probe */
 };
 
 static void probe_fail(struct probe *p, int err, const char *fmt, ...)
@@ -247,6 +249,7 @@ static void probe_worker(struct master *m, struct probe *p)
 		probe_fail(p, errno, "cannot become run_user");
 		return;
 	}
+	p->hint = "it needs read and search permission (r-x) there";
 	int data = open(m->data_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (data < 0) {
 		probe_fail(p, errno, "the data folder %s", m->data_dir);
@@ -268,9 +271,9 @@ static void probe_worker(struct master *m, struct probe *p)
 	}
 	store_close(&store);
 	snprintf(path, sizeof(path), "%s/mail", m->data_dir);
+	p->hint = "every folder above DATA must be searchable (x) by it";
 	if (access(path, X_OK) < 0)
-		probe_fail(p, errno, "%s by its path (every folder above DATA must be searchable by it)",
-			   path);
+		probe_fail(p, errno, "%s by its path", path);
 }
 
 static void probe_auth(struct master *m, struct probe *p)
@@ -335,9 +338,10 @@ static int check_children(struct master *m)
 	const char *auth_user = config_str(m->config, "auth_user");
 	run_probe(m, probe_worker, &p);
 	if (p.failed) {
-		fprintf(stderr, "mailroom serve: the workers run as run_user %s, which cannot open %s%s%s%s\n",
+		int noperm = probe_exit_code(p.err) == EX_NOPERM && p.hint != NULL;
+		fprintf(stderr, "mailroom serve: the workers run as run_user %s, which cannot open %s%s%s%s%s%s\n",
 			run_user, p.what, p.err != 0 ? ": " : "", p.err != 0 ? strerror(p.err) : "",
-			p.err == EACCES ? " (it needs read and search permission, r-x, there)" : "");
+			noperm ? " (" : "", noperm ? p.hint : "", noperm ? ")" : "");
 		return probe_exit_code(p.err);
 	}
 	run_probe(m, probe_auth, &p);
