@@ -128,8 +128,8 @@ class LogWatch:
         return self.lines
 
 
-def serve(data, **opts):
-    return imap_server.start(data, extra_opts=dict({"workers": "1"}, **opts))
+def serve(data, protocols=("imap",), **opts):
+    return imap_server.start(data, extra_opts=dict({"workers": "1"}, **opts), protocols=protocols)
 
 
 @pytest.fixture
@@ -192,11 +192,11 @@ def test_workers_that_die_at_start_are_throttled(alice):
     """DATA made unreadable to run_user after the start, then the worker
     killed: each new worker dies at once. Over 5 s the master forks 2 of them
     (at 1 s and 3 s), not thousands, and logs one line per back-off (1, 2,
-    4 s) and nothing per death; a client meanwhile gets a BYE greeting at
-    once. With DATA readable again, the next scheduled worker serves IMAP:
+    4 s) and nothing per death; a client meanwhile gets a temporary-failure
+    greeting at once (IMAP, POP3, LMTP). With DATA readable again, the next scheduled worker serves IMAP:
     the same master, no restart."""
     need_root()
-    srv = serve(alice)  # restart_min_uptime: the default, 10 s
+    srv = serve(alice, protocols=("imap", "pop3", "lmtp"))  # restart_min_uptime: the default, 10 s
     try:
         assert wait_until(lambda: kids_as(srv, "mail"), 5), srv.log()
         [w] = kids_as(srv, "mail")
@@ -210,8 +210,13 @@ def test_workers_that_die_at_start_are_throttled(alice):
         t0 = time.monotonic()
         os.kill(w, signal.SIGKILL)
         time.sleep(1.5)  # inside the 2 s back-off that follows the first restart
+        # RFC 9051 7.1.5 + RFC 5530; RFC 3206; RFC 5321 3.1 (an MTA retries a 421)
         g = greeting(srv.port)
         assert g.startswith(b"* BYE [UNAVAILABLE]"), g
+        g = greeting(srv.ports["pop3"])
+        assert g.startswith(b"-ERR [SYS/TEMP]"), g
+        g = greeting(srv.ports["lmtp"])
+        assert g.startswith(b"421 4.3.2 "), g
         time.sleep(max(0.0, t0 + 5 - time.monotonic()))
         os.chmod(alice, 0o755)
         lines = watch.stop()
