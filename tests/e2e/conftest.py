@@ -210,7 +210,9 @@ def make_message(tag, body_size=0):
 # teardown if a report appeared there or in the output of a server stopped by
 # imap_server.Server.stop(). A process started before the test (module
 # fixtures) logs under the Makefile's DIR/session/; pytest_sessionfinish
-# sweeps the whole DIR at the end, so no report goes unread.
+# sweeps the whole DIR at the end, so no report goes unread. UBSan reports
+# of the workers go to stderr whatever log_path says: they are found in the
+# logs of servers stopped through imap_server and in *.log under tmp_path.
 
 import imap_server  # noqa: E402  (tests/e2e is on sys.path, as for the tests)
 
@@ -238,12 +240,30 @@ def _san_excerpt(paths):
     return "\n".join(parts)
 
 
+def _san_in_test_logs(tmp):
+    """UBSan ignores log_path in the server's workers and writes to stderr:
+    look into the *.log files a test's own server helper left in its
+    tmp_path (test_imap_session.py's DATA/serve.log, for one)."""
+    out = []
+    for p in Path(tmp).rglob("*.log"):
+        try:
+            if p.is_file() and not p.is_symlink() and p.stat().st_size < 64 << 20:
+                found = imap_server.sanitizer_reports(p.read_text(errors="replace"))
+                if found:
+                    out.append((str(p), "\n".join(found[:20])))
+        except OSError:
+            pass
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _sanitizer_check(request):
     before = len(imap_server.SANITIZER_REPORTS)
-    d = None
+    d = tmp = None
     saved = {}
     if _SAN_DIR:
+        if "tmp_path" in request.fixturenames:  # taken now: it is gone at our teardown
+            tmp = request.getfixturevalue("tmp_path")
         d = os.path.join(_SAN_DIR, re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)[:150])
         os.makedirs(d, exist_ok=True)
         os.chmod(d, 0o1777)  # workers write here after dropping to run_user
@@ -257,6 +277,8 @@ def _sanitizer_check(request):
         else:
             os.environ[var] = old
     found = imap_server.SANITIZER_REPORTS[before:]
+    if tmp is not None:
+        found = found + _san_in_test_logs(tmp)
     files = _san_files(d)
     _SAN_SEEN.update(files)
     if found or files:
