@@ -217,7 +217,8 @@ def make_message(tag, body_size=0):
 import imap_server  # noqa: E402  (tests/e2e is on sys.path, as for the tests)
 
 _SAN_DIR = os.environ.get("MAILROOM_SANITIZER_LOGS")
-_SAN_SEEN = set()
+_SAN_SEEN = set()     # report files some test failed on
+_SAN_CLAIMED = set()  # id() of imap_server.SANITIZER_REPORTS entries some test failed on
 
 
 def _san_files(d):
@@ -277,6 +278,7 @@ def _sanitizer_check(request):
         else:
             os.environ[var] = old
     found = imap_server.SANITIZER_REPORTS[before:]
+    _SAN_CLAIMED.update(id(r) for r in found)
     if tmp is not None:
         found = found + _san_in_test_logs(tmp)
     files = _san_files(d)
@@ -307,10 +309,16 @@ def _late_sanitizer_files():
     return [p for p in _san_files(_SAN_DIR) if p not in _SAN_SEEN]
 
 
+def _late_server_reports():
+    """Reports of servers stopped after the test that started them (module
+    fixtures): no test has failed on them yet."""
+    return [r for r in imap_server.SANITIZER_REPORTS if id(r) not in _SAN_CLAIMED]
+
+
 def pytest_sessionfinish(session, exitstatus):
     if hasattr(session.config, "workerinput"):
         return  # an xdist worker: the controller sees every report and file
-    if (_SKIPS or _late_sanitizer_files()) and session.exitstatus == 0:
+    if (_SKIPS or _late_sanitizer_files() or _late_server_reports()) and session.exitstatus == 0:
         session.exitstatus = 1
 
 
@@ -320,7 +328,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tr.section("skips are failures (scripts/deps.sh installs every component)", red=True)
         for nodeid, reason in _SKIPS:
             tr.line(f"SKIPPED {nodeid}: {reason}", red=True)
-    late = _late_sanitizer_files()
-    if late:
+    late, late_srv = _late_sanitizer_files(), _late_server_reports()
+    if late or late_srv:
         tr.section("sanitizer reports outside any test (module fixtures, late exits)", red=True)
-        tr.line(_san_excerpt(late), red=True)
+        for name, excerpt in late_srv:
+            tr.line(f"--- in server log {name}\n{excerpt}", red=True)
+        if late:
+            tr.line(_san_excerpt(late), red=True)
