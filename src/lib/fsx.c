@@ -199,10 +199,17 @@ fail:
 
 int fsx_open_beneath(int dirfd, const char *path, int flags, mode_t mode)
 {
+	/* 0: not decided yet, 1: openat2 missing (or MAILROOM_TEST_NO_OPENAT2=1,
+	 * read once: the tests' switch to exercise the walk), -1: use openat2. */
 	static int no_openat2;
 	struct open_how how;
 
-	if (!no_openat2) {
+	if (__atomic_load_n(&no_openat2, __ATOMIC_RELAXED) == 0) {
+		const char *env = getenv("MAILROOM_TEST_NO_OPENAT2");
+		__atomic_store_n(&no_openat2, env != NULL && strcmp(env, "1") == 0 ? 1 : -1,
+				 __ATOMIC_RELAXED);
+	}
+	if (__atomic_load_n(&no_openat2, __ATOMIC_RELAXED) < 0) {
 		memset(&how, 0, sizeof(how));
 		how.flags = (unsigned long long)(flags | O_CLOEXEC);
 		how.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0;
@@ -210,7 +217,7 @@ int fsx_open_beneath(int dirfd, const char *path, int flags, mode_t mode)
 		long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
 		if (fd >= 0 || errno != ENOSYS)
 			return (int)fd;
-		no_openat2 = 1;
+		__atomic_store_n(&no_openat2, 1, __ATOMIC_RELAXED);
 	}
 	return open_beneath_walk(dirfd, path, flags, mode);
 }

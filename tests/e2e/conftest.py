@@ -199,3 +199,139 @@ def make_message(tag, body_size=0):
         line = (f"{tag} " * 20)[:75].encode() + b"\n"
         body += line * (body_size // len(line) + 1)
     return head + body
+
+
+# ---- suite-wide checks: sanitizer reports and skips are failures -----------------------
+#
+# `make e2e-asan` runs protocol suites against build/asan/mailroom with
+# MAILROOM_SANITIZER_LOGS=DIR. For each test the fixture below points
+# ASAN_OPTIONS/UBSAN_OPTIONS log_path at DIR/<test id>/ (every mailroom the
+# test starts inherits it, whichever helper starts it) and fails the test at
+# teardown if a report appeared there or in the output of a server stopped by
+# imap_server.Server.stop(). A process started before the test (module
+# fixtures) logs under the Makefile's DIR/session/; pytest_sessionfinish
+# sweeps the whole DIR at the end, so no report goes unread. UBSan reports
+# of the workers go to stderr whatever log_path says: they are found in the
+# logs of servers stopped through imap_server and in *.log under tmp_path.
+
+import imap_server  # noqa: E402  (tests/e2e is on sys.path, as for the tests)
+
+_SAN_DIR = os.environ.get("MAILROOM_SANITIZER_LOGS")
+_SAN_SEEN = set()     # report files some test failed on
+_SAN_CLAIMED = set()  # id() of imap_server.SANITIZER_REPORTS entries some test failed on
+
+
+def _san_files(d):
+    if not d or not os.path.isdir(d):
+        return []
+    out = []
+    for root, _dirs, files in os.walk(d):
+        for f in files:
+            p = os.path.join(root, f)
+            if os.path.getsize(p) > 0:
+                out.append(p)
+    return sorted(out)
+
+
+def _san_excerpt(paths):
+    parts = []
+    for p in paths[:3]:
+        with open(p, errors="replace") as f:
+            parts.append(f"--- {p}\n" + "".join(f.readlines()[:40]))
+    return "\n".join(parts)
+
+
+def _san_in_test_logs(tmp):
+    """UBSan ignores log_path in the server's workers and writes to stderr:
+    look into the *.log files a test's own server helper left in its
+    tmp_path (test_imap_session.py's DATA/serve.log, for one)."""
+    out = []
+    for p in Path(tmp).rglob("*.log"):
+        try:
+            if p.is_file() and not p.is_symlink() and p.stat().st_size < 64 << 20:
+                found = imap_server.sanitizer_reports(p.read_text(errors="replace"))
+                if found:
+                    out.append((str(p), "\n".join(found[:20])))
+        except OSError:
+            pass
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _sanitizer_check(request):
+    before = len(imap_server.SANITIZER_REPORTS)
+    d = tmp = None
+    saved = {}
+    if _SAN_DIR:
+        if "tmp_path" in request.fixturenames:  # taken now: it is gone at our teardown
+            tmp = request.getfixturevalue("tmp_path")
+        d = os.path.join(_SAN_DIR, re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)[:150])
+        os.makedirs(d, exist_ok=True)
+        os.chmod(d, 0o1777)  # workers write here after dropping to run_user
+        for var, name in (("ASAN_OPTIONS", "asan"), ("UBSAN_OPTIONS", "ubsan")):
+            saved[var] = os.environ.get(var)
+            os.environ[var] = (saved[var] + ":" if saved[var] else "") + f"log_path={d}/{name}"
+    yield
+    for var, old in saved.items():
+        if old is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = old
+    found = imap_server.SANITIZER_REPORTS[before:]
+    _SAN_CLAIMED.update(id(r) for r in found)
+    if tmp is not None:
+        found = found + _san_in_test_logs(tmp)
+    files = _san_files(d)
+    _SAN_SEEN.update(files)
+    if found or files:
+        text = "\n".join(f"--- in server log {name}\n{excerpt}" for name, excerpt in found)
+        pytest.fail("sanitizer report(s) while this test ran:\n" + text + _san_excerpt(files),
+                    pytrace=False)
+
+
+# A skip means a component that scripts/deps.sh installs is missing or
+# broken: it fails the run (xfail stays allowed, for a documented deviation).
+_SKIPS = []
+
+
+def pytest_collectreport(report):
+    if report.skipped:
+        _SKIPS.append((report.nodeid, str(report.longrepr)))
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _SKIPS.append((report.nodeid, reason))
+
+
+def _late_sanitizer_files():
+    return [p for p in _san_files(_SAN_DIR) if p not in _SAN_SEEN]
+
+
+def _late_server_reports():
+    """Reports of servers stopped after the test that started them (module
+    fixtures): no test has failed on them yet."""
+    return [r for r in imap_server.SANITIZER_REPORTS if id(r) not in _SAN_CLAIMED]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller sees every report and file
+    if (_SKIPS or _late_sanitizer_files() or _late_server_reports()) and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    tr = terminalreporter
+    if _SKIPS:
+        tr.section("skips are failures (scripts/deps.sh installs every component)", red=True)
+        for nodeid, reason in _SKIPS:
+            tr.line(f"SKIPPED {nodeid}: {reason}", red=True)
+    late, late_srv = _late_sanitizer_files(), _late_server_reports()
+    if late or late_srv:
+        tr.section("sanitizer reports outside any test (module fixtures, late exits)", red=True)
+        for name, excerpt in late_srv:
+            tr.line(f"--- in server log {name}\n{excerpt}", red=True)
+        if late:
+            tr.line(_san_excerpt(late), red=True)

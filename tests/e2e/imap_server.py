@@ -22,6 +22,7 @@ mailbox=None) as thin wrappers of the CLI, usable without conftest.
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -31,6 +32,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 MAILROOM = os.environ.get("MAILROOM") or str(REPO / "build" / "mailroom")
+
+# Sanitizer reports (ASan, LSan, UBSan) found in the output of a stopped
+# server, as (server log file name, excerpt). conftest.py fails the running
+# test at teardown when this list grows; without ASAN_OPTIONS=log_path the
+# sanitizer build writes its reports to stderr, that is into the server log.
+SANITIZER_REPORTS = []
+_SANITIZER_MARK = re.compile(r"==\d+==ERROR: \w+Sanitizer|: runtime error: |SUMMARY: \w+Sanitizer")
+
+
+def sanitizer_reports(text):
+    """The lines of text that start or sum up a sanitizer report."""
+    return [l for l in text.splitlines() if _SANITIZER_MARK.search(l)]
 
 
 def _free_port():
@@ -125,7 +138,12 @@ class Server:
         if self._final is not None:
             return
         self._final = self.log()
+        found = sanitizer_reports(self._final)
+        if found:
+            SANITIZER_REPORTS.append((self._logfile.name, "\n".join(found[:20])))
         self._logfile.close()
+        if found:
+            return  # the log is kept for the one who reads the failure
         try:
             os.unlink(self._logfile.name)
         except OSError:

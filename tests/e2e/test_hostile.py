@@ -102,11 +102,15 @@ class Env:
 
     def _find_worker(self):
         """The worker is the child running as run_user (mail); the auth
-        process runs as nobody."""
+        process runs as nobody. Before the master logs "N workers", a
+        short-lived child that checks run_user's access to DATA also runs
+        as mail (slow to exit under ASan): wait for that line."""
         mail_uid = pwd.getpwnam("mail").pw_uid
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            kids = [k for k in self.srv.children() if _uid_of(k) == mail_uid]
+            kids = []
+            if " workers, data " in self.srv.log():  # the check child is gone by then
+                kids = [k for k in self.srv.children() if _uid_of(k) == mail_uid]
             if len(kids) == 1:
                 return kids[0]
             time.sleep(0.05)
