@@ -146,12 +146,8 @@ bool auth_penalty_check(struct auth_penalty *p, const char *user, const char *ip
 {
 	struct ent *e = pair_ent(p, user, ip, false, now);
 	unsigned k = e != NULL ? e->count : 0;
-	if (p->set.pair_max_failures != 0 && k >= p->set.pair_max_failures) {
-		*delay_ms_r = max_delay(p);
-		return true;
-	}
 	*delay_ms_r = ip_over(p, ip, now) ? max_delay(p) : delay_for(p, k);
-	return false;
+	return p->set.pair_max_failures != 0 && k >= p->set.pair_max_failures;
 }
 
 unsigned auth_penalty_failed(struct auth_penalty *p, const char *user, const char *ip,

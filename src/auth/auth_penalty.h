@@ -22,8 +22,8 @@
  *    counted: it says nothing new (Dovecot compares a CRC32 of it; we keep
  *    a keyed 32-bit hash);
  *  - after pair_max_failures counted failures the pair is refused (RATE_
- *    LIMITED, password not checked, answered after max) until it is
- *    forgotten. Dovecot never refuses; we keep mailroom's refusal because
+ *    LIMITED, password not checked, answered after d(k) like the pair's
+ *    other answers) until it is forgotten. Dovecot never refuses; we keep mailroom's refusal because
  *    delays alone let many parallel connections guess max_connections /
  *    15 s times, but only for the pair: user A's right password is never
  *    refused because of user B's failures from the same address;
