@@ -2,6 +2,7 @@
  * auth_penalty.h. */
 #include "auth/auth_penalty.h"
 
+#include <arpa/inet.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,13 +40,29 @@ static uint64_t mix(uint64_t h, const char *s, size_t len)
 	return h;
 }
 
+/* An IPv6 address counts by its first PENALTY_IPV6_BITS bits, as in
+ * Dovecot's auth-penalty.c (PENALTY_IPV6_MASK_BITS 48: "we don't want IPv6
+ * hosts being able to flood our penalty tracking with tons of different
+ * IPs"); anything else by its text. */
+#define PENALTY_IPV6_BITS 48
+
+static uint64_t mix_ip(uint64_t h, const char *ip)
+{
+	struct in6_addr a;
+	if (strchr(ip, ':') != NULL && inet_pton(AF_INET6, ip, &a) == 1) {
+		memset(a.s6_addr + PENALTY_IPV6_BITS / 8, 0, 16 - PENALTY_IPV6_BITS / 8);
+		return mix(h, (const char *)a.s6_addr, 16);
+	}
+	return mix(h, ip, strlen(ip) + 1);
+}
+
 static uint64_t key_of(const struct auth_penalty *p, const char *kind, const char *user,
 		       const char *ip)
 {
 	uint64_t h = mix(p->seed, kind, strlen(kind) + 1);
 	if (user != NULL)
 		h = mix(h, user, strlen(user) + 1);
-	h = mix(h, ip, strlen(ip) + 1);
+	h = mix_ip(h, ip);
 	return h != 0 ? h : 1;
 }
 

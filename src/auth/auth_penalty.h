@@ -33,7 +33,9 @@
  *    an early answer) is held back max. It slows a sweep over many users
  *    down without refusing anybody;
  *  - a pair is forgotten forget_secs after its last counted failure, and
- *    on a success; an IP's count starts again after forget_secs.
+ *    on a success; an IP's count starts again after forget_secs;
+ *  - an IPv6 address counts by its /48, as in Dovecot: an attacker with a
+ *    prefix of his own cannot start afresh from each of its addresses.
  *
  * Memory is bounded: both tables are fixed, 4-way set-associative arrays
  * indexed by a hash seeded at random on creation (so an attacker cannot aim

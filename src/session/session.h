@@ -184,7 +184,8 @@ void session_pump(struct session *s, int (*step)(struct session *s, void *arg),
  * user who is in the password database but has none yet). Input is paused
  * throughout. A successful login is counted by the auth process (per
  * protocol, user and IP: max_userip_connections) until the connection
- * closes: s->auth_login, which the core ends in its close path. The protocol only turns the typed result into its reply. */
+ * closes: s->auth_login, which the core ends in its close path. The
+ * protocol only turns the typed result into its reply. */
 enum session_login_result {
 	SESSION_LOGIN_OK,
 	SESSION_LOGIN_FAILED,		  /* wrong user or password */

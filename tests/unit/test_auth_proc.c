@@ -266,6 +266,19 @@ static void test_penalty_clock(void **state)
 	auth_penalty_succeeded(p, "dave", "10.2.0.3", t);
 	assert_false(auth_penalty_check(p, "dave", "10.2.0.3", t, &d));
 	assert_int_equal(d, 0);
+	/* IPv6: one /48 is one address (Dovecot's mask); another /48 is not */
+	for (int i = 0; i < 4; i++) {
+		char ip[64], pw[8];
+		snprintf(ip, sizeof(ip), "2001:db8:1:%x::%x", i, i + 1);
+		snprintf(pw, sizeof(pw), "%d", i);
+		auth_penalty_failed(p, "eve", ip, pw, t);
+	}
+	assert_false(auth_penalty_check(p, "frank", "2001:db8:1:ffff::1", t, &d));
+	assert_int_equal(d, 15000); /* the /48 is over ip_max_failures */
+	assert_false(auth_penalty_check(p, "eve", "2001:db8:1:ab::9", t, &d));
+	assert_int_equal(d, 15000);
+	assert_false(auth_penalty_check(p, "frank", "2001:db8:2::1", t, &d));
+	assert_int_equal(d, 0);
 	/* base 0: no delays at all, even past the IP threshold */
 	auth_penalty_free(&p);
 	assert_null(p);
