@@ -22,6 +22,7 @@
 
 #include "auth/auth_client.h"
 #include "auth/auth_proc.h"
+#include "lib/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -37,6 +38,7 @@ static void init(void)
 {
 	if (path[0] != '\0')
 		return;
+	log_init("fuzz_auth_request", 0, LOG_LVL_ERROR); /* every attempt logs at info */
 	snprintf(path, sizeof(path), "/tmp/fuzz_auth_request.%ld", (long)getpid());
 	FILE *f = fopen(path, "w");
 	if (f == NULL)
