@@ -2,6 +2,7 @@
 #include "auth/auth_client.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@ static const struct {
 	{ 'F', AUTH_CLIENT_FAILED },
 	{ 'R', AUTH_CLIENT_RATE_LIMITED },
 	{ 'T', AUTH_CLIENT_TEMPFAIL },
+	{ 'L', AUTH_CLIENT_LIMIT },
 };
 
 int auth_client_reply_parse(const char *msg, size_t len, unsigned *id_r,
@@ -178,14 +180,18 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 			fail_all(ac);
 			continue;
 		}
-		for (struct pending **pp = &ac->pending; *pp != NULL; pp = &(*pp)->next) {
-			if ((*pp)->id != id)
-				continue;
+		struct pending **pp = &ac->pending;
+		while (*pp != NULL && (*pp)->id != id)
+			pp = &(*pp)->next;
+		if (*pp != NULL) {
 			struct pending *p = *pp;
 			*pp = p->next;
 			p->cb(p->ctx, &r);
 			free(p);
-			break;
+		} else if (r.result == AUTH_CLIENT_OK) {
+			/* Nobody waits for this login any more: end the
+			 * session it registered (auth_client.h). */
+			auth_client_logout(ac, id);
 		}
 	}
 }
@@ -222,24 +228,16 @@ void auth_client_free(struct auth_client **acp)
 	*acp = NULL;
 }
 
-unsigned auth_client_verify(struct auth_client *ac, const char *ip, const char *user,
-			    const char *pass, auth_client_cb *cb, void *ctx)
+/* Send msg[0..n) as request id with its callback; returns id, or 0. */
+static unsigned send_request(struct auth_client *ac, unsigned id, const char *msg, int n,
+			     auth_client_cb *cb, void *ctx)
 {
-	char msg[AUTH_MAX_MSG + 1];
-	if (!field_ok(ip) || !field_ok(user) || strchr(user, '\t') != NULL || *user == '\0')
-		return 0;
-	if (++ac->next_id == 0)
-		ac->next_id = 1;
-	unsigned id = ac->next_id;
-	int n = snprintf(msg, sizeof(msg), "V\t%u\t%s\t%s\t%s", id, ip, user, pass);
 	if (n < 0 || n > AUTH_MAX_MSG)
 		return 0;
 	struct pending *p = malloc(sizeof(*p));
 	if (p == NULL)
 		return 0;
-	ssize_t w = send(ac->fd, msg, (size_t)n, MSG_NOSIGNAL);
-	explicit_bzero(msg, sizeof(msg));
-	if (w != n) {
+	if (send(ac->fd, msg, (size_t)n, MSG_NOSIGNAL) != n) {
 		free(p);
 		return 0;
 	}
@@ -249,6 +247,55 @@ unsigned auth_client_verify(struct auth_client *ac, const char *ip, const char *
 	p->next = ac->pending;
 	ac->pending = p;
 	return id;
+}
+
+static unsigned next_id(struct auth_client *ac)
+{
+	if (++ac->next_id == 0)
+		ac->next_id = 1;
+	return ac->next_id;
+}
+
+/* A name the protocol carries as a field: not empty, no control character. */
+static bool name_ok(const char *s)
+{
+	return *s != '\0' && field_ok(s);
+}
+
+unsigned auth_client_verify(struct auth_client *ac, const char *service, const char *ip,
+			    const char *user, const char *pass, auth_client_cb *cb, void *ctx)
+{
+	char msg[AUTH_MAX_MSG + 1];
+	if (!name_ok(service) || !name_ok(ip) || !name_ok(user))
+		return 0;
+	unsigned id = next_id(ac);
+	int n = snprintf(msg, sizeof(msg), "V\t%u\t%s\t%s\t%s\t%s", id, service, ip, user, pass);
+	unsigned ret = send_request(ac, id, msg, n, cb, ctx);
+	explicit_bzero(msg, sizeof(msg));
+	return ret;
+}
+
+unsigned auth_client_lookup(struct auth_client *ac, const char *user, auth_client_cb *cb,
+			    void *ctx)
+{
+	char msg[AUTH_MAX_MSG + 1];
+	if (!name_ok(user))
+		return 0;
+	unsigned id = next_id(ac);
+	int n = snprintf(msg, sizeof(msg), "U\t%u\t%s", id, user);
+	return send_request(ac, id, msg, n, cb, ctx);
+}
+
+void auth_client_logout(struct auth_client *ac, unsigned id)
+{
+	char msg[32];
+	if (id == 0)
+		return;
+	int n = snprintf(msg, sizeof(msg), "E\t%u", id);
+	/* Blocking like a request, so that a full socket buffer does not
+	 * lose it. If it fails, the auth process is gone, and with it what it
+	 * counted. */
+	(void)send(ac->fd, msg, (size_t)n, MSG_NOSIGNAL);
 }
 
 void auth_client_cancel(struct auth_client *ac, unsigned id)

@@ -2,20 +2,36 @@
  * auth_client.h: a worker's side of the auth process protocol.
  *
  * Workers never read DATA/passwd: they send "is this user/password right?"
- * over a SOCK_SEQPACKET socketpair and get back a typed answer (after the
- * auth process's failure delay for anything but ok). One message each way;
- * a message is one datagram, so it arrives whole or not at all:
+ * or "is this a user?" over a SOCK_SEQPACKET socketpair and get back a typed
+ * answer (after the auth process's failure delay, auth_penalty.h). One
+ * message each way; a message is one datagram, so it arrives whole or not
+ * at all:
  *
- *   worker -> auth   V <TAB> id <TAB> ip <TAB> user <TAB> password
- *   auth -> worker   O <TAB> id <TAB> user   verified; user is the canonical
- *                                             name, as DATA/passwd spells it
- *                    F <TAB> id              wrong user or password
+ *   worker -> auth   V <TAB> id <TAB> service <TAB> ip <TAB> user <TAB> password
+ *                    U <TAB> id <TAB> user     is user in the database? (no
+ *                                              password, no penalty: LMTP RCPT)
+ *                    E <TAB> id                the session that login id
+ *                                              opened has ended (no answer)
+ *   auth -> worker   O <TAB> id <TAB> user   verified (V), or a user (U);
+ *                                             user is the canonical name, as
+ *                                             DATA/passwd spells it
+ *                    F <TAB> id              wrong user or password (V), no
+ *                                             such user (U)
  *                    R <TAB> id              too many failures (rate limited)
+ *                    L <TAB> id              right password, but this user
+ *                                             has max_userip_connections
+ *                                             sessions of this service from
+ *                                             this IP already (auth_conns.h)
  *                    T <TAB> id              temporary failure: the password
  *                                             file cannot be read, out of memory
  *
+ * An "O" to a V registers a session with the auth process (auth_conns.h)
+ * until the worker sends E with the same id, or its connection closes. A
+ * worker that gets an "O" for an id it no longer waits for (cancelled,
+ * failed when a malformed reply came) sends the E at once.
+ *
  * id is decimal, 1..2^32-1 without leading zeros, and a reply's id is its
- * request's; ip and user contain no TAB or control characters; the password
+ * request's; service, ip and user contain no TAB or control characters; the password
  * is the rest of the message (no NUL). Messages are at most AUTH_MAX_MSG
  * bytes. The auth process answers every request whose id it can read (one
  * it cannot is a bug in the worker, logged). No free text travels back: the
@@ -47,9 +63,11 @@
 enum auth_client_result {
 	AUTH_CLIENT_OK,		  /* verified */
 	AUTH_CLIENT_FAILED,	  /* wrong user or password: permanent */
-	AUTH_CLIENT_RATE_LIMITED, /* too many failures from the IP or for the user */
+	AUTH_CLIENT_RATE_LIMITED, /* too many failures of the user from the IP */
 	AUTH_CLIENT_TEMPFAIL,	  /* could not check (password file unreadable,
 				   * auth process lost, out of memory): retry later */
+	AUTH_CLIENT_LIMIT,	  /* verified, but too many sessions of the user
+				   * from the IP: not logged in, retry later */
 };
 
 /* The answer to one verification. Fields other than result are set only
@@ -82,14 +100,27 @@ struct auth_client *auth_client_new(struct event_base *base, int fd);
 /* Close the socket and forget every waiting request without calling its cb.
  * *ac is NULL afterwards; NULL or *ac NULL is a no-op. */
 void auth_client_free(struct auth_client **ac);
-/* Start a verification; returns its id (never 0), or 0 if it could not be
- * sent (ip or user not carriable, message too long, out of memory, the auth
- * process gone), and then cb is not called. The password is wiped from the
- * message buffer after sending. */
-unsigned auth_client_verify(struct auth_client *ac, const char *ip, const char *user,
-			    const char *pass, auth_client_cb *cb, void *ctx);
+/* Start a verification for a login to service ("imap", "pop3"); returns
+ * its id (never 0), or 0 if it could not be sent (service, ip or user not
+ * carriable, message too long, out of memory, the auth process gone), and
+ * then cb is not called. The password is wiped from the message buffer
+ * after sending. An AUTH_CLIENT_OK answer registers a session under the id:
+ * end it with auth_client_logout(id) when the session ends (or if it is not
+ * used after all). */
+unsigned auth_client_verify(struct auth_client *ac, const char *service, const char *ip,
+			    const char *user, const char *pass, auth_client_cb *cb, void *ctx);
+/* Ask whether user is in the database: cb gets AUTH_CLIENT_OK with the
+ * canonical name, AUTH_CLIENT_FAILED (no such user) or AUTH_CLIENT_TEMPFAIL
+ * (the database cannot be read, the auth process is lost). Returns the id,
+ * or 0 as auth_client_verify. */
+unsigned auth_client_lookup(struct auth_client *ac, const char *user, auth_client_cb *cb,
+			    void *ctx);
+/* The session that the verification id opened has ended: tell the auth
+ * process (nothing comes back; 0 and a lost connection are ignored). */
+void auth_client_logout(struct auth_client *ac, unsigned id);
 /* Forget a request whose session went away (cb will not be called). An id
- * that is not waiting (answered already, or 0) is ignored. */
+ * that is not waiting (answered already, or 0) is ignored. A verification
+ * answered "ok" later is ended (logout) at once. */
 void auth_client_cancel(struct auth_client *ac, unsigned id);
 
 /* The reply message, both directions of the code: pure functions, for the

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/buf.h"
@@ -159,27 +160,47 @@ int passwd_verify(const char *stored, const char *password, int allow_plain)
 int passwd_file_foreach(const char *path, void (*cb)(void *ctx, const struct passwd_entry *e),
 			void *ctx)
 {
-	FILE *f = fopen(path, "re");
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
-	struct passwd_entry *e;
+	struct passwd_entry *e = NULL;
 	struct error why;
+	struct stat st;
+	FILE *f = NULL;
+	int ret = -1, saved;
 
-	if (f == NULL)
+	/* As the server's master opens it: no symbolic link, a regular file
+	 * (a directory would open, then read EISDIR). */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
 		return -1;
-	e = malloc(sizeof(*e));
-	if (e == NULL) {
-		fclose(f);
-		return -1;
+	if (fstat(fd, &st) < 0)
+		goto out;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EINVAL;
+		goto out;
 	}
+	f = fdopen(fd, "r");
+	e = malloc(sizeof(*e));
+	if (f == NULL || e == NULL)
+		goto out;
+	fd = -1;
 	while ((n = getline(&line, &cap, f)) >= 0)
 		if (passwd_line_parse(line, (size_t)n, e, &why) == 0)
 			cb(ctx, e);
+	/* getline() is -1 at the end and on a read error alike. */
+	if (!ferror(f))
+		ret = 0;
+out:
+	saved = errno;
+	if (f != NULL)
+		fclose(f);
+	else if (fd >= 0)
+		close(fd);
 	free(e);
 	free(line);
-	fclose(f);
-	return 0;
+	errno = saved;
+	return ret;
 }
 
 struct lookup_ctx {

@@ -44,11 +44,15 @@ int passwd_hash(const char *password, const char *scheme, char **hash_r, struct 
  * wherever they differ. */
 int passwd_verify(const char *stored, const char *password, int allow_plain);
 
-/* Look up user in the file at path. 1 found (*e_r filled), 0 not found,
- * -1 the file cannot be read (errno set). */
+/* Look up user in the file at path (the first line of that name). 1 found
+ * (*e_r filled), 0 not found (also: no file at all, as the auth process
+ * sees it), -1 the file cannot be read (errno set; a symbolic link or not a
+ * regular file also, as the server refuses them). */
 int passwd_file_lookup(const char *path, const char *user, struct passwd_entry *e_r);
 
-/* Call cb for each valid entry of the file; 0, or -1 if it cannot be read. */
+/* Call cb for each valid entry of the file (malformed lines are skipped);
+ * 0, or -1 with errno set if it cannot be opened or read to its end (a
+ * symbolic link or not a regular file: ELOOP, EINVAL). */
 int passwd_file_foreach(const char *path, void (*cb)(void *ctx, const struct passwd_entry *e),
 			void *ctx);
 

@@ -8,21 +8,32 @@
  *   0  delivered to every user
  *   65 EX_DATAERR   empty or too large message
  *   67 EX_NOUSER    unknown user (and no temporary failure)
- *   75 EX_TEMPFAIL  disk full, I/O error, lock timeout, or over quota when
- *                   quota_full_tempfail = yes
+ *   75 EX_TEMPFAIL  disk full, I/O error, lock timeout, DATA/passwd cannot
+ *                   be read, or over quota when quota_full_tempfail = yes
  *   77 EX_NOPERM    over quota (permanent), as dovecot-lda does
  * With several users, a temporary failure for any of them wins: the MTA
  * retries, and a duplicate for the others beats a lost message. MTAs that
  * deliver to many users at once should use LMTP, which reports per user.
+ *
+ * A user is a recipient only if DATA/passwd lists them (as for LMTP): a
+ * mail folder left by `mailroom user del` is not enough. The CLI reads the
+ * file itself (there is no auth process to ask), before it takes the
+ * store owner's identity: as root it can read a passwd file that only root
+ * may read. A file that cannot be read (permissions, a symbolic link, not
+ * a regular file, an I/O error) is EX_TEMPFAIL, never EX_NOUSER; no file at
+ * all is no users, as for the server. A listed user without a mail folder
+ * is EX_NOUSER, as before (`mailroom user add` makes the folder).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "auth/passwd.h"
 #include "cli/cli.h"
 #include "lib/config.h"
 #include "store/store.h"
@@ -54,8 +65,35 @@ static int worse(int a, int b)
 	return a ? a : b;
 }
 
+/* For each of the n users: 0 if DATA/passwd lists them, else the exit
+ * status they get (EX_NOUSER, EX_TEMPFAIL), said on stderr. */
+static void check_users(const char *data, char *const *users, size_t n, int *codes)
+{
+	char path[4096];
+	struct passwd_entry *e = malloc(sizeof(*e));
+	snprintf(path, sizeof(path), "%s/passwd", data);
+	for (size_t i = 0; i < n; i++) {
+		int r = e != NULL ? passwd_file_lookup(path, users[i], e) : -1;
+		if (r == 1) {
+			codes[i] = 0;
+		} else if (r == 0) {
+			fprintf(stderr, "mailroom deliver: %s: no such user\n", users[i]);
+			codes[i] = EX_NOUSER;
+		} else {
+			fprintf(stderr, "mailroom deliver: %s: cannot read %s: %s\n", users[i], path,
+				e != NULL ? strerror(errno) : "out of memory");
+			codes[i] = EX_TEMPFAIL;
+		}
+	}
+	if (e != NULL)
+		explicit_bzero(e, sizeof(*e));
+	free(e);
+}
+
 int cmd_deliver(int argc, char **argv)
 {
+	int *known = NULL;
+	size_t nknown = 0;
 	const char *data = cli_default_data_dir();
 	const char *mailbox = NULL;
 	struct config *config = NULL;
@@ -79,12 +117,38 @@ int cmd_deliver(int argc, char **argv)
 		fprintf(stderr, "usage: mailroom deliver -d DATA [-m MAILBOX] USER...\n");
 		return EX_USAGE;
 	}
+	size_t nusers = (size_t)(argc - optind);
+	known = calloc(nusers, sizeof(*known));
+	if (known == NULL) {
+		fprintf(stderr, "mailroom deliver: out of memory\n");
+		return EX_TEMPFAIL;
+	}
+	struct stat st;
+	if (data != NULL && stat(data, &st) == 0 && S_ISDIR(st.st_mode)) {
+		/* Before becoming the store owner, who may not read it. (No
+		 * data folder at all is for cli_open_store to report: its
+		 * missing passwd must not read as "no such user".) */
+		check_users(data, argv + optind, nusers, known);
+	}
+	for (size_t i = 0; i < nusers; i++)
+		nknown += known[i] == 0;
+	rc = 0;
+	for (size_t i = 0; i < nusers; i++)
+		rc = worse(rc, known[i]);
+	if (data != NULL && nknown == 0) {
+		free(known);
+		return rc; /* nobody to deliver to: the message is not read */
+	}
 	rc = data ? cli_become_store_owner("deliver", data) : 0;
-	if (rc != 0)
+	if (rc != 0) {
+		free(known);
 		return rc;
+	}
 	rc = cli_open_store("deliver", data, &config, &store);
-	if (rc != 0)
+	if (rc != 0) {
+		free(known);
 		return rc;
+	}
 	uint64_t limit = config_uint(config, "message_size_limit");
 
 	if (store_stage_new(store, &stage, &err) < 0)
@@ -117,20 +181,24 @@ int cmd_deliver(int argc, char **argv)
 	if (store_stage_finish(stage, &err) < 0)
 		goto fail;
 
-	size_t n = (size_t)(argc - optind);
-	rcpts = calloc(n, sizeof(*rcpts));
+	rcpts = calloc(nknown, sizeof(*rcpts));
 	if (rcpts == NULL) {
 		fprintf(stderr, "mailroom deliver: out of memory\n");
 		rc = EX_TEMPFAIL;
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
-		rcpts[i].user = argv[optind + (int)i];
-		rcpts[i].mailbox = mailbox;
-	}
-	store_deliver(store, stage, 0, rcpts, n);
 	rc = 0;
-	for (size_t i = 0; i < n; i++) {
+	size_t nr = 0;
+	for (size_t i = 0; i < nusers; i++) {
+		rc = worse(rc, known[i]); /* the users DATA/passwd did not list */
+		if (known[i] != 0)
+			continue;
+		rcpts[nr].user = argv[optind + (int)i];
+		rcpts[nr].mailbox = mailbox;
+		nr++;
+	}
+	store_deliver(store, stage, 0, rcpts, nr);
+	for (size_t i = 0; i < nr; i++) {
 		if (rcpts[i].result.code == ERR_OK)
 			continue;
 		fprintf(stderr, "mailroom deliver: %s: %s\n", rcpts[i].user, rcpts[i].result.text);
@@ -141,6 +209,7 @@ fail:
 	fprintf(stderr, "mailroom deliver: %s\n", err.text);
 	rc = exit_code(store, err.code);
 out:
+	free(known);
 	free(rcpts);
 	store_stage_free(&stage);
 	store_close(&store);

@@ -58,6 +58,13 @@ static void login_done(struct session *base, enum session_login_result r, const 
 	case SESSION_LOGIN_STORE_UNAVAILABLE:
 		imap_send_tagged(s, NULL, "NO", "[UNAVAILABLE] Mail store unavailable");
 		return;
+	case SESSION_LOGIN_TOO_MANY:
+		/* RFC 5530 3: LIMIT, an implementation limit was hit; as
+		 * Dovecot for mail_max_userip_connections. Not
+		 * AUTHENTICATIONFAILED: the password was right. */
+		imap_send_tagged(s, NULL, "NO",
+				 "[LIMIT] Too many connections from this user and IP address");
+		return;
 	}
 	s->user = strdup(user);
 	if (s->user == NULL) {

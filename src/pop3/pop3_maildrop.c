@@ -224,6 +224,12 @@ static void login_done(struct session *base, enum session_login_result r, const 
 	case SESSION_LOGIN_STORE_UNAVAILABLE:
 		pop3_resp_send(s, "-ERR [SYS/TEMP] Mail store unavailable");
 		return;
+	case SESSION_LOGIN_TOO_MANY:
+		/* RFC 2449 8.1.1: IN-USE, the maildrop is in use by other
+		 * sessions; a client retries later rather than asking for
+		 * another password. */
+		pop3_resp_send(s, "-ERR [IN-USE] Too many connections from this user and IP address");
+		return;
 	}
 	s->suser = suser;
 	s->user = strdup(user);

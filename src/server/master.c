@@ -414,10 +414,17 @@ static void auth_new_cb(evutil_socket_t sock, short what, void *arg)
 static int auth_child(struct master *m, int pw_sock, int new_sock, int status_fd)
 {
 	struct auth_child_ctx actx = { pw_sock };
+	char passwd_path[4096];
+	snprintf(passwd_path, sizeof(passwd_path), "%s/passwd", m->data_dir);
 	struct auth_proc_settings set = {
-		(unsigned)config_uint(m->config, "auth_failure_delay_ms"),
-		(unsigned)config_uint(m->config, "auth_max_failures"),
-		config_bool(m->config, "auth_allow_plain"),
+		.failure_delay_ms = (unsigned)config_uint(m->config, "auth_failure_delay_ms"),
+		.max_failures = (unsigned)config_uint(m->config, "auth_max_failures"),
+		.allow_plain = config_bool(m->config, "auth_allow_plain"),
+		.failure_max_delay_ms = (unsigned)config_uint(m->config, "auth_failure_max_delay_ms"),
+		.failure_forget_secs = (unsigned)config_uint(m->config, "auth_failure_forget_seconds"),
+		.ip_max_failures = (unsigned)config_uint(m->config, "auth_ip_max_failures"),
+		.max_userip_connections = (unsigned)config_uint(m->config, "max_userip_connections"),
+		.passwd_path = passwd_path,
 	};
 	if (drop_privileges(m->auth_uid, m->auth_gid) < 0) {
 		child_report(status_fd, "cannot become auth_user %s: %s",

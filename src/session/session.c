@@ -9,6 +9,7 @@
 
 #include <event2/buffer.h>
 
+#include "auth/auth_client.h"
 #include "session/conn.h"
 #include "session/jobs.h"
 
@@ -120,6 +121,9 @@ static void on_closed(void *ctx)
 	struct session *s = ctx;
 	if (s->proto->disconnected != NULL)
 		s->proto->disconnected(s);
+	if (s->auth_login != 0) /* max_userip_connections: one session less */
+		auth_client_logout(s->env->auth, s->auth_login);
+	s->auth_login = 0;
 	s->conn = NULL;
 	s->closing = true;
 	if (s->pump.step != NULL) {

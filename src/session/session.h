@@ -115,6 +115,8 @@ struct session {
 	bool closing;	   /* close when nothing runs */
 	bool shut_down;	   /* proto->shutdown has been called */
 	unsigned errors;   /* protocol errors so far (session_error_limit) */
+	unsigned auth_login; /* the auth process counts this session under this
+			      * login id (auth_client_logout when it ends); 0: none */
 	struct {	   /* the response being pumped, if step != NULL */
 		int (*step)(struct session *s, void *arg);
 		void (*cancel)(void *arg);
@@ -180,13 +182,18 @@ void session_pump(struct session *s, int (*step)(struct session *s, void *arg),
  * (auth_client.h), which answers after its failure delay; on success the
  * user's store is opened on a job thread (creating the mail folder of a
  * user who is in the password database but has none yet). Input is paused
- * throughout. The protocol only turns the typed result into its reply. */
+ * throughout. A successful login is counted by the auth process (per
+ * protocol, user and IP: max_userip_connections) until the connection
+ * closes: s->auth_login, which the core ends in its close path. The
+ * protocol only turns the typed result into its reply. */
 enum session_login_result {
 	SESSION_LOGIN_OK,
 	SESSION_LOGIN_FAILED,		  /* wrong user or password */
 	SESSION_LOGIN_RATE_LIMITED,	  /* too many failures: try again later */
 	SESSION_LOGIN_AUTH_UNAVAILABLE,	  /* the auth process cannot answer */
 	SESSION_LOGIN_STORE_UNAVAILABLE,  /* verified, but the store cannot open */
+	SESSION_LOGIN_TOO_MANY,		  /* verified, but max_userip_connections
+					   * sessions of the user from this IP */
 };
 /* done(s, result, user, suser): user is the canonical name (valid during the
  * call) and suser the opened store user, which done() takes, both only for

@@ -17,6 +17,8 @@ struct login {
 	char user[AUTH_CLIENT_MAX_USER + 1];
 	struct store_user *suser;
 	struct error err;
+	unsigned id;	 /* the auth request */
+	bool registered; /* the auth process counts a session under id */
 };
 
 /* What the auth protocol can carry as a user name: no control characters
@@ -46,8 +48,25 @@ static void open_work(void *arg)
 		l->result = SESSION_LOGIN_STORE_UNAVAILABLE;
 }
 
+/* The session the auth process counted for this login: the session's now
+ * (ended in the core's close path), or ended at once if the login did not
+ * come through. */
+static void keep_or_end(struct session *s, struct login *l)
+{
+	if (!l->registered)
+		return;
+	if (l->result != SESSION_LOGIN_OK || s->conn == NULL) {
+		auth_client_logout(s->env->auth, l->id);
+		return;
+	}
+	if (s->auth_login != 0) /* a second login on one connection */
+		auth_client_logout(s->env->auth, s->auth_login);
+	s->auth_login = l->id;
+}
+
 static void finish(struct session *s, struct login *l)
 {
+	keep_or_end(s, l);
 	if (s->conn != NULL) {
 		l->done(s, l->result, l->user, l->suser);
 		l->suser = NULL;
@@ -72,7 +91,11 @@ static void auth_done(void *ctx, const struct auth_client_reply *r)
 	switch (r->result) {
 	case AUTH_CLIENT_OK:
 		l->result = SESSION_LOGIN_OK;
+		l->registered = true;
 		snprintf(l->user, sizeof(l->user), "%s", r->user);
+		break;
+	case AUTH_CLIENT_LIMIT:
+		l->result = SESSION_LOGIN_TOO_MANY;
 		break;
 	case AUTH_CLIENT_FAILED:
 		l->result = SESSION_LOGIN_FAILED;
@@ -114,7 +137,9 @@ void session_login(struct session *s, const char *user, const char *pass, sessio
 	/* The request is not cancelled if the client leaves: the reply frees l
 	 * and, the client being gone, the session (finish, session_resume). */
 	session_wait(s);
-	if (auth_client_verify(s->env->auth, conn_peer_ip(s->conn), user, pass, auth_done, l) == 0) {
+	l->id = auth_client_verify(s->env->auth, s->proto->name, conn_peer_ip(s->conn), user, pass,
+				   auth_done, l);
+	if (l->id == 0) {
 		l->result = SESSION_LOGIN_AUTH_UNAVAILABLE;
 		finish(s, l);
 		session_resume(s);

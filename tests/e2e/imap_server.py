@@ -214,8 +214,11 @@ class Client:
     parse(resp) turns a response into a token list (see parse()).
     """
 
-    def __init__(self, port, host="127.0.0.1", timeout=30):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port, host="127.0.0.1", timeout=30, source=None):
+        # source: a local address to connect from (another 127.x.y.z, to
+        # be another client IP for the server)
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.buf = b""
         self.n = 0
         self.greeting = self._read_response()

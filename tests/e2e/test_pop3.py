@@ -323,6 +323,11 @@ def test_overlong_sasl_line_aborts_the_exchange(server):
 
 
 def test_auth_failure_delay_comes_from_auth_process(data, mailbox):
+    """The failure delay is the auth process's, per user and IP
+    (src/auth/auth_penalty.h): alice's failure is held back, and so is her
+    next answer (the right password too); bob's right password from the
+    same IP is answered at once."""
+    add_user(data, "bob", "bobpw")
     srv = start(data, auth_failure_delay_ms="600")
     try:
         c = Raw(srv.ports["pop3"])
@@ -330,21 +335,28 @@ def test_auth_failure_delay_comes_from_auth_process(data, mailbox):
         t = time.monotonic()
         assert c.cmd("PASS wrong").startswith(b"-ERR [AUTH]")
         assert time.monotonic() - t >= 0.55
+        b = Raw(srv.ports["pop3"])
+        b.cmd("USER bob")
+        t = time.monotonic()
+        assert b.cmd("PASS bobpw").startswith(b"+OK")
+        assert time.monotonic() - t < 0.5
         c.cmd("USER alice")
         t = time.monotonic()
         assert c.cmd("PASS secret").startswith(b"+OK")
-        assert time.monotonic() - t < 0.5
+        assert time.monotonic() - t >= 0.55
     finally:
         srv.stop()
 
 
 def test_auth_rate_limit(data, mailbox):
+    """auth_max_failures different wrong passwords of alice from one IP
+    refuse that pair (src/auth/auth_penalty.h)."""
     srv = start(data, auth_max_failures="3")
     try:
         c = Raw(srv.ports["pop3"])
-        for _ in range(3):
+        for i in range(3):
             c.cmd("USER alice")
-            assert c.cmd("PASS wrong").startswith(b"-ERR [AUTH]")
+            assert c.cmd(f"PASS wrong{i}").startswith(b"-ERR [AUTH]")
         c.cmd("USER alice")
         r = c.cmd("PASS secret")
         assert r.startswith(b"-ERR [AUTH]") and b"Too many" in r

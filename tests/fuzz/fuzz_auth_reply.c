@@ -6,7 +6,7 @@
  *
  * The input is parsed from a heap copy of exactly its size. Invariants of an
  * accepted reply: the input is at most AUTH_MAX_MSG bytes; the result is one
- * of the four; the id is not 0; the user is set only when ok, 1 to
+ * of the five; the id is not 0; the user is set only when ok, 1 to
  * AUTH_CLIENT_MAX_USER bytes without control characters, NUL-terminated
  * within the struct; and formatting the parsed reply gives back the input
  * byte for byte (there is one spelling per reply, so nothing is accepted
@@ -54,6 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case AUTH_CLIENT_FAILED:
 	case AUTH_CLIENT_RATE_LIMITED:
 	case AUTH_CLIENT_TEMPFAIL:
+	case AUTH_CLIENT_LIMIT:
 		if (r.user[0] != '\0')
 			abort();
 		break;

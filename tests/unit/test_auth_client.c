@@ -1,8 +1,10 @@
 /*
  * test_auth_client.c: the auth process's reply message (auth_client.h):
- * auth_client_reply_parse() takes exactly the four well-formed replies and
+ * auth_client_reply_parse() takes exactly the five well-formed replies and
  * rejects anything else whole, writing no output; auth_client_reply_format()
- * writes only what parses back to the same thing.
+ * writes only what parses back to the same thing. And the client over a
+ * real socketpair: the requests it writes (V with the service, U, E), and
+ * the E it sends by itself for an "ok" nobody waits for any more.
  *
  * A reply is one SOCK_SEQPACKET datagram, so the parser sees whole messages
  * only: instead of feeding it byte by byte, every truncation of a message is
@@ -18,6 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
 
 #include "auth/auth_client.h"
 
@@ -66,6 +72,12 @@ static void test_parse_valid(void **state)
 	assert_int_equal(r.result, AUTH_CLIENT_TEMPFAIL);
 	assert_int_equal(id, 7);
 
+	memset(&r, 'x', sizeof(r));
+	assert_int_equal(parse_s("L\t8", &id, &r), 0);
+	assert_int_equal(r.result, AUTH_CLIENT_LIMIT);
+	assert_int_equal(id, 8);
+	assert_string_equal(r.user, "");
+
 	/* UTF-8 and any printable byte are a name like another */
 	assert_int_equal(parse_s("O\t9\tj\xc3\xb6rg@example.org", &id, &r), 0);
 	assert_string_equal(r.user, "j\xc3\xb6rg@example.org");
@@ -89,6 +101,8 @@ static void test_parse_hostile(void **state)
 		{ "", 0 }, { "O", 0 }, { "F", 0 }, { "F\t", 0 }, { "O\t", 0 },
 		/* unknown types, the request's type, lower case, old text replies */
 		{ "X\t1", 0 }, { "V\t1\t127.0.0.1\talice\tpw", 0 }, { "f\t1", 0 }, { "o\t1\talice", 0 },
+		{ "U\t1\talice", 0 }, { "E\t1", 0 }, { "l\t1", 0 }, { "L\t1\t", 0 }, { "L\t1\talice", 0 },
+		{ "L\t01", 0 },
 		{ "F\t1\tauthentication failed", 0 }, { "F\t1\ttoo many failures, try again later", 0 },
 		/* no TAB after the type, other separators */
 		{ "F1", 0 }, { "F 1", 0 }, { "FF\t1", 0 }, { "\tF\t1", 0 },
@@ -157,7 +171,7 @@ static void test_parse_every_control_char(void **state)
 static void test_parse_truncations(void **state)
 {
 	(void)state;
-	static const char *const msgs[] = { "O\t123\talice", "F\t123", "R\t123", "T\t123" };
+	static const char *const msgs[] = { "O\t123\talice", "F\t123", "R\t123", "T\t123", "L\t123" };
 	for (size_t i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++) {
 		size_t len = strlen(msgs[i]);
 		for (size_t k = 0; k < len; k++) {
@@ -177,9 +191,10 @@ static void test_format_roundtrip(void **state)
 	(void)state;
 	static const enum auth_client_result results[] = {
 		AUTH_CLIENT_OK, AUTH_CLIENT_FAILED, AUTH_CLIENT_RATE_LIMITED, AUTH_CLIENT_TEMPFAIL,
+		AUTH_CLIENT_LIMIT,
 	};
-	static const char *const wire[] = { "O\t77\tbob", "F\t77", "R\t77", "T\t77" };
-	for (size_t i = 0; i < 4; i++) {
+	static const char *const wire[] = { "O\t77\tbob", "F\t77", "R\t77", "T\t77", "L\t77" };
+	for (size_t i = 0; i < 5; i++) {
 		struct auth_client_reply r, back;
 		char buf[AUTH_MAX_MSG + 1];
 		size_t len = 0;
@@ -236,6 +251,104 @@ static void test_format_refuses(void **state)
 	assert_string_equal(buf, "O\t1\talice");
 }
 
+/* ---- the client over a socketpair --------------------------------------- */
+
+struct got {
+	int calls;
+	struct auth_client_reply r;
+};
+
+static void got_cb(void *ctx, const struct auth_client_reply *r)
+{
+	struct got *g = ctx;
+	g->calls++;
+	g->r = *r;
+}
+
+/* The next message the "auth process" end reads, as a string. */
+static void recv_msg(int fd, char *buf, size_t size)
+{
+	ssize_t n = recv(fd, buf, size - 1, MSG_DONTWAIT);
+	assert_true(n > 0);
+	buf[n] = '\0';
+}
+
+static void reply(int fd, struct event_base *base, const char *msg)
+{
+	assert_int_equal(send(fd, msg, strlen(msg), 0), (ssize_t)strlen(msg));
+	event_base_loop(base, EVLOOP_NONBLOCK);
+}
+
+static void test_client_wire(void **state)
+{
+	(void)state;
+	int sv[2];
+	char buf[AUTH_MAX_MSG + 1], want[64];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	struct event_base *base = event_base_new();
+	assert_non_null(base);
+	struct auth_client *ac = auth_client_new(base, sv[0]);
+	assert_non_null(ac);
+	struct got g1 = { 0 }, g2 = { 0 }, g3 = { 0 };
+
+	unsigned v = auth_client_verify(ac, "imap", "10.0.0.1", "alice", "pw\twith tab", got_cb, &g1);
+	assert_int_not_equal(v, 0);
+	recv_msg(sv[1], buf, sizeof(buf));
+	snprintf(want, sizeof(want), "V\t%u\timap\t10.0.0.1\talice\tpw\twith tab", v);
+	assert_string_equal(buf, want);
+	/* what the protocol cannot carry is not sent */
+	assert_int_equal(auth_client_verify(ac, "im\tap", "10.0.0.1", "alice", "pw", got_cb, &g1), 0);
+	assert_int_equal(auth_client_verify(ac, "", "10.0.0.1", "alice", "pw", got_cb, &g1), 0);
+	assert_int_equal(auth_client_lookup(ac, "", got_cb, &g2), 0);
+	assert_int_equal(auth_client_lookup(ac, "a\x01", got_cb, &g2), 0);
+
+	unsigned u = auth_client_lookup(ac, "bob", got_cb, &g2);
+	assert_int_not_equal(u, 0);
+	recv_msg(sv[1], buf, sizeof(buf));
+	snprintf(want, sizeof(want), "U\t%u\tbob", u);
+	assert_string_equal(buf, want);
+
+	snprintf(want, sizeof(want), "F\t%u", u);
+	reply(sv[1], base, want);
+	assert_int_equal(g2.calls, 1);
+	assert_int_equal(g2.r.result, AUTH_CLIENT_FAILED);
+	snprintf(want, sizeof(want), "L\t%u", v);
+	reply(sv[1], base, want);
+	assert_int_equal(g1.calls, 1);
+	assert_int_equal(g1.r.result, AUTH_CLIENT_LIMIT);
+
+	auth_client_logout(ac, 42);
+	recv_msg(sv[1], buf, sizeof(buf));
+	assert_string_equal(buf, "E\t42");
+	auth_client_logout(ac, 0); /* nothing */
+
+	/* a login cancelled while waiting, then answered ok: its session is
+	 * ended at once; a late failure needs nothing */
+	unsigned c = auth_client_verify(ac, "pop3", "10.0.0.2", "carol", "pw", got_cb, &g3);
+	recv_msg(sv[1], buf, sizeof(buf));
+	auth_client_cancel(ac, c);
+	snprintf(want, sizeof(want), "O\t%u\tcarol", c);
+	reply(sv[1], base, want);
+	assert_int_equal(g3.calls, 0);
+	recv_msg(sv[1], buf, sizeof(buf));
+	snprintf(want, sizeof(want), "E\t%u", c);
+	assert_string_equal(buf, want);
+	reply(sv[1], base, "F\t999");
+	assert_int_equal(recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT), -1);
+
+	/* the auth process goes: waiting requests fail temporarily */
+	unsigned w = auth_client_lookup(ac, "dave", got_cb, &g2);
+	assert_int_not_equal(w, 0);
+	close(sv[1]);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_int_equal(g2.calls, 2);
+	assert_int_equal(g2.r.result, AUTH_CLIENT_TEMPFAIL);
+	auth_client_logout(ac, 5); /* ignored: nobody listens */
+	auth_client_free(&ac);
+	assert_null(ac);
+	event_base_free(base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -245,6 +358,7 @@ int main(void)
 		cmocka_unit_test(test_parse_truncations),
 		cmocka_unit_test(test_format_roundtrip),
 		cmocka_unit_test(test_format_refuses),
+		cmocka_unit_test(test_client_wire),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

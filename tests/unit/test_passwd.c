@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "auth/passwd.h"
@@ -130,6 +132,39 @@ static void test_file_update(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* passwd_file_lookup as `mailroom deliver` uses it: garbage lines skipped,
+ * the first line of a name wins, no file is no user (0), and a file that
+ * cannot be read -- a directory, a symbolic link (the server refuses them
+ * too) -- is -1, never "no such user". */
+static void test_file_lookup_cases(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/test_passwd_lookup.XXXXXX", path[128], link_path[128];
+	struct passwd_entry e;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/passwd", dir);
+	snprintf(link_path, sizeof(link_path), "%s/link", dir);
+	assert_int_equal(passwd_file_lookup(path, "alice", &e), 0); /* no file */
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("garbage\n\x01\x02\n:x\nalice:{PLAIN}first\nalice:{PLAIN}second\nbob:{PLAIN}b", f);
+	fclose(f);
+	assert_int_equal(passwd_file_lookup(path, "alice", &e), 1);
+	assert_string_equal(e.hash, "{PLAIN}first");
+	assert_int_equal(passwd_file_lookup(path, "bob", &e), 1); /* no final newline */
+	assert_int_equal(passwd_file_lookup(path, "garbage", &e), 0);
+	assert_int_equal(symlink(path, link_path), 0);
+	errno = 0;
+	assert_int_equal(passwd_file_lookup(link_path, "alice", &e), -1);
+	assert_int_equal(errno, ELOOP);
+	unlink(link_path);
+	assert_int_equal(mkdir(link_path, 0700), 0);
+	assert_int_equal(passwd_file_lookup(link_path, "alice", &e), -1);
+	rmdir(link_path);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -138,6 +173,7 @@ int main(void)
 		cmocka_unit_test(test_plain_and_unknown),
 		cmocka_unit_test(test_line_parse),
 		cmocka_unit_test(test_file_update),
+		cmocka_unit_test(test_file_lookup_cases),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
