@@ -9,6 +9,8 @@
 
 #include <event2/buffer.h>
 
+#include "lib/config.h"
+#include "lib/log.h"
 #include "session/conn.h"
 #include "session/jobs.h"
 
@@ -133,9 +135,31 @@ static void on_closed(void *ctx)
 	session_free(s);
 }
 
+/* The write timeout: the conn drops the connection after this. */
+static void on_stalled(void *ctx)
+{
+	struct session *s = ctx;
+	log_info("%s %s write timeout: %zu bytes unread for %u s, disconnecting ip=%s",
+		 s->proto->name, s->id, conn_output_pending(s->conn),
+		 (unsigned)config_uint(s->env->config, "client_write_timeout"),
+		 conn_peer_ip(s->conn));
+}
+
 static const struct conn_handler handler = {
-	on_input, on_drained, on_closed, on_timeout,
+	on_input, on_drained, on_closed, on_timeout, on_stalled,
 };
+
+/* The client's output reached client_max_output (see session.h). */
+static void overflow(struct session *s)
+{
+	log_info("%s %s output limit: %zu bytes queued unread, disconnecting ip=%s",
+		 s->proto->name, s->id, conn_output_pending(s->conn), conn_peer_ip(s->conn));
+	s->closing = true; /* read no more commands; lets the goodbye through */
+	if (s->proto->overflow != NULL)
+		s->proto->overflow(s);
+	s->overflowed = true;
+	session_close(s);
+}
 
 void session_start(struct session_env *env, const struct session_proto *proto, struct conn *c)
 {
@@ -156,6 +180,10 @@ void session_start(struct session_env *env, const struct session_proto *proto, s
 	env->list = s;
 	env->sessions++;
 	conn_set_handler(c, &handler, s);
+	if (env->config != NULL) {
+		conn_set_write_timeout(c, (unsigned)config_uint(env->config, "client_write_timeout"));
+		s->max_output = (size_t)config_uint(env->config, "client_max_output");
+	}
 	if (proto->start(s) < 0) {
 		/* on_closed frees s once the conn has gone */
 		conn_abort(c);
@@ -177,8 +205,14 @@ void session_set_timeout(struct session *s, unsigned seconds)
 
 void session_write(struct session *s, const void *data, size_t len)
 {
-	if (s->conn != NULL)
-		conn_write(s->conn, data, len);
+	if (s->conn == NULL || s->overflowed)
+		return;
+	if (s->max_output > 0 && s->pump.step == NULL && !s->closing &&
+	    conn_output_pending(s->conn) >= s->max_output) {
+		overflow(s);
+		return;
+	}
+	conn_write(s->conn, data, len);
 }
 
 bool session_error_limit(struct session *s, unsigned max)

@@ -39,6 +39,18 @@
  * for the client: never during a job or a pump. Shutdown (SIGTERM) asks each
  * protocol to say goodbye at a point where its grammar allows it.
  *
+ * Clients that do not read (issue 14). Backpressure bounds what commands
+ * produce, but not what the server pushes unasked (IMAP IDLE updates), and a
+ * stopped client would keep its session forever. Two limits, from config:
+ *  - client_write_timeout: output pending and none of it sent for that
+ *    long: one log line and the connection is dropped (no goodbye: the
+ *    client does not read). It runs during pumps, IDLE and closes alike.
+ *  - client_max_output: a write outside a pump that finds this much output
+ *    already queued is dropped; the protocol's overflow() says goodbye and
+ *    the session closes. Pumps never hit it: they produce only while the
+ *    output is below CONN_OUTPUT_HIGH, and input (the next command) waits
+ *    for the same, so one response, however large, is never cut.
+ *
  * Threads: everything here runs on the worker's event loop thread, except
  * the work() of session_async, which must not touch the session.
  */
@@ -104,6 +116,9 @@ struct session_proto {
 	void (*command_done)(struct session *s);
 	/* Release the protocol's state (not s itself). */
 	void (*free)(struct session *s);
+	/* The output cap was reached (client_max_output): write a goodbye
+	 * (it is queued after the rest; the core then closes). May be NULL. */
+	void (*overflow)(struct session *s);
 };
 
 struct session {
@@ -115,6 +130,8 @@ struct session {
 	bool closing;	   /* close when nothing runs */
 	bool shut_down;	   /* proto->shutdown has been called */
 	unsigned errors;   /* protocol errors so far (session_error_limit) */
+	size_t max_output; /* client_max_output; 0: none */
+	bool overflowed;   /* the cap was reached: nothing more is written */
 	struct {	   /* the response being pumped, if step != NULL */
 		int (*step)(struct session *s, void *arg);
 		void (*cancel)(void *arg);
