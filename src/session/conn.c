@@ -32,6 +32,12 @@
  * take the last bytes and the TLS close_notify. */
 #define CONN_LINGER_TICKS 500
 
+/* A closing connection (conn_close with output queued) whose client takes
+ * none of it for this long is dropped, whatever the write timeout: the
+ * client has nothing more to ask, and a session cut off for not reading
+ * (the output cap) must not keep its queue for the whole timeout. */
+#define CONN_CLOSE_STALL_MS 5000
+
 struct conn {
 	struct event_base *base;
 	struct bufferevent *bev;
@@ -156,14 +162,32 @@ static void stall_arm(struct conn *c, long long ms)
 	evtimer_add(c->stall, &tv);
 }
 
+/* How long output may wait without progress; 0: for ever. */
+static long long stall_limit_ms(const struct conn *c)
+{
+	long long ms = (long long)c->write_timeout * 1000;
+	if (c->closing && (ms == 0 || ms > CONN_CLOSE_STALL_MS))
+		ms = CONN_CLOSE_STALL_MS;
+	return ms;
+}
+
+/* (Re)start the clock's timer for what is left of the limit. */
+static void stall_rearm(struct conn *c)
+{
+	long long limit = stall_limit_ms(c), idle = ms_since(&c->progress);
+	evtimer_del(c->stall);
+	if (limit > 0 && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+		stall_arm(c, idle < limit ? limit - idle : 0);
+}
+
 static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct conn *c = arg;
 	(void)buf;
 	if (info->n_deleted > 0 || info->orig_size == 0)
 		clock_gettime(CLOCK_MONOTONIC, &c->progress);
-	if (info->n_added > 0 && c->write_timeout > 0 && !evtimer_pending(c->stall, NULL))
-		stall_arm(c, (long long)c->write_timeout * 1000);
+	if (info->n_added > 0 && stall_limit_ms(c) > 0 && !evtimer_pending(c->stall, NULL))
+		stall_arm(c, stall_limit_ms(c));
 }
 
 static void stall_cb(evutil_socket_t fd, short what, void *arg)
@@ -171,10 +195,9 @@ static void stall_cb(evutil_socket_t fd, short what, void *arg)
 	struct conn *c = arg;
 	(void)fd;
 	(void)what;
-	if (c->done || c->write_timeout == 0 ||
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+	long long limit = stall_limit_ms(c), idle = ms_since(&c->progress);
+	if (c->done || limit == 0 || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 		return; /* re-armed by the next output */
-	long long limit = (long long)c->write_timeout * 1000, idle = ms_since(&c->progress);
 	if (idle < limit) {
 		stall_arm(c, limit - idle);
 		return;
@@ -405,10 +428,7 @@ void conn_set_idle_timeout(struct conn *c, unsigned seconds)
 void conn_set_write_timeout(struct conn *c, unsigned seconds)
 {
 	c->write_timeout = seconds;
-	if (seconds == 0)
-		evtimer_del(c->stall);
-	else if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 && !evtimer_pending(c->stall, NULL))
-		stall_arm(c, (long long)seconds * 1000);
+	stall_rearm(c);
 }
 
 int conn_starttls(struct conn *c, struct ssl_ctx_st *tls)
@@ -476,6 +496,9 @@ void conn_close(struct conn *c)
 		return;
 	}
 	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	/* the client gets CONN_CLOSE_STALL_MS from now to read the goodbye */
+	clock_gettime(CLOCK_MONOTONIC, &c->progress);
+	stall_rearm(c);
 }
 
 void conn_abort(struct conn *c)

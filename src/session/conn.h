@@ -84,7 +84,8 @@ size_t conn_output_pending(const struct conn *c);
 /* Close after a timeout of this many seconds without input (0: none). */
 void conn_set_idle_timeout(struct conn *c, unsigned seconds);
 /* Abort when output has been pending this many seconds without any of it
- * leaving (0: never). Applies also during a graceful close. */
+ * leaving (0: never). During a graceful close (conn_close) the limit is
+ * at most 5 s, also when 0. */
 void conn_set_write_timeout(struct conn *c, unsigned seconds);
 
 /* Switch to TLS; see the note above. 0, or -1 if TLS is unavailable. */

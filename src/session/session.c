@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "lib/config.h"
 #include "lib/log.h"
@@ -203,12 +204,31 @@ void session_set_timeout(struct session *s, unsigned seconds)
 		conn_set_idle_timeout(s->conn, seconds);
 }
 
+/* The output cap (session.h) is checked against what was queued when this
+ * burst of writes began: the writes of one loop callback (a command's
+ * answer, an IDLE sync) are one burst, written before the socket can take
+ * any of it, so a client that reads is never cut off by one large burst; a
+ * client that does not read is cut off at the start of the next one. The
+ * cap is at least CONN_OUTPUT_HIGH: a command only starts below that mark,
+ * so its answer is never cut. */
+static bool over_cap(struct session *s)
+{
+	struct timeval tv;
+	event_base_gettimeofday_cached(s->env->base, &tv); /* the same within a callback */
+	unsigned long long stamp = (unsigned long long)tv.tv_sec * 1000000 + (unsigned long long)tv.tv_usec;
+	if (stamp != s->burst_stamp) {
+		s->burst_stamp = stamp;
+		s->burst_start = conn_output_pending(s->conn);
+	}
+	size_t cap = s->max_output > CONN_OUTPUT_HIGH ? s->max_output : CONN_OUTPUT_HIGH;
+	return s->burst_start >= cap;
+}
+
 void session_write(struct session *s, const void *data, size_t len)
 {
 	if (s->conn == NULL || s->overflowed)
 		return;
-	if (s->max_output > 0 && s->pump.step == NULL && !s->closing &&
-	    conn_output_pending(s->conn) >= s->max_output) {
+	if (s->max_output > 0 && s->pump.step == NULL && !s->closing && over_cap(s)) {
 		overflow(s);
 		return;
 	}

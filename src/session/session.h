@@ -45,11 +45,14 @@
  *  - client_write_timeout: output pending and none of it sent for that
  *    long: one log line and the connection is dropped (no goodbye: the
  *    client does not read). It runs during pumps, IDLE and closes alike.
- *  - client_max_output: a write outside a pump that finds this much output
- *    already queued is dropped; the protocol's overflow() says goodbye and
- *    the session closes. Pumps never hit it: they produce only while the
- *    output is below CONN_OUTPUT_HIGH, and input (the next command) waits
- *    for the same, so one response, however large, is never cut.
+ *  - client_max_output: a burst of writes outside a pump (the answer of a
+ *    command, an IDLE sync: what one loop callback writes) that begins
+ *    with this much output already queued is dropped; the protocol's
+ *    overflow() says goodbye and the session closes. So a session queues
+ *    at most the cap plus one burst. Pumps never hit it: they produce only
+ *    while the output is below CONN_OUTPUT_HIGH, and input (the next
+ *    command) waits for the same, so one response, however large, is never
+ *    cut; nor is one large burst of updates to a client that reads.
  *
  * Threads: everything here runs on the worker's event loop thread, except
  * the work() of session_async, which must not touch the session.
@@ -132,6 +135,8 @@ struct session {
 	unsigned errors;   /* protocol errors so far (session_error_limit) */
 	size_t max_output; /* client_max_output; 0: none */
 	bool overflowed;   /* the cap was reached: nothing more is written */
+	unsigned long long burst_stamp; /* loop time of the current burst of writes */
+	size_t burst_start;		/* output queued when it began */
 	struct {	   /* the response being pumped, if step != NULL */
 		int (*step)(struct session *s, void *arg);
 		void (*cancel)(void *arg);

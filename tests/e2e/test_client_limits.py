@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import ssl
+import threading
 import time
 
 import pytest
@@ -207,56 +208,140 @@ def drop_messages(data, n):
             b"From: a@example.org\nSubject: m%d\n\nbody %d\n" % (i, i))
 
 
-def test_idle_client_that_never_reads_is_cut_off_by_output_cap(data):
+IDLE_MESSAGES = 3000
+# Long FETCH lines (12 long keywords each; 26 is the most a mailbox has), so
+# that one round (a flag change on every message) is about 1.5 MB and the
+# kernel's socket buffers (up to 4 MB on loopback) fill within a few rounds.
+KEYWORD_SETS = [" ".join(f"$keyword_{k}_{i:02d}_abcdefghijklmnopqrstuvwxyz" for i in range(12))
+                for k in "ab"]
+
+
+def idle_mailbox(data):
     add_user(data, "alice")
     assert deliver(data, "alice", make_message("first")).returncode == 0
-    drop_messages(data, 3000)
-    cap = 128 * 1024
+    drop_messages(data, IDLE_MESSAGES)
+
+
+def start_idle(port, rcvbuf=None):
+    """A raw socket logged in as alice, INBOX selected, in IDLE."""
+    s = raw_connect(port, rcvbuf=rcvbuf)
+    read_until(s, b"\r\n")
+    s.sendall(b"a LOGIN alice secret\r\nb SELECT INBOX\r\nc IDLE\r\n")
+    read_until(s, b"+ idling", limit=1 << 22)
+    return s
+
+
+def flood_until(data, srv, w, pattern, rounds=20):
+    """Round after round, w changes the keywords of every message and a
+    message is delivered (an untagged FETCH per message and an EXISTS for
+    every idler), until pattern is in the log; (match, rounds)."""
+    for r in range(1, rounds + 1):
+        w.ok(f"STORE 1:* FLAGS.SILENT ({KEYWORD_SETS[r % 2]})")
+        assert deliver(data, "alice", make_message(f"more{r}")).returncode == 0
+        m, _ = log_wait(srv, pattern, 0.5)
+        if m:
+            return m, r
+    return None, rounds
+
+
+def read_to_eof(s, timeout=10):
+    s.settimeout(timeout)
+    got = b""
+    while True:
+        d = s.recv(1 << 20)
+        if not d:
+            return got
+        got += d
+
+
+class Reader(threading.Thread):
+    """Reads a socket to EOF (or until `until` arrives) in the background."""
+
+    def __init__(self, sock, until):
+        super().__init__(daemon=True)
+        self.sock, self.until, self.got = sock, until, b""
+
+    def run(self):
+        self.sock.settimeout(120)
+        try:
+            while self.until not in self.got[-100:]:
+                d = self.sock.recv(1 << 20)
+                if not d:
+                    break
+                self.got += d
+        except OSError:
+            pass
+
+
+def test_idle_client_that_never_reads_is_cut_off_by_output_cap(data):
+    idle_mailbox(data)
+    cap = 2 << 20  # more than one round behind is not keeping up
     srv = start(data, client_max_output=str(cap), client_write_timeout="600")
     try:
-        s = raw_connect(srv.port, rcvbuf=4096)
-        read_until(s, b"\r\n")
-        s.sendall(b"a LOGIN alice secret\r\nb SELECT INBOX\r\nc IDLE\r\n")
-        read_until(s, b"+ idling", limit=1 << 22)
-        # from now on s reads nothing; another session changes every
-        # message's flags, then deliveries arrive: each change is an
-        # untagged FETCH/EXISTS for the idler
+        s = start_idle(srv.port, rcvbuf=4096)  # from now on s reads nothing
+        # a second idler reads everything: each round is a burst of about
+        # 1.5 MB written at once, far above the cap, which must not cut off
+        # a client that reads
+        r = start_idle(srv.port)
+        reader = Reader(r, b"c OK")
+        reader.start()
         w = imap_server.Client(srv.port)
         w.login("alice", "secret")
         w.ok("SELECT INBOX")
-        # long FETCH lines (12 long keywords each; 26 is the most a mailbox has), so that the kernel's socket
-        # buffers (up to 4 MB on loopback) fill within a few rounds
-        sets = [" ".join(f"$keyword_{k}_{i:02d}_abcdefghijklmnopqrstuvwxyz" for i in range(12))
-                for k in "ab"]
-        m = None
-        rounds = 0
-        for rounds in range(1, 21):
-            w.ok(f"STORE 1:* FLAGS.SILENT ({sets[rounds % 2]})")
-            assert deliver(data, "alice", make_message(f"more{rounds}")).returncode == 0
-            m, _ = log_wait(srv, r"imap \S+ output limit: (\d+) bytes queued", 0.5)
-            if m:
-                break
+        m, rounds = flood_until(data, srv, w, r"imap \S+ output limit: (\d+) bytes queued")
         assert m, srv.log()[-2000:]
         queued = int(m.group(1))
         print(f"\noutput cap {cap}: IDLE client cut off after {rounds} rounds "
-              f"of 3000 keyword changes, {queued} bytes queued")
-        assert cap <= queued <= cap + 64 * 1024, queued
-        # the session is over (its queued output waits for the write
-        # timeout only as far as the kernel is concerned, not the server)
+              f"of {IDLE_MESSAGES} keyword changes, {queued} bytes queued")
+        # a burst that starts with the cap queued is dropped: the session
+        # held at most the cap plus one round
+        one_round = (IDLE_MESSAGES + rounds + 2) * len(
+            f"* {IDLE_MESSAGES} FETCH (FLAGS ({KEYWORD_SETS[0]}))\r\n")
+        assert cap <= queued <= cap + one_round, (queued, one_round)
+        # BYE if possible: a client that starts reading now (within 5 s of
+        # the close) finds the updates, the BYE, then the end
+        got = read_to_eof(s)
+        assert got.endswith(b"* BYE Too much output unread; closing\r\n"), got[-200:]
         m2, _ = log_wait(srv, r"imap \S+ disconnect user=alice ip=\S+ in=\d+ out=\d+", 10)
         assert m2, srv.log()[-2000:]
-        # what the idler would read: updates, then the BYE, then EOF
-        s.settimeout(10)
-        got = b""
-        while True:
-            d = s.recv(1 << 20)
-            if not d:
-                break
-            got += d
-        assert got.endswith(b"* BYE Too much output unread; closing\r\n"), got[-200:]
-        # the other client is unaffected
+        assert len(re.findall(rb"imap \S+ output limit", srv.log().encode())) == 1
+        # the reading idler got every update of every round, and goes on
+        r.sendall(b"DONE\r\n")
+        reader.join(60)
+        got = reader.got
+        assert got.endswith(b"c OK IDLE terminated\r\n"), got[-300:]
+        assert len(re.findall(rb"\* \d+ FETCH \(FLAGS \(", got)) >= rounds * IDLE_MESSAGES
+        r.sendall(b"d LOGOUT\r\n")
+        read_until(r, b"d OK")
+        w.ok("LOGOUT")
+    finally:
+        srv.stop()
+
+
+def test_idle_client_that_never_reads_is_cut_off_by_write_timeout(data):
+    idle_mailbox(data)
+    srv = start(data, client_max_output="1G", client_write_timeout=str(WRITE_TIMEOUT))
+    try:
+        s = start_idle(srv.port, rcvbuf=4096)
+        w = imap_server.Client(srv.port)
+        w.login("alice", "secret")
+        w.ok("SELECT INBOX")
+        t0 = time.monotonic()
+        # rounds come every ~0.6 s, well within the timeout: new output
+        # must not restart the clock, only output that leaves does
+        m, rounds = flood_until(data, srv, w, r"imap \S+ write timeout: (\d+) bytes unread",
+                                rounds=30)
+        assert m, srv.log()[-2000:]
+        took = time.monotonic() - t0
+        print(f"\nIDLE client that reads nothing: write timeout after {rounds} rounds, "
+              f"{took:.1f} s, {m.group(1)} bytes unread")
+        # cut off within the timeout of the socket buffers filling up (the
+        # kernel takes up to about 4 MB first)
+        assert took <= WRITE_TIMEOUT + 10, took
+        assert "output limit" not in srv.log()
         w.ok("NOOP")
         w.ok("LOGOUT")
+        s.close()
     finally:
         srv.stop()
 
