@@ -123,6 +123,9 @@ static void finish_cb(evutil_socket_t fd, short what, void *arg)
 	if (graceful(c) && c->linger_ticks < CONN_LINGER_TICKS) {
 		/* give the socket up to 5 s to take the rest and the alert */
 		int wait = unsent(c) > 0 || !close_notify(c) || unsent(c) > 0;
+		struct bufferevent *under = bufferevent_get_underlying(c->bev);
+		if (wait && under != NULL)
+			bufferevent_enable(under, EV_WRITE); /* stopped by libevent at EOF */
 		if (wait) {
 			struct timeval tv = { 0, 10000 };
 			c->linger_ticks++;
@@ -246,6 +249,15 @@ static void write_cb(struct bufferevent *bev, void *arg)
 		c->h->drained(c->ctx);
 }
 
+/* The end of input is the peer's close_notify (an orderly TLS close), not a
+ * bare EOF or an error. */
+static int peer_closed_tls(const struct conn *c, short what)
+{
+	SSL *ssl = c->tls ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+	return (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && ssl != NULL &&
+	       c->linger != NULL && (SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -255,6 +267,12 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	if ((what & BEV_EVENT_TIMEOUT) && !c->closing && c->h != NULL && c->h->timeout != NULL) {
 		bufferevent_enable(c->bev, EV_READ);
 		c->h->timeout(c->ctx);
+		return;
+	}
+	if (peer_closed_tls(c, what)) {
+		/* RFC 5246 7.2.1: answer the peer's close_notify with ours */
+		c->closing = 1;
+		finish_now(c);
 		return;
 	}
 	if (!(what & BEV_EVENT_TIMEOUT))

@@ -22,8 +22,9 @@
  *    conn is aborted right after (queued output dropped; closed() follows):
  *    nothing more can reach a client that does not read.
  *
- * Orderly closes (conn_close) of a TLS conn end with a TLS close_notify
- * alert after the last byte; aborts, errors and stalls do not.
+ * Orderly closes of a TLS conn (conn_close, or the client's own
+ * close_notify) end with a TLS close_notify alert after the last byte;
+ * aborts, errors and stalls do not.
  *
  * STARTTLS: conn_starttls() discards every byte the client sent after the
  * STARTTLS command (they were pipelined in plain text: CVE-2011-0411) and

@@ -9,7 +9,8 @@
 - A client that reads slowly, but within the timeout, gets a huge FETCH
   byte-exact: the timeout counts time without progress, not the transfer.
 - Every orderly close of a TLS connection (IMAPS LOGOUT, POP3S QUIT, both
-  STARTTLS, the idle timeout, server shutdown) ends with a TLS close_notify:
+  STARTTLS, the idle timeout, server shutdown, the client's own
+  close_notify) ends with a TLS close_notify:
   a client that treats a bare EOF as an error (Python with
   OP_IGNORE_UNEXPECTED_EOF cleared and suppress_ragged_eofs=False) sees a
   clean end of stream and unwrap() succeeds.
@@ -453,5 +454,30 @@ def test_close_notify_on_idle_timeout_and_shutdown(data):
         srv.proc.send_signal(15)
         assert line(s).startswith(b"-ERR [SYS/TEMP] Server shutting down")
         assert_close_notify(s)
+    finally:
+        srv.stop()
+
+
+def test_close_notify_answers_the_clients_close_notify(data):
+    """RFC 5246 7.2.1: a client that ends TLS first (unwrap() sends its
+    close_notify and waits for the server's) gets one back, on IMAPS,
+    POP3S, STARTTLS and STLS."""
+    add_user(data, "alice")
+    pi, pp = tls_ports()
+    srv = start(data, protocols=("imap", "pop3"), imaps_listen=f"127.0.0.1:{pi}",
+                pop3s_listen=f"127.0.0.1:{pp}")
+    try:
+        for port, upgrade in ((pi, None), (pp, None), (srv.port, b"a STARTTLS\r\n"),
+                              (srv.ports["pop3"], b"STLS\r\n")):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            if upgrade:
+                line(s)
+                s.sendall(upgrade)
+                assert re.match(rb"(a )?\+?OK", line(s))
+            s = wrap(s)
+            if not upgrade:
+                line(s)  # the greeting
+            s.unwrap()
+            s.close()
     finally:
         srv.stop()
