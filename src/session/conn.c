@@ -449,6 +449,11 @@ void conn_set_write_timeout(struct conn *c, unsigned seconds)
 	stall_rearm(c);
 }
 
+unsigned conn_write_timeout(const struct conn *c)
+{
+	return c->write_timeout;
+}
+
 int conn_starttls(struct conn *c, struct ssl_ctx_st *tls)
 {
 	if (tls == NULL || c->tls)

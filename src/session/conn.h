@@ -88,6 +88,7 @@ void conn_set_idle_timeout(struct conn *c, unsigned seconds);
  * leaving (0: never). During a graceful close (conn_close) the limit is
  * at most 5 s, also when 0. */
 void conn_set_write_timeout(struct conn *c, unsigned seconds);
+unsigned conn_write_timeout(const struct conn *c);
 
 /* Switch to TLS; see the note above. 0, or -1 if TLS is unavailable. */
 int conn_starttls(struct conn *c, struct ssl_ctx_st *tls);

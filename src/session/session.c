@@ -142,8 +142,7 @@ static void on_stalled(void *ctx)
 	struct session *s = ctx;
 	log_info("%s %s write timeout: %zu bytes unread for %u s, disconnecting ip=%s",
 		 s->proto->name, s->id, conn_output_pending(s->conn),
-		 (unsigned)config_uint(s->env->config, "client_write_timeout"),
-		 conn_peer_ip(s->conn));
+		 conn_write_timeout(s->conn), conn_peer_ip(s->conn));
 }
 
 static const struct conn_handler handler = {
