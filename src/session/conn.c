@@ -270,7 +270,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (peer_closed_tls(c, what)) {
-		/* RFC 5246 7.2.1: answer the peer's close_notify with ours */
+		/* RFC 5246 7.2.1: answer the peer's close_notify with ours. What
+		 * was still queued for it is dropped: it wants no more. */
+		struct evbuffer *out = bufferevent_get_output(c->bev);
+		evbuffer_drain(out, evbuffer_get_length(out));
 		c->closing = 1;
 		finish_now(c);
 		return;
