@@ -214,6 +214,11 @@ static void imap_shutdown(struct session *base)
 	session_close(&s->base);
 }
 
+static void imap_overflow(struct session *base)
+{
+	imap_send(imap_session_of(base), "* BYE Too much output unread; closing\r\n");
+}
+
 static void imap_disconnected(struct session *base)
 {
 	struct imap_session *s = imap_session_of(base);
@@ -248,4 +253,5 @@ const struct session_proto imap_proto = {
 	.disconnected = imap_disconnected,
 	.command_done = imap_command_done,
 	.free = imap_free,
+	.overflow = imap_overflow,
 };

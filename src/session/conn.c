@@ -9,24 +9,45 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 /* Input beyond this is not read from the socket until the session consumes
  * some: the bound on per-connection input memory. */
 #define CONN_INPUT_HIGH (256 * 1024)
 
+/* After STARTTLS the TLS filter encrypts into the socket bufferevent
+ * beneath it; without a high-water mark there, the filter would pass on
+ * everything at once and the session would never see backpressure. */
+#define CONN_UNDER_HIGH (64 * 1024)
+
+/* A graceful close waits this many 10 ms ticks at most for the socket to
+ * take the last bytes and the TLS close_notify. */
+#define CONN_LINGER_TICKS 500
+
+/* A closing connection (conn_close with output queued) whose client takes
+ * none of it for this long is dropped, whatever the write timeout: the
+ * client has nothing more to ask, and a session cut off for not reading
+ * (the output cap) must not keep its queue for the whole timeout. */
+#define CONN_CLOSE_STALL_MS 5000
+
 struct conn {
 	struct event_base *base;
 	struct bufferevent *bev;
 	struct event *kick;   /* runs input() for data already buffered */
 	struct event *finish; /* frees the conn outside any callback */
-	struct event *linger; /* after STARTTLS: waits for the socket to take the last bytes */
+	struct event *linger; /* a graceful close waits for the socket to take the last bytes */
+	struct event *stall;  /* the write timeout (conn_set_write_timeout) */
+	struct evbuffer_cb_entry *out_cb;
+	struct timespec progress; /* output last moved (or became pending) */
+	unsigned write_timeout;  /* seconds; 0: none */
 	int linger_ticks;
 	const struct conn_handler *h;
 	void *ctx;
@@ -35,11 +56,20 @@ struct conn {
 	int tls;
 	int paused;
 	int closing;
+	int aborted; /* no graceful end: no linger, no close_notify */
+	int shut;    /* close_notify sent (or not to be sent) */
 	int done;
 	size_t in_seen;
 	unsigned long long bytes_in;
 	unsigned long long bytes_out;
 };
+
+/* A graceful close: conn_close, not an error, an abort or a stall. Only TLS
+ * conns linger: a plain socket has the last bytes once the output is empty. */
+static int graceful(const struct conn *c)
+{
+	return c->closing && !c->aborted && c->linger != NULL;
+}
 
 static void finish_now(struct conn *c)
 {
@@ -47,7 +77,7 @@ static void finish_now(struct conn *c)
 		return;
 	c->done = 1;
 	/* A lingering close keeps writing (the filter flushes into the socket). */
-	bufferevent_disable(c->bev, c->closing && c->linger != NULL ? EV_READ : EV_READ | EV_WRITE);
+	bufferevent_disable(c->bev, graceful(c) ? EV_READ : EV_READ | EV_WRITE);
 	event_active(c->finish, 0, 0);
 }
 
@@ -63,25 +93,122 @@ static size_t unsent(const struct conn *c)
 	return n;
 }
 
+/* Send the TLS close_notify alert (RFC 8446 6.1: each party sends one
+ * before closing its write side; the closer need not wait for the peer's,
+ * so ours goes out and the socket closes). libevent 2.1 frees the SSL
+ * without SSL_shutdown, so without this a client sees a truncation
+ * ("EOF occurred in violation of protocol"). Dovecot does the same on
+ * close (ssl-iostream: SSL_shutdown once the handshake is done). Returns 1
+ * when done (sent, or nothing to send), 0 to try again once the socket
+ * takes more. */
+static int close_notify(struct conn *c)
+{
+	SSL *ssl = c->tls ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+	if (ssl == NULL || !SSL_is_init_finished(ssl) || c->shut)
+		return 1;
+	int r = SSL_shutdown(ssl);
+	int e = r < 0 ? SSL_get_error(ssl, r) : SSL_ERROR_NONE;
+	ERR_clear_error(); /* the queue is per thread: leave it clean for the next conn */
+	if (e == SSL_ERROR_WANT_WRITE)
+		return 0;
+	c->shut = 1;
+	return 1;
+}
+
 static void finish_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 	(void)fd;
 	(void)what;
-	if (c->closing && c->linger != NULL && unsent(c) > 0 && c->linger_ticks++ < 500) {
-		/* a graceful close: give the socket up to 5 s to take the rest */
-		struct timeval tv = { 0, 10000 };
-		event_add(c->linger, &tv);
-		return;
+	if (graceful(c) && c->linger_ticks < CONN_LINGER_TICKS) {
+		/* give the socket up to 5 s to take the rest and the alert */
+		int wait = unsent(c) > 0 || !close_notify(c) || unsent(c) > 0;
+		struct bufferevent *under = bufferevent_get_underlying(c->bev);
+		if (wait && under != NULL)
+			bufferevent_enable(under, EV_WRITE); /* stopped by libevent at EOF */
+		if (wait) {
+			struct timeval tv = { 0, 10000 };
+			c->linger_ticks++;
+			event_add(c->linger, &tv);
+			return;
+		}
 	}
 	if (c->h != NULL && c->h->closed != NULL)
 		c->h->closed(c->ctx);
+	evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_cb);
 	bufferevent_free(c->bev);
 	event_free(c->kick);
 	event_free(c->finish);
+	event_free(c->stall);
 	if (c->linger != NULL)
 		event_free(c->linger);
 	free(c);
+}
+
+/* ---- the write timeout ----------------------------------------------------
+ * The clock runs while output is pending: it starts when the output stops
+ * being empty and restarts whenever some of it leaves (into the socket, or
+ * into the TLS layer, which passes on only what the socket takes). New
+ * output does not restart it: a client that reads nothing is cut off after
+ * the timeout however much the session keeps writing. */
+
+static long long ms_since(const struct timespec *t)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+static void stall_arm(struct conn *c, long long ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	evtimer_add(c->stall, &tv);
+}
+
+/* How long output may wait without progress; 0: for ever. */
+static long long stall_limit_ms(const struct conn *c)
+{
+	long long ms = (long long)c->write_timeout * 1000;
+	if (c->closing && (ms == 0 || ms > CONN_CLOSE_STALL_MS))
+		ms = CONN_CLOSE_STALL_MS;
+	return ms;
+}
+
+/* (Re)start the clock's timer for what is left of the limit. */
+static void stall_rearm(struct conn *c)
+{
+	long long limit = stall_limit_ms(c), idle = ms_since(&c->progress);
+	evtimer_del(c->stall);
+	if (limit > 0 && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+		stall_arm(c, idle < limit ? limit - idle : 0);
+}
+
+static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct conn *c = arg;
+	(void)buf;
+	if (info->n_deleted > 0 || info->orig_size == 0)
+		clock_gettime(CLOCK_MONOTONIC, &c->progress);
+	if (info->n_added > 0 && stall_limit_ms(c) > 0 && !evtimer_pending(c->stall, NULL))
+		stall_arm(c, stall_limit_ms(c));
+}
+
+static void stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	(void)fd;
+	(void)what;
+	long long limit = stall_limit_ms(c), idle = ms_since(&c->progress);
+	if (c->done || limit == 0 || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		return; /* re-armed by the next output */
+	if (idle < limit) {
+		stall_arm(c, limit - idle);
+		return;
+	}
+	if (c->h != NULL && c->h->stalled != NULL && !c->closing)
+		c->h->stalled(c->ctx);
+	c->aborted = 1;
+	finish_now(c);
 }
 
 static void run_input(struct conn *c)
@@ -122,6 +249,15 @@ static void write_cb(struct bufferevent *bev, void *arg)
 		c->h->drained(c->ctx);
 }
 
+/* The end of input is the peer's close_notify (an orderly TLS close), not a
+ * bare EOF or an error. */
+static int peer_closed_tls(const struct conn *c, short what)
+{
+	SSL *ssl = c->tls ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+	return (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && ssl != NULL &&
+	       c->linger != NULL && (SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -133,11 +269,23 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		c->h->timeout(c->ctx);
 		return;
 	}
+	if (peer_closed_tls(c, what)) {
+		/* RFC 5246 7.2.1: answer the peer's close_notify with ours. What
+		 * was still queued for it is dropped: it wants no more. */
+		struct evbuffer *out = bufferevent_get_output(c->bev);
+		evbuffer_drain(out, evbuffer_get_length(out));
+		c->closing = 1;
+		finish_now(c);
+		return;
+	}
+	if (!(what & BEV_EVENT_TIMEOUT))
+		c->aborted = 1; /* the peer left or the connection broke */
 	finish_now(c);
 }
 
 static void setup_bev(struct conn *c)
 {
+	c->out_cb = evbuffer_add_cb(bufferevent_get_output(c->bev), output_cb, c);
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_INPUT_HIGH);
 	bufferevent_setwatermark(c->bev, EV_WRITE, CONN_OUTPUT_LOW, 0);
@@ -195,7 +343,11 @@ struct conn *conn_new(struct event_base *base, int fd, struct ssl_ctx_st *tls,
 	}
 	c->kick = event_new(base, -1, 0, kick_cb, c);
 	c->finish = event_new(base, -1, 0, finish_cb, c);
-	if (c->bev == NULL || c->kick == NULL || c->finish == NULL) {
+	c->stall = evtimer_new(base, stall_cb, c);
+	if (tls != NULL)
+		c->linger = evtimer_new(base, finish_cb, c);
+	if (c->bev == NULL || c->kick == NULL || c->finish == NULL || c->stall == NULL ||
+	    (tls != NULL && c->linger == NULL)) {
 		if (c->bev != NULL)
 			bufferevent_free(c->bev);
 		else
@@ -204,6 +356,10 @@ struct conn *conn_new(struct event_base *base, int fd, struct ssl_ctx_st *tls,
 			event_free(c->kick);
 		if (c->finish)
 			event_free(c->finish);
+		if (c->stall)
+			event_free(c->stall);
+		if (c->linger)
+			event_free(c->linger);
 		free(c);
 		return NULL;
 	}
@@ -281,13 +437,24 @@ int conn_send_file(struct conn *c, int fd, off_t offset, size_t len)
 
 size_t conn_output_pending(const struct conn *c)
 {
-	return evbuffer_get_length(bufferevent_get_output(c->bev));
+	return unsent(c);
 }
 
 void conn_set_idle_timeout(struct conn *c, unsigned seconds)
 {
 	struct timeval tv = { (time_t)seconds, 0 };
 	bufferevent_set_timeouts(c->bev, seconds ? &tv : NULL, NULL);
+}
+
+void conn_set_write_timeout(struct conn *c, unsigned seconds)
+{
+	c->write_timeout = seconds;
+	stall_rearm(c);
+}
+
+unsigned conn_write_timeout(const struct conn *c)
+{
+	return c->write_timeout;
 }
 
 int conn_starttls(struct conn *c, struct ssl_ctx_st *tls)
@@ -303,15 +470,22 @@ int conn_starttls(struct conn *c, struct ssl_ctx_st *tls)
 	evbuffer_drain(in, evbuffer_get_length(in));
 	c->in_seen = 0;
 	struct bufferevent *under = c->bev;
-	struct bufferevent *filter = bufferevent_openssl_filter_new(
-		c->base, under, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	struct event *linger = evtimer_new(c->base, finish_cb, c);
+	struct bufferevent *filter = linger ? bufferevent_openssl_filter_new(
+		c->base, under, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
 	if (filter == NULL) {
+		if (linger != NULL)
+			event_free(linger);
 		SSL_free(ssl);
 		return -1;
 	}
+	/* The stall clock now watches the filter's output (what the session
+	 * writes); the socket beneath takes encrypted bytes up to its mark. */
+	evbuffer_remove_cb_entry(bufferevent_get_output(under), c->out_cb);
+	bufferevent_setwatermark(under, EV_WRITE, CONN_UNDER_HIGH / 4, CONN_UNDER_HIGH);
 	c->bev = filter;
 	c->tls = 1;
-	c->linger = evtimer_new(c->base, finish_cb, c);
+	c->linger = linger;
 	setup_bev(c);
 	return 0;
 }
@@ -348,9 +522,13 @@ void conn_close(struct conn *c)
 		return;
 	}
 	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	/* the client gets CONN_CLOSE_STALL_MS from now to read the goodbye */
+	clock_gettime(CLOCK_MONOTONIC, &c->progress);
+	stall_rearm(c);
 }
 
 void conn_abort(struct conn *c)
 {
+	c->aborted = 1;
 	finish_now(c);
 }

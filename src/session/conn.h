@@ -17,6 +17,14 @@
  *  - closed(ctx): the peer went away, an I/O or TLS error, or the timeout;
  *    the handler must free its session and not use the conn again (the conn
  *    frees itself after the call).
+ *  - stalled(ctx): output has been pending and none of it has left for the
+ *    write timeout (conn_set_write_timeout): the client stopped reading. The
+ *    conn is aborted right after (queued output dropped; closed() follows):
+ *    nothing more can reach a client that does not read.
+ *
+ * Orderly closes of a TLS conn (conn_close, or the client's own
+ * close_notify) end with a TLS close_notify alert after the last byte;
+ * aborts, errors and stalls do not.
  *
  * STARTTLS: conn_starttls() discards every byte the client sent after the
  * STARTTLS command (they were pipelined in plain text: CVE-2011-0411) and
@@ -46,6 +54,8 @@ struct conn_handler {
 	/* The idle timeout expired. NULL: close at once. Otherwise the handler
 	 * decides (say BYE and conn_close, or keep going). */
 	void (*timeout)(void *ctx);
+	/* Write timeout; see above. May be NULL. */
+	void (*stalled)(void *ctx);
 };
 
 /* Output above this many bytes: the session should stop producing. */
@@ -68,10 +78,17 @@ void conn_puts(struct conn *c, const char *s);
 void conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Queue len bytes of fd from offset; the conn takes the fd. 0 or -1. */
 int conn_send_file(struct conn *c, int fd, off_t offset, size_t len);
+/* Output queued and not yet taken by the socket (after STARTTLS including
+ * the encrypted bytes beneath the TLS layer). */
 size_t conn_output_pending(const struct conn *c);
 
 /* Close after a timeout of this many seconds without input (0: none). */
 void conn_set_idle_timeout(struct conn *c, unsigned seconds);
+/* Abort when output has been pending this many seconds without any of it
+ * leaving (0: never). During a graceful close (conn_close) the limit is
+ * at most 5 s, also when 0. */
+void conn_set_write_timeout(struct conn *c, unsigned seconds);
+unsigned conn_write_timeout(const struct conn *c);
 
 /* Switch to TLS; see the note above. 0, or -1 if TLS is unavailable. */
 int conn_starttls(struct conn *c, struct ssl_ctx_st *tls);

@@ -8,8 +8,14 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
+<<<<<<< HEAD
 #include "auth/auth_client.h"
+=======
+#include "lib/config.h"
+#include "lib/log.h"
+>>>>>>> h-limits
 #include "session/conn.h"
 #include "session/jobs.h"
 
@@ -137,9 +143,30 @@ static void on_closed(void *ctx)
 	session_free(s);
 }
 
+/* The write timeout: the conn drops the connection after this. */
+static void on_stalled(void *ctx)
+{
+	struct session *s = ctx;
+	log_info("%s %s write timeout: %zu bytes unread for %u s, disconnecting ip=%s",
+		 s->proto->name, s->id, conn_output_pending(s->conn),
+		 conn_write_timeout(s->conn), conn_peer_ip(s->conn));
+}
+
 static const struct conn_handler handler = {
-	on_input, on_drained, on_closed, on_timeout,
+	on_input, on_drained, on_closed, on_timeout, on_stalled,
 };
+
+/* The client's output reached client_max_output (see session.h). */
+static void overflow(struct session *s)
+{
+	log_info("%s %s output limit: %zu bytes queued unread, disconnecting ip=%s",
+		 s->proto->name, s->id, conn_output_pending(s->conn), conn_peer_ip(s->conn));
+	s->closing = true; /* read no more commands; lets the goodbye through */
+	if (s->proto->overflow != NULL)
+		s->proto->overflow(s);
+	s->overflowed = true;
+	session_close(s);
+}
 
 void session_start(struct session_env *env, const struct session_proto *proto, struct conn *c)
 {
@@ -160,6 +187,10 @@ void session_start(struct session_env *env, const struct session_proto *proto, s
 	env->list = s;
 	env->sessions++;
 	conn_set_handler(c, &handler, s);
+	if (env->config != NULL) {
+		conn_set_write_timeout(c, (unsigned)config_uint(env->config, "client_write_timeout"));
+		s->max_output = (size_t)config_uint(env->config, "client_max_output");
+	}
 	if (proto->start(s) < 0) {
 		/* on_closed frees s once the conn has gone */
 		conn_abort(c);
@@ -179,10 +210,35 @@ void session_set_timeout(struct session *s, unsigned seconds)
 		conn_set_idle_timeout(s->conn, seconds);
 }
 
+/* The output cap (session.h) is checked against what was queued when this
+ * burst of writes began: the writes of one loop callback (a command's
+ * answer, an IDLE sync) are one burst, written before the socket can take
+ * any of it, so a client that reads is never cut off by one large burst; a
+ * client that does not read is cut off at the start of the next one. The
+ * cap is at least CONN_OUTPUT_HIGH: a command only starts below that mark,
+ * so its answer is never cut. */
+static bool over_cap(struct session *s)
+{
+	struct timeval tv;
+	event_base_gettimeofday_cached(s->env->base, &tv); /* the same within a callback */
+	unsigned long long stamp = (unsigned long long)tv.tv_sec * 1000000 + (unsigned long long)tv.tv_usec;
+	if (stamp != s->burst_stamp) {
+		s->burst_stamp = stamp;
+		s->burst_start = conn_output_pending(s->conn);
+	}
+	size_t cap = s->max_output > CONN_OUTPUT_HIGH ? s->max_output : CONN_OUTPUT_HIGH;
+	return s->burst_start >= cap;
+}
+
 void session_write(struct session *s, const void *data, size_t len)
 {
-	if (s->conn != NULL)
-		conn_write(s->conn, data, len);
+	if (s->conn == NULL || s->overflowed)
+		return;
+	if (s->max_output > 0 && s->pump.step == NULL && !s->closing && over_cap(s)) {
+		overflow(s);
+		return;
+	}
+	conn_write(s->conn, data, len);
 }
 
 bool session_error_limit(struct session *s, unsigned max)

@@ -39,6 +39,21 @@
  * for the client: never during a job or a pump. Shutdown (SIGTERM) asks each
  * protocol to say goodbye at a point where its grammar allows it.
  *
+ * Clients that do not read (issue 14). Backpressure bounds what commands
+ * produce, but not what the server pushes unasked (IMAP IDLE updates), and a
+ * stopped client would keep its session forever. Two limits, from config:
+ *  - client_write_timeout: output pending and none of it sent for that
+ *    long: one log line and the connection is dropped (no goodbye: the
+ *    client does not read). It runs during pumps, IDLE and closes alike.
+ *  - client_max_output: a burst of writes outside a pump (the answer of a
+ *    command, an IDLE sync: what one loop callback writes) that begins
+ *    with this much output already queued is dropped; the protocol's
+ *    overflow() says goodbye and the session closes. So a session queues
+ *    at most the cap plus one burst. Pumps never hit it: they produce only
+ *    while the output is below CONN_OUTPUT_HIGH, and input (the next
+ *    command) waits for the same, so one response, however large, is never
+ *    cut; nor is one large burst of updates to a client that reads.
+ *
  * Threads: everything here runs on the worker's event loop thread, except
  * the work() of session_async, which must not touch the session.
  */
@@ -104,6 +119,9 @@ struct session_proto {
 	void (*command_done)(struct session *s);
 	/* Release the protocol's state (not s itself). */
 	void (*free)(struct session *s);
+	/* The output cap was reached (client_max_output): write a goodbye
+	 * (it is queued after the rest; the core then closes). May be NULL. */
+	void (*overflow)(struct session *s);
 };
 
 struct session {
@@ -117,6 +135,10 @@ struct session {
 	unsigned errors;   /* protocol errors so far (session_error_limit) */
 	unsigned auth_login; /* the auth process counts this session under this
 			      * login id (auth_client_logout when it ends); 0: none */
+	size_t max_output; /* client_max_output; 0: none */
+	bool overflowed;   /* the cap was reached: nothing more is written */
+	unsigned long long burst_stamp; /* loop time of the current burst of writes */
+	size_t burst_start;		/* output queued when it began */
 	struct {	   /* the response being pumped, if step != NULL */
 		int (*step)(struct session *s, void *arg);
 		void (*cancel)(void *arg);

@@ -4,7 +4,9 @@
  * pipelined commands in order, a job that holds input back, a pump that
  * stops while the client does not read and resumes when it does, the idle
  * timeout (and that it never fires during a job), shutdown with a job in
- * flight, a job or a pump outliving its client, and the command table.
+ * flight, a job or a pump outliving its client, the write timeout (a
+ * client that stops reading is dropped, a slow one is not), and the
+ * command table.
  *
  * The test protocol ("echo"): PING -> PONG; JOB -> a job that sleeps
  * job_ms on the pool, then JOB DONE; BIG n -> n chunks of CHUNK bytes
@@ -393,6 +395,61 @@ static void test_pump_cancelled_when_client_leaves(void **state)
 	rig_free(r);
 }
 
+/* The write timeout (conn_set_write_timeout): a client that reads nothing
+ * while a pump waits for the drain is dropped after the timeout, the pump
+ * cancelled and the session freed. */
+static void test_write_timeout_drops_a_client_that_stops_reading(void **state)
+{
+	(void)state;
+	struct rig *r = rig_new(0, 0);
+	rig_expect(r, "HELLO\r\n", 1000);
+	conn_set_write_timeout(r->env.list->conn, 1);
+	rig_send(r, "BIG 128\r\n");
+	rig_run(r, 700, false);
+	assert_int_equal(r->env.sessions, 1); /* not before the timeout */
+	rig_run(r, 1000, false);
+	assert_int_equal(seen.cancels, 1);
+	assert_int_equal(seen.frees, 1);
+	assert_int_equal(r->env.sessions, 0);
+	rig_free(r);
+}
+
+/* The clock counts time without progress, not the transfer: a client that
+ * reads a little every 600 ms (under the 1 s timeout) gets all 8 MB, over
+ * many seconds. */
+static void test_write_timeout_spares_a_slow_reader(void **state)
+{
+	(void)state;
+	struct rig *r = rig_new(0, 0);
+	rig_expect(r, "HELLO\r\n", 1000);
+	r->ngot = 0;
+	r->got[0] = '\0';
+	conn_set_write_timeout(r->env.list->conn, 1);
+	rig_send(r, "BIG 128\r\n");
+	unsigned pauses = 0;
+	for (; pauses < 100 && strstr(r->got, "END\r\n") == NULL; pauses++) {
+		rig_run(r, 600, false);
+		/* one read of at most 2 MB, then nothing again */
+		size_t room = sizeof(r->got) - 1 - r->ngot;
+		for (size_t taken = 0; taken < (2u << 20) && room > 0;) {
+			ssize_t n = read(r->peer, r->got + r->ngot, room < 65536 ? room : 65536);
+			if (n <= 0)
+				break;
+			r->ngot += (size_t)n;
+			room -= (size_t)n;
+			taken += (size_t)n;
+			r->got[r->ngot] = '\0';
+			event_base_loop(r->base, EVLOOP_NONBLOCK);
+		}
+	}
+	assert_non_null(strstr(r->got, "END\r\n"));
+	assert_int_equal(r->ngot, 128u * CHUNK + 5);
+	assert_true(pauses >= 3); /* it did take longer than the timeout */
+	assert_int_equal(seen.cancels, 0);
+	assert_int_equal(r->env.sessions, 1);
+	rig_free(r);
+}
+
 struct row {
 	struct session_cmd base;
 	int id;
@@ -427,6 +484,8 @@ int main(void)
 		cmocka_unit_test(test_job_finishes_after_connection_closed),
 		cmocka_unit_test(test_client_leaves_during_a_job),
 		cmocka_unit_test(test_pump_cancelled_when_client_leaves),
+		cmocka_unit_test(test_write_timeout_drops_a_client_that_stops_reading),
+		cmocka_unit_test(test_write_timeout_spares_a_slow_reader),
 		cmocka_unit_test(test_cmd_find),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
