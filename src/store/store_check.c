@@ -264,6 +264,9 @@ int store_check_user(struct store *store, const char *username, int repair,
 		goto out;
 	}
 	check_leftovers(&c);
+	/* Every mailbox is in the index now (store_user.c's rebuild_all). */
+	if (repair && store_index_meta_set(c.user, "complete", 1, err) < 0)
+		goto out;
 	ret = 0;
 out:
 	*problems_r = c.rep.problems;

@@ -113,11 +113,13 @@ static const char probe[] =
 	" c.envelope, c.body, c.bodystructure, c.mimetree, e.modseq, k.idx, k.name, t.key, t.value"
 	" FROM mailbox m, msg g, msg_cache c, expunged e, keyword k, meta t LIMIT 0";
 
-/* Does the last error of db say the file is damaged? */
+/* Does the last error of db say the file is damaged? A short read is a
+ * truncated file: the database, or a WAL shorter than its -shm says. */
 static int is_damage(sqlite3 *db)
 {
 	int code = sqlite3_errcode(db) & 0xff;
-	return code == SQLITE_CORRUPT || code == SQLITE_NOTADB;
+	return code == SQLITE_CORRUPT || code == SQLITE_NOTADB ||
+	       sqlite3_extended_errcode(db) == SQLITE_IOERR_SHORT_READ;
 }
 
 void store_index_sqlerr(struct store_user *user, struct error *err, const char *what)
@@ -256,42 +258,63 @@ static int check_meta(struct store_user *user, char *why, size_t whysize, struct
 	return store_index_commit(user, err) < 0 ? OPEN_FAILED : OPEN_OK;
 }
 
-/* An integer PRAGMA, or -1 (the error is in db). */
-static int pragma_int(sqlite3 *db, const char *sql)
+/* user_version, application_id and the number of tables, read in one
+ * statement so that they come from one snapshot (another process may be
+ * creating the schema): 0, or -1 (the error is in db). */
+static int schema_state(sqlite3 *db, int *version_r, int *app_r, int *tables_r)
 {
 	sqlite3_stmt *st = NULL;
-	int v = -1;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int(st, 0);
+	int ret = -1;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT (SELECT user_version FROM pragma_user_version),"
+			       " (SELECT application_id FROM pragma_application_id),"
+			       " (SELECT count(*) FROM sqlite_master)",
+			       -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW) {
+		*version_r = sqlite3_column_int(st, 0);
+		*app_r = sqlite3_column_int(st, 1);
+		*tables_r = sqlite3_column_int(st, 2);
+		ret = 0;
+	}
 	sqlite3_finalize(st);
-	return v;
+	return ret;
 }
 
 /* The schema is created once per file (user_version marks it), so that
- * reopening a released index costs an open and two small reads. A new file
- * gets it (and complete=0: every mailbox is to be rebuilt), an older index of ours
- * is upgraded; anything else is another program's database: OPEN_DAMAGED. */
+ * reopening a released index costs an open and one small read. A new file
+ * gets it (and complete=0: every mailbox is to be rebuilt), an older index
+ * of ours is upgraded; anything else is another program's database:
+ * OPEN_DAMAGED. Decided again inside the write transaction, as several
+ * processes may open a new index at once. */
 static int setup_schema(struct store_user *user, char *why, size_t whysize, struct error *err)
 {
 	sqlite3 *db = user->ix.db;
-	int version = pragma_int(db, "PRAGMA user_version");
-	int app = pragma_int(db, "PRAGMA application_id");
-	int tables = pragma_int(db, "SELECT count(*) FROM sqlite_master");
-	if (version < 0 || app < 0 || tables < 0) {
+	int version, app, tables;
+	if (schema_state(db, &version, &app, &tables) < 0) {
 		store_index_sqlerr(user, err, "cannot open index.sqlite");
 		return OPEN_FAILED;
 	}
 	if (version == SCHEMA_VERSION && app == APPLICATION_ID)
 		return OPEN_OK;
+	if (store_index_begin(user, err) < 0)
+		return OPEN_FAILED;
+	if (schema_state(db, &version, &app, &tables) < 0) {
+		store_index_sqlerr(user, err, "cannot open index.sqlite");
+		store_index_rollback(user);
+		return OPEN_FAILED;
+	}
+	if (version == SCHEMA_VERSION && app == APPLICATION_ID) {
+		store_index_rollback(user); /* made meanwhile by another process */
+		return OPEN_OK;
+	}
 	if ((app != 0 && app != APPLICATION_ID) || (version == 0 && tables > 0) ||
 	    version > SCHEMA_VERSION) {
+		store_index_rollback(user);
 		snprintf(why, whysize,
 			 "not a mailroom index (application_id %d, schema version %d, %d tables)", app,
 			 version, tables);
 		return OPEN_DAMAGED;
 	}
-	if (store_index_begin(user, err) < 0)
-		return OPEN_FAILED;
 	/* An upgraded index has no keyword copies yet: the next sync of each
 	 * mailbox writes them (store_sync.c, on a full scan). */
 	if (store_index_exec(user, err, "%s", schema) < 0 ||

@@ -145,7 +145,9 @@ int store_user_open(struct store *store, const char *name, struct store_user **u
 	/* 'complete' is 0 in an index made new until every mailbox is in it
 	 * (whichever process made it: a heal can happen in any session). */
 	int64_t complete = 1;
-	if (!store->no_heal && store_index_meta_get(u, "complete", &complete) == 0 && complete == 0) {
+	if (!store->no_heal && store->heal_say == NULL &&
+	    store_index_meta_get(u, "complete", &complete) == 0 && complete == 0) {
+		/* (`check --repair`, heal_say set, rebuilds and reports itself) */
 		u->ix_fresh = 1;
 		rebuild_all(u);
 	}
