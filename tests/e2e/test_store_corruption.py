@@ -25,7 +25,6 @@ import imaplib
 import os
 import re
 import smtplib
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,7 +32,8 @@ from pathlib import Path
 import pytest
 
 import imap_server
-from conftest import add_user, check, deliver, make_message, mailbox_dir, run
+from conftest import add_user, check, deliver, make_message, mailbox_dir
+from conftest import imap_state as conftest_imap_state
 
 USER, PASSWORD = "alice", "secret"
 BOXES = ("INBOX", "Work")
@@ -41,44 +41,8 @@ HEAL_WARNING = re.compile(r"warning: store alice: .*(damaged|missing)")
 
 # ---- reading a user's state over IMAP ---------------------------------------
 
-_FETCH = re.compile(rb"UID (\d+) .*?FLAGS \(([^)]*)\).*?RFC822\.SIZE (\d+)")
-
-
 def imap_state(port, boxes=BOXES):
-    """{mailbox: (UIDVALIDITY, UIDNEXT, {uid: (flags, size, sha256 of BODY[])})} as
-    a client sees it. Every announced RFC822.SIZE must be the length of BODY[]."""
-    m = imaplib.IMAP4("127.0.0.1", port)
-    try:
-        m.login(USER, PASSWORD)
-        out = {}
-        for box in boxes:
-            typ, data = m.status(box, "(UIDNEXT)")
-            assert typ == "OK", (box, data)
-            uidnext = int(re.search(rb"UIDNEXT (\d+)", data[0]).group(1))
-            typ, data = m.select(box, readonly=True)
-            assert typ == "OK", (box, data)
-            uidvalidity = int(m.response("UIDVALIDITY")[1][0])
-            typ, data = m.uid("FETCH", "1:*", "(FLAGS RFC822.SIZE BODY.PEEK[])")
-            assert typ == "OK", (box, data)
-            msgs = {}
-            for item in data:
-                if not isinstance(item, tuple):
-                    continue
-                head, body = item
-                g = _FETCH.search(head)
-                assert g, head
-                size = int(g.group(3))
-                assert size == len(body), f"{box} UID {g.group(1)}: RFC822.SIZE {size}, BODY[] {len(body)}"
-                flags = frozenset(g.group(2).decode().split())
-                msgs[int(g.group(1))] = (flags, size, hashlib.sha256(body).hexdigest())
-            out[box] = (uidvalidity, uidnext, msgs)
-        m.logout()
-        return out
-    finally:
-        try:
-            m.shutdown()
-        except OSError:
-            pass
+    return conftest_imap_state(port, USER, PASSWORD, boxes)
 
 
 def served_state(srv, allow_cut, boxes=BOXES):
