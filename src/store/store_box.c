@@ -18,6 +18,26 @@
  * Modseqs are handed out here (store_box_next_modseq): the index counts
  * them, and each time the count reaches the reserve, the reserve moves
  * STORE_MODSEQ_CHUNK ahead in this file, durably, before the modseq is used.
+ *
+ * Healing (store_box_load). A file that is missing, has no valid
+ * uidvalidity, has a line that is not ours, or ends without its newline (a
+ * truncated last line is never used: a cut number is another number) is
+ * rebuilt under the user-root and mailbox locks, from, in this order: what
+ * is left of it, the mailbox's row in the index (UIDVALIDITY, UIDNEXT,
+ * HIGHESTMODSEQ) and the index's copy of the keyword names (table keyword,
+ * written at every full sync and when a keyword is added), and the file
+ * names (the highest UID). A damaged file is kept as
+ * mailroom-box.corrupt-<UTC time>; one warning says what was rebuilt from
+ * where and what could not be recovered (UIDVALIDITY when neither the file
+ * nor the index has it: clients resync; UIDNEXT above the files' UIDs;
+ * the names of keyword letters). A missing file with no trace of ours
+ * (no index row, no U= in cur/) is a maildir made by another program and
+ * quietly gets a new UIDVALIDITY, as before.
+ *
+ * mailroom-uidvalidity (in the user's root) is the last UIDVALIDITY handed
+ * out; lost or damaged, it is recreated above the highest UIDVALIDITY of
+ * every mailbox (their mailroom-box files and the index), so a new mailbox
+ * never gets the UIDVALIDITY of one that exists.
  */
 #include "store/store_int.h"
 
