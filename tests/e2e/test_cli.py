@@ -341,8 +341,9 @@ def test_check_after_a_delivery_killed_in_its_crash_window(data):
     assert run("deliver", "-d", data, "alice", stdin=MSG).returncode == 0
     # The fsync calls of a normal delivery, and which one comes first after the link.
     trace = os.path.join(data, "..", "trace")
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")  # LeakSanitizer cannot run under ptrace
     p = subprocess.run(["strace", "-f", "-o", trace, "-e", "trace=linkat,fsync", BIN, "deliver",
-                        "-d", data, "alice"], input=MSG, capture_output=True, timeout=60)
+                        "-d", data, "alice"], input=MSG, capture_output=True, timeout=60, env=env)
     assert p.returncode == 0, p.stderr
     calls = [l.split()[1].split("(")[0] for l in open(trace) if "(" in l and "resumed" not in l]
     first_after_link = calls.index("linkat") + 1
@@ -350,7 +351,7 @@ def test_check_after_a_delivery_killed_in_its_crash_window(data):
     when = calls[:first_after_link + 1].count("fsync")
     p = subprocess.run(["strace", "-f", "-o", "/dev/null", "-e", "trace=fsync", "-e",
                         f"inject=fsync:signal=KILL:when={when}", BIN, "deliver", "-d", data, "alice"],
-                       input=MSG + b"killed\n", capture_output=True, timeout=60)
+                       input=MSG + b"killed\n", capture_output=True, timeout=60, env=env)
     assert p.returncode == -9, (p.returncode, p.stderr)
     assert len(inbox_files(data, "alice")) == 3  # linked, not yet acknowledged
     r = run("check", "-d", data)
