@@ -231,8 +231,13 @@ def test_damaged_file(data, server, what, how, running):
             later = imap_state(srv.port, ("Later",))["Later"][0]
             assert later not in {uv for uv, _, _ in final.values()}
             assert later > max(uv for uv, _, _ in final.values())
-        # No sanitizer report (when $MAILROOM is the ASan/UBSan build).
-        assert "Sanitizer" not in srv.log() + cli_err and "runtime error" not in srv.log() + cli_err
+        # No sanitizer report (when $MAILROOM is the ASan/UBSan build), but
+        # for the SIGBUS of a truncated -shm (see served_state).
+        reports = [l for l in (srv.log() + cli_err).splitlines()
+                   if "ERROR: AddressSanitizer" in l or "runtime error" in l]
+        if running and what == "index.sqlite-shm" and how == "truncated":
+            reports = [l for l in reports if "AddressSanitizer: BUS" not in l]
+        assert reports == [], srv.log()
         # At most one warning per heal; a file moved aside means one was logged.
         warnings = HEAL_WARNING.findall(srv.log() + cli_err)
         copies = corrupt_copies(data)
