@@ -75,12 +75,11 @@ static void recovered(struct check_ctx *c, const char *fmt, ...)
 }
 
 /* Damage found and not healed (check without --repair), if any: a problem. */
-static int report_damage(struct check_ctx *c)
+static int report_damage(struct check_ctx *c, struct store *store)
 {
-	struct store *store = c->user != NULL ? c->user->store : NULL;
-	if (store == NULL || !store->no_heal)
+	if (!store->no_heal)
 		return 0;
-	if (store->damage[0] == '\0' && c->user->ix_damaged)
+	if (store->damage[0] == '\0' && c->user != NULL && c->user->ix_damaged)
 		snprintf(store->damage, sizeof(store->damage), "index.sqlite is damaged (%.200s)",
 			 c->user->ix_damage);
 	if (store->damage[0] == '\0')
@@ -104,14 +103,14 @@ static int check_mailbox(void *ctx, const struct store_mailbox_info *info)
 	struct store_mailbox *mbox = NULL;
 
 	if (store_mailbox_open_nosync(c->user, info->name, &mbox, c->err) < 0) {
-		if (report_damage(c))
+		if (report_damage(c, c->user->store))
 			return 0;
 		c->failed = 1;
 		return 1;
 	}
 	if (store_lock_mailbox(mbox, c->err) < 0 ||
 	    store_sync_run(mbox, 1, &c->rep, c->err) < 0) {
-		if (!report_damage(c))
+		if (!report_damage(c, c->user->store))
 			c->failed = 1;
 	}
 	store_mailbox_close(&mbox);
@@ -248,18 +247,14 @@ int store_check_user(struct store *store, const char *username, int repair,
 	store->heal_ctx = &c;
 	int ret = -1;
 	if (store_user_open(store, username, &c.user, err) < 0) {
-		if (!repair && store->damage[0] != '\0') {
-			report(&c, "%s; `mailroom check --repair` (or the next login or delivery) moves"
-				   " it aside and rebuilds it from the files",
-			       store->damage);
+		if (report_damage(&c, store))
 			ret = 0;
-		}
 		goto out;
 	}
 	if (store_mailbox_list(c.user, check_mailbox, &c, err) < 0 || c.failed)
 		goto out;
 	if (check_stale_rows(&c) < 0 || check_quota(&c) < 0) {
-		if (report_damage(&c))
+		if (report_damage(&c, store))
 			ret = 0;
 		goto out;
 	}
