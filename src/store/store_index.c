@@ -212,7 +212,10 @@ int store_index_exec(struct store_user *user, struct error *err, const char *sql
 	return 0;
 }
 
-enum open_result { OPEN_OK, OPEN_DAMAGED, OPEN_FAILED };
+/* OPEN_RETRY: an I/O error while opening, as when another process moves a
+ * damaged index aside between our open of index.sqlite and of its -wal or
+ * -shm; opening again finds the new files. */
+enum open_result { OPEN_OK, OPEN_DAMAGED, OPEN_FAILED, OPEN_RETRY };
 
 /* Who the index belongs to, and whether the machine rebooted since it was
  * last written. OPEN_DAMAGED (why says so) for another user's index. */
@@ -412,6 +415,9 @@ fail:
 	if (r != OPEN_DAMAGED && user->ix.db != NULL && is_damage(user->ix.db)) {
 		snprintf(why, whysize, "%s", sqlite3_errmsg(user->ix.db));
 		r = OPEN_DAMAGED;
+	} else if (r == OPEN_FAILED && user->ix.db != NULL &&
+		   (sqlite3_errcode(user->ix.db) & 0xff) == SQLITE_IOERR) {
+		r = OPEN_RETRY;
 	}
 	user->in_txn = 0;
 	store_pool_conn_close(&user->ix);
@@ -516,8 +522,10 @@ static int index_open(struct store_user *user, struct error *err)
 			user->ix_damaged = 0;
 			return 0;
 		}
-		if (r == OPEN_FAILED)
+		if (r == OPEN_FAILED || (r == OPEN_RETRY && attempt == 2))
 			return -1;
+		if (r == OPEN_RETRY)
+			continue;
 		if (user->store->no_heal)
 			return damage_found(user, why, err);
 		if (heal(user, why, err) < 0)
