@@ -52,17 +52,14 @@ static const struct key {
 	{ "imap_autologout", C_UINT, "1800", "seconds of silence before an IMAP session is closed" },
 	{ "imap_idle_timeout", C_UINT, "7200", "seconds an IDLE may last without traffic" },
 	{ "max_connections_per_worker", C_UINT, "20000", "connections one worker accepts" },
-<<<<<<< HEAD
 	{ "restart_min_uptime", C_UINT, "10",
 	  "seconds a worker or the auth process must run for its death to be restarted at once; "
 	  "one that dies sooner is restarted after a back-off of 1 s doubling to 60 s (0: always at once)" },
-=======
 	/* Dovecot: CLIENT_OUTPUT_TIMEOUT_MSECS = 5 minutes (imap-common.h). */
 	{ "client_write_timeout", C_UINT, "300",
 	  "seconds output may wait unread before the client is disconnected (0: never)" },
 	{ "client_max_output", C_SIZE, "4M",
 	  "output queued for a client that does not read, before BYE and close (0: no limit)" },
->>>>>>> h-limits
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))

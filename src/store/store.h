@@ -336,14 +336,22 @@ size_t store_deliver(struct store *store, struct store_stage *stage, uint32_t fl
 /* ---- consistency check and repair (`mailroom check`) ---------------------- */
 
 /* Compare the user's index with the files; report each difference through
- * say(). With repair, fix the index (rebuilding it if missing) and report
- * what changed. *problems_r counts the differences found. */
+ * say(). Crash residue (a delivery interrupted between its link and its
+ * last commit, leftovers of interrupted mailbox operations) is resolved in
+ * either mode, as every open of the mailbox does, and said in lines that
+ * begin "recovered: "; it is not counted. Everything else is damage: without
+ * repair it is only reported (a damaged index.sqlite or mailroom-box is not
+ * moved aside), with repair it is fixed (a missing or damaged index moved
+ * aside and rebuilt from the files, a lost mailroom-box rebuilt, see
+ * store_index.c and store_box.c) and reported as it is fixed.
+ * *problems_r counts the damage found. */
 int store_check_user(struct store *store, const char *user, int repair,
 		     void (*say)(void *ctx, const char *line), void *ctx, unsigned *problems_r,
 		     struct error *err);
 
 /* Leftover staging files in DATA/spool/tmp (older than 36 hours and held by
- * no process): report, and with repair remove them. */
+ * no process): crash residue, removed with or without repair ("recovered: "
+ * lines). *problems_r counts those that could not be removed. */
 int store_check_spool(struct store *store, int repair, void (*say)(void *ctx, const char *line),
 		      void *ctx, unsigned *problems_r, struct error *err);
 

@@ -1,12 +1,27 @@
 /*
  * store_check.c: `mailroom check`: compare a user's index with the files,
- * and with repair, make the index match them (rebuilding it if it is gone).
+ * and with repair, make the index match them (rebuilding it if it is gone
+ * or damaged).
  *
  * The comparison is the reconcile of store_sync.c run over every mailbox in
  * dry mode (report only); repair runs it for real. On top of that: index rows
  * of mailboxes that no longer exist, the quota counters against the sum of
  * the messages, and leftovers of interrupted operations (tmp-create.* and
- * tmp-delete.* folders in the user's root).
+ * tmp-delete.* folders in the user's root, old staging files in spool/tmp).
+ *
+ * Two kinds of findings, kept apart because an admin acts on one and not
+ * the other:
+ *  - crash residue: what an interrupted operation leaves by design (a
+ *    pending index row of a delivery killed between its link and its last
+ *    commit, a tmp-create.* or tmp-delete.* folder, an old staging file).
+ *    It is resolved in both modes, as the store itself does on the next
+ *    open of the mailbox (or as only garbage can be), and said in a
+ *    "recovered: ..." line; it is not a problem.
+ *  - damage: everything else (files changed behind the index's back, a
+ *    damaged index.sqlite or mailroom-box, wrong quota counters). Without
+ *    repair it is reported and left alone (no heal: store->no_heal); with
+ *    repair it is fixed (the heals of store_index.c and store_box.c, which
+ *    any open would also do) and counted in problems.
  */
 #include "store/store_int.h"
 
@@ -43,18 +58,61 @@ static void report(struct check_ctx *c, const char *fmt, ...)
 		c->rep.say(c->rep.ctx, line);
 }
 
+static void recovered(struct check_ctx *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void recovered(struct check_ctx *c, const char *fmt, ...)
+{
+	char line[600];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = snprintf(line, sizeof(line), "recovered: ");
+	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	c->rep.recovered++;
+	if (c->rep.say != NULL)
+		c->rep.say(c->rep.ctx, line);
+}
+
+/* Damage found and not healed (check without --repair), if any: a problem. */
+static int report_damage(struct check_ctx *c, struct store *store)
+{
+	if (!store->no_heal)
+		return 0;
+	if (store->damage[0] == '\0' && c->user != NULL && c->user->ix_damaged)
+		snprintf(store->damage, sizeof(store->damage), "index.sqlite is damaged (%.200s)",
+			 c->user->ix_damage);
+	if (store->damage[0] == '\0')
+		return 0;
+	report(c, "%s; `mailroom check --repair` (or the next login or delivery) moves it aside and"
+		  " rebuilds it from the files",
+	       store->damage);
+	store->damage[0] = '\0';
+	return 1;
+}
+
+/* A heal during repair (store_index_note_heal): damage fixed. */
+static void healed(void *ctx, const char *line)
+{
+	report(ctx, "%s", line);
+}
+
 static int check_mailbox(void *ctx, const struct store_mailbox_info *info)
 {
 	struct check_ctx *c = ctx;
 	struct store_mailbox *mbox = NULL;
 
 	if (store_mailbox_open_nosync(c->user, info->name, &mbox, c->err) < 0) {
+		if (report_damage(c, c->user->store))
+			return 0;
 		c->failed = 1;
 		return 1;
 	}
 	if (store_lock_mailbox(mbox, c->err) < 0 ||
-	    store_sync_run(mbox, 1, &c->rep, c->err) < 0)
-		c->failed = 1;
+	    store_sync_run(mbox, 1, &c->rep, c->err) < 0) {
+		if (!report_damage(c, c->user->store))
+			c->failed = 1;
+	}
 	store_mailbox_close(&mbox);
 	return c->failed;
 }
@@ -136,13 +194,21 @@ static int check_quota(struct check_ctx *c)
 	return 0;
 }
 
+/* tmp-create.* and tmp-delete.* folders: made and removed under the
+ * user-root lock, so any seen while holding it are residue of a crash. */
 static void check_leftovers(struct check_ctx *c)
 {
+	struct error lock_err;
+	if (store_lock_user(c->user, &lock_err) < 0) {
+		report(c, "cannot look for leftovers of mailbox operations: %s", lock_err.text);
+		return;
+	}
 	int fd = dup(c->user->root_fd);
 	DIR *d = fd < 0 ? NULL : fdopendir(fd);
 	if (d == NULL) {
 		if (fd >= 0)
 			close(fd);
+		store_lock_user_release(c->user);
 		return;
 	}
 	rewinddir(d);
@@ -151,11 +217,15 @@ static void check_leftovers(struct check_ctx *c)
 		if (strncmp(de->d_name, "tmp-create.", 11) != 0 &&
 		    strncmp(de->d_name, "tmp-delete.", 11) != 0)
 			continue;
-		report(c, "leftover of an interrupted mailbox operation: %s", de->d_name);
-		if (c->repair)
-			store_remove_tree(c->user->root_fd, de->d_name, 0);
+		if (store_remove_tree(c->user->root_fd, de->d_name, 0) < 0)
+			report(c, "leftover of an interrupted mailbox operation: %s (cannot remove it)",
+			       de->d_name);
+		else
+			recovered(c, "leftover of an interrupted mailbox operation removed: %s",
+				  de->d_name);
 	}
 	closedir(d);
+	store_lock_user_release(c->user);
 }
 
 int store_check_user(struct store *store, const char *username, int repair,
@@ -167,21 +237,38 @@ int store_check_user(struct store *store, const char *username, int repair,
 	c.repair = repair;
 	c.err = err;
 	c.rep.dry = !repair;
+	c.rep.residue = 1;
 	c.rep.say = say_cb;
 	c.rep.ctx = ctx;
 
-	if (store_user_open(store, username, &c.user, err) < 0)
-		return -1;
+	store->no_heal = !repair;
+	store->damage[0] = '\0';
+	store->heal_say = repair ? healed : NULL;
+	store->heal_ctx = &c;
 	int ret = -1;
+	if (store_user_open(store, username, &c.user, err) < 0) {
+		if (report_damage(&c, store))
+			ret = 0;
+		goto out;
+	}
 	if (store_mailbox_list(c.user, check_mailbox, &c, err) < 0 || c.failed)
 		goto out;
-	if (check_stale_rows(&c) < 0 || check_quota(&c) < 0)
+	if (check_stale_rows(&c) < 0 || check_quota(&c) < 0) {
+		if (report_damage(&c, store))
+			ret = 0;
 		goto out;
+	}
 	check_leftovers(&c);
+	/* Every mailbox is in the index now (store_user.c's rebuild_all). */
+	if (repair && store_index_meta_set(c.user, "complete", 1, err) < 0)
+		goto out;
 	ret = 0;
 out:
 	*problems_r = c.rep.problems;
 	store_user_close(&c.user);
+	store->no_heal = 0;
+	store->heal_say = NULL;
+	store->heal_ctx = NULL;
 	return ret;
 }
 
@@ -192,6 +279,7 @@ out:
 int store_check_spool(struct store *store, int repair, void (*say_cb)(void *ctx, const char *line),
 		      void *ctx, unsigned *problems_r, struct error *err)
 {
+	(void)repair; /* residue goes either way */
 	int fd = dup(store->spool_fd);
 	DIR *d = fd < 0 ? NULL : fdopendir(fd);
 	unsigned problems = 0;
@@ -214,14 +302,15 @@ int store_check_spool(struct store *store, int repair, void (*say_cb)(void *ctx,
 		if (f < 0)
 			continue;
 		if (flock(f, LOCK_EX | LOCK_NB) == 0) {
+			/* Crash residue (see the note at the top): removed with or
+			 * without repair; only a failure to remove it is a problem. */
 			char line[400];
-			problems++;
-			snprintf(line, sizeof(line), "spool/tmp/%.300s: leftover of an interrupted delivery%s",
-				 de->d_name, repair ? ", removed" : "");
+			int gone = unlinkat(store->spool_fd, de->d_name, 0) == 0;
+			problems += !gone;
+			snprintf(line, sizeof(line), "%sspool/tmp/%.300s: leftover of an interrupted delivery%s",
+				 gone ? "recovered: " : "", de->d_name, gone ? ", removed" : " (cannot remove it)");
 			if (say_cb != NULL)
 				say_cb(ctx, line);
-			if (repair)
-				unlinkat(store->spool_fd, de->d_name, 0);
 		}
 		close(f);
 	}

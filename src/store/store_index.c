@@ -21,19 +21,61 @@
  *       deleted with its msg row
  *   expunged(mailbox, uid, modseq)  for QRESYNC VANISHED (RFC 7162)
  *
+ *   keyword(mailbox, idx, name)   a copy of mailroom-box's keyword names,
+ *       so that a lost mailroom-box keeps them (store_box.c)
+ *
  * mailbox.rescan: 0 in step with the files; 1 rescan cur/ fully on next sync;
  * 2 also the modseqs can no longer be trusted (index rebuilt or rolled back),
  * so HIGHESTMODSEQ jumps to the reserve in mailroom-box.
+ *
+ * Self-healing. Because the files are the truth, a damaged index is never a
+ * reason to refuse service. It is found on open (SQLite says "not a
+ * database" or "malformed", or the file is another program's database:
+ * another application_id, an unknown schema, or the index of another user)
+ * or by the first statement that gets SQLITE_CORRUPT or SQLITE_NOTADB during
+ * use (store_index_sqlerr marks the user's connection ix_damaged). Healing
+ * then moves index.sqlite, its -wal and its -shm aside, kept for the admin as
+ * index.sqlite.corrupt-<UTC time> (store_index_move_aside), logs one warning,
+ * and opens a new, empty index; every mailbox is rebuilt from its files
+ * (store_user.c syncs them all while meta "complete" is 0) with the UIDs and flags of the
+ * file names and the UIDVALIDITY and keyword names of mailroom-box.
+ *
+ * Concurrency: every process of the user (workers, deliveries) may find the
+ * damage at once. The one that moves the files holds flock(2) on the damaged
+ * index.sqlite itself (store_lock_wait: waited for, with the store's lock
+ * timeout); a process that gets the lock after the file was moved finds
+ * another inode under the name and just reopens. The damaged file is never
+ * moved by two processes, and nobody moves a healthy new index: flock on a
+ * file that SQLite locks with fcntl(2) does not interfere with SQLite's own
+ * locks on Linux. Connections that other processes hold to the moved file
+ * notice it in store_index_verify (by inode: store_pool_conn_valid), which
+ * store_mailbox_sync calls before it reads anything, and reopen; a mailbox
+ * then looks its row up again (ix_epoch).
+ *
+ * What a rebuild cannot restore: modseqs (HIGHESTMODSEQ jumps above the
+ * reserve in mailroom-box, so they never go backwards: clients resync
+ * flags, not messages), the expunged table (QRESYNC clients get a full
+ * resync), the cached parse of messages (recomputed on use).
  */
 #include "store/store_int.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
-#define SCHEMA_VERSION 2
+#include "lib/fsx.h"
+#include "lib/log.h"
+
+/* 3: the keyword table, application_id and meta 'user' */
+#define SCHEMA_VERSION 3
+/* PRAGMA application_id of a mailroom index: "MlRm" */
+#define APPLICATION_ID 0x4d6c526d
 
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
@@ -56,16 +98,48 @@ static const char schema[] =
 	" DELETE FROM msg_cache WHERE mailbox=old.mailbox AND uid=old.uid; END;"
 	"CREATE TABLE IF NOT EXISTS expunged("
 	" mailbox INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,"
-	" PRIMARY KEY(mailbox, uid)) WITHOUT ROWID;";
+	" PRIMARY KEY(mailbox, uid)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS keyword("
+	" mailbox INTEGER NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL,"
+	" PRIMARY KEY(mailbox, idx)) WITHOUT ROWID;"
+	"CREATE TRIGGER IF NOT EXISTS keyword_gc AFTER DELETE ON mailbox BEGIN"
+	" DELETE FROM keyword WHERE mailbox=old.id; END;";
+
+/* Every column the store uses, so that a database that merely has tables
+ * of these names (another program's) is not taken for an index. */
+static const char probe[] =
+	"SELECT m.id, m.name, m.uidvalidity, m.uidnext, m.highestmodseq, m.cur_mtime, m.rescan,"
+	" g.uid, g.fname, g.size, g.flags, g.keywords, g.modseq, g.internaldate, g.pending,"
+	" c.envelope, c.body, c.bodystructure, c.mimetree, e.modseq, k.idx, k.name, t.key, t.value"
+	" FROM mailbox m, msg g, msg_cache c, expunged e, keyword k, meta t LIMIT 0";
+
+/* Does the last error of db say the file is damaged? A short read is a
+ * truncated file: the database, or a WAL shorter than its -shm says. */
+static int is_damage(sqlite3 *db)
+{
+	int code = sqlite3_errcode(db) & 0xff;
+	return code == SQLITE_CORRUPT || code == SQLITE_NOTADB ||
+	       sqlite3_extended_errcode(db) == SQLITE_IOERR_SHORT_READ;
+}
 
 void store_index_sqlerr(struct store_user *user, struct error *err, const char *what)
 {
 	int code = user->ix.db ? sqlite3_errcode(user->ix.db) : SQLITE_CANTOPEN;
 	const char *msg = user->ix.db ? sqlite3_errmsg(user->ix.db) : "not open";
-	if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+	if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
 		error_set(err, ERR_TEMP, "%s: index is locked (timeout)", what);
-	else
-		error_set(err, ERR_TEMP, "%s: index: %s", what, msg);
+		return;
+	}
+	if (user->ix.db != NULL && is_damage(user->ix.db)) {
+		/* Healed by the next store_index_verify (the next command, sync
+		 * or open of this user), see the note above. */
+		user->ix_damaged = 1;
+		snprintf(user->ix_damage, sizeof(user->ix_damage), "%s", msg);
+		error_set(err, ERR_TEMP, "%s: index.sqlite is damaged (%s); it will be rebuilt", what,
+			  msg);
+		return;
+	}
+	error_set(err, ERR_TEMP, "%s: index: %s", what, msg);
 }
 
 static int index_open(struct store_user *user, struct error *err);
@@ -74,9 +148,17 @@ int store_index_acquire(struct store_user *user, struct error *err)
 {
 	if (user->ix.db != NULL)
 		return 0;
-	if (store_pool_take(user->store->pool, user->name, user->root_fd, &user->ix))
-		return 0;
-	return index_open(user, err);
+	if (!store_pool_take(user->store->pool, user->name, user->root_fd, &user->ix) &&
+	    index_open(user, err) < 0)
+		return -1;
+	/* Another file than this user had before (rebuilt, or replaced by
+	 * hand): the mailbox ids its open mailboxes hold mean nothing here. */
+	if (user->ix_seen_ino != 0 &&
+	    (user->ix.ino != user->ix_seen_ino || user->ix.dev != user->ix_seen_dev))
+		user->ix_epoch++;
+	user->ix_seen_dev = user->ix.dev;
+	user->ix_seen_ino = user->ix.ino;
+	return 0;
 }
 
 static int ensure_open(struct store_user *user, struct error *err)
@@ -130,44 +212,154 @@ int store_index_exec(struct store_user *user, struct error *err, const char *sql
 	return 0;
 }
 
-static int check_boot(struct store_user *user, struct error *err)
+/* OPEN_RETRY: an I/O error while opening, as when another process moves a
+ * damaged index aside between our open of index.sqlite and of its -wal or
+ * -shm; opening again finds the new files. */
+enum open_result { OPEN_OK, OPEN_DAMAGED, OPEN_FAILED, OPEN_RETRY };
+
+/* Who the index belongs to, and whether the machine rebooted since it was
+ * last written. OPEN_DAMAGED (why says so) for another user's index. */
+static int check_meta(struct store_user *user, char *why, size_t whysize, struct error *err)
 {
-	sqlite3_stmt *st = store_index_stmt(user, "SELECT value FROM meta WHERE key='boot_id'", err);
+	sqlite3_stmt *st = store_index_stmt(
+		user, "SELECT key, value FROM meta WHERE key IN ('boot_id', 'user')", err);
 	if (st == NULL)
-		return -1;
-	int same = 0;
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		const unsigned char *v = sqlite3_column_text(st, 0);
-		same = v != NULL && strcmp((const char *)v, user->store->boot_id) == 0;
+		return OPEN_FAILED;
+	int same = 0, owner = 0, rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *k = (const char *)sqlite3_column_text(st, 0);
+		const char *v = (const char *)sqlite3_column_text(st, 1);
+		if (k == NULL || v == NULL)
+			continue;
+		if (strcmp(k, "boot_id") == 0)
+			same = strcmp(v, user->store->boot_id) == 0;
+		else if (strcmp(v, user->name) == 0)
+			owner = 1;
+		else {
+			snprintf(why, whysize, "it is the index of user %.64s", v);
+			sqlite3_reset(st);
+			return OPEN_DAMAGED;
+		}
 	}
-	sqlite3_reset(st);
-	if (same)
-		return 0;
+	if (store_index_done(user, st, rc, "meta", err) < 0)
+		return OPEN_FAILED;
+	if (same && owner)
+		return OPEN_OK;
 	/* The machine rebooted since this index was last written: commits that
 	 * were not yet on disk may be gone while the files they described are
 	 * there. Rescan everything and stop trusting the modseqs. */
 	if (store_index_begin(user, err) < 0)
-		return -1;
-	if (store_index_exec(user, err, "UPDATE mailbox SET rescan=2") < 0 ||
-	    store_index_exec(user, err, "INSERT OR REPLACE INTO meta VALUES('boot_id', %Q)",
-			     user->store->boot_id) < 0) {
+		return OPEN_FAILED;
+	if ((!same && (store_index_exec(user, err, "UPDATE mailbox SET rescan=2") < 0 ||
+		       store_index_exec(user, err, "INSERT OR REPLACE INTO meta VALUES('boot_id', %Q)",
+					user->store->boot_id) < 0)) ||
+	    store_index_exec(user, err, "INSERT OR REPLACE INTO meta VALUES('user', %Q)",
+			     user->name) < 0) {
 		store_index_rollback(user);
-		return -1;
+		return OPEN_FAILED;
 	}
-	return store_index_commit(user, err);
+	return store_index_commit(user, err) < 0 ? OPEN_FAILED : OPEN_OK;
 }
 
-static int index_open(struct store_user *user, struct error *err)
+/* user_version, application_id and the number of tables, read in one
+ * statement so that they come from one snapshot (another process may be
+ * creating the schema): 0, or -1 (the error is in db). */
+static int schema_state(sqlite3 *db, int *version_r, int *app_r, int *tables_r)
+{
+	sqlite3_stmt *st = NULL;
+	int ret = -1;
+	if (sqlite3_prepare_v2(db,
+			       "SELECT (SELECT user_version FROM pragma_user_version),"
+			       " (SELECT application_id FROM pragma_application_id),"
+			       " (SELECT count(*) FROM sqlite_master)",
+			       -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW) {
+		*version_r = sqlite3_column_int(st, 0);
+		*app_r = sqlite3_column_int(st, 1);
+		*tables_r = sqlite3_column_int(st, 2);
+		ret = 0;
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* The schema is created once per file (user_version marks it), so that
+ * reopening a released index costs an open and one small read. A new file
+ * gets it (and complete=0: every mailbox is to be rebuilt), an older index
+ * of ours is upgraded; anything else is another program's database:
+ * OPEN_DAMAGED. Decided again inside the write transaction, as several
+ * processes may open a new index at once. */
+static int setup_schema(struct store_user *user, char *why, size_t whysize, struct error *err)
+{
+	sqlite3 *db = user->ix.db;
+	int version, app, tables;
+	if (schema_state(db, &version, &app, &tables) < 0) {
+		store_index_sqlerr(user, err, "cannot open index.sqlite");
+		return OPEN_FAILED;
+	}
+	if (version == SCHEMA_VERSION && app == APPLICATION_ID)
+		return OPEN_OK;
+	if (store_index_begin(user, err) < 0)
+		return OPEN_FAILED;
+	if (schema_state(db, &version, &app, &tables) < 0) {
+		store_index_sqlerr(user, err, "cannot open index.sqlite");
+		store_index_rollback(user);
+		return OPEN_FAILED;
+	}
+	if (version == SCHEMA_VERSION && app == APPLICATION_ID) {
+		store_index_rollback(user); /* made meanwhile by another process */
+		return OPEN_OK;
+	}
+	if ((app != 0 && app != APPLICATION_ID) || (version == 0 && tables > 0) ||
+	    version > SCHEMA_VERSION) {
+		store_index_rollback(user);
+		snprintf(why, whysize,
+			 "not a mailroom index (application_id %d, schema version %d, %d tables)", app,
+			 version, tables);
+		return OPEN_DAMAGED;
+	}
+	/* An upgraded index has no keyword copies yet: the next sync of each
+	 * mailbox writes them (store_sync.c, on a full scan). */
+	if (store_index_exec(user, err, "%s", schema) < 0 ||
+	    (version != 0 && store_index_exec(user, err, "UPDATE mailbox SET rescan=max(rescan, 1)") < 0) ||
+	    store_index_exec(user, err, "INSERT OR REPLACE INTO meta VALUES('user', %Q)", user->name) < 0 ||
+	    store_index_exec(user, err, "INSERT OR REPLACE INTO meta VALUES('complete', %d)",
+			     tables == 0 ? 0 : 1) < 0 ||
+	    store_index_exec(user, err, "PRAGMA application_id=%d; PRAGMA user_version=%d",
+			     APPLICATION_ID, SCHEMA_VERSION) < 0) {
+		store_index_rollback(user);
+		return OPEN_FAILED;
+	}
+	if (store_index_commit(user, err) < 0)
+		return OPEN_FAILED;
+	sqlite3_stmt *st = NULL;
+	int ok = sqlite3_prepare_v2(db, probe, -1, &st, NULL) == SQLITE_OK;
+	sqlite3_finalize(st);
+	if (!ok) {
+		snprintf(why, whysize, "not a mailroom index (%s)", sqlite3_errmsg(db));
+		return OPEN_DAMAGED;
+	}
+	return OPEN_OK;
+}
+
+static ino_t inode_of(int dir_fd, const char *name)
+{
+	struct stat st;
+	return fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? st.st_ino : 0;
+}
+
+static int open_conn(struct store_user *user, char *why, size_t whysize, struct error *err)
 {
 	char path[64];
 	struct stat ix;
+	int r = OPEN_FAILED;
 	/* The connection gets its own descriptor of the folder: SQLite opens
 	 * the -wal and -shm files by this path, and a pooled connection
 	 * outlives the store_user that opened it. */
 	user->ix.dir_fd = fcntl(user->root_fd, F_DUPFD_CLOEXEC, 0);
 	if (user->ix.dir_fd < 0) {
 		error_errno(err, "cannot open index.sqlite");
-		return -1;
+		return OPEN_FAILED;
 	}
 	snprintf(path, sizeof(path), "/proc/self/fd/%d/index.sqlite", user->ix.dir_fd);
 	user->ix.stmts = calloc(STORE_STMT_CACHE, sizeof(*user->ix.stmts));
@@ -206,30 +398,162 @@ static int index_open(struct store_user *user, struct error *err)
 			     "PRAGMA page_size=2048; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 			     " PRAGMA wal_autocheckpoint=64; PRAGMA journal_size_limit=1048576;") < 0)
 		goto fail;
-	/* The schema is created once per file (user_version marks it), so that
-	 * reopening a released index costs an open and two small reads. */
-	sqlite3_stmt *uv = NULL;
-	int version = 0;
-	if (sqlite3_prepare_v2(user->ix.db, "PRAGMA user_version", -1, &uv, NULL) == SQLITE_OK &&
-	    sqlite3_step(uv) == SQLITE_ROW)
-		version = sqlite3_column_int(uv, 0);
-	sqlite3_finalize(uv);
-	if (version != SCHEMA_VERSION &&
-	    (store_index_exec(user, err, "%s", schema) < 0 ||
-	     store_index_exec(user, err, "PRAGMA user_version=%d", SCHEMA_VERSION) < 0))
+	if ((r = setup_schema(user, why, whysize, err)) != OPEN_OK ||
+	    (r = check_meta(user, why, whysize, err)) != OPEN_OK)
 		goto fail;
-	if (check_boot(user, err) < 0)
-		goto fail;
+	r = OPEN_FAILED;
 	if (fstatat(user->ix.dir_fd, "index.sqlite", &ix, AT_SYMLINK_NOFOLLOW) < 0) {
 		error_errno(err, "index.sqlite");
 		goto fail;
 	}
 	user->ix.dev = ix.st_dev;
 	user->ix.ino = ix.st_ino;
-	return 0;
+	user->ix.wal_ino = inode_of(user->ix.dir_fd, "index.sqlite-wal");
+	user->ix.shm_ino = inode_of(user->ix.dir_fd, "index.sqlite-shm");
+	return OPEN_OK;
 fail:
+	if (r != OPEN_DAMAGED && user->ix.db != NULL && is_damage(user->ix.db)) {
+		snprintf(why, whysize, "%s", sqlite3_errmsg(user->ix.db));
+		r = OPEN_DAMAGED;
+	} else if (r == OPEN_FAILED && user->ix.db != NULL &&
+		   (sqlite3_errcode(user->ix.db) & 0xff) == SQLITE_IOERR) {
+		r = OPEN_RETRY;
+	}
+	user->in_txn = 0;
 	store_pool_conn_close(&user->ix);
+	return r;
+}
+
+int store_index_move_aside(int dir_fd, const char *name, char *aside_r, size_t size)
+{
+	char stamp[32], aside[300];
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	for (int i = 1; i < 100; i++) {
+		if (i == 1)
+			snprintf(aside, sizeof(aside), "%.200s.corrupt-%s", name, stamp);
+		else
+			snprintf(aside, sizeof(aside), "%.200s.corrupt-%s-%d", name, stamp, i);
+		if (fsx_rename_noreplace(dir_fd, name, dir_fd, aside) == 0) {
+			if (aside_r != NULL)
+				snprintf(aside_r, size, "%s", aside);
+			return 0;
+		}
+		if (errno != EEXIST)
+			return -1;
+	}
+	errno = EEXIST;
 	return -1;
+}
+
+void store_index_note_heal(struct store_user *user, const char *fmt, ...)
+{
+	char line[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	log_warn("store %s: %s", user->name, line);
+	if (user->store->heal_say != NULL)
+		user->store->heal_say(user->store->heal_ctx, line);
+}
+
+/* Move the damaged index and its -wal and -shm aside (see the note at the
+ * top), unless another process did it first. Waits for flock(2) on the
+ * damaged file itself without a timeout: whoever holds it only renames
+ * three names and fsyncs the folder, and a crash releases it. */
+static int heal(struct store_user *user, const char *why, struct error *err)
+{
+	char aside[300];
+	struct stat a, b;
+	int fd = openat(user->root_fd, "index.sqlite", O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0; /* moved aside by another process already */
+		error_errno(err, "cannot open index.sqlite");
+		return -1;
+	}
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			error_errno(err, "cannot lock index.sqlite");
+			close(fd);
+			return -1;
+		}
+	}
+	int ret = 0;
+	if (fstat(fd, &a) < 0 || fstatat(user->root_fd, "index.sqlite", &b, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+		goto out; /* another process moved it and made a new one */
+	if ((store_index_move_aside(user->root_fd, "index.sqlite-wal", NULL, 0) < 0 && errno != ENOENT) ||
+	    (store_index_move_aside(user->root_fd, "index.sqlite-shm", NULL, 0) < 0 && errno != ENOENT) ||
+	    store_index_move_aside(user->root_fd, "index.sqlite", aside, sizeof(aside)) < 0 ||
+	    fsx_fsync(user->root_fd) < 0) {
+		error_errno(err, "cannot move the damaged index.sqlite aside");
+		ret = -1;
+		goto out;
+	}
+	store_index_note_heal(user,
+			      "index.sqlite was damaged (%.120s): moved aside as %.60s (with its -wal"
+			      " and -shm), rebuilt from the files",
+			      why, aside);
+out:
+	flock(fd, LOCK_UN);
+	close(fd);
+	return ret;
+}
+
+/* What a `check` without --repair reports instead of healing. */
+static int damage_found(struct store_user *user, const char *why, struct error *err)
+{
+	snprintf(user->store->damage, sizeof(user->store->damage), "index.sqlite is damaged (%.200s)",
+		 why);
+	error_set(err, ERR_TEMP, "index.sqlite is damaged (%.200s)", why);
+	return -1;
+}
+
+static int index_open(struct store_user *user, struct error *err)
+{
+	for (int attempt = 0; attempt < 3; attempt++) {
+		char why[200] = "";
+		int r = open_conn(user, why, sizeof(why), err);
+		if (r == OPEN_OK) {
+			user->ix_damaged = 0;
+			return 0;
+		}
+		if (r == OPEN_FAILED || (r == OPEN_RETRY && attempt == 2))
+			return -1;
+		if (r == OPEN_RETRY)
+			continue;
+		if (user->store->no_heal)
+			return damage_found(user, why, err);
+		if (heal(user, why, err) < 0)
+			return -1;
+	}
+	error_set(err, ERR_TEMP, "index.sqlite is still damaged after it was rebuilt");
+	return -1;
+}
+
+int store_index_verify(struct store_user *user, struct error *err)
+{
+	if (user->in_txn)
+		return 0;
+	if (user->ix.db != NULL && !user->ix_damaged &&
+	    store_pool_conn_valid(&user->ix, user->root_fd))
+		return 0;
+	int damaged = user->ix_damaged;
+	store_index_drop(user);
+	if (damaged) {
+		/* A statement saw the damage; the file may still open fine (the
+		 * damage is in pages the open does not read): heal it now. */
+		if (user->store->no_heal)
+			return damage_found(user, user->ix_damage, err);
+		if (heal(user, user->ix_damage, err) < 0)
+			return -1;
+		user->ix_damaged = 0;
+	}
+	return store_index_acquire(user, err);
 }
 
 sqlite3_stmt *store_index_stmt(struct store_user *user, const char *sql, struct error *err)

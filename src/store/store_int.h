@@ -28,6 +28,13 @@ struct store {
 	char host[64]; /* for unique file names, with '/', ':' and ',' escaped */
 	unsigned long counter;
 	struct store_pool *pool; /* index connections between uses */
+	/* `check` without --repair: report a damaged index or mailroom-box
+	 * (in damage) instead of moving it aside and rebuilding it. */
+	int no_heal;
+	char damage[300];
+	/* Told of each heal (besides the log), for `check --repair`. */
+	void (*heal_say)(void *ctx, const char *line);
+	void *heal_ctx;
 };
 
 /* An open index connection (store_index.c opens it; store_pool.c keeps it
@@ -44,6 +51,8 @@ struct store_index_conn {
 	int dir_fd;		  /* the user's folder it was opened through (its own fd) */
 	dev_t dev;		  /* index.sqlite as opened */
 	ino_t ino;
+	ino_t wal_ino;		  /* its -wal and -shm as opened (0: none) */
+	ino_t shm_ino;
 };
 
 struct store_user {
@@ -52,6 +61,14 @@ struct store_user {
 	int root_fd;
 	struct store_index_conn ix; /* ix.db NULL until first use (store_index.c) */
 	int in_txn;
+	int lock_depth;	    /* the user-root lock nests (store_lock.c) */
+	int ix_damaged;	    /* an index statement saw SQLITE_CORRUPT/NOTADB */
+	char ix_damage[160]; /* what it said */
+	int ix_fresh;	    /* rebuilding every mailbox into a new index (meta
+			     * 'complete' is 0 until done; store_user.c) */
+	unsigned ix_epoch;  /* bumped whenever ix is another file than before */
+	dev_t ix_seen_dev;  /* the file of the last connection */
+	ino_t ix_seen_ino;
 	uint64_t quota_bytes;
 	uint64_t quota_messages;
 };
@@ -76,6 +93,7 @@ struct store_mailbox {
 	dev_t dir_dev; /* the directory opened first: a reopen must find it */
 	ino_t dir_ino;
 	int64_t id; /* row in the index's mailbox table */
+	unsigned ix_epoch; /* user->ix_epoch when id was looked up */
 	struct store_box box;
 	int lock_depth;
 };
@@ -125,6 +143,8 @@ int store_pool_take(struct store_pool *pool, const char *user, int root_fd,
 		    struct store_index_conn *conn_r);
 void store_pool_give(struct store_pool *pool, const char *user, struct store_index_conn *conn);
 void store_pool_conn_close(struct store_index_conn *conn);
+/* Is conn still the index (and -wal, -shm) in root_fd? */
+int store_pool_conn_valid(const struct store_index_conn *conn, int root_fd);
 
 /* store_index.c: the SQLite index. All take the user. acquire: the user's
  * connection, from the pool or opened (the others call it on first use);
@@ -149,6 +169,18 @@ int store_index_meta_get(struct store_user *user, const char *key, int64_t *v_r)
 int store_index_meta_set(struct store_user *user, const char *key, int64_t v, struct error *err);
 int store_index_quota_add(struct store_user *user, int64_t bytes, int64_t messages,
 			  struct error *err);
+/* Make sure the user's connection is to the index that is in the user's
+ * folder now and not known to be damaged: reopen it if another process
+ * moved the file aside (or someone replaced it), heal it if a statement
+ * found it damaged (see the note in store_index.c). Not in a transaction
+ * (then a no-op). Afterwards ix_epoch tells whether mailbox ids changed. */
+int store_index_verify(struct store_user *user, struct error *err);
+/* Tell of a heal: one warning in the log, and store->heal_say. */
+void store_index_note_heal(struct store_user *user, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Move dir_fd/name aside as "name.corrupt-<UTC time>" (kept for the admin);
+ * aside_r (may be NULL) gets the new name. 0, or -1 with errno. */
+int store_index_move_aside(int dir_fd, const char *name, char *aside_r, size_t size);
 
 /* store.c */
 /* A unique maildir base name: time.MusecPpidQn.host */
@@ -168,7 +200,7 @@ void store_fds_close(struct store_mailbox *mbox);
 /* store_lock.c */
 /* flock(fd, LOCK_EX), waiting up to timeout_s seconds (then TEMP). */
 int store_lock_wait(int fd, unsigned timeout_s, struct error *err);
-/* The user-root lock: changes to the set of mailboxes. */
+/* The user-root lock: changes to the set of mailboxes (nests). */
 int store_lock_user(struct store_user *user, struct error *err);
 void store_lock_user_release(struct store_user *user);
 /* The mailbox lock (nests): changes to the mailbox's messages. */
@@ -177,6 +209,12 @@ void store_lock_mailbox_release(struct store_mailbox *mbox);
 
 /* store_box.c: the mailroom-box file. */
 int store_box_read(int dir_fd, struct store_box *box_r, struct error *err);
+/* Read mbox's mailroom-box into mbox->box, healing a missing or damaged one
+ * (see the note in store_box.c): 0, or -1 with err. */
+int store_box_load(struct store_mailbox *mbox, struct error *err);
+/* Copy mbox->box's keyword names into the index (in the caller's
+ * transaction, or in one of its own). */
+int store_box_index_keywords(struct store_mailbox *mbox, struct error *err);
 int store_box_write(int dir_fd, const struct store_box *box, struct error *err);
 void store_box_clear(struct store_box *box);
 void store_box_init(struct store_box *box, uint32_t uidvalidity);
@@ -194,8 +232,10 @@ int store_sync_needed(struct store_mailbox *mbox, struct error *err);
 /* Reread mailroom-box and reconcile; caller holds the lock. */
 int store_sync_locked(struct store_mailbox *mbox, int full, struct error *err);
 struct store_sync_report {
-	int dry; /* only report, change nothing */
+	int dry;     /* only report, change nothing... */
+	int residue; /* ...but crash residue (pending rows): resolve it anyway */
 	unsigned problems;
+	unsigned recovered; /* crash residue resolved ("recovered: " lines) */
 	void (*say)(void *ctx, const char *line);
 	void *ctx;
 };

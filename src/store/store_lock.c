@@ -4,7 +4,8 @@
  * Two kinds, both flock(2) on a directory, so they need no lock file, move
  * with a renamed mailbox and vanish with a crashed process:
  *  - the user's root directory: taken for changes to the set of mailboxes
- *    (create, delete, rename, subscriptions, UIDVALIDITY allocation);
+ *    (create, delete, rename, subscriptions, UIDVALIDITY allocation, the
+ *    healing of a damaged mailroom-box or mailroom-uidvalidity); it nests;
  *  - a mailbox directory: taken for any change to that mailbox's messages
  *    (UID and modseq allocation, link, rename, unlink, reconcile). Holding it
  *    across the link of a new message is what keeps UIDs appearing in
@@ -49,12 +50,22 @@ int store_lock_wait(int fd, unsigned timeout_s, struct error *err)
 
 int store_lock_user(struct store_user *user, struct error *err)
 {
-	return store_lock_wait(user->root_fd, user->store->lock_timeout, err);
+	/* Nests like the mailbox lock: healing a mailroom-box (store_box.c)
+	 * takes it, also below an operation that holds it already. */
+	if (user->lock_depth > 0) {
+		user->lock_depth++;
+		return 0;
+	}
+	if (store_lock_wait(user->root_fd, user->store->lock_timeout, err) < 0)
+		return -1;
+	user->lock_depth = 1;
+	return 0;
 }
 
 void store_lock_user_release(struct store_user *user)
 {
-	flock(user->root_fd, LOCK_UN);
+	if (user->lock_depth > 0 && --user->lock_depth == 0)
+		flock(user->root_fd, LOCK_UN);
 }
 
 int store_lock_mailbox(struct store_mailbox *mbox, struct error *err)

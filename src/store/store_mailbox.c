@@ -326,26 +326,30 @@ static int index_row(struct store_mailbox *mbox, struct error *err)
 	return index_row(mbox, err);
 }
 
+/* Its mailroom-box: read, given a UIDVALIDITY if another program made the
+ * maildir, or healed if it was lost or damaged (store_box.c). */
 static int ensure_box(struct store_mailbox *mbox, struct error *err)
 {
-	if (store_box_read(mbox->dir_fd, &mbox->box, err) == 0)
-		return 0;
-	if (err->code != ERR_NOTFOUND)
-		return -1;
-	/* A maildir made by another program: give it a UIDVALIDITY. */
-	if (store_lock_user(mbox->user, err) < 0)
-		return -1;
-	int ret = store_box_read(mbox->dir_fd, &mbox->box, err);
-	if (ret < 0 && err->code == ERR_NOTFOUND) {
-		uint32_t uv;
-		ret = store_box_next_uidvalidity(mbox->user, &uv, err);
-		if (ret == 0) {
-			store_box_init(&mbox->box, uv);
-			ret = store_box_write(mbox->dir_fd, &mbox->box, err);
+	return store_box_load(mbox, err);
+}
+
+/* The connection checked (store_index_verify) and the mailbox's row looked
+ * up in the index it is now; once more if the index turned out damaged
+ * (healed by the second verify). */
+static int index_row_verified(struct store_mailbox *mbox, struct error *err)
+{
+	for (int attempt = 0;; attempt++) {
+		if (store_index_verify(mbox->user, err) < 0)
+			return -1;
+		if (mbox->ix_epoch == mbox->user->ix_epoch && mbox->id != 0)
+			return 0;
+		if (index_row(mbox, err) == 0) {
+			mbox->ix_epoch = mbox->user->ix_epoch;
+			return 0;
 		}
+		if (!mbox->user->ix_damaged || attempt > 0)
+			return -1;
 	}
-	store_lock_user_release(mbox->user);
-	return ret;
 }
 
 int store_mailbox_open_nosync(struct store_user *user, const char *name,
@@ -363,7 +367,7 @@ int store_mailbox_open_nosync(struct store_user *user, const char *name,
 		goto fail;
 	if (store_fds_open(m, err) < 0)
 		goto fail;
-	if (ensure_box(m, err) < 0 || index_row(m, err) < 0)
+	if (ensure_box(m, err) < 0 || index_row_verified(m, err) < 0)
 		goto fail;
 	*mbox_r = m;
 	return 0;
@@ -389,10 +393,8 @@ void store_mailbox_release_fds(struct store_mailbox *mbox)
 	store_fds_close(mbox);
 }
 
-int store_mailbox_sync(struct store_mailbox *mbox, int full, struct error *err)
+static int sync_once(struct store_mailbox *mbox, int full, struct error *err)
 {
-	if (store_fds_open(mbox, err) < 0)
-		return -1;
 	if (!full) {
 		int need = store_sync_needed(mbox, err);
 		if (need <= 0)
@@ -403,6 +405,24 @@ int store_mailbox_sync(struct store_mailbox *mbox, int full, struct error *err)
 	int ret = store_sync_locked(mbox, full, err);
 	store_lock_mailbox_release(mbox);
 	return ret;
+}
+
+int store_mailbox_sync(struct store_mailbox *mbox, int full, struct error *err)
+{
+	if (store_fds_open(mbox, err) < 0)
+		return -1;
+	/* Every session command and every change passes here before it reads
+	 * rows: the place to notice an index moved aside by another process,
+	 * or found damaged by a statement (then healed, and the sync done once
+	 * more on the rebuilt index). */
+	for (int attempt = 0;; attempt++) {
+		if (index_row_verified(mbox, err) < 0)
+			return -1;
+		if (sync_once(mbox, full, err) == 0)
+			return 0;
+		if (!mbox->user->ix_damaged || attempt > 0)
+			return -1;
+	}
 }
 
 void store_mailbox_close(struct store_mailbox **mbox)
@@ -484,12 +504,9 @@ int store_mailbox_keyword_index(struct store_mailbox *mbox, const char *keyword,
 	if (store_lock_mailbox(mbox, err) < 0)
 		return -1;
 	/* Another process may have added keywords: reread under the lock. */
-	struct store_box fresh;
 	int ret = -1;
-	if (store_box_read(mbox->dir_fd, &fresh, err) < 0)
+	if (store_box_load(mbox, err) < 0)
 		goto out;
-	store_box_clear(&mbox->box);
-	mbox->box = fresh;
 	for (unsigned i = 0; i < STORE_MAX_KEYWORDS; i++)
 		if (mbox->box.keywords[i] != NULL && strcasecmp(mbox->box.keywords[i], keyword) == 0) {
 			*idx_r = i;
@@ -511,6 +528,11 @@ int store_mailbox_keyword_index(struct store_mailbox *mbox, const char *keyword,
 				error_set(err, ERR_TEMP, "out of memory");
 			goto out;
 		}
+		/* The index keeps a copy, for a mailroom-box that gets lost;
+		 * failing to write it costs nothing now (the next full sync
+		 * writes it again). */
+		struct error ignore;
+		(void)store_box_index_keywords(mbox, &ignore);
 		*idx_r = i;
 		ret = 0;
 		goto out;

@@ -2,7 +2,8 @@
  * store_mailbox_add.c: a staged message enters a mailbox (delivery, APPEND),
  * by the protocol of store_link.c: reserve a UID, link the staged file into
  * cur/, fsync, complete. What staging parsed is cached with it
- * (store_cache.c), so the first FETCH reads no file.
+ * (store_cache.c), so the first FETCH reads no file. One that finds the
+ * index damaged is tried once more on the healed index.
  */
 #include "store/store_int.h"
 
@@ -25,8 +26,8 @@ static void cache_from_stage(struct store_mailbox *mbox, uint32_t uid,
 			 err.text);
 }
 
-int store_mailbox_add(struct store_mailbox *mbox, struct store_stage *stage, uint32_t flags,
-		      uint32_t keywords, uint32_t *uid_r, struct error *err)
+static int add_once(struct store_mailbox *mbox, struct store_stage *stage, uint32_t flags,
+		    uint32_t keywords, uint32_t *uid_r, struct error *err)
 {
 	if (store_fds_open(mbox, err) < 0)
 		return -1;
@@ -84,5 +85,18 @@ int store_mailbox_add(struct store_mailbox *mbox, struct store_stage *stage, uin
 	cache_from_stage(mbox, m.uid, stage);
 out:
 	store_lock_mailbox_release(mbox);
+	return ret;
+}
+
+int store_mailbox_add(struct store_mailbox *mbox, struct store_stage *stage, uint32_t flags,
+		      uint32_t keywords, uint32_t *uid_r, struct error *err)
+{
+	int ret = add_once(mbox, stage, flags, keywords, uid_r, err);
+	/* A damaged index found half way: the link was taken back, so the
+	 * message is in no state a client can see; the sync at the start of
+	 * the second try heals the index (store_index.c), and the delivery
+	 * goes on instead of failing until an admin steps in. */
+	if (ret < 0 && mbox->user->ix_damaged)
+		ret = add_once(mbox, stage, flags, keywords, uid_r, err);
 	return ret;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lib/fsx.h"
+#include "lib/log.h"
 
 int store_message_lookup(struct store_mailbox *mbox, uint32_t uid, struct store_msg *msg_r,
 			 char *fname, size_t fname_size, struct error *err)
@@ -66,6 +67,21 @@ int store_message_open(struct store_mailbox *mbox, uint32_t uid, int *fd_r, uint
 				error_errno(err, "stat message");
 				close(fd);
 				return -1;
+			}
+			if ((uint64_t)st.st_size != m.size && attempt == 0) {
+				/* Not the bytes the index describes (truncated, or
+				 * changed by hand): a full sync takes the file as it
+				 * is (its size in the name and the index, its cached
+				 * parse dropped), so that what the client is told
+				 * matches what it gets. */
+				log_warn("store %s/%s: UID %u: %s has %llu bytes, the index says %llu",
+					 mbox->user->name, mbox->name, uid, fname,
+					 (unsigned long long)st.st_size, (unsigned long long)m.size);
+				close(fd);
+				store_sync_mark_rescan(mbox);
+				if (store_mailbox_sync(mbox, 1, err) < 0)
+					return -1;
+				continue;
 			}
 			*fd_r = fd;
 			*size_r = (uint64_t)st.st_size;

@@ -24,9 +24,10 @@
  * an idle connection costs little memory.
  *
  * The disk stays the truth: a connection is taken only if the user's folder
- * is still the directory it was opened through and index.sqlite is still
- * the file it has open (an admin who deleted or replaced the index, or the
- * user, gets a fresh connection, as with no pool). At most `max`
+ * is still the directory it was opened through and index.sqlite, its -wal
+ * and -shm are still the files it has open (an admin who deleted or replaced
+ * the index, a process that moved a damaged one aside, or the user, gets a
+ * fresh connection, as with no pool). At most `max`
  * connections wait, the least recently used are closed first, and none
  * waits longer than `ttl` seconds (checked whenever the pool is used).
  *
@@ -122,16 +123,29 @@ static struct pooled *expire(struct store_pool *p, time_t now)
 	return out;
 }
 
-/* Is c still the index of the user whose folder is root_fd? */
-static bool still_valid(const struct store_index_conn *c, int root_fd)
+/* Is the file name in root_fd still inode ino (0: not recorded, any)? */
+static bool same_file(int root_fd, const char *name, dev_t dev, ino_t ino)
 {
-	struct stat a, b, ix;
+	struct stat st;
+	if (ino == 0)
+		return true;
+	return fstatat(root_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == dev &&
+	       st.st_ino == ino;
+}
+
+/* Is c still the index of the user whose folder is root_fd? The -wal and
+ * -shm count too: a connection that kept a -wal or -shm that was deleted or
+ * moved aside (store_index.c heals by moving all three) would write where
+ * no other connection looks. */
+int store_pool_conn_valid(const struct store_index_conn *c, int root_fd)
+{
+	struct stat a, b;
 	if (fstat(c->dir_fd, &a) < 0 || fstat(root_fd, &b) < 0 || a.st_dev != b.st_dev ||
 	    a.st_ino != b.st_ino)
-		return false;
-	if (fstatat(root_fd, "index.sqlite", &ix, AT_SYMLINK_NOFOLLOW) < 0)
-		return false;
-	return ix.st_dev == c->dev && ix.st_ino == c->ino;
+		return 0;
+	return c->ino != 0 && same_file(root_fd, "index.sqlite", c->dev, c->ino) &&
+	       same_file(root_fd, "index.sqlite-wal", c->dev, c->wal_ino) &&
+	       same_file(root_fd, "index.sqlite-shm", c->dev, c->shm_ino);
 }
 
 int store_pool_take(struct store_pool *p, const char *user, int root_fd,
@@ -152,7 +166,7 @@ int store_pool_take(struct store_pool *p, const char *user, int root_fd,
 	close_list(old);
 	if (found == NULL)
 		return 0;
-	if (!still_valid(&found->conn, root_fd)) {
+	if (!store_pool_conn_valid(&found->conn, root_fd)) {
 		close_list(found);
 		return 0;
 	}

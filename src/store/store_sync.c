@@ -93,6 +93,26 @@ static void say(struct store_sync_report *rep, const char *fmt, ...)
 	rep->say(rep->ctx, line);
 }
 
+/* Crash residue resolved: not a problem, but said ("recovered: ..."). */
+static void recovered(struct store_sync_report *rep, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void recovered(struct store_sync_report *rep, const char *fmt, ...)
+{
+	char line[600];
+	va_list ap;
+	if (rep == NULL)
+		return;
+	rep->recovered++;
+	if (rep->say == NULL)
+		return;
+	va_start(ap, fmt);
+	int n = snprintf(line, sizeof(line), "recovered: ");
+	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	rep->say(rep->ctx, line);
+}
+
 static void files_free(struct file_list *l)
 {
 	for (size_t i = 0; i < l->n; i++)
@@ -290,10 +310,13 @@ static int resolve_pending(struct store_mailbox *mbox, struct store_sync_report 
 	int ret = 0;
 	for (size_t i = 0; i < r.n && ret == 0; i++) {
 		int exists = faccessat(mbox->cur_fd, r.v[i].fname, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
-		say(rep, "%s: UID %u: interrupted delivery %s", mbox->name, r.v[i].uid,
-		    exists ? "completed" : "dropped");
-		if (dry)
+		if (dry) {
+			say(rep, "%s: UID %u: interrupted delivery, to be %s", mbox->name, r.v[i].uid,
+			    exists ? "completed" : "dropped");
 			continue;
+		}
+		recovered(rep, "%s: UID %u: interrupted delivery %s", mbox->name, r.v[i].uid,
+			  exists ? "completed (its file was in cur/)" : "dropped (no file)");
 		if (exists)
 			ret = store_index_exec(mbox->user, err,
 					       "UPDATE msg SET pending=0 WHERE mailbox=%lld AND uid=%u",
@@ -504,11 +527,26 @@ int store_sync_run(struct store_mailbox *mbox, int full, struct store_sync_repor
 	if (rescan != 0 || mtime != cur_mtime)
 		full = 1;
 
+	if (dry && rep->residue) {
+		/* What every open of the mailbox would do first: finish or drop
+		 * the deliveries a crash interrupted (see the note above). */
+		if (store_index_begin(user, err) < 0)
+			return -1;
+		if (resolve_pending(mbox, rep, 0, err) < 0) {
+			store_index_rollback(user);
+			return -1;
+		}
+		if (store_index_commit(user, err) < 0)
+			return -1;
+	}
 	if (!dry && store_index_begin(user, err) < 0)
 		return -1;
-	if (resolve_pending(mbox, rep, dry, err) < 0)
+	if (!(dry && rep->residue) && resolve_pending(mbox, rep, dry, err) < 0)
 		goto fail;
 	if (full && full_scan(mbox, rescan == 2, &uidnext, rep, dry, err) < 0)
+		goto fail;
+	/* The keyword names, copied where a lost mailroom-box finds them. */
+	if (full && !dry && store_box_index_keywords(mbox, err) < 0)
 		goto fail;
 	if (read_files(mbox->new_fd, 1, &fresh, err) < 0)
 		goto fail;
@@ -543,12 +581,10 @@ int store_sync_locked(struct store_mailbox *mbox, int full, struct error *err)
 {
 	if (store_fds_open(mbox, err) < 0)
 		return -1;
-	struct store_box fresh;
-	/* Keywords may have been added by another process. */
-	if (store_box_read(mbox->dir_fd, &fresh, err) < 0)
+	/* Keywords may have been added by another process; a lost or
+	 * damaged file is healed here (store_box.c). */
+	if (store_box_load(mbox, err) < 0)
 		return -1;
-	store_box_clear(&mbox->box);
-	mbox->box = fresh;
 	return store_sync_run(mbox, full, NULL, err);
 }
 

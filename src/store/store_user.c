@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "lib/fsx.h"
+#include "lib/log.h"
 
 static const struct {
 	const char *name;
@@ -80,6 +81,36 @@ int store_user_purge(struct store *store, const char *name, struct error *err)
 	return 0;
 }
 
+static int rebuild_one(void *ctx, const struct store_mailbox_info *info)
+{
+	struct store_user *u = ctx;
+	struct store_mailbox *mbox = NULL;
+	struct error err;
+	if (store_mailbox_open(u, info->name, &mbox, &err) < 0) {
+		log_warn("store %s: rebuilding the index of mailbox %s: %s", u->name, info->name,
+			 err.text);
+		u->ix_fresh = -1; /* not complete */
+		return 0;
+	}
+	store_mailbox_close(&mbox);
+	return 0;
+}
+
+/* A new index (deleted, or a damaged one moved aside): rebuild every
+ * mailbox now rather than as each is opened, so that the quota counters
+ * (and STATUS of mailboxes nobody selects) are right from the start. */
+static void rebuild_all(struct store_user *u)
+{
+	struct error err;
+	if (store_mailbox_list(u, rebuild_one, u, &err) < 0) {
+		log_warn("store %s: rebuilding the index: %s", u->name, err.text);
+		return;
+	}
+	if (u->ix_fresh == 1 && store_index_meta_set(u, "complete", 1, &err) < 0)
+		log_warn("store %s: rebuilding the index: %s", u->name, err.text);
+	u->ix_fresh = 0;
+}
+
 int store_user_open(struct store *store, const char *name, struct store_user **user_r,
 		    struct error *err)
 {
@@ -111,6 +142,15 @@ int store_user_open(struct store *store, const char *name, struct store_user **u
 		free(u);
 		return -1;
 	}
+	/* 'complete' is 0 in an index made new until every mailbox is in it
+	 * (whichever process made it: a heal can happen in any session). */
+	int64_t complete = 1;
+	if (!store->no_heal && store->heal_say == NULL &&
+	    store_index_meta_get(u, "complete", &complete) == 0 && complete == 0) {
+		/* (`check --repair`, heal_say set, rebuilds and reports itself) */
+		u->ix_fresh = 1;
+		rebuild_all(u);
+	}
 	*user_r = u;
 	return 0;
 }
@@ -141,10 +181,15 @@ int store_user_quota_usage(struct store_user *user, uint64_t *bytes_r, uint64_t 
 			   struct error *err)
 {
 	int64_t b = 0, m = 0;
-	if (store_index_meta_get(user, "quota_bytes", &b) < 0 ||
-	    store_index_meta_get(user, "quota_messages", &m) < 0) {
+	for (int attempt = 0;; attempt++) {
+		if (store_index_verify(user, err) < 0)
+			return -1;
+		if (store_index_meta_get(user, "quota_bytes", &b) == 0 &&
+		    store_index_meta_get(user, "quota_messages", &m) == 0)
+			break;
 		store_index_sqlerr(user, err, "quota");
-		return -1;
+		if (!user->ix_damaged || attempt > 0)
+			return -1;
 	}
 	*bytes_r = b < 0 ? 0 : (uint64_t)b;
 	*messages_r = m < 0 ? 0 : (uint64_t)m;

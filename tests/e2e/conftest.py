@@ -21,11 +21,15 @@ Helpers (plain functions, safe to call from threads)
     wire(message_bytes)                     the stored form (bare LF -> CRLF)
     make_message(tag, body_size=0)          a unique message (Message-ID from tag)
     check_problems(proc)                    lines of `check` output that are not "USER: ok"
+    imap_state(port, user, password, boxes) what an IMAP client sees of mailboxes:
+                                            {box: (UIDVALIDITY, UIDNEXT, {uid: (flags, size, sha256)})}
 
 The helpers never assume anything about the store that the format
 documentation (DESIGN.md, store_fname.c, store_name.c) does not promise.
 """
 
+import hashlib
+import imaplib
 import os
 import re
 import sqlite3
@@ -335,3 +339,45 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             tr.line(f"--- in server log {name}\n{excerpt}", red=True)
         if late:
             tr.line(_san_excerpt(late), red=True)
+
+_IMAP_FETCH = re.compile(rb"UID (\d+) .*?FLAGS \(([^)]*)\).*?RFC822\.SIZE (\d+)")
+
+
+def imap_state(port, user, password, boxes=("INBOX",)):
+    """What an IMAP client sees of each mailbox in boxes, read over a real login
+    (imaplib): {box: (UIDVALIDITY, UIDNEXT, {uid: (frozenset of flags and keywords,
+    RFC822.SIZE, sha256 of BODY[])})}. Asserts that every RFC822.SIZE announced is
+    the length of the BODY[] sent. For comparing a user's state before and after
+    something that must not change it (a repair, a heal)."""
+    m = imaplib.IMAP4("127.0.0.1", port)
+    try:
+        m.login(user, password)
+        out = {}
+        for box in boxes:
+            typ, data = m.status(box, "(UIDNEXT)")
+            assert typ == "OK", (box, data)
+            uidnext = int(re.search(rb"UIDNEXT (\d+)", data[0]).group(1))
+            typ, data = m.select(box, readonly=True)
+            assert typ == "OK", (box, data)
+            uidvalidity = int(m.response("UIDVALIDITY")[1][0])
+            typ, data = m.uid("FETCH", "1:*", "(FLAGS RFC822.SIZE BODY.PEEK[])")
+            assert typ == "OK", (box, data)
+            msgs = {}
+            for item in data:
+                if not isinstance(item, tuple):
+                    continue
+                head, body = item
+                g = _IMAP_FETCH.search(head)
+                assert g, head
+                size = int(g.group(3))
+                assert size == len(body), f"{box} UID {g.group(1)}: RFC822.SIZE {size}, BODY[] {len(body)}"
+                msgs[int(g.group(1))] = (frozenset(g.group(2).decode().split()), size,
+                                         hashlib.sha256(body).hexdigest())
+            out[box] = (uidvalidity, uidnext, msgs)
+        m.logout()
+        return out
+    finally:
+        try:
+            m.shutdown()
+        except OSError:
+            pass

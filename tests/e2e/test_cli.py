@@ -262,3 +262,103 @@ def test_delivery_caches_the_parsed_message(data):
     env = run("mime", "envelope", path).stdout.decode()
     bs = run("mime", "bodystructure", path).stdout.decode()
     assert rows[0][0] == env.strip() and rows[0][1] == bs.strip()
+
+
+# ---- check --repair as IMAP clients see it -------------------------------------
+
+
+def _imap_populate(port, user, pw):
+    """Flags, keywords, a second mailbox with copies, and the highest UID
+    expunged (so UIDNEXT is above every file's UID)."""
+    import imaplib
+    m = imaplib.IMAP4("127.0.0.1", port)
+    m.login(user, pw)
+    assert m.create("Work")[0] == "OK"
+    m.select("INBOX")
+    for uid, flags in (("1", r"(\Seen)"), ("2", r"(\Flagged $Work)"), ("3", r"(Todo \Answered)"),
+                       ("4", r"(\Deleted)")):
+        assert m.uid("STORE", uid, "+FLAGS", flags)[0] == "OK"
+    assert m.uid("COPY", "2:3", "Work")[0] == "OK"
+    assert m.expunge()[0] == "OK"
+    m.logout()
+
+
+def _damage(data, user, how):
+    root = os.path.join(data, "mail", user)
+    index = [os.path.join(root, "index.sqlite" + s) for s in ("", "-wal", "-shm")]
+    if how == "index deleted":
+        for f in index:
+            os.unlink(f)
+    elif how == "index garbage":
+        for f in index:
+            with open(f, "wb") as out:
+                out.write(os.urandom(8192))
+    elif how == "box garbage":
+        with open(os.path.join(root, "INBOX", "mailroom-box"), "wb") as out:
+            out.write(b"uidvalid\x00\xff\n")
+
+
+@pytest.mark.parametrize("how", ["index deleted", "index garbage", "box garbage"])
+def test_check_repair_keeps_uidvalidity_uids_flags_keywords(data, tmp_path, how):
+    """The repair check that compares more than file names: over IMAP, the same
+    UIDVALIDITY, UIDNEXT, UIDs, flags, keywords and bodies before the damage and
+    after `check --repair` (which must first say INCONSISTENT, exit 1)."""
+    import imap_server
+    from conftest import imap_state
+    os.chmod(tmp_path, 0o755)  # the server's run_user must reach DATA
+    pw = add(data, "alice")
+    for i in range(4):
+        assert run("deliver", "-d", data, "alice", stdin=MSG + b"%d\n" % i).returncode == 0
+    srv = imap_server.start(data)
+    try:
+        _imap_populate(srv.port, "alice", pw)
+        before = imap_state(srv.port, "alice", pw, ("INBOX", "Work"))
+    finally:
+        srv.stop()
+    assert before["INBOX"][1] == 5 and sorted(before["INBOX"][2]) == [1, 2, 3]
+    assert "$Work" in before["INBOX"][2][2][0] and "Todo" in before["Work"][2][2][0]
+    _damage(data, "alice", how)
+    r = run("check", "-d", data)
+    assert r.returncode == 1 and b"alice: INCONSISTENT" in r.stdout, r.stdout + r.stderr
+    r = run("check", "-d", data, "--repair")
+    assert r.returncode == 0 and r.stdout.endswith(b"alice: ok\n"), r.stdout + r.stderr
+    assert run("check", "-d", data).stdout == b"alice: ok\n"
+    srv = imap_server.start(data)
+    try:
+        after = imap_state(srv.port, "alice", pw, ("INBOX", "Work"))
+    finally:
+        srv.stop()
+    assert after == before
+
+
+def test_check_after_a_delivery_killed_in_its_crash_window(data):
+    """A delivery killed after its link into cur/ and before its last index
+    commit (the designed crash window) is crash residue, not damage: `check`
+    completes it, says "recovered: ...", prints "USER: ok" and exits 0."""
+    import shutil
+    assert shutil.which("strace"), "strace is needed (scripts/deps.sh installs it)"
+    add(data, "alice")
+    assert run("deliver", "-d", data, "alice", stdin=MSG).returncode == 0
+    # The fsync calls of a normal delivery, and which one comes first after the link.
+    trace = os.path.join(data, "..", "trace")
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")  # LeakSanitizer cannot run under ptrace
+    p = subprocess.run(["strace", "-f", "-o", trace, "-e", "trace=linkat,fsync", BIN, "deliver",
+                        "-d", data, "alice"], input=MSG, capture_output=True, timeout=60, env=env)
+    assert p.returncode == 0, p.stderr
+    calls = [l.split()[1].split("(")[0] for l in open(trace) if "(" in l and "resumed" not in l]
+    first_after_link = calls.index("linkat") + 1
+    assert calls[first_after_link] == "fsync", calls
+    when = calls[:first_after_link + 1].count("fsync")
+    p = subprocess.run(["strace", "-f", "-o", "/dev/null", "-e", "trace=fsync", "-e",
+                        f"inject=fsync:signal=KILL:when={when}", BIN, "deliver", "-d", data, "alice"],
+                       input=MSG + b"killed\n", capture_output=True, timeout=60, env=env)
+    assert p.returncode == -9, (p.returncode, p.stderr)
+    assert len(inbox_files(data, "alice")) == 3  # linked, not yet acknowledged
+    r = run("check", "-d", data)
+    out = r.stdout.decode()
+    assert r.returncode == 0, out + r.stderr.decode()
+    assert "alice: recovered: INBOX: UID 3: interrupted delivery completed" in out, out
+    assert out.splitlines()[-1] == "alice: ok" and "INCONSISTENT" not in out
+    # Completed for good: the next check has nothing to say.
+    r = run("check", "-d", data)
+    assert r.returncode == 0 and r.stdout == b"alice: ok\n", r.stdout
