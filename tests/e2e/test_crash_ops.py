@@ -51,7 +51,6 @@ runs every point.
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -62,7 +61,8 @@ from pathlib import Path
 import pytest
 
 import imap_server
-from conftest import add_user, check, check_problems, make_message, mailbox_dir, parse_fname, wire
+from conftest import (add_user, check, check_problems, make_message, mailbox_dir, parse_fname,
+                      server_worker, strace_attach, strace_detach, thread_ids, wire)
 from imap_server import Client, fetch_items, parse
 
 USERS = ["r1", "r2", "r3", "r4", "r5"]
@@ -600,56 +600,6 @@ def _start(data, lmtp):
     return imap_server.start(data, protocols=("imap", "lmtp") if lmtp else ("imap",))
 
 
-def _worker(srv):
-    for _ in range(200):
-        for k in srv.children():
-            try:
-                if len(os.listdir(f"/proc/{k}/task")) > 1:
-                    return k
-            except OSError:
-                pass
-        time.sleep(0.01)
-    raise AssertionError("no worker process with threads")
-
-
-def _tracer_of(pid, tid):
-    try:
-        with open(f"/proc/{pid}/task/{tid}/status") as f:
-            for line in f:
-                if line.startswith("TracerPid:"):
-                    return int(line.split()[1])
-    except OSError:
-        return -1
-    return 0
-
-
-def _attach(args, pid, tids):
-    """Start strace on tids of pid; return once every one is traced."""
-    tracer = subprocess.Popen(["strace", "-qq"] + args + [a for t in tids for a in ("-p", str(t))],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if all(_tracer_of(pid, t) == tracer.pid for t in tids):
-            return tracer
-        if tracer.poll() is not None:
-            if not _alive(pid):  # killed at the first call, at attach
-                return tracer
-            break
-        time.sleep(0.002)
-    tracer.kill()
-    raise AssertionError(f"strace did not attach: {tracer.communicate()[1]!r}")
-
-
-def _detach(tracer):
-    if tracer.poll() is None:
-        tracer.send_signal(signal.SIGINT)
-    try:
-        tracer.wait(10)
-    except subprocess.TimeoutExpired:
-        tracer.kill()
-        tracer.wait()
-
-
 def _alive(pid):
     return imap_server._running(pid)
 
@@ -665,15 +615,10 @@ def _run_op(data, op, before, strace_args=None, role=None):
         conn = LmtpConn(srv) if lmtp else ImapConn(srv)
         if prep:
             prep(conn, before)
-        wpid = _worker(srv)
-        tids = sorted(int(t) for t in os.listdir(f"/proc/{wpid}/task"))
-        if role is None:
-            targets = [wpid]
-        elif role == "main":
-            targets = [wpid]
-        else:
-            targets = [t for t in tids if t != wpid]
-        tracer = _attach(strace_args, wpid, targets)
+        wpid = server_worker(srv)
+        tids = thread_ids(wpid)
+        targets = tids[1:] if role == "job" else [wpid]
+        tracer = strace_attach(strace_args, wpid, targets)
         info = {"acked": False}
         try:
             run(conn, info, before)
@@ -681,7 +626,7 @@ def _run_op(data, op, before, strace_args=None, role=None):
             info["error"] = repr(e)
         time.sleep(0.3)  # the calls after the reply
         killed = not _alive(wpid)
-        _detach(tracer)
+        strace_detach(tracer)
         return info, killed, wpid
     finally:
         if conn:
