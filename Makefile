@@ -44,7 +44,7 @@ PYTEST   := /usr/bin/python3 -m pytest
 FUZZ_SECONDS ?= 60
 
 .SECONDARY:
-.PHONY: all test check unit unit-asan e2e fuzz fuzz-short bench bench-parts run clean deps
+.PHONY: all test check unit unit-asan e2e crash-full fuzz fuzz-short bench bench-parts run clean deps
 all: build/mailroom
 
 build/obj/%.o: %.c
@@ -103,6 +103,10 @@ unit-asan: $(AUNITS)
 	  ASAN_OPTIONS=detect_leaks=1 $$t; done
 e2e: build/mailroom build/asan/mailroom
 	MAILROOM=$(CURDIR)/build/mailroom $(PYTEST) -q tests/e2e
+
+# Every kill point of tests/e2e/test_crash_ops.py (`make e2e` runs a sample).
+crash-full: build/mailroom
+	CRASH_FULL=1 MAILROOM=$(CURDIR)/build/mailroom $(PYTEST) -q -rx tests/e2e/test_crash_ops.py
 
 # In `make test` each target runs briefly: 60 s for the message parser
 # (issue 3 asks for it), 30 s for the IMAP parser, 15 s for the small ones.
