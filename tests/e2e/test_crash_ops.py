@@ -732,8 +732,13 @@ def _verify(data, op, before, info, disk_after_kill):
         srv.stop()
     chk = check(data)
     if chk.returncode != 0 or check_problems(chk):
+        # Say whether --repair resolves it (for the report; still a problem).
+        rep = check(data, repair=True)
+        again = check(data)
+        fixed = again.returncode == 0 and not check_problems(again)
         errors.append(f"check after the next open: exit {chk.returncode}: "
-                      f"{chk.stdout.strip()} {chk.stderr.strip()}")
+                      f"{chk.stdout.strip()} {chk.stderr.strip()} [check --repair: exit "
+                      f"{rep.returncode}, then check {'clean' if fixed else 'NOT clean'}]")
     return errors
 
 
@@ -812,7 +817,7 @@ def test_kill_at_every_call(template, op, capsys):
     for pattern, reason in KNOWN_BUGS.get(op, []):
         hit = [e for e in errors if re.search(pattern, e)]
         if hit:
-            known[reason] = len({h.split(": ", 2)[1] for h in hit})
+            known[reason] = (len({h.split(": ", 2)[1] for h in hit}), hit[0])
         errors = [e for e in errors if e not in hit]
     killed = sum(1 for r in results if r[0])
     acked = sum(1 for r in results if r[1])
@@ -828,8 +833,8 @@ def test_kill_at_every_call(template, op, capsys):
               f"not at all at {len(sample) - applied - partial}, partly (some messages) "
               f"at {partial} "
               f"[{time.monotonic() - t0:.0f} s]")
-        for reason, n in known.items():
-            print(f"  KNOWN BUG at {n} kill points: {reason}")
+        for reason, (n, example) in known.items():
+            print(f"  KNOWN BUG at {n} kill points: {reason}\n    e.g. {example[:400]}")
     assert errors == [], "\n".join(errors[:30]) + f"\n({len(errors)} problems)"
     assert killed >= len(sample) * 0.8
     if known:
