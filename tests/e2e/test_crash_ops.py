@@ -574,9 +574,6 @@ def _check_lmtp(before, after, info):
 # xfail, with the count printed; any other problem fails it; once fixed,
 # the test passes and the entry can go.
 KNOWN_BUGS = {
-    "MOVE": [(r"MOVE: m\d in both INBOX and Dest",
-              "MOVE links into Dest, fsyncs, then unlinks from INBOX (store_mailbox_move.c: "
-              "copy then expunge): killed in between, the message is in both after restart")],
     "RENAME": [(r"RENAME half done",
                 "RENAME of a mailbox with a child renames one directory at a time: killed in "
                 "between, Old is New but Old/Kid is still Old/Kid"),
