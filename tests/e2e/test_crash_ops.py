@@ -845,3 +845,60 @@ def test_kill_at_every_call(template, op, capsys):
     assert killed >= len(sample) * 0.8
     if known:
         pytest.xfail("; ".join(known))
+
+
+def test_move_fails_midway(template, capsys):
+    """MOVE of 3 messages whose n-th rename (MAILROOM_TEST_FAULT=rename:n:EIO
+    in the server) fails: a NO leaves all three in INBOX and none in Dest
+    (store_mailbox_copy.c's move_undo renames back what had moved; RFC 6851
+    3.3 asks for a MOVE that fails to change nothing); an OK has moved all
+    three; the store is consistent after the next open either way."""
+    root, tpl, before = template
+    work = root / "move-faults"
+    work.mkdir()
+    failed = 0
+    errors = []
+    for n in range(1, 9):
+        data = work / f"n{n}"
+        _copy_tree(tpl, data)
+        old = os.environ.get("MAILROOM_TEST_FAULT")
+        os.environ["MAILROOM_TEST_FAULT"] = f"rename:{n}:EIO"
+        try:
+            srv = _start(data, False)
+        finally:
+            if old is None:
+                del os.environ["MAILROOM_TEST_FAULT"]
+            else:
+                os.environ["MAILROOM_TEST_FAULT"] = old
+        info = {"acked": False}
+        try:
+            conn = ImapConn(srv)
+            _prep_select(conn, before)
+            _op_move(conn, info, before)
+            conn.close()
+        finally:
+            srv.stop()
+        if not info["acked"]:
+            failed += 1
+        srv = _start(data, False)
+        try:
+            c = Client(srv.port, timeout=20)
+            c.login("r1", "secret")
+            after = {"r1": _snapshot_user(c)}
+            c.cmd("LOGOUT")
+            c.close()
+        finally:
+            srv.stop()
+        errs, _ = _check_move(before, after, info)
+        errors += [f"rename:{n}:EIO: {e}" for e in errs]
+        if not info["acked"] and after["r1"].get("Dest") != before["r1"]["Dest"]:
+            errors.append(f"rename:{n}:EIO: MOVE answered {info.get('tagged')!r} but Dest changed: "
+                          f"{_describe(after['r1'].get('Dest'))}")
+        chk = check(data)
+        if chk.returncode != 0 or check_problems(chk):
+            errors.append(f"rename:{n}:EIO: check exit {chk.returncode}: {chk.stdout}")
+    with capsys.disabled():
+        print(f"\nMOVE with the n-th rename failing, n = 1..8: {failed} answered NO, "
+              f"{8 - failed} OK, {len(errors)} problems")
+    assert errors == [], "\n".join(errors)
+    assert failed > 0, "no injected rename fault made a MOVE fail"
