@@ -2,8 +2,9 @@
  * store_mailbox_copy.c: COPY (and the first half of MOVE): hard links into
  * the destination under the protocol of store_link.c, so a copy costs no
  * bytes; for MOVE, rename(2) instead of link(2), so that a crash leaves each
- * message in exactly one of the two mailboxes. Flags come along; keywords are carried over by name (created in the
- * destination as needed, dropped when it has no room for more).
+ * message in exactly one of the two mailboxes. Flags come along; keywords
+ * are carried over by name (created in the destination as needed, dropped
+ * when it has no room for more).
  */
 #include "store/store_int.h"
 
