@@ -46,7 +46,7 @@ PYTEST   := /usr/bin/python3 -m pytest
 FUZZ_SECONDS ?= 60
 
 .SECONDARY:
-.PHONY: all test check unit unit-asan e2e e2e-asan e2e-no-openat2 fuzz fuzz-short bench bench-parts run clean deps
+.PHONY: all test check unit unit-asan e2e e2e-asan e2e-no-openat2 crash-full fuzz fuzz-short bench bench-parts run clean deps
 all: build/mailroom
 
 build/obj/%.o: %.c
@@ -129,6 +129,10 @@ E2E_CONTAIN := test_isolation test_cli
 e2e-no-openat2: build/mailroom
 	MAILROOM_TEST_NO_OPENAT2=1 MAILROOM=$(CURDIR)/build/mailroom \
 	$(PYTEST) -q $(patsubst %,tests/e2e/%.py,$(E2E_CONTAIN))
+
+# Every kill point of tests/e2e/test_crash_ops.py (`make e2e` runs a sample).
+crash-full: build/mailroom
+	CRASH_FULL=1 MAILROOM=$(CURDIR)/build/mailroom $(PYTEST) -q -rx tests/e2e/test_crash_ops.py
 
 # In `make test` each target runs briefly: 60 s for the message parser
 # (issue 3 asks for it), 30 s for the IMAP parser, 15 s for the small ones.

@@ -10,12 +10,9 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-<<<<<<< HEAD
 #include "auth/auth_client.h"
-=======
 #include "lib/config.h"
 #include "lib/log.h"
->>>>>>> h-limits
 #include "session/conn.h"
 #include "session/jobs.h"
 

@@ -268,7 +268,8 @@ int store_mailbox_add(struct store_mailbox *mbox, struct store_stage *stage, uin
  * over by name. */
 int store_mailbox_copy(struct store_mailbox *src, const uint32_t *uids, size_t n,
 		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct error *err);
-/* Copy, then expunge from src. */
+/* Rename into dst (a crash leaves each message in one of the two), then
+ * expunge from src. */
 int store_mailbox_move(struct store_mailbox *src, const uint32_t *uids, size_t n,
 		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct error *err);
 

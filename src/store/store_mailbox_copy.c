@@ -1,8 +1,10 @@
 /*
  * store_mailbox_copy.c: COPY (and the first half of MOVE): hard links into
  * the destination under the protocol of store_link.c, so a copy costs no
- * bytes. Flags come along; keywords are carried over by name (created in the
- * destination as needed, dropped when it has no room for more).
+ * bytes; for MOVE, rename(2) instead of link(2), so that a crash leaves each
+ * message in exactly one of the two mailboxes. Flags come along; keywords
+ * are carried over by name (created in the destination as needed, dropped
+ * when it has no room for more).
  */
 #include "store/store_int.h"
 
@@ -32,8 +34,28 @@ static int map_keywords(struct store_mailbox *src, uint32_t kw, struct store_mai
 	return 0;
 }
 
+/* A failed MOVE puts back what it had renamed into dst (a COPY's undo,
+ * store_link_undo, would unlink the only name of those messages). */
+static void move_undo(struct store_mailbox *src, struct store_mailbox *dst, struct store_link *msgs,
+		      char (*srcnames)[512], size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (msgs[i].linked &&
+		    fsx_rename_noreplace(dst->cur_fd, msgs[i].fname, src->cur_fd, srcnames[i]) == 0)
+			msgs[i].linked = 0;
+	fsx_fsync(src->cur_fd);
+	fsx_fsync(dst->cur_fd);
+}
+
 int store_mailbox_copy(struct store_mailbox *src, const uint32_t *uids, size_t n,
 		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct error *err)
+{
+	return store_mailbox_transfer(src, uids, n, dst, dst_uids_r, 0, err);
+}
+
+int store_mailbox_transfer(struct store_mailbox *src, const uint32_t *uids, size_t n,
+			   struct store_mailbox *dst, uint32_t *dst_uids_r, int move,
+			   struct error *err)
 {
 	if (store_fds_open(src, err) < 0)
 		return -1;
@@ -98,10 +120,14 @@ int store_mailbox_copy(struct store_mailbox *src, const uint32_t *uids, size_t n
 		goto out_unlock;
 	int link_failed = 0;
 	for (size_t i = 0; i < found && !link_failed; i++) {
-		if (fsx_linkat(src->cur_fd, srcnames[i], dst->cur_fd, msgs[i].fname) == 0) {
+		/* MOVE renames: a message is in src or in dst whenever the
+		 * process dies, never in both or neither. */
+		int rc = move ? fsx_rename_noreplace(src->cur_fd, srcnames[i], dst->cur_fd, msgs[i].fname)
+			      : fsx_linkat(src->cur_fd, srcnames[i], dst->cur_fd, msgs[i].fname);
+		if (rc == 0) {
 			msgs[i].linked = 1;
 		} else if (errno != ENOENT) {
-			error_errno(err, "cannot link the message");
+			error_errno(err, move ? "cannot move the message" : "cannot link the message");
 			link_failed = 1;
 		}
 		/* ENOENT: expunged or renamed by another session meanwhile; it
@@ -112,13 +138,19 @@ int store_mailbox_copy(struct store_mailbox *src, const uint32_t *uids, size_t n
 		link_failed = 1;
 	}
 	if (link_failed) {
-		store_link_undo(dst, msgs, found);
+		if (move)
+			move_undo(src, dst, msgs, srcnames, found);
+		else
+			store_link_undo(dst, msgs, found);
 		struct error ignore;
 		store_link_complete(dst, msgs, found, &ignore);
 		goto out_unlock;
 	}
 	if (store_link_complete(dst, msgs, found, err) < 0) {
-		store_link_undo(dst, msgs, found);
+		if (move)
+			move_undo(src, dst, msgs, srcnames, found);
+		else
+			store_link_undo(dst, msgs, found);
 		goto out_unlock;
 	}
 	for (size_t i = 0, j = 0; i < n && j < found; i++) {

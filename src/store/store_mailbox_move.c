@@ -1,6 +1,9 @@
 /*
- * store_mailbox_move.c: MOVE (RFC 6851) as the store does it: copy, then
- * expunge from the source exactly what reached the destination.
+ * store_mailbox_move.c: MOVE (RFC 6851) as the store does it: rename each
+ * message from the source's cur/ into the destination's (store_mailbox_copy.c
+ * with move set: a crash leaves it in one of them, never both), then expunge
+ * from the source's index exactly what reached the destination (its files
+ * are gone already: the expunge takes ENOENT as done).
  */
 #include "store/store_int.h"
 
@@ -9,7 +12,7 @@
 int store_mailbox_move(struct store_mailbox *src, const uint32_t *uids, size_t n,
 		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct error *err)
 {
-	if (store_mailbox_copy(src, uids, n, dst, dst_uids_r, err) < 0)
+	if (store_mailbox_transfer(src, uids, n, dst, dst_uids_r, 1, err) < 0)
 		return -1;
 	/* Expunge only what reached dst: a message that could not be copied
 	 * stays where it was. */

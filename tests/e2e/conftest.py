@@ -381,3 +381,85 @@ def imap_state(port, user, password, boxes=("INBOX",)):
             m.shutdown()
         except OSError:
             pass
+
+# ---- tracing a running server's worker with strace (test_crash_ops.py,
+# test_durability_order.py) ---------------------------------------------------
+
+
+def server_worker(srv, timeout=2.0):
+    """PID of the worker of a Server started by imap_server.start (one worker:
+    the child with more than one thread; the auth process has one)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for k in srv.children():
+            try:
+                if len(os.listdir(f"/proc/{k}/task")) > 1:
+                    return k
+            except OSError:
+                pass
+        time.sleep(0.01)
+    raise AssertionError("no worker process with threads")
+
+
+def thread_ids(pid):
+    """Thread IDs of pid, the main thread (== pid) first."""
+    tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    return [pid] + [t for t in tids if t != pid]
+
+
+def _tracer_of(pid, tid):
+    try:
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith("TracerPid:"):
+                    return int(line.split()[1])
+    except OSError:
+        return -1
+    return 0
+
+
+def _pid_running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def strace_attach(args, pid, tids, wait_for=None):
+    """Start `strace -qq ARGS -p TID...` on threads tids of process pid and
+    return the Popen once every one of them is traced (TracerPid), so that
+    what the test does next is seen. Without -f in args only those threads
+    are traced, each with its own `when=` counters. If the process dies
+    while strace attaches (an inject at the first call), the finished Popen
+    is returned. wait_for: the threads to wait for, if not tids (with -f,
+    strace attaches every thread of the process given)."""
+    import time
+    tracer = subprocess.Popen(["strace", "-qq"] + list(args)
+                              + [a for t in tids for a in ("-p", str(t))],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if all(_tracer_of(pid, t) == tracer.pid for t in (wait_for or tids)):
+            return tracer
+        if tracer.poll() is not None:
+            if not _pid_running(pid):
+                return tracer
+            break
+        time.sleep(0.002)
+    tracer.kill()
+    raise AssertionError(f"strace did not attach: {tracer.communicate()[1]!r}")
+
+
+def strace_detach(tracer, timeout=10):
+    """Stop a strace started by strace_attach (SIGINT: it detaches and the
+    traced process goes on) and wait for it."""
+    import signal
+    if tracer.poll() is None:
+        tracer.send_signal(signal.SIGINT)
+    try:
+        tracer.wait(timeout)
+    except subprocess.TimeoutExpired:
+        tracer.kill()
+        tracer.wait()
