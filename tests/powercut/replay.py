@@ -24,10 +24,11 @@ What it cannot see or does not model:
   - metadata: mtime/atime (so the internal date kept in a message file's
     mtime is not checked), modes, owners, xattrs; a lost file is given mode
     0600 (folders 0700) and `mailroom serve` chowns the store at start;
-  - states where only some of the unsynced changes survive (a torn write,
-    one of two renames, a later write kept while an earlier one is lost):
-    every cut drops all of them, so a bug that needs a half-kept state (for
-    example an unsynced file name with half its data) is not looked for;
+  - which unsynced changes survive is not enumerated: write_durable() drops
+    all of them (the worst case for lost data), or with rng keeps a random
+    subset (each unsynced write, truncation and name change independently,
+    in their order: a hole where an earlier extending write was lost, one of
+    two renames, a name without its data); other subsets are not tried;
   - ordering inside one write, sector tearing, lying disks (a flush that
     does not reach the medium), errors reported by a later fsync;
   - a write by one process and an fsync of the same file by another that
@@ -96,7 +97,7 @@ def read_log(path):
 
 class Obj:
     """A file (kind "f") or folder ("d"): what programs see, what is durable."""
-    __slots__ = ("kind", "data", "durable", "entries", "dentries", "mode")
+    __slots__ = ("kind", "data", "durable", "entries", "dentries", "mode", "pending")
 
     def __init__(self, kind, content=b"", entries=None, mode=None):
         self.kind = kind
@@ -105,6 +106,9 @@ class Obj:
         self.entries = dict(entries or {})
         self.dentries = dict(self.entries)
         self.mode = mode if mode is not None else (0o700 if kind == "d" else 0o600)
+        # changes since the last fsync, in order: files ("w", off, bytes) /
+        # ("t", size) / ("x", size); folders (name, Obj or None)
+        self.pending = []
 
 
 def snapshot(root):
@@ -160,48 +164,83 @@ class Model:
             if len(o.data) < r.off:
                 o.data.extend(b"\0" * (r.off - len(o.data)))
             o.data[r.off:end] = r.data
+            o.pending.append(("w", r.off, r.data))
         elif op == "trunc":
             o = self._obj(r.ino, "f", r)
-            if len(o.data) > r.dlen:
-                del o.data[r.dlen:]
-            else:
-                o.data.extend(b"\0" * (r.dlen - len(o.data)))
+            _resize(o.data, r.dlen)
+            o.pending.append(("t", r.dlen))
         elif op == "extend":
             o = self._obj(r.ino, "f", r)
             if len(o.data) < r.dlen:
                 o.data.extend(b"\0" * (r.dlen - len(o.data)))
+                o.pending.append(("x", r.dlen))
         elif op == "fsync":
             o = self._obj(r.ino, "d" if r.flags & 1 else "f", r)
             if o.kind == "d":
                 o.dentries = dict(o.entries)
             else:
                 o.durable = bytes(o.data)
+            o.pending = []
         elif op in ("create", "mkdir"):
             o = self.cur[r.ino] = Obj("f" if op == "create" else "d")
-            self._obj(r.dino1, "d", r).entries[r.name1] = o
+            _set(self._obj(r.dino1, "d", r), r.name1, o)
         elif op == "link":
             src = self._obj(r.dino1, "d", r).entries.get(r.name1) or self._obj(r.ino, "f", r)
-            self._obj(r.dino2, "d", r).entries[r.name2] = src
+            _set(self._obj(r.dino2, "d", r), r.name2, src)
         elif op == "rename":
             d1, d2 = self._obj(r.dino1, "d", r), self._obj(r.dino2, "d", r)
             if r.flags & RENAME_EXCHANGE:
-                d1.entries[r.name1], d2.entries[r.name2] = d2.entries.get(r.name2), d1.entries.get(r.name1)
+                o1, o2 = d1.entries.get(r.name1), d2.entries.get(r.name2)
+                _set(d1, r.name1, o2)
+                _set(d2, r.name2, o1)
             else:
-                o = d1.entries.pop(r.name1, None) or self._obj(r.ino, "f", r)
-                d2.entries[r.name2] = o
+                o = d1.entries.get(r.name1) or self._obj(r.ino, "f", r)
+                _set(d1, r.name1, None)
+                _set(d2, r.name2, o)
         elif op in ("unlink", "rmdir"):
-            self._obj(r.dino1, "d", r).entries.pop(r.name1, None)
+            _set(self._obj(r.dino1, "d", r), r.name1, None)
         else:
             self.unknown.append(r)
 
-    def write_durable(self, dest):
-        """Write the durable state out as a folder tree at dest (must not exist)."""
+    def write_durable(self, dest, rng=None):
+        """Write the durable state out as a folder tree at dest (must not
+        exist). With rng (a random.Random), each unsynced change survives
+        or not at random; without, none does."""
         first_path = {}
+        seen_dirs = set()
+
+        def keep():
+            return rng is not None and rng.random() < 0.5
+
+        def entries(o):
+            ents = dict(o.dentries)
+            for name, child in o.pending:
+                if keep():
+                    ents[name] = child
+            return ents
+
+        def content(o):
+            data = bytearray(o.durable)
+            for p in o.pending:
+                if not keep():
+                    continue
+                if p[0] == "w":
+                    if len(data) < p[1]:
+                        data.extend(b"\0" * (p[1] - len(data)))
+                    data[p[1]:p[1] + len(p[2])] = p[2]
+                elif p[0] == "t":
+                    _resize(data, p[1])
+                elif len(data) < p[1]:
+                    data.extend(b"\0" * (p[1] - len(data)))
+            return bytes(data)
 
         def out(o, path):
             if o.kind == "d":
+                if id(o) in seen_dirs:  # a folder kept under two names: once
+                    return
+                seen_dirs.add(id(o))
                 os.mkdir(path, o.mode | 0o700)
-                for name, child in sorted(o.dentries.items()):
+                for name, child in sorted(entries(o).items()):
                     if child is not None:
                         out(child, os.path.join(path, name))
                 os.chmod(path, o.mode)
@@ -210,7 +249,7 @@ class Model:
             else:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, o.mode)
                 with os.fdopen(fd, "wb") as f:
-                    f.write(o.durable)
+                    f.write(content(o))
                 first_path[id(o)] = path
 
         out(self.root, str(dest))
@@ -221,6 +260,22 @@ class Model:
         for p in path_parts:
             o = o.entries[p]
         return bytes(o.data)
+
+
+def _resize(data, size):
+    if len(data) > size:
+        del data[size:]
+    else:
+        data.extend(b"\0" * (size - len(data)))
+
+
+def _set(d, name, obj):
+    """Folder d's entry name now names obj (None: removed)."""
+    if obj is None:
+        d.entries.pop(name, None)
+    else:
+        d.entries[name] = obj
+    d.pending.append((name, obj))
 
 
 def main(argv):
