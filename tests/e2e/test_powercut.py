@@ -18,7 +18,7 @@ metadata such as mtime, half-kept unsynced states, lying disks). The durable
 state changes only at an fsync, so cutting just before each fsync (and at the
 end) covers every distinct durable state, each with the most acknowledgements
 that can have been given before it. With more fsyncs than POWERCUT_CUTS
-(default 150) an evenly spread subset is taken.
+(default 200) an evenly spread subset is taken.
 
 For each cut: `mailroom serve` starts on that state with a new boot id (the
 machine rebooted: LD_PRELOAD answers /proc/sys/kernel/random/boot_id), and
@@ -60,7 +60,7 @@ import replay  # noqa: E402
 PRELOAD = REPO / "build" / "pclog.so"
 # About 2 minutes on a loaded 2-core machine. A round of the workload makes
 # about 38 fsyncs; POWERCUT_CUTS=1000 runs enough rounds for 1000 of them.
-MAX_CUTS = int(os.environ.get("POWERCUT_CUTS", "150"))
+MAX_CUTS = int(os.environ.get("POWERCUT_CUTS", "200"))
 ROUNDS = int(os.environ.get("POWERCUT_ROUNDS", str(max(2, (MAX_CUTS + 37) // 38))))
 USERS = ("alice", "bob")
 BOXES = ("INBOX", "Archive")
@@ -86,8 +86,10 @@ class Timeline:
     """The acknowledged operations, in order, and the state after each.
 
     state: {(user, box): {uid: (tag, flags)}}; flags a frozenset of lower-case
-    flags and keywords. ops[i] = (name, t_start, t_ack); states[i + 1] is the
-    state once ops[i] was acknowledged (states[0] the snapshot's).
+    flags and keywords. ops[i] = (name, t_start, t_ack, group); states[i + 1]
+    is the state once ops[i] was acknowledged (states[0] the snapshot's).
+    Operations of one group are one transaction with several
+    acknowledgements (LMTP: one reply per recipient after one DATA).
     """
 
     def __init__(self, state, messages):
@@ -103,8 +105,8 @@ class Timeline:
     def current(self):
         return {k: dict(v) for k, v in self.states[-1].items()}
 
-    def add(self, name, t_start, t_ack, state):
-        self.ops.append((name, t_start, t_ack))
+    def add(self, name, t_start, t_ack, state, group=None):
+        self.ops.append((name, t_start, t_ack, group))
         self.states.append(state)
         seen = dict(self.seen_uids[-1])
         for k, v in state.items():
@@ -205,7 +207,7 @@ def _workload(data, srv, env, tl):
     b.ok("SELECT INBOX")
     lmtp_port = srv.ports["lmtp"]
 
-    def delivered(tags_users, name, t0, t1):
+    def delivered(tags_users, name, t0, t1, group=None):
         st = tl.current()
         for tag, user in tags_users:
             sess = a if user == "alice" else b
@@ -217,7 +219,7 @@ def _workload(data, srv, env, tl):
                 tl.messages[tag] = body
             assert body == tl.messages[tag], (tag, body)
             st[(user, "INBOX")][uid] = (tag, frozenset())
-        tl.add(name, t0, t1, st)
+        tl.add(name, t0, t1, st, group)
 
     def new_msg(tag):
         m = make_message(tag, 200 + 700 * (len(tl.messages) % 5))
@@ -260,8 +262,8 @@ def _workload(data, srv, env, tl):
         t0 = time.monotonic()
         res = _lmtp(lmtp_port, ["alice", "bob"], m)
         assert all(c == 250 for c, _ in res.values()), res
-        delivered([(tag, "alice")], f"LMTP {tag} alice", t0, res["alice"][1])
-        delivered([(tag, "bob")], f"LMTP {tag} bob", res["alice"][1], res["bob"][1])
+        delivered([(tag, "alice")], f"LMTP {tag} alice", t0, res["alice"][1], tag)
+        delivered([(tag, "bob")], f"LMTP {tag} bob", t0, res["bob"][1], tag)
         # APPEND with flags and a keyword, to INBOX and to Archive
         for box, flags in (("INBOX", ["\\Seen"]), ("Archive", ["\\Flagged", f"$kw{r}a"])):
             tag = f"r{r}-append-{box}"
@@ -314,13 +316,20 @@ def _expected(tl, t_cut):
     at t_cut (P itself if none)."""
     last = -1
     inflight = None
-    for i, (_, t0, t1) in enumerate(tl.ops):
+    for i, (_, t0, t1, _) in enumerate(tl.ops):
         if t1 < t_cut:
             last = i
-        elif t0 < t_cut:
+        elif t0 < t_cut and inflight is None:
             inflight = i
     P = tl.states[last + 1]
-    N = tl.states[inflight + 1] if inflight is not None else P
+    N = P
+    if inflight is not None:
+        # the whole transaction may have happened (LMTP: both recipients)
+        end = inflight
+        group = tl.ops[inflight][3]
+        while group is not None and end + 1 < len(tl.ops) and tl.ops[end + 1][3] == group:
+            end += 1
+        N = tl.states[end + 1]
     return last, P, N, inflight
 
 

@@ -13,8 +13,10 @@ The model of the file system is strict POSIX, the worst case it allows:
     its order (no ext4 data=ordered help);
   - a name (create, link, rename, unlink, mkdir, rmdir) becomes durable only
     when fsync of the folder that holds it returns; a rename between two
-    folders is two independent changes (the old name may go without the new
-    one appearing and vice versa);
+    folders is durable in each folder when that folder is fsynced (so the
+    worst case may lose the file if only the source folder was fsynced);
+    while both halves are unsynced they survive or not together, as a
+    rename is atomic on every journalling file system;
   - durability is per inode: a file fsynced under one name is durable under
     every name that is itself durable (hard links share it).
 What it cannot see or does not model:
@@ -191,12 +193,12 @@ class Model:
             d1, d2 = self._obj(r.dino1, "d", r), self._obj(r.dino2, "d", r)
             if r.flags & RENAME_EXCHANGE:
                 o1, o2 = d1.entries.get(r.name1), d2.entries.get(r.name2)
-                _set(d1, r.name1, o2)
-                _set(d2, r.name2, o1)
+                _set(d1, r.name1, o2, r.seq)
+                _set(d2, r.name2, o1, r.seq)
             else:
                 o = d1.entries.get(r.name1) or self._obj(r.ino, "f", r)
-                _set(d1, r.name1, None)
-                _set(d2, r.name2, o)
+                _set(d1, r.name1, None, r.seq)
+                _set(d2, r.name2, o, r.seq)
         elif op in ("unlink", "rmdir"):
             _set(self._obj(r.dino1, "d", r), r.name1, None)
         else:
@@ -209,13 +211,21 @@ class Model:
         first_path = {}
         seen_dirs = set()
 
-        def keep():
-            return rng is not None and rng.random() < 0.5
+        groups = {}
+
+        def keep(group=None):
+            if rng is None:
+                return False
+            if group is None:
+                return rng.random() < 0.5
+            if group not in groups:
+                groups[group] = rng.random() < 0.5
+            return groups[group]
 
         def entries(o):
             ents = dict(o.dentries)
-            for name, child in o.pending:
-                if keep():
+            for name, child, group in o.pending:
+                if keep(group):
                     ents[name] = child
             return ents
 
@@ -269,13 +279,14 @@ def _resize(data, size):
         data.extend(b"\0" * (size - len(data)))
 
 
-def _set(d, name, obj):
-    """Folder d's entry name now names obj (None: removed)."""
+def _set(d, name, obj, group=None):
+    """Folder d's entry name now names obj (None: removed). The two halves of
+    a rename share a group: kept or lost together while both are unsynced."""
     if obj is None:
         d.entries.pop(name, None)
     else:
         d.entries[name] = obj
-    d.pending.append((name, obj))
+    d.pending.append((name, obj, group))
 
 
 def main(argv):
