@@ -27,7 +27,8 @@ operation left (byte-exact bodies, same UIDs, flags and keywords, same
 UIDVALIDITY), give or take the one operation in flight at the cut, which may
 show per message either before or after it (but a moved message is never in
 neither mailbox); nothing partial or unknown; a new APPEND must get a UID
-above every UID a client saw before the cut. Then `mailroom check` must find
+above every UID a client saw before the cut, and raise HIGHESTMODSEQ above
+every value a client was told before it (DESIGN.md: modseqs never go back). Then `mailroom check` must find
 the store clean.
 
 Before any cut, the model's view of what the programs saw at the end must
@@ -97,6 +98,8 @@ class Timeline:
         self.ops = []
         self.messages = messages  # tag -> bytes as stored
         self.seen_uids = [self._max_uids(state)]  # the highest UID a client saw, per box
+        self.modseqs = []  # (time seen, (user, box), HIGHESTMODSEQ a client was told)
+        self.on_add = None
 
     @staticmethod
     def _max_uids(state):
@@ -112,6 +115,11 @@ class Timeline:
         for k, v in state.items():
             seen[k] = max(seen.get(k, 0), max(v, default=0))
         self.seen_uids.append(seen)
+        if self.on_add is not None:
+            self.on_add()
+
+    def modseq_seen(self, key, t_cut):
+        return max((m for t, k, m in self.modseqs if k == key and t < t_cut), default=0)
 
 
 class Imap:
@@ -184,6 +192,15 @@ def _lmtp(port, rcpts, msg):
         s.close()
 
 
+def _highestmodseq(sess, box):
+    untagged, _, _, _ = sess.ok(f'STATUS "{box}" (HIGHESTMODSEQ)')
+    for r in untagged:
+        m = re.search(rb"HIGHESTMODSEQ (\d+)", r)
+        if m:
+            return int(m.group(1))
+    raise AssertionError(f"STATUS {box}: no HIGHESTMODSEQ in {untagged!r}")
+
+
 def _learn_uid(sess, tag):
     """(UID, body) the selected mailbox gave the message with this tag (NOOP
     first, so the session sees deliveries made behind its back)."""
@@ -206,6 +223,13 @@ def _workload(data, srv, env, tl):
     a.ok("SELECT INBOX")
     b.ok("SELECT INBOX")
     lmtp_port = srv.ports["lmtp"]
+
+    def observe_modseqs():
+        for user, sess in (("alice", a), ("bob", b)):
+            for box in BOXES:
+                tl.modseqs.append((time.monotonic(), (user, box), _highestmodseq(sess, box)))
+
+    tl.on_add = observe_modseqs
 
     def delivered(tags_users, name, t0, t1, group=None):
         st = tl.current()
@@ -409,6 +433,11 @@ def _check_cut(k, cutdir, model, tl, uidvalidity, t_cut, rec, failures, seed=Non
             if int(mm.group(1)) <= floor:
                 errors.append(f"{(user, box)}: new APPEND got UID {mm.group(1)},"
                               f" not above {floor} (UID reused)")
+            # nor a modseq: the change after the cut gets one above all seen
+            ms, was = _highestmodseq(sessions[user], box), tl.modseq_seen((user, box), t_cut)
+            if ms <= was:
+                errors.append(f"{(user, box)}: HIGHESTMODSEQ {ms} after a new APPEND,"
+                              f" a client saw {was} before the cut (modseq went back)")
         for s in sessions.values():
             s.c.close()
     finally:
