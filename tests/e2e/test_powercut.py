@@ -46,6 +46,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -262,6 +263,7 @@ def _workload(data, srv, env, tl):
         return sorted(tl.states[-1][(user, "INBOX")])
 
     for r in range(ROUNDS):
+        kw = r % 6  # a mailbox holds at most 26 keywords; new ones in the first rounds
         # deliver, one recipient
         tag = f"r{r}-deliver1"
         m = new_msg(tag)
@@ -289,7 +291,7 @@ def _workload(data, srv, env, tl):
         delivered([(tag, "alice")], f"LMTP {tag} alice", t0, res["alice"][1], tag)
         delivered([(tag, "bob")], f"LMTP {tag} bob", t0, res["bob"][1], tag)
         # APPEND with flags and a keyword, to INBOX and to Archive
-        for box, flags in (("INBOX", ["\\Seen"]), ("Archive", ["\\Flagged", f"$kw{r}a"])):
+        for box, flags in (("INBOX", ["\\Seen"]), ("Archive", ["\\Flagged", f"$kw{kw}a"])):
             tag = f"r{r}-append-{box}"
             m = wire(new_msg(tag))
             _, tagged, t0, t1 = a.ok(f'APPEND "{box}" ({" ".join(flags)}) {{{len(m)}}}', m + b"\r\n")
@@ -301,10 +303,10 @@ def _workload(data, srv, env, tl):
         uids = inbox_uids("alice")
         # STORE: a flag, a keyword new to the mailbox, a removal
         store(a, "alice", uids[-1], "+", ["\\Flagged"])
-        store(a, "alice", uids[-2], "+", [f"$kw{r}b", "\\Answered"])
+        store(a, "alice", uids[-2], "+", [f"$kw{kw}b", "\\Answered"])
         store(a, "alice", uids[-1], "-", ["\\Seen"]) if r % 2 else \
             store(a, "alice", uids[-4], "-", ["\\Seen"])
-        store(b, "bob", inbox_uids("bob")[-1], "+", ["\\Seen", f"$bob{r}"])
+        store(b, "bob", inbox_uids("bob")[-1], "+", ["\\Seen", f"$bob{kw}"])
         # COPY and MOVE to Archive
         # (in odd rounds the MOVE takes the highest UID away: a rebuilt index
         # must not give it out again)
@@ -480,8 +482,21 @@ def _compare_visible(model, data):
     return errors
 
 
-def test_power_cut_at_every_fsync(tmp_path, preload, capsys):
-    os.chmod(tmp_path, 0o755)
+@pytest.fixture
+def workdir():
+    """A folder outside pytest's basetemp: workers (run_user) and `check`
+    (which takes the store owner's identity) must reach DATA by its path, and
+    a pytest session started meanwhile by someone else resets
+    /tmp/pytest-of-USER to 0700 (pytest >= 7.3), which made a cut fail with
+    "Permission denied" on a shared machine."""
+    d = Path(tempfile.mkdtemp(prefix="mailroom-powercut-"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_power_cut_at_every_fsync(workdir, preload, capsys):
+    tmp_path = workdir
     data = tmp_path / "data"
     data.mkdir()
     for u in USERS:
