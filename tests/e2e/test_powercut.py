@@ -4,21 +4,22 @@ Method: an LD_PRELOAD logger, build/pclog.so (tests/powercut/pclog.c), logs
 every change that mailroom and libsqlite3 make beneath DATA (writes with their
 bytes, truncations, fsync/fdatasync, creations, links, renames, unlinks,
 mkdir/rmdir), each with a global sequence number and its CLOCK_MONOTONIC time.
-A workload runs with it: `mailroom deliver` (one and three recipients),
-LMTP to three recipients, and over IMAP APPEND (with flags and keywords), STORE of flags
-and of new keywords (+FLAGS, -FLAGS), COPY, MOVE, and UID EXPUNGE. The client
-notes when each acknowledgement arrived (deliver exit 0, LMTP 250 per
-recipient, IMAP tagged OK) on the same clock.
+A workload runs with it, in rounds: `mailroom deliver` (one and three
+recipients), LMTP to three recipients, and over IMAP APPEND (with flags and
+keywords), STORE of flags and of new keywords (+FLAGS, -FLAGS), COPY, MOVE
+and UID EXPUNGE. The client notes when each acknowledgement arrived (deliver
+exit 0, LMTP 250 per recipient, IMAP tagged OK) on the same clock.
 
 tests/powercut/replay.py then rebuilds, from a snapshot of DATA taken before
 the run and the log, the state a strict POSIX file system may be left in by a
-power cut just before record k: unsynced data and unsynced names are all lost
+power cut just before record k: unsynced data and unsynced names all lost
 (see its top comment for the model and what it cannot see: mmap writes,
-metadata such as mtime, half-kept unsynced states, lying disks). The durable
+metadata such as mtime, most half-kept states, lying disks). The durable
 state changes only at an fsync, so cutting just before each fsync (and at the
 end) covers every distinct durable state, each with the most acknowledgements
-that can have been given before it. With more fsyncs than POWERCUT_CUTS
-(default 200) an evenly spread subset is taken.
+that can have been given before it. Every other cut is also tried with a
+random half of the unsynced changes kept. With more fsyncs than
+POWERCUT_CUTS (default 150) an evenly spread subset is taken.
 
 For each cut: `mailroom serve` starts on that state with a new boot id (the
 machine rebooted: LD_PRELOAD answers /proc/sys/kernel/random/boot_id), and
@@ -28,15 +29,20 @@ UIDVALIDITY), give or take the one operation in flight at the cut, which may
 show per message either before or after it (but a moved message is never in
 neither mailbox); nothing partial or unknown; a new APPEND must get a UID
 above every UID a client saw before the cut, and raise HIGHESTMODSEQ above
-every value a client was told before it (DESIGN.md: modseqs never go back). Then `mailroom check` must find
-the store clean.
+every value a client was told before it (DESIGN.md: modseqs never go back).
+Then `mailroom check` must find the store clean.
 
 Before any cut, the model's view of what the programs saw at the end must
 equal the real DATA folder byte for byte (except SQLite's mmap'd -shm): the
 log missed nothing.
 
-Figures printed: records, fsyncs, cut points, acknowledgements checked,
-failures. More cuts: POWERCUT_CUTS=1000.
+Also: `mailroom user add` and the new user's first delivery, cut before each
+of their fsyncs (checked on the files): the folders and the message survive
+(test_power_cut_new_user_first_delivery); the passwd line does not, a known
+bug outside the store, kept as a strict xfail (test_power_cut_user_add_passwd).
+
+Figures printed: log records, fsyncs, cut points, acknowledgements checked,
+failing cuts. More: POWERCUT_CUTS=1000 (about 10 minutes).
 """
 
 import os
@@ -60,13 +66,12 @@ sys.path.insert(0, str(REPO / "tests" / "powercut"))
 import replay  # noqa: E402
 
 PRELOAD = REPO / "build" / "pclog.so"
-# About 2 minutes on a loaded 2-core machine. A round of the workload makes
-# about 38 fsyncs; POWERCUT_CUTS=1000 runs enough rounds for 1000 of them.
-MAX_CUTS = int(os.environ.get("POWERCUT_CUTS", "200"))
-ROUNDS = int(os.environ.get("POWERCUT_ROUNDS", str(max(2, (MAX_CUTS + 37) // 38))))
+# About 1 to 2 minutes on a loaded 2-core machine. A round of the workload
+# makes about 43 fsyncs; POWERCUT_CUTS=1000 runs enough rounds for 1000.
+MAX_CUTS = int(os.environ.get("POWERCUT_CUTS", "150"))
+ROUNDS = int(os.environ.get("POWERCUT_ROUNDS", str(max(2, (MAX_CUTS + 42) // 43))))
 USERS = ("alice", "bob", "carol")
 BOXES = ("INBOX", "Archive")
-SYSTEM_FLAGS = {"\\seen", "\\answered", "\\flagged", "\\deleted", "\\draft"}
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +309,8 @@ def _workload(data, srv, env, tl):
         for box, flags in (("INBOX", ["\\Seen"]), ("Archive", ["\\Flagged", f"$kw{kw}a"])):
             tag = f"r{r}-append-{box}"
             m = wire(new_msg(tag))
-            _, tagged, t0, t1 = a.ok(f'APPEND "{box}" ({" ".join(flags)}) {{{len(m)}}}', m + b"\r\n")
+            _, tagged, t0, t1 = a.ok(f'APPEND "{box}" ({" ".join(flags)}) {{{len(m)}}}',
+                                     m + b"\r\n")
             uid = int(re.search(rb"APPENDUID \d+ (\d+)", tagged).group(1))
             st = tl.current()
             st[("alice", box)][uid] = (tag, _norm_flags(flags))
@@ -347,9 +353,9 @@ def _workload(data, srv, env, tl):
 
 
 def _expected(tl, t_cut):
-    """(index of the last acknowledged op or -1, P, N): the state the last
-    acknowledged operation left, and the state after the operation in flight
-    at t_cut (P itself if none)."""
+    """(index of the last acknowledged op or -1, P, N, index of the op in
+    flight or None): P the state the last acknowledged operation left, N the
+    state after the operation in flight at t_cut (P itself if none)."""
     last = -1
     inflight = None
     for i, (_, t0, t1, _) in enumerate(tl.ops):
@@ -422,8 +428,8 @@ def _check_cut(k, cutdir, model, tl, uidvalidity, t_cut, rec, failures, seed=Non
                 del os.environ[var]
             else:
                 os.environ[var] = val
-    what = f"cut {k}{'' if seed is None else f' random {seed}'} (before record #{rec.seq if rec else 'end'} {rec.op if rec else ''} " \
-           f"{(rec.path or rec.name1) if rec else ''})"
+    what = f"cut {k}" + ("" if seed is None else f" random {seed}") + (
+        f" (before record #{rec.seq} {rec.op} {rec.path or rec.name1})" if rec else " (the end)")
     try:
         observed = {}
         sessions = {}
@@ -671,7 +677,8 @@ def new_user_cuts(preload):
                 cur = cut / "mail" / "carol" / "INBOX" / "cur"
                 bodies = [p.read_bytes() for p in cur.iterdir()] if cur.is_dir() else []
                 if bodies != [wire(m)]:
-                    store_errors.append(f"first delivery acknowledged; INBOX/cur holds {bodies!r:.200}")
+                    store_errors.append("first delivery acknowledged; INBOX/cur holds"
+                                        f" {bodies!r:.200}")
             out.append((label, pw_errors, store_errors))
             shutil.rmtree(cut)
         return out
