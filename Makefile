@@ -87,6 +87,11 @@ build/fuzz/%: tests/fuzz/%.c build/fuzzlib/libmailroom.a
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -MMD -MP $< build/fuzzlib/libmailroom.a \
 	  -o $@ $(LIBS)
 
+# The power-cut simulation's LD_PRELOAD logger (tests/e2e/test_powercut.py).
+build/pclog.so: tests/powercut/pclog.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -fPIC -shared -o $@ $< -ldl
+
 deps:
 	@scripts/deps.sh test
 
@@ -105,7 +110,7 @@ unit: $(UNITS)
 unit-asan: $(AUNITS)
 	@set -e; for t in $(AUNITS); do echo "== $$t (asan+ubsan)"; \
 	  ASAN_OPTIONS=detect_leaks=1 $$t; done
-e2e: build/mailroom build/asan/mailroom
+e2e: build/mailroom build/asan/mailroom build/pclog.so
 	MAILROOM=$(CURDIR)/build/mailroom $(PYTEST) -q tests/e2e
 
 # The protocol suites once more against the ASan+UBSan build. Reports go to

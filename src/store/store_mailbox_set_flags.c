@@ -2,7 +2,10 @@
  * store_mailbox_set_flags.c: STORE: a flag change is a rename(2) of each
  * message's file to a name with the new letters, and a new modseq, under
  * the mailbox lock in one index transaction. The arithmetic is
- * store_flags_apply (store_flags.c). What each message of the set became is
+ * store_flags_apply (store_flags.c). The renames are made durable (fsync of
+ * cur/) before the commit and the answer: the index is not fsynced
+ * (store_index.c), so without it a power cut after the answer brings the old
+ * names, and the old flags, back. What each message of the set became is
  * reported only after the commit, so a caller never answers a change that
  * then failed.
  */
@@ -25,6 +28,7 @@ int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, si
 	size_t nreps = 0;
 	int ret = -1;
 	int in_txn = 0;
+	size_t renamed = 0;
 
 	flags &= STORE_F_ALL;
 	/* Reported only once committed: a failure half way must not have
@@ -77,6 +81,7 @@ int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, si
 			in_txn = 0;
 			goto out;
 		}
+		renamed++;
 		if (store_box_next_modseq(mbox, &r->modseq, err) < 0 ||
 		    store_index_exec(user, err,
 				     "UPDATE msg SET flags=%u, keywords=%u, fname=%Q, modseq=%llu"
@@ -85,6 +90,17 @@ int store_mailbox_set_flags(struct store_mailbox *mbox, const uint32_t *uids, si
 				     (long long)mbox->id, uids[i]) < 0)
 			goto out;
 		r->changed = 1;
+	}
+	if (renamed > 0 && fsx_fsync(mbox->cur_fd) < 0) {
+		/* The renames happened; only their durability is in doubt. As
+		 * for expunge, the index follows the directory; the caller is
+		 * told the change failed. */
+		error_errno(err, "cannot fsync the mailbox");
+		struct error ignore;
+		store_sync_note_mtime(mbox, &ignore);
+		store_index_commit(user, &ignore);
+		in_txn = 0;
+		goto out;
 	}
 	if (store_sync_note_mtime(mbox, err) < 0)
 		goto out;
