@@ -107,7 +107,7 @@ struct store_mailbox {
  *   store_fname.c  store_name.c  store_flags.c  store_pool.c
  *   store_index.c
  *   store.c  store_fds.c  store_lock.c  store_box.c  store_sync.c
- *   store_mailbox.c  store_subs.c  store_user.c  store_message.c
+ *   store_mailbox.c  store_subs.c  store_rename.c  store_user.c  store_message.c
  *   store_cache.c  store_stage.c  store_link.c  store_mailbox_add.c
  *   store_mailbox_copy.c  store_mailbox_expunge.c  store_mailbox_set_flags.c
  *   store_mailbox_move.c  store_mailbox_rename.c  store_deliver.c
@@ -253,6 +253,16 @@ void store_sync_mark_rescan(struct store_mailbox *mbox);
 /* Open without reconciling (for `check`, which reports before it repairs). */
 int store_mailbox_open_nosync(struct store_user *user, const char *name,
 			      struct store_mailbox **mbox_r, struct error *err);
+
+/* store_rename.c: RENAME of a mailbox other than INBOX with its children
+ * (normalized names; from exists, to does not: checked here under the
+ * user-root lock), journalled so that a crash leaves it done or not done;
+ * recover finishes one that a crash interrupted (store_user_open calls it;
+ * it logs and goes on if it cannot). is_child: name is beneath parent. */
+int store_rename_folders(struct store_user *user, const char *from, const char *to,
+			 struct error *err);
+int store_rename_recover(struct store_user *user);
+int store_name_is_child(const char *name, const char *parent);
 
 /* store_message.c */
 /* The index row of uid (pending rows excluded), its file name copied into

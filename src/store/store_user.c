@@ -142,6 +142,7 @@ int store_user_open(struct store *store, const char *name, struct store_user **u
 		free(u);
 		return -1;
 	}
+	store_rename_recover(u); /* a RENAME a crash interrupted (store_rename.c) */
 	/* 'complete' is 0 in an index made new until every mailbox is in it
 	 * (whichever process made it: a heal can happen in any session). */
 	int64_t complete = 1;

@@ -121,6 +121,13 @@ def check_problems(proc):
     return [l for l in proc.stdout.splitlines() if l.strip() and not re.fullmatch(r"\S+: ok", l)]
 
 
+def check_damage(proc):
+    """check_problems without the "USER: recovered: ..." lines: crash residue
+    that `check` resolved (an interrupted delivery or mailbox operation) is not
+    damage (issue 14); what is left is."""
+    return [l for l in check_problems(proc) if ": recovered: " not in l]
+
+
 def write_config(data, **settings):
     """Write DATA/mailroom.conf with `key = value` lines (replacing the file)."""
     text = "".join(f"{k} = {v}\n" for k, v in settings.items())

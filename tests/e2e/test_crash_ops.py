@@ -70,7 +70,7 @@ from pathlib import Path
 import pytest
 
 import imap_server
-from conftest import (add_user, check, check_problems, make_message, mailbox_dir, parse_fname,
+from conftest import (add_user, check, check_damage, check_problems, make_message, mailbox_dir, parse_fname,
                       server_worker, strace_attach, strace_detach, thread_ids, wire)
 from imap_server import Client, fetch_items, parse
 
@@ -573,17 +573,7 @@ def _check_lmtp(before, after, info):
 # what it is). A point that shows only these makes the operation's test
 # xfail, with the count printed; any other problem fails it; once fixed,
 # the test passes and the entry can go.
-KNOWN_BUGS = {
-    "RENAME": [(r"RENAME half done",
-                "RENAME of a mailbox with a child renames one directory at a time: killed in "
-                "between, Old is New but Old/Kid is still Old/Kid"),
-               (r"index has mailbox Old/Kid, which is not on disk",
-                "after a RENAME killed between its steps the next open leaves the index with a "
-                "mailbox that is not on disk: check exits 1")],
-    "DELETE": [(r"leftover of an interrupted mailbox operation: tmp-delete",
-                "a DELETE killed midway leaves tmp-delete.* that the next open does not "
-                "finish; check reports INCONSISTENT (exit 1)")],
-}
+KNOWN_BUGS = {}
 
 OPS = {
     "APPEND": (["r1"], None, _op_append, _check_append),
@@ -737,7 +727,7 @@ def _verify(data, op, before, info, disk_after_kill):
     finally:
         srv.stop()
     chk = check(data)
-    if chk.returncode != 0 or check_problems(chk):
+    if chk.returncode != 0 or check_damage(chk):
         # Say whether --repair resolves it (for the report; still a problem).
         rep = check(data, repair=True)
         again = check(data)
@@ -895,7 +885,7 @@ def test_move_fails_midway(template, capsys):
             errors.append(f"rename:{n}:EIO: MOVE answered {info.get('tagged')!r} but Dest changed: "
                           f"{_describe(after['r1'].get('Dest'))}")
         chk = check(data)
-        if chk.returncode != 0 or check_problems(chk):
+        if chk.returncode != 0 or check_damage(chk):
             errors.append(f"rename:{n}:EIO: check exit {chk.returncode}: {chk.stdout}")
     with capsys.disabled():
         print(f"\nMOVE with the n-th rename failing, n = 1..8: {failed} answered NO, "
