@@ -226,6 +226,24 @@ int passwd_file_lookup(const char *path, const char *user, struct passwd_entry *
 	return l.found;
 }
 
+/* fsync the folder that holds path. */
+static int fsync_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = slash == NULL ? strdup(".") : strndup(path, slash == path ? 1 : (size_t)(slash - path));
+	if (dir == NULL)
+		return -1;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (fd < 0)
+		return -1;
+	int rc = fsync(fd);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return rc;
+}
+
 int passwd_file_update(const char *path, enum passwd_update op, const char *user, const char *hash,
 		       struct error *err)
 {
@@ -296,12 +314,17 @@ int passwd_file_update(const char *path, enum passwd_update op, const char *user
 			break;
 		off += (size_t)w;
 	}
-	if (off != out.len || fsync(fd) < 0 || close(fd) < 0 ||
-	    rename(buf_cstr(&tmppath), path) < 0) {
-		if (off != out.len)
-			close(fd);
+	int ok = off == out.len && fsync(fd) == 0;
+	ok = close(fd) == 0 && ok;
+	if (!ok || rename(buf_cstr(&tmppath), path) < 0) {
 		unlink(buf_cstr(&tmppath));
 		error_set(err, ERR_TEMP, "cannot write the passwd file");
+		goto out;
+	}
+	/* The rename is durable only once the folder is synced: without this a
+	 * power cut can undo an acknowledged `user add|passwd|del`. */
+	if (fsync_parent(path) < 0) {
+		error_set(err, ERR_TEMP, "cannot sync the passwd file's folder: %s", strerror(errno));
 		goto out;
 	}
 	ret = 0;
@@ -312,7 +335,8 @@ out:
 		close(lockfd);
 	free(line);
 	free(e);
-	explicit_bzero(out.data, out.len);
+	if (out.data != NULL)
+		explicit_bzero(out.data, out.len);
 	buf_free(&out);
 	buf_free(&lockpath);
 	buf_free(&tmppath);

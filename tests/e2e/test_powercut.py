@@ -38,8 +38,9 @@ log missed nothing.
 
 Also: `mailroom user add` and the new user's first delivery, cut before each
 of their fsyncs (checked on the files): the folders and the message survive
-(test_power_cut_new_user_first_delivery); the passwd line does not, a known
-bug outside the store, kept as a strict xfail (test_power_cut_user_add_passwd).
+(test_power_cut_new_user_first_delivery), and so does the passwd line
+(test_power_cut_user_add_passwd: passwd_file_update fsyncs DATA/ after its
+rename).
 
 Figures printed: log records, fsyncs, cut points, acknowledgements checked,
 failing cuts. More: POWERCUT_CUTS=1000 (about 10 minutes).
@@ -695,9 +696,6 @@ def test_power_cut_new_user_first_delivery(new_user_cuts, capsys):
     assert not bad, "\n".join(bad[:10])
 
 
-@pytest.mark.xfail(strict=True, reason="src/auth/passwd.c passwd_file_update: rename() of "
-                   "passwd.tmp over DATA/passwd is never followed by an fsync of DATA/, so an "
-                   "acknowledged `user add` (or passwd, del) can be undone by a power cut")
 def test_power_cut_user_add_passwd(new_user_cuts):
     """An acknowledged `user add` is in DATA/passwd after any later cut."""
     bad = [f"{label}: {e}" for label, errs, _ in new_user_cuts for e in errs]
