@@ -348,6 +348,26 @@ static ino_t inode_of(int dir_fd, const char *name)
 	return fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? st.st_ino : 0;
 }
 
+/* SQLite opens index.sqlite, its -wal and -shm by name and would follow a
+ * symbolic link planted in the user's folder into another user's index: any
+ * of them that is not a plain file is foreign, healed like a damaged index. */
+static const char *const index_files[] = { "index.sqlite", "index.sqlite-wal", "index.sqlite-shm",
+					    "index.sqlite-journal" };
+
+static int not_plain_file(int dir_fd, char *why, size_t whysize)
+{
+	for (size_t i = 0; i < sizeof(index_files) / sizeof(index_files[0]); i++) {
+		struct stat st;
+		if (fstatat(dir_fd, index_files[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    !S_ISREG(st.st_mode)) {
+			snprintf(why, whysize, "%s is not a plain file%s", index_files[i],
+				 S_ISLNK(st.st_mode) ? " but a symbolic link" : "");
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static int open_conn(struct store_user *user, char *why, size_t whysize, struct error *err)
 {
 	char path[64];
@@ -360,6 +380,10 @@ static int open_conn(struct store_user *user, char *why, size_t whysize, struct 
 	if (user->ix.dir_fd < 0) {
 		error_errno(err, "cannot open index.sqlite");
 		return OPEN_FAILED;
+	}
+	if (not_plain_file(user->ix.dir_fd, why, whysize)) {
+		r = OPEN_DAMAGED;
+		goto fail;
 	}
 	snprintf(path, sizeof(path), "/proc/self/fd/%d/index.sqlite", user->ix.dir_fd);
 	user->ix.stmts = calloc(STORE_STMT_CACHE, sizeof(*user->ix.stmts));
@@ -460,6 +484,34 @@ void store_index_note_heal(struct store_user *user, const char *fmt, ...)
 		user->store->heal_say(user->store->heal_ctx, line);
 }
 
+/* Entries that are not plain files (not_plain_file) cannot be locked
+ * without following them: move each aside by name (renaming a link moves
+ * the link, never its target). 1: none found, 0: moved, -1: error. */
+static int heal_foreign(struct store_user *user, const char *why, struct error *err)
+{
+	int moved = 0;
+	for (size_t i = 0; i < sizeof(index_files) / sizeof(index_files[0]); i++) {
+		struct stat st;
+		if (fstatat(user->root_fd, index_files[i], &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    S_ISREG(st.st_mode))
+			continue;
+		if (store_index_move_aside(user->root_fd, index_files[i], NULL, 0) < 0 &&
+		    errno != ENOENT) {
+			error_errno(err, "cannot move a foreign index file aside");
+			return -1;
+		}
+		moved = 1;
+	}
+	if (!moved)
+		return 1;
+	if (fsx_fsync(user->root_fd) < 0) {
+		error_errno(err, "fsync");
+		return -1;
+	}
+	store_index_note_heal(user, "%.150s: moved aside, index rebuilt from the files", why);
+	return 0;
+}
+
 /* Move the damaged index and its -wal and -shm aside (see the note at the
  * top), unless another process did it first. Waits for flock(2) on the
  * damaged file itself without a timeout: whoever holds it only renames
@@ -468,6 +520,9 @@ static int heal(struct store_user *user, const char *why, struct error *err)
 {
 	char aside[300];
 	struct stat a, b;
+	int f = heal_foreign(user, why, err);
+	if (f <= 0)
+		return f;
 	int fd = openat(user->root_fd, "index.sqlite", O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT)

@@ -339,15 +339,10 @@ REFUSED = {
     "cur-dir": {"Box"}, "message-in-cur": set(), "message-in-new": set(),
     "mailbox-box-file": {"Box"}, "index-file": set(), "index-wal": set(), "index-shm": set(),
 }
-_INDEX_BY_PATH = ("store_index.c opens index.sqlite (and SQLite its -wal and -shm) by path "
-                  "through /proc/self/fd/N/, following a symlink planted in alice's folder "
-                  "into bob's index: reported to the lead, not fixed here")
-
-
 @pytest.mark.parametrize("how", [
     "mailbox-dir", "mailbox-dir-relative", "inbox-dir", "cur-dir", "message-in-cur", "message-in-new",
     "mailbox-box-file",
-    pytest.param("index-file", marks=pytest.mark.xfail(strict=True, reason=_INDEX_BY_PATH)),
+    "index-file",
     "index-wal", "index-shm",
 ])
 def test_planted_symlink(store, how):

@@ -61,7 +61,13 @@ def served_state(srv, allow_cut, boxes=BOXES):
     while True:
         try:
             return imap_state(srv.port, boxes)
-        except (imaplib.IMAP4.abort, EOFError, ConnectionError):
+        except (imaplib.IMAP4.abort, imaplib.IMAP4.error, EOFError, ConnectionError) as e:
+            # While the master restarts a worker that died young, it answers
+            # `* BYE [UNAVAILABLE]` itself (master.c, restart back-off); any
+            # other IMAP error is a failure.
+            if isinstance(e, imaplib.IMAP4.error) and not isinstance(e, imaplib.IMAP4.abort) \
+                    and b"[UNAVAILABLE]" not in str(e).encode():
+                raise
             if time.monotonic() > deadline:
                 raise
             assert srv.alive(), srv.log()
