@@ -311,6 +311,11 @@ int store_link_complete(struct store_mailbox *mbox, struct store_link *msgs, siz
 /* After a failed step 3 or 4: take the links back (and fsync), so that the
  * failure the caller reports is true. */
 void store_link_undo(struct store_mailbox *mbox, struct store_link *msgs, size_t n);
+/* store_mailbox_expunge.c: raise mailroom-box's UIDNEXT floor above
+ * max_uid (if it is not already) before files with UIDs up to it leave
+ * cur/ (expunge, MOVE). */
+int store_mailbox_raise_uid_floor(struct store_mailbox *mbox, uint32_t max_uid, struct error *err);
+
 /* store_mailbox_copy.c: COPY (move == 0: link) or the first half of MOVE
  * (move != 0: rename out of src; store_mailbox_move then drops the rows). */
 int store_mailbox_transfer(struct store_mailbox *src, const uint32_t *uids, size_t n,

@@ -14,6 +14,24 @@
 
 #include "lib/fsx.h"
 
+/* Raise the UIDNEXT floor before the highest UIDs' files vanish, so that an
+ * index rebuilt from the files cannot give them out again. */
+int store_mailbox_raise_uid_floor(struct store_mailbox *mbox, uint32_t max_uid, struct error *err)
+{
+	if (max_uid < mbox->box.uid_floor)
+		return 0;
+	struct store_status s;
+	if (store_mailbox_status(mbox, &s, err) < 0)
+		return -1;
+	uint32_t old = mbox->box.uid_floor;
+	mbox->box.uid_floor = s.uidnext;
+	if (store_box_save(mbox, err) < 0) {
+		mbox->box.uid_floor = old;
+		return -1;
+	}
+	return 0;
+}
+
 int store_mailbox_expunge(struct store_mailbox *mbox, const uint32_t *uids, size_t n,
 			  struct error *err)
 {
@@ -57,19 +75,8 @@ int store_mailbox_expunge(struct store_mailbox *mbox, const uint32_t *uids, size
 		ret = 0;
 		goto out;
 	}
-	/* Raise the UIDNEXT floor before the highest UIDs' files vanish, so
-	 * that an index rebuilt from the files cannot give them out again. */
-	if (max_uid >= mbox->box.uid_floor) {
-		struct store_status s;
-		if (store_mailbox_status(mbox, &s, err) < 0)
-			goto out;
-		uint32_t old = mbox->box.uid_floor;
-		mbox->box.uid_floor = s.uidnext;
-		if (store_box_save(mbox, err) < 0) {
-			mbox->box.uid_floor = old;
-			goto out;
-		}
-	}
+	if (store_mailbox_raise_uid_floor(mbox, max_uid, err) < 0)
+		goto out;
 	int unlink_failed = 0;
 	for (size_t i = 0; i < nfound; i++) {
 		if (fsx_unlinkat(mbox->cur_fd, names[i], 0) == 0 || errno == ENOENT) {

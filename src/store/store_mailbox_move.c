@@ -12,6 +12,14 @@
 int store_mailbox_move(struct store_mailbox *src, const uint32_t *uids, size_t n,
 		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct error *err)
 {
+	/* The files leave src's cur/ before its index forgets them: raise the
+	 * floor first, as an expunge does. */
+	uint32_t max_uid = 0;
+	for (size_t i = 0; i < n; i++)
+		if (uids[i] > max_uid)
+			max_uid = uids[i];
+	if (n > 0 && store_mailbox_raise_uid_floor(src, max_uid, err) < 0)
+		return -1;
 	if (store_mailbox_transfer(src, uids, n, dst, dst_uids_r, 1, err) < 0)
 		return -1;
 	/* Expunge only what reached dst: a message that could not be copied
