@@ -64,6 +64,8 @@ void store_index_sqlerr(struct store_user *user, struct error *err, const char *
 	const char *msg = user->ix.db ? sqlite3_errmsg(user->ix.db) : "not open";
 	if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
 		error_set(err, ERR_TEMP, "%s: index is locked (timeout)", what);
+	else if (code == SQLITE_FULL)
+		error_set(err, ERR_NOSPACE, "%s: index: %s", what, msg);
 	else
 		error_set(err, ERR_TEMP, "%s: index: %s", what, msg);
 }
