@@ -4,6 +4,7 @@
 #   make test       install missing Debian packages, then unit tests (plain and
 #                   ASan+UBSan), end-to-end tests and short bounded fuzz runs
 #   make fuzz       long libFuzzer runs of every tests/fuzz/fuzz_*.c
+#   make soak       mixed load with faults for SOAK_SECONDS (default 1800)
 #   make bench      mailroom vs Dovecot side by side (QUICK=1: short run)
 #   make bench-parts per-module benchmarks under bench/*/ (print figures)
 #   make run        build, create a demo DATA folder and start the server
@@ -44,7 +45,7 @@ PYTEST   := /usr/bin/python3 -m pytest
 FUZZ_SECONDS ?= 60
 
 .SECONDARY:
-.PHONY: all test check unit unit-asan e2e fuzz fuzz-short bench bench-parts run clean deps
+.PHONY: all test check unit unit-asan e2e fuzz fuzz-short bench bench-parts run clean deps soak soak-short
 all: build/mailroom
 
 build/obj/%.o: %.c
@@ -94,7 +95,7 @@ test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory check
 
-check: build/mailroom build/asan/mailroom unit unit-asan e2e fuzz-short
+check: build/mailroom build/asan/mailroom unit unit-asan e2e fuzz-short soak-short
 
 unit: $(UNITS)
 	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
@@ -103,6 +104,15 @@ unit-asan: $(AUNITS)
 	  ASAN_OPTIONS=detect_leaks=1 $$t; done
 e2e: build/mailroom build/asan/mailroom
 	MAILROOM=$(CURDIR)/build/mailroom $(PYTEST) -q tests/e2e
+
+# tests/soak/soak.py: a bounded mixed load with faults against a real server
+# (IMAP, POP3, LMTP, deliver; worker kills, SIGHUP, a deleted index); fails on
+# a lost message, a protocol error or growth of RSS, descriptors or log.
+SOAK_SECONDS ?= 1800
+soak: build/mailroom
+	SOAK_SECONDS=$(SOAK_SECONDS) MAILROOM=$(CURDIR)/build/mailroom /usr/bin/python3 tests/soak/soak.py
+soak-short: build/mailroom
+	SOAK_SECONDS=120 MAILROOM=$(CURDIR)/build/mailroom /usr/bin/python3 tests/soak/soak.py
 
 # In `make test` each target runs briefly: 60 s for the message parser
 # (issue 3 asks for it), 30 s for the IMAP parser, 15 s for the small ones.
