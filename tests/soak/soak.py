@@ -111,9 +111,11 @@ class Soak:
         return tag, make_message(tag, size)
 
     def error(self, what):
-        t = time.monotonic() - self.t0
+        now = time.monotonic()
         with self.lock:
-            self.errors.append(f"t={t:.1f}s {what}")
+            last = [f"{w} at t={e - self.t0:.1f}s" for e, w in self.events if e >= now - 5]
+            self.errors.append(f"t={now - self.t0:.1f}s {what}"
+                               + (f" (within 5 s after: {'; '.join(last)})" if last else ""))
 
     def event(self, what):
         with self.lock:
@@ -710,10 +712,11 @@ class Soak:
         failed = bool(self.errors or problems)
         if failed:
             log = self.srv.log()
+            (self.tmp / "server.log").write_text(log)
             print("server log (last lines):\n" + "\n".join(log.splitlines()[-30:]))
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
-        print(f"seed {self.seed}; data kept in {self.tmp}" if failed else f"seed {self.seed}")
+        print(f"seed {self.seed}; data and server.log kept in {self.tmp}" if failed else f"seed {self.seed}")
         print(f"soak: {0 if failed else 1} passed, {1 if failed else 0} failed")
         return 1 if failed else 0
 
