@@ -5,7 +5,7 @@
 set -eu
 
 build="gcc make pkg-config libsqlite3-dev libcrypt-dev libevent-dev libssl-dev zlib1g-dev"
-test="$build libcmocka-dev python3-pytest clang libclang-rt-14-dev strace"
+test="$build libcmocka-dev python3-pytest clang libclang-rt-14-dev strace e2fsprogs"
 run="$build openssl"
 bench="$build dovecot-imapd dovecot-pop3d dovecot-lmtpd"
 

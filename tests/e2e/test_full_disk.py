@@ -274,6 +274,9 @@ def test_full_disk_refuses_cleanly_and_recovers(small_fs):
             assert b"space" in tagged.lower(), tagged
 
         # Nothing partial, nothing lost, nothing damaged, all while full.
+        # (Staging files in tmp/ are not messages: report, do not judge.)
+        left = [f for d in data.rglob("tmp") if d.is_dir() for f in d.iterdir()]
+        print(f"staging files left in tmp/ folders: {len(left)}")
         assert srv.alive()
         assert_nothing_partial(data, acked)
         assert_served_exactly(srv, acked)
@@ -365,6 +368,7 @@ def test_index_writes_on_a_nearly_full_disk(small_fs):
         confirmed = {}  # uid -> flags the server confirmed last
         results = []
         flag = "\\Flagged"
+        no_texts = set()
         for step in range(len(pads) + 1):
             left = free_kb(small_fs)
             for op, sign in (("STORE", "+"), ("STORE", "-"), ("STORE", "+")):
@@ -377,7 +381,8 @@ def test_index_writes_on_a_nearly_full_disk(small_fs):
                         if "UID" in items and "FLAGS" in items:
                             confirmed[int(items["UID"])] = set(items["FLAGS"])
                 if tagged.startswith(b"NO"):
-                    assert b"[UNAVAILABLE]" in tagged or b"[SERVERBUG]" not in tagged, tagged
+                    assert b"[UNAVAILABLE]" in tagged, tagged
+                    no_texts.add(tagged.decode(errors="replace"))
             # Mark and expunge a few.
             victims = [u for u in uids if u not in expect_gone][:10]
             vset = ",".join(map(str, victims))
@@ -392,6 +397,7 @@ def test_index_writes_on_a_nearly_full_disk(small_fs):
             if step < len(pads):
                 os.unlink(pads[step])
         print("free KB, command, reply:", results)
+        print("NO replies:", sorted(no_texts))
         c.close()
         os.unlink(filler)
 
