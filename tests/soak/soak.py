@@ -598,7 +598,11 @@ class Soak:
         self.stopping = True
         sampler.join(timeout=30)
         self.take_sample()
-        problems = self.verify()
+        self.lost = self.extra = 0
+        try:
+            problems = self.verify()
+        except (OSError, EOFError, AssertionError) as e:  # the server is gone or refuses
+            problems = [f"final verification failed: {type(e).__name__}: {e}"]
         problems += self.check_growth()
         self.srv.stop(timeout=30)
         p = subprocess.run([imap_server.MAILROOM, "check", "-d", str(self.data)],
