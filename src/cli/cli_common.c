@@ -35,7 +35,7 @@ int cli_open_store(const char *prog, const char *data_dir, struct config **confi
 	if (store_open(data_dir, *config_r, store_r, &err) < 0) {
 		fprintf(stderr, "mailroom %s: %s\n", prog, err.text);
 		config_free(config_r);
-		return err.code == ERR_TEMP ? EX_TEMPFAIL : EX_NOINPUT;
+		return err.code == ERR_TEMP || err.code == ERR_NOSPACE ? EX_TEMPFAIL : EX_NOINPUT;
 	}
 	return 0;
 }

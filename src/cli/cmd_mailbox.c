@@ -19,6 +19,7 @@ static int exit_for(enum error_code code)
 	case ERR_EXISTS: return EX_CANTCREAT;
 	case ERR_INVALID: return EX_DATAERR;
 	case ERR_TEMP: return EX_TEMPFAIL;
+	case ERR_NOSPACE: return EX_TEMPFAIL;
 	default: return EX_SOFTWARE;
 	}
 }

@@ -12,6 +12,12 @@
  * MULTIAPPEND is all or nothing: if one message fails, the ones already
  * added are expunged again. A client that disconnects mid-literal leaves
  * only a staging file, which is removed at once.
+ *
+ * A store failure while the literal arrives (a full disk: ENOSPC on the
+ * staging file) is not the client's fault: the rest of the literal is read
+ * and dropped and the command answers NO with the store's reason
+ * (imap_send_store_error: NO [UNAVAILABLE] for a temporary failure), not
+ * BAD or [TOOBIG] from the parser.
  */
 #include "imap/imap_int.h"
 
@@ -52,6 +58,8 @@ enum imap_literal_action imap_cmd_append_literal_start(struct imap_session *s, c
 			return IMAP_LITERAL_REJECT;
 	}
 	struct imap_append *a = s->append;
+	if (a->failed)
+		return IMAP_LITERAL_STREAM; /* dropped: the command answers NO */
 	if (a->n == MAX_APPEND_MESSAGES)
 		return IMAP_LITERAL_REJECT;
 	/* The previous message of a MULTIAPPEND is complete: close its file
@@ -59,11 +67,11 @@ enum imap_literal_action imap_cmd_append_literal_start(struct imap_session *s, c
 	 * message. */
 	if (a->n > 0 && store_stage_pause(a->stages[a->n - 1], &a->err) < 0) {
 		a->failed = true;
-		return IMAP_LITERAL_REJECT;
+		return IMAP_LITERAL_STREAM;
 	}
 	if (store_stage_new(s->base.env->store, &a->stages[a->n], &a->err) < 0) {
 		a->failed = true;
-		return IMAP_LITERAL_REJECT;
+		return IMAP_LITERAL_STREAM;
 	}
 	a->n++;
 	return IMAP_LITERAL_STREAM;
@@ -72,12 +80,14 @@ enum imap_literal_action imap_cmd_append_literal_start(struct imap_session *s, c
 int imap_cmd_append_literal_data(struct imap_session *s, const void *data, size_t len)
 {
 	struct imap_append *a = s->append;
-	if (a == NULL || a->n == 0 || a->failed)
+	if (a == NULL)
 		return -1;
-	if (store_stage_write(a->stages[a->n - 1], data, len, &a->err) < 0) {
+	if (a->failed)
+		return 0; /* dropped: the command answers NO */
+	if (a->n == 0)
+		return -1;
+	if (store_stage_write(a->stages[a->n - 1], data, len, &a->err) < 0)
 		a->failed = true;
-		return -1;
-	}
 	return 0;
 }
 

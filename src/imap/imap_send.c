@@ -68,6 +68,9 @@ void imap_send_store_error(struct imap_session *s, const struct imap_command *cm
 	const char *code = "[SERVERBUG]";
 	switch (err->code) {
 	case ERR_TEMP: code = "[UNAVAILABLE]"; break;
+	/* RFC 5530 has no code for a full disk; [OVERQUOTA] would blame the
+	 * user's quota. UNAVAILABLE: temporary, try again later. */
+	case ERR_NOSPACE: code = "[UNAVAILABLE]"; break;
 	case ERR_NOTFOUND: code = "[NONEXISTENT]"; break;
 	case ERR_EXISTS: code = "[ALREADYEXISTS]"; break;
 	case ERR_INVALID: code = "[CANNOT]"; break;
@@ -76,7 +79,7 @@ void imap_send_store_error(struct imap_session *s, const struct imap_command *cm
 	case ERR_NOUSER: code = "[UNAVAILABLE]"; break;
 	default: break;
 	}
-	if (err->code == ERR_TEMP)
+	if (err->code == ERR_TEMP || err->code == ERR_NOSPACE)
 		log_warn("imap %s user=%s: %s", s->base.id, s->user ? s->user : "-", err->text);
 	imap_send_tagged(s, cmd, "NO", "%s %s", code, err->text);
 }

@@ -31,5 +31,7 @@ void error_errno(struct error *err, const char *what)
 		code = ERR_INVALID;
 	else if (e == EDQUOT)
 		code = ERR_QUOTA;
+	else if (e == ENOSPC)
+		code = ERR_NOSPACE;
 	error_set(err, code, "%s: %s", what, strerror(e));
 }

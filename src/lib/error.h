@@ -10,7 +10,7 @@
  *    on failure: a code from enum error_code and a text for logs and for the
  *    people who read them. On success err is left as it was.
  *  - The code keeps temporary and permanent failures apart all the way up:
- *    ERR_TEMP becomes LMTP 4xx, EX_TEMPFAIL, IMAP NO [UNAVAILABLE]; the
+ *    ERR_TEMP and ERR_NOSPACE become LMTP 4xx, EX_TEMPFAIL, IMAP NO [UNAVAILABLE]; the
  *    permanent codes become LMTP 5xx, EX_NOUSER, IMAP NO [OVERQUOTA] and so
  *    on. A sender retries only what is worth retrying.
  *  - Callers decide by the code, never by the text: an answer that depends
@@ -39,6 +39,8 @@ enum error_code {
 	ERR_QUOTA,    /* over quota: permanent unless store_quota_is_temporary() */
 	ERR_LIMIT,    /* a store limit (keywords per mailbox, message size) */
 	ERR_DATA,     /* bad message data */
+	ERR_NOSPACE,  /* the file system is full (ENOSPC, SQLITE_FULL): temporary, like
+		       * ERR_TEMP, but a protocol may say so (LMTP 452 4.3.1) */
 };
 
 struct error {
@@ -51,7 +53,7 @@ void error_set(struct error *err, enum error_code code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Fill err from errno as "what: strerror(errno)". The code: ENOENT is
  * NOTFOUND, EEXIST and ENOTEMPTY EXISTS, ELOOP, EXDEV and ENAMETOOLONG
- * INVALID, EDQUOT QUOTA; everything else (ENOSPC, EIO, ...) TEMP. */
+ * INVALID, EDQUOT QUOTA, ENOSPC NOSPACE; everything else (EIO, ...) TEMP. */
 void error_errno(struct error *err, const char *what);
 
 #endif

@@ -9,6 +9,11 @@
  * file is fsynced once and hard-linked into every recipient's mailbox
  * (store_deliver); only then is the one reply per recipient sent, in RCPT
  * order (RFC 2033 4.2), each saying whether that copy is durable.
+ *
+ * A full file system (ERR_NOSPACE) is "452 4.3.1": RFC 5321 4.2.2's 452
+ * "insufficient system storage" with RFC 3463's X.3.1 "mail system full",
+ * a temporary failure the MTA retries; other temporary failures are
+ * "451 4.3.0".
  */
 #include "lmtp/lmtp_int.h"
 
@@ -44,7 +49,7 @@ int lmtp_txn_start_message(struct lmtp_session *s)
 	time_t now = time(NULL);
 	struct tm tm;
 	if (store_stage_new(s->base.env->store, &s->stage, &err) < 0) {
-		lmtp_reply(s, "451 4.3.0 %s", err.text);
+		lmtp_reply(s, "%s %s", err.code == ERR_NOSPACE ? "452 4.3.1" : "451 4.3.0", err.text);
 		return -1;
 	}
 	gethostname(host, sizeof(host) - 1);
@@ -115,7 +120,8 @@ static bool reply_rcpt(struct lmtp_session *s, const char *addr, const struct st
 		return false;
 	}
 	if (s->stage_failed) {
-		lmtp_reply(s, "451 4.3.0 <%s> %s", addr, s->stage_err.text);
+		lmtp_reply(s, "%s <%s> %s", s->stage_err.code == ERR_NOSPACE ? "452 4.3.1" : "451 4.3.0",
+			   addr, s->stage_err.text);
 		return false;
 	}
 	switch (r->result.code) {
@@ -131,6 +137,9 @@ static bool reply_rcpt(struct lmtp_session *s, const char *addr, const struct st
 				   ? "452 4.2.2 <%s> Mailbox is full"
 				   : "552 5.2.2 <%s> Mailbox is full",
 			   addr);
+		return false;
+	case ERR_NOSPACE:
+		lmtp_reply(s, "452 4.3.1 <%s> Insufficient system storage: %s", addr, r->result.text);
 		return false;
 	case ERR_LIMIT:
 	case ERR_DATA:

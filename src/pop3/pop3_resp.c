@@ -60,7 +60,7 @@ void pop3_resp_store_error(struct pop3_session *s, const char *what, const struc
 {
 	log_warn("pop3 %s user=%s: %s: %s", s->base.id, s->user ? s->user : "-", what, err->text);
 	/* RFC 3206 4, 5: worth retrying, or not. */
-	pop3_resp_send(s, "-ERR [%s] %s", err->code == ERR_TEMP ? "SYS/TEMP" : "SYS/PERM", what);
+	pop3_resp_send(s, "-ERR [%s] %s", err->code == ERR_TEMP || err->code == ERR_NOSPACE ? "SYS/TEMP" : "SYS/PERM", what);
 }
 
 void pop3_resp_uidl(const struct pop3_session *s, const struct pop3_msg *m, char out[17])

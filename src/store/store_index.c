@@ -139,7 +139,10 @@ void store_index_sqlerr(struct store_user *user, struct error *err, const char *
 			  msg);
 		return;
 	}
-	error_set(err, ERR_TEMP, "%s: index: %s", what, msg);
+	if (code == SQLITE_FULL)
+		error_set(err, ERR_NOSPACE, "%s: index: %s", what, msg);
+	else
+		error_set(err, ERR_TEMP, "%s: index: %s", what, msg);
 }
 
 static int index_open(struct store_user *user, struct error *err);
