@@ -601,7 +601,13 @@ int store_index_verify(struct store_user *user, struct error *err)
 	    store_pool_conn_valid(&user->ix, user->root_fd))
 		return 0;
 	int damaged = user->ix_damaged;
+	int had = user->ix.db != NULL;
 	store_index_drop(user);
+	/* The file it had is gone or replaced: a new one may reuse the freed
+	 * inode number, so do not trust the acquire's inode comparison to tell
+	 * open mailboxes to look their rows up again. */
+	if (had)
+		user->ix_epoch++;
 	if (damaged) {
 		/* A statement saw the damage; the file may still open fine (the
 		 * damage is in pages the open does not read): heal it now. */

@@ -492,6 +492,18 @@ out:
 	return ret;
 }
 
+/* The mailbox's row could not be read: an SQLite error, or no row (the
+ * index was replaced under an open mailbox; SQLite's message would be "not
+ * an error"). */
+static void sync_row_missing(struct store_user *user, struct error *err)
+{
+	int code = user->ix.db != NULL ? sqlite3_errcode(user->ix.db) : SQLITE_OK;
+	if (code == SQLITE_OK || code == SQLITE_DONE || code == SQLITE_ROW)
+		error_set(err, ERR_TEMP, "sync: the mailbox is not in the index (it was replaced)");
+	else
+		store_index_sqlerr(user, err, "sync");
+}
+
 int store_sync_run(struct store_mailbox *mbox, int full, struct store_sync_report *rep,
 		   struct error *err)
 {
@@ -510,7 +522,7 @@ int store_sync_run(struct store_mailbox *mbox, int full, struct store_sync_repor
 	sqlite3_bind_int64(q, 1, mbox->id);
 	if (sqlite3_step(q) != SQLITE_ROW) {
 		sqlite3_reset(q);
-		store_index_sqlerr(user, err, "sync");
+		sync_row_missing(user, err);
 		return -1;
 	}
 	uint32_t uidnext = (uint32_t)sqlite3_column_int64(q, 0);
@@ -602,7 +614,7 @@ int store_sync_needed(struct store_mailbox *mbox, struct error *err)
 	sqlite3_bind_int64(q, 1, mbox->id);
 	if (sqlite3_step(q) != SQLITE_ROW) {
 		sqlite3_reset(q);
-		store_index_sqlerr(mbox->user, err, "sync");
+		sync_row_missing(mbox->user, err);
 		return -1;
 	}
 	int64_t cur_mtime = sqlite3_column_int64(q, 0);

@@ -299,6 +299,35 @@ def test_garbage_index_running_server_heals_once(data, server):
     assert len(copies) == 3, copies  # with its -wal and -shm
 
 
+def test_index_deleted_under_a_selected_mailbox(data, server):
+    """The soak's finding: a session has INBOX selected, the user's index is
+    deleted (all three files), and its very next commands (UID STORE, UID
+    COPY, UID MOVE) must work on the rebuilt index (the new file may get the
+    freed inode number of the old one: the session must still look its
+    mailbox up again), with the same UIDs."""
+    srv = server
+    before = imap_state(srv.port)
+    uids = sorted(before["INBOX"][2])
+    assert len(uids) >= 3, before
+    for round_ in range(3):
+        s = imap_server.Client(srv.port)
+        s.login(USER, PASSWORD)
+        s.ok("SELECT INBOX")
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(data) / "mail" / USER / f"index.sqlite{suffix}"
+            if p.exists():
+                p.unlink()
+        _, tagged = s.cmd(f"UID STORE {uids[0]} +FLAGS (\\Flagged)")
+        assert tagged.startswith(b"OK"), (round_, tagged, srv.log())
+        _, tagged = s.cmd(f"UID COPY {uids[1]} Work")
+        assert tagged.startswith(b"OK"), (round_, tagged, srv.log())
+        s.close()
+    after = imap_state(srv.port)
+    assert after["INBOX"][0] == before["INBOX"][0]
+    assert sorted(after["INBOX"][2]) == uids
+    assert "\\Flagged" in after["INBOX"][2][uids[0]][0]
+
+
 def test_garbage_index_many_processes_at_once(data, server):
     """Eight deliveries find the damage at the same moment: all succeed, one of
     them heals (one warning, one damaged index kept), no UID is given twice."""
