@@ -32,6 +32,7 @@ import hashlib
 import imaplib
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -126,6 +127,43 @@ def check_damage(proc):
     that `check` resolved (an interrupted delivery or mailbox operation) is not
     damage (issue 14); what is left is."""
     return [l for l in check_problems(proc) if ": recovered: " not in l]
+
+
+class LmtpClient:
+    """A raw LMTP client on 127.0.0.1:port, one reply at a time: reply() and
+    cmd() return the lines of one (possibly multi-line) reply; greeting holds
+    the 220 lines. For tests that need per-recipient replies or a session
+    held open, which smtplib does not give."""
+
+    def __init__(self, port, timeout=20):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+        self.greeting = self.reply()
+
+    def line(self):
+        while b"\n" not in self.buf:
+            d = self.s.recv(65536)
+            if not d:
+                raise EOFError(self.buf)
+            self.buf += d
+        l, self.buf = self.buf.split(b"\n", 1)
+        return l.rstrip(b"\r").decode("utf-8", "replace")
+
+    def reply(self):
+        lines = [self.line()]
+        while lines[-1][3:4] == "-":
+            lines.append(self.line())
+        return lines
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def cmd(self, text):
+        self.s.sendall(text.encode() + b"\r\n")
+        return self.reply()
+
+    def close(self):
+        self.s.close()
 
 
 def write_config(data, **settings):

@@ -60,7 +60,6 @@ plus every k-th of all points, CRASH_SAMPLE, default 8: about 300 points,
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -70,7 +69,7 @@ from pathlib import Path
 import pytest
 
 import imap_server
-from conftest import (add_user, check, check_damage, check_problems, make_message, mailbox_dir, parse_fname,
+from conftest import (LmtpClient, add_user, check, check_damage, check_problems, make_message, mailbox_dir, parse_fname,
                       server_worker, strace_attach, strace_detach, thread_ids, wire)
 from imap_server import Client, fetch_items, parse
 
@@ -241,33 +240,9 @@ class ImapConn:
         self.c.close()
 
 
-class LmtpConn:
+class LmtpConn(LmtpClient):
     def __init__(self, srv):
-        self.s = socket.create_connection(("127.0.0.1", srv.ports["lmtp"]), timeout=20)
-        self.buf = b""
-        self.reply()
-
-    def line(self):
-        while b"\n" not in self.buf:
-            d = self.s.recv(65536)
-            if not d:
-                raise EOFError("LMTP connection closed")
-            self.buf += d
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.rstrip(b"\r").decode()
-
-    def reply(self):
-        lines = [self.line()]
-        while lines[-1][3:4] == "-":
-            lines.append(self.line())
-        return lines
-
-    def cmd(self, text):
-        self.s.sendall(text.encode() + b"\r\n")
-        return self.reply()
-
-    def close(self):
-        self.s.close()
+        super().__init__(srv.ports["lmtp"])
 
 
 def _tagged_ok(info, untagged, tagged):

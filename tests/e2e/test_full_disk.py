@@ -26,14 +26,13 @@ confirmed kept.
 """
 import os
 import re
-import socket
 import subprocess
 import time
 
 import pytest
 
 import imap_server
-from conftest import EX_TEMPFAIL, add_user, check, deliver, make_message, wire
+from conftest import EX_TEMPFAIL, LmtpClient, add_user, check, deliver, make_message, wire
 from imap_server import Client, fetch_items
 
 FS_MB = 16
@@ -113,33 +112,13 @@ def free_kb(mnt):
     return st.f_bavail * st.f_frsize // 1024
 
 
-class Lmtp:
-    """A raw LMTP client; reply() returns the lines of one reply."""
+class Lmtp(LmtpClient):
+    """conftest.LmtpClient after LHLO, with one whole transaction."""
 
     def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=60)
-        self.buf = b""
-        assert self.reply()[-1].startswith("220")
+        super().__init__(port, timeout=60)
+        assert self.greeting[-1].startswith("220")
         assert self.cmd("LHLO test.example")[-1].startswith("250")
-
-    def line(self):
-        while b"\n" not in self.buf:
-            d = self.s.recv(65536)
-            if not d:
-                raise EOFError(self.buf)
-            self.buf += d
-        l, self.buf = self.buf.split(b"\n", 1)
-        return l.rstrip(b"\r").decode("utf-8", "replace")
-
-    def reply(self):
-        lines = [self.line()]
-        while lines[-1][3:4] == "-":
-            lines.append(self.line())
-        return lines
-
-    def cmd(self, text):
-        self.s.sendall(text.encode() + b"\r\n")
-        return self.reply()
 
     def send(self, rcpts, msg):
         """One transaction; returns one reply line per accepted recipient
@@ -156,9 +135,6 @@ class Lmtp:
             body += b"\r\n"
         self.s.sendall(body + b".\r\n")
         return [self.line() for _ in rcpts]
-
-    def close(self):
-        self.s.close()
 
 
 def imap(srv, user):

@@ -8,13 +8,12 @@ bytes the test itself sent."""
 import os
 import re
 import smtplib
-import socket
 import time
 
 import pytest
 
 import imap_server
-from conftest import add_user, check, cur_files, mailbox_dir, write_config
+from conftest import LmtpClient, add_user, check, cur_files, mailbox_dir, write_config
 
 
 def lmtp_server(data, **opts):
@@ -22,35 +21,8 @@ def lmtp_server(data, **opts):
     return srv, srv.ports["lmtp"]
 
 
-class Raw:
-    """A raw LMTP client reading one reply (possibly multi-line) at a time."""
-
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=20)
-        self.buf = b""
-        self.greeting = self.reply()
-
-    def line(self):
-        while b"\n" not in self.buf:
-            d = self.s.recv(65536)
-            if not d:
-                raise EOFError(self.buf)
-            self.buf += d
-        l, self.buf = self.buf.split(b"\n", 1)
-        return l.rstrip(b"\r").decode("utf-8", "replace")
-
-    def reply(self):
-        lines = [self.line()]
-        while lines[-1][3:4] == "-":
-            lines.append(self.line())
-        return lines
-
-    def send(self, data):
-        self.s.sendall(data)
-
-    def cmd(self, text):
-        self.send(text.encode() + b"\r\n")
-        return self.reply()
+class Raw(LmtpClient):
+    """A raw LMTP client (conftest.LmtpClient) with a reply code helper."""
 
     def code(self, text):
         return int(self.cmd(text)[-1][:3])

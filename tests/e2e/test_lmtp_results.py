@@ -11,45 +11,23 @@ the MTA that a stored copy bounced (and it would be sent again: a duplicate)
 or that a refused copy was delivered (mail lost without a bounce).
 """
 import re
-import socket
 
 import pytest
 
 import imap_server
-from conftest import add_user, cur_files, deliver, make_message, write_config
+from conftest import LmtpClient, add_user, cur_files, deliver, make_message, write_config
 
 QUOTA = 20000
 
 
-class Lmtp:
-    """A raw LMTP client: one reply (possibly multi-line) at a time."""
+class Lmtp(LmtpClient):
+    """conftest.LmtpClient whose reply() and cmd() give the last line."""
 
     def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.buf = b""
-        self.greeting = self.reply()
-
-    def line(self):
-        while b"\r\n" not in self.buf:
-            d = self.s.recv(65536)
-            if not d:
-                raise EOFError(self.buf)
-            self.buf += d
-        l, self.buf = self.buf.split(b"\r\n", 1)
-        return l.decode("utf-8", "replace")
+        super().__init__(port, timeout=30)
 
     def reply(self):
-        lines = [self.line()]
-        while lines[-1][3:4] == "-":
-            lines.append(self.line())
-        return lines[-1]
-
-    def cmd(self, text):
-        self.s.sendall(text.encode() + b"\r\n")
-        return self.reply()
-
-    def close(self):
-        self.s.close()
+        return super().reply()[-1]
 
 
 def _ids(data, user):
