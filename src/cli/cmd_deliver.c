@@ -19,10 +19,17 @@
  * mail folder left by `mailroom user del` is not enough. The CLI reads the
  * file itself (there is no auth process to ask), before it takes the
  * store owner's identity: as root it can read a passwd file that only root
- * may read. A file that cannot be read (permissions, a symbolic link, not
- * a regular file, an I/O error) is EX_TEMPFAIL, never EX_NOUSER; no file at
- * all is no users, as for the server. A listed user without a mail folder
- * is EX_NOUSER, as before (`mailroom user add` makes the folder).
+ * may read. A file that cannot be read (a symbolic link, not a regular
+ * file, an I/O error) is EX_TEMPFAIL, never EX_NOUSER; no file at all is no
+ * users, as for the server. A listed user without a mail folder is
+ * EX_NOUSER, as before (`mailroom user add` makes the folder).
+ *
+ * Run without root (Postfix's pipe(8) refuses user=root; the store owner
+ * is the usual choice), deliver may not read DATA/passwd (0600, the
+ * password hashes): then it goes by the mail folder and the mark that
+ * `mailroom user del` leaves in it (store_user_mark_deleted): a marked or
+ * missing folder is EX_NOUSER. Only a hand-edited passwd escapes this; LMTP,
+ * which asks the auth process, is exact.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -65,8 +72,10 @@ static int worse(int a, int b)
 	return a ? a : b;
 }
 
-/* For each of the n users: 0 if DATA/passwd lists them, else the exit
- * status they get (EX_NOUSER, EX_TEMPFAIL), said on stderr. */
+/* For each of the n users: 0 if DATA/passwd lists them, BY_FOLDER if it
+ * cannot be read for want of permission (see the note at the top), else
+ * the exit status they get (EX_NOUSER, EX_TEMPFAIL), said on stderr. */
+#define BY_FOLDER (-1)
 static void check_users(const char *data, char *const *users, size_t n, int *codes)
 {
 	char path[4096];
@@ -79,6 +88,8 @@ static void check_users(const char *data, char *const *users, size_t n, int *cod
 		} else if (r == 0) {
 			fprintf(stderr, "mailroom deliver: %s: no such user\n", users[i]);
 			codes[i] = EX_NOUSER;
+		} else if (e != NULL && errno == EACCES && geteuid() != 0) {
+			codes[i] = BY_FOLDER; /* decided by the folder and its mark */
 		} else {
 			fprintf(stderr, "mailroom deliver: %s: cannot read %s: %s\n", users[i], path,
 				e != NULL ? strerror(errno) : "out of memory");
@@ -131,10 +142,11 @@ int cmd_deliver(int argc, char **argv)
 		check_users(data, argv + optind, nusers, known);
 	}
 	for (size_t i = 0; i < nusers; i++)
-		nknown += known[i] == 0;
+		nknown += known[i] == 0 || known[i] == BY_FOLDER;
 	rc = 0;
 	for (size_t i = 0; i < nusers; i++)
-		rc = worse(rc, known[i]);
+		if (known[i] != BY_FOLDER)
+			rc = worse(rc, known[i]);
 	if (data != NULL && nknown == 0) {
 		free(known);
 		return rc; /* nobody to deliver to: the message is not read */
@@ -148,6 +160,23 @@ int cmd_deliver(int argc, char **argv)
 	if (rc != 0) {
 		free(known);
 		return rc;
+	}
+	for (size_t i = 0; i < nusers; i++) {
+		if (known[i] != BY_FOLDER)
+			continue;
+		known[i] = 0;
+		if (store_user_is_marked_deleted(store, argv[optind + (int)i])) {
+			fprintf(stderr, "mailroom deliver: %s: no such user (deleted)\n",
+				argv[optind + (int)i]);
+			known[i] = EX_NOUSER;
+			nknown--;
+		}
+	}
+	if (nknown == 0) {
+		rc = 0;
+		for (size_t i = 0; i < nusers; i++)
+			rc = worse(rc, known[i]);
+		goto out; /* nobody left: the message is not read */
 	}
 	uint64_t limit = config_uint(config, "message_size_limit");
 

@@ -158,9 +158,16 @@ int cmd_user(int argc, char **argv)
 			rc = why.code == ERR_NOUSER ? EX_NOUSER : EX_IOERR;
 			goto out;
 		}
-		if (purge && (rc = cli_become_store_owner("user", data)) != 0)
+		if ((rc = cli_become_store_owner("user", data)) != 0)
 			goto out;
 		if (purge && store_user_purge(store, user, &err) < 0 && err.code != ERR_NOUSER) {
+			fprintf(stderr, "mailroom user del: %s: %s\n", user, err.text);
+			rc = EX_IOERR;
+			goto out;
+		}
+		/* Mail kept: mark the folder, for a `deliver` that cannot read
+		 * DATA/passwd (cmd_deliver.c). */
+		if (!purge && store_user_mark_deleted(store, user, 1, &err) < 0) {
 			fprintf(stderr, "mailroom user del: %s: %s\n", user, err.text);
 			rc = EX_IOERR;
 			goto out;
@@ -187,7 +194,8 @@ int cmd_user(int argc, char **argv)
 		}
 		if ((rc = cli_become_store_owner("user", data)) != 0)
 			goto out;
-		if (store_user_create(store, user, &err) < 0 && err.code != ERR_EXISTS) {
+		if ((store_user_create(store, user, &err) < 0 && err.code != ERR_EXISTS) ||
+		    store_user_mark_deleted(store, user, 0, &err) < 0) {
 			fprintf(stderr, "mailroom user add: %s: %s\n", user, err.text);
 			passwd_file_update(path, PASSWD_DELETE, user, NULL, &why);
 			rc = EX_IOERR;

@@ -71,6 +71,12 @@ int store_username_valid(const char *name);
 int store_user_create(struct store *store, const char *name, struct error *err);
 /* Remove the user's root and everything in it. */
 int store_user_purge(struct store *store, const char *name, struct error *err);
+/* The mark `mailroom user del` (mail kept) leaves in the user's folder, a
+ * file "mailroom-deleted": for `deliver` run without the right to read
+ * DATA/passwd, which then goes by the folder and this mark. set: 1 make it,
+ * 0 remove it (user add again). deleted: 1 marked, 0 not (or no folder). */
+int store_user_mark_deleted(struct store *store, const char *name, int set, struct error *err);
+int store_user_is_marked_deleted(struct store *store, const char *name);
 /* Open an existing user; ERR_NOUSER if there is no root. */
 int store_user_open(struct store *store, const char *name, struct store_user **user_r,
 		    struct error *err);

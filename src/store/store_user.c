@@ -10,6 +10,7 @@
 #include "store/store_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -63,6 +64,52 @@ int store_user_create(struct store *store, const char *name, struct error *err)
 fail:
 	store_user_close(&user);
 	return -1;
+}
+
+#define DELETED_MARK "mailroom-deleted"
+
+int store_user_mark_deleted(struct store *store, const char *name, int set, struct error *err)
+{
+	if (store_username_valid(name) < 0) {
+		error_set(err, ERR_INVALID, "invalid user name");
+		return -1;
+	}
+	int root = fsx_opendir_beneath(store->mail_fd, name);
+	if (root < 0) {
+		if (errno == ENOENT)
+			return 0; /* no folder: nothing to mark */
+		error_errno(err, "cannot open the user's folder");
+		return -1;
+	}
+	int rc;
+	if (set) {
+		rc = fsx_write_file_atomic(root, DELETED_MARK, "", 0); /* fsyncs the folder */
+		if (rc < 0)
+			error_errno(err, "cannot mark the user deleted");
+	} else {
+		rc = fsx_unlinkat(root, DELETED_MARK, 0);
+		if (rc < 0 && errno == ENOENT)
+			rc = 1; /* not marked: nothing to do */
+		else if (rc < 0)
+			error_errno(err, "cannot remove the deleted mark");
+		else if ((rc = fsx_fsync(root)) < 0)
+			error_errno(err, "fsync");
+	}
+	close(root);
+	return rc < 0 ? -1 : 0;
+}
+
+int store_user_is_marked_deleted(struct store *store, const char *name)
+{
+	struct stat st;
+	if (store_username_valid(name) < 0)
+		return 0;
+	int root = fsx_opendir_beneath(store->mail_fd, name);
+	if (root < 0)
+		return 0;
+	int r = fstatat(root, DELETED_MARK, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	close(root);
+	return r;
 }
 
 int store_user_purge(struct store *store, const char *name, struct error *err)

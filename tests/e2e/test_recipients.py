@@ -16,6 +16,7 @@
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 
@@ -23,7 +24,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import imap_server  # noqa: E402
-from conftest import EX_NOUSER, EX_OK, EX_TEMPFAIL, add_user, cur_files, deliver, run  # noqa: E402
+from conftest import EX_NOUSER, EX_OK, EX_TEMPFAIL, MAILROOM, add_user, cur_files, deliver, run  # noqa: E402
 from test_auth import Pop3, break_passwd, next_look, restore_passwd  # noqa: E402
 from test_lmtp import Raw as Lmtp  # noqa: E402
 
@@ -80,11 +81,25 @@ def test_deleted_user_is_no_recipient(data):
         p = deliver(data, ["alice", "bob"], MSG)
         assert p.returncode == EX_NOUSER, (p.returncode, p.stderr)
         assert len(cur_files(data, "alice")) == n_alice + 1
+        # deliver as Postfix's pipe(8) runs it (not root: DATA/passwd, 0600,
+        # cannot be read): it goes by the mail folder and the mark `user del`
+        # left there, so bob is still unknown and alice still gets her copy
+        assert subprocess.run(["runuser", "-u", "mail", "--", "cat", str(data / "passwd")],
+                              capture_output=True).returncode != 0
+        p = subprocess.run(["runuser", "-u", "mail", "--", MAILROOM, "deliver", "-d", str(data),
+                            "alice", "bob"], input=MSG, capture_output=True, timeout=60)
+        assert p.returncode == EX_NOUSER, (p.returncode, p.stderr)
+        assert len(cur_files(data, "alice")) == n_alice + 2
         assert tree(data / "mail" / "bob") == before
         # and bob cannot log in either
         c = imap_server.Client(srv.port)
         assert c.cmd('LOGIN bob "bobpw"')[1].startswith(b"NO [AUTHENTICATIONFAILED]")
         c.close()
+        # added again: the mark goes, and bob is a recipient for that deliver too
+        assert run(["user", "add", "-d", data, "bob"], input=b"bobpw\n").returncode == 0
+        p = subprocess.run(["runuser", "-u", "mail", "--", MAILROOM, "deliver", "-d", str(data), "bob"],
+                           input=MSG, capture_output=True, timeout=60)
+        assert p.returncode == EX_OK, (p.returncode, p.stderr)
     finally:
         srv.stop()
 
