@@ -9,6 +9,8 @@
 
 #include <stdlib.h>
 
+#include "lib/fsx.h"
+
 int store_mailbox_move(struct store_mailbox *src, const uint32_t *uids, size_t n,
 		       struct store_mailbox *dst, uint32_t *dst_uids_r, struct error *err)
 {
@@ -22,6 +24,13 @@ int store_mailbox_move(struct store_mailbox *src, const uint32_t *uids, size_t n
 		return -1;
 	if (store_mailbox_transfer(src, uids, n, dst, dst_uids_r, 1, err) < 0)
 		return -1;
+	/* The transfer synced dst's cur/; the names are gone from src's only
+	 * once its cur/ is synced too, or a power cut brings them back there
+	 * beside their copy in dst (tests/e2e/test_powercut.py). */
+	if (n > 0 && fsx_fsync(src->cur_fd) < 0) {
+		error_errno(err, "cannot fsync the mailbox");
+		return -1;
+	}
 	/* Expunge only what reached dst: a message that could not be copied
 	 * stays where it was. */
 	uint32_t *moved = calloc(n ? n : 1, sizeof(*moved));
