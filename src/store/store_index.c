@@ -371,7 +371,8 @@ static int not_plain_file(int dir_fd, char *why, size_t whysize)
 	return 0;
 }
 
-static int open_conn(struct store_user *user, char *why, size_t whysize, struct error *err)
+static int open_conn(struct store_user *user, char *why, size_t whysize, ino_t *seen_r,
+		     struct error *err)
 {
 	char path[64];
 	struct stat ix;
@@ -384,6 +385,9 @@ static int open_conn(struct store_user *user, char *why, size_t whysize, struct 
 		error_errno(err, "cannot open index.sqlite");
 		return OPEN_FAILED;
 	}
+	/* The file this open judges (heal moves it aside only if it is
+	 * still the one under the name). */
+	*seen_r = inode_of(user->ix.dir_fd, "index.sqlite");
 	if (not_plain_file(user->ix.dir_fd, why, whysize)) {
 		r = OPEN_DAMAGED;
 		goto fail;
@@ -519,7 +523,7 @@ static int heal_foreign(struct store_user *user, const char *why, struct error *
  * top), unless another process did it first. Waits for flock(2) on the
  * damaged file itself without a timeout: whoever holds it only renames
  * three names and fsyncs the folder, and a crash releases it. */
-static int heal(struct store_user *user, const char *why, struct error *err)
+static int heal(struct store_user *user, const char *why, ino_t damaged, struct error *err)
 {
 	char aside[300];
 	struct stat a, b;
@@ -542,7 +546,7 @@ static int heal(struct store_user *user, const char *why, struct error *err)
 	}
 	int ret = 0;
 	if (fstat(fd, &a) < 0 || fstatat(user->root_fd, "index.sqlite", &b, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+	    a.st_dev != b.st_dev || a.st_ino != b.st_ino || (damaged != 0 && a.st_ino != damaged))
 		goto out; /* another process moved it and made a new one */
 	if ((store_index_move_aside(user->root_fd, "index.sqlite-wal", NULL, 0) < 0 && errno != ENOENT) ||
 	    (store_index_move_aside(user->root_fd, "index.sqlite-shm", NULL, 0) < 0 && errno != ENOENT) ||
@@ -575,7 +579,8 @@ static int index_open(struct store_user *user, struct error *err)
 {
 	for (int attempt = 0; attempt < 3; attempt++) {
 		char why[200] = "";
-		int r = open_conn(user, why, sizeof(why), err);
+		ino_t seen = 0;
+		int r = open_conn(user, why, sizeof(why), &seen, err);
 		if (r == OPEN_OK) {
 			user->ix_damaged = 0;
 			return 0;
@@ -586,7 +591,7 @@ static int index_open(struct store_user *user, struct error *err)
 			continue;
 		if (user->store->no_heal)
 			return damage_found(user, why, err);
-		if (heal(user, why, err) < 0)
+		if (heal(user, why, seen, err) < 0)
 			return -1;
 	}
 	error_set(err, ERR_TEMP, "index.sqlite is still damaged after it was rebuilt");
@@ -602,6 +607,7 @@ int store_index_verify(struct store_user *user, struct error *err)
 		return 0;
 	int damaged = user->ix_damaged;
 	int had = user->ix.db != NULL;
+	ino_t ino = user->ix.ino;
 	store_index_drop(user);
 	/* The file it had is gone or replaced: a new one may reuse the freed
 	 * inode number, so do not trust the acquire's inode comparison to tell
@@ -613,7 +619,7 @@ int store_index_verify(struct store_user *user, struct error *err)
 		 * damage is in pages the open does not read): heal it now. */
 		if (user->store->no_heal)
 			return damage_found(user, user->ix_damage, err);
-		if (heal(user, user->ix_damage, err) < 0)
+		if (heal(user, user->ix_damage, ino, err) < 0)
 			return -1;
 		user->ix_damaged = 0;
 	}
