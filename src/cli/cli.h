@@ -14,6 +14,7 @@ int cmd_deliver(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_mailbox(int argc, char **argv);
 int cmd_mime(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 
