@@ -161,13 +161,13 @@ void export_mbox_sender(const char *head, size_t len, char *sender_r, size_t siz
 			const char *v = p + sizeof(rp) - 1;
 			while (v < eol && (*v == ' ' || *v == '\t'))
 				v++;
-			if (v < eol && *v == '<')
-				v++;
-			const char *a = v;
-			while (v < eol && *v > ' ' && *v < 0x7f && *v != '>')
-				v++;
-			if (v > a && (size_t)(v - a) < size && (v == eol || *v == '>' || *v == ' ' ||
-							      *v == '\t' || *v == '\r')) {
+			int bracket = v < eol && *v == '<';
+			const char *a = v + bracket;
+			for (v = a; v < eol && *v > ' ' && *v < 0x7f && *v != '>'; v++)
+				;
+			int ended = bracket ? v < eol && *v == '>' :
+					      v == eol || *v == ' ' || *v == '\t' || *v == '\r';
+			if (v > a && (size_t)(v - a) < size && ended) {
 				memcpy(sender_r, a, (size_t)(v - a));
 				sender_r[v - a] = '\0';
 			}
