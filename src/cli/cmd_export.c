@@ -104,6 +104,19 @@ static int give_out(int fd, const char *data)
 	return 0;
 }
 
+/* A first look, as store_user_open decides (the user's root exists), so
+ * that a mistyped name costs no OUT folder; store_user_open has the last
+ * word. */
+static int user_exists(const char *data, const char *user)
+{
+	char path[4096];
+	struct stat st;
+	if (store_username_valid(user) != 0)
+		return 0;
+	snprintf(path, sizeof(path), "%s/mail/%s", data, user);
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 static int exit_for(const struct error *err, const struct export_report *r)
 {
 	if (r->write_failed)
@@ -172,6 +185,11 @@ int cmd_export(int argc, char **argv)
 	const char *username = argv[optind];
 	if (data == NULL)
 		return cli_open_store("export", data, &config, &store); /* says why */
+	if (!user_exists(data, username)) {
+		/* before OUT is made: once root is given up it could not be removed */
+		fprintf(stderr, "mailroom export: no such user: %s\n", username);
+		return EX_NOUSER;
+	}
 	if ((outfd = open_out(out, data, &created)) < 0)
 		return EX_CANTCREAT;
 	if (give_out(outfd, data) < 0) {

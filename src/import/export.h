@@ -18,7 +18,8 @@
  *    "dovecot-keywords"; "subscriptions" (version 2) in OUT. File names are
  *    "base,S=size,W=vsize:2,FLAGS" with the system letters DFPRST and the
  *    keyword letters a..z (the store's own letters, which dovecot-keywords
- *    names). Dovecot, and `mailroom import dovecot:OUT`, read it back with
+ *    names; $Forwarded is P and, for Dovecot, which ignores P, also a
+ *    keyword letter). Dovecot, and `mailroom import dovecot:OUT`, read it back with
  *    the same UIDVALIDITY, UIDs, flags and keywords. Message files are
  *    hard-linked to the store's (they are never rewritten there) when OUT
  *    is on the same file system and the file's mtime is its INTERNALDATE;

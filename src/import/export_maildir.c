@@ -53,7 +53,24 @@ static int folder_name(const char *name, char sep, struct buf *out, struct error
 	return 0;
 }
 
-static void flag_letters(const struct store_mailbox *mbox, const struct export_msg *m, char *s)
+/* Dovecot has no maildir letter for $Forwarded (it ignores P, the letter
+ * the maildir specification has for "passed" and mailroom uses): it keeps
+ * $Forwarded as a keyword. So a message with it gets both, P and the letter
+ * of a keyword "$Forwarded" in dovecot-keywords (the first letter the
+ * mailbox does not use; -1 if all 26 are taken: P alone). */
+static int forwarded_letter(const struct export_box *b)
+{
+	int used = 0;
+	for (size_t i = 0; i < b->nmsgs; i++)
+		used |= (b->msgs[i].flags & STORE_F_PASSED) != 0;
+	for (unsigned i = 0; used && i < STORE_MAX_KEYWORDS; i++)
+		if (store_mailbox_keyword(b->mbox, i) == NULL)
+			return (int)i;
+	return -1;
+}
+
+static void flag_letters(const struct store_mailbox *mbox, const struct export_msg *m, int fwd,
+			 char *s)
 {
 	static const struct {
 		char letter;
@@ -66,7 +83,8 @@ static void flag_letters(const struct store_mailbox *mbox, const struct export_m
 		if (m->flags & letters[i].flag)
 			*s++ = letters[i].letter;
 	for (unsigned i = 0; i < STORE_MAX_KEYWORDS; i++)
-		if ((m->keywords & (1u << i)) && store_mailbox_keyword(mbox, i) != NULL)
+		if (((m->keywords & (1u << i)) && store_mailbox_keyword(mbox, i) != NULL) ||
+		    ((m->flags & STORE_F_PASSED) && fwd == (int)i))
 			*s++ = (char)('a' + i);
 	*s = '\0';
 }
@@ -128,7 +146,7 @@ static int link_file(struct export_ctx *x, int fd, int dirfd, const char *name, 
 }
 
 static int export_message(struct export_ctx *x, const struct export_box *b,
-			  const struct export_msg *m, int curfd, struct buf *uidlist,
+			  const struct export_msg *m, int fwd, int curfd, struct buf *uidlist,
 			  struct error *err)
 {
 	int fd = -1, ret = -1;
@@ -144,7 +162,7 @@ static int export_message(struct export_ctx *x, const struct export_box *b,
 		error_errno(err, "export: stat a message file");
 		goto out;
 	}
-	flag_letters(b->mbox, m, flags);
+	flag_letters(b->mbox, m, fwd, flags);
 	/* S= is the file's size, W= the size IMAP clients see (the same for
 	 * the CRLF files the store keeps). */
 	snprintf(base, sizeof(base), "%lld.M%uV%u.mailroom,S=%llu,W=%llu",
@@ -200,8 +218,8 @@ fail:
 	return -1;
 }
 
-static int write_meta(struct export_ctx *x, const struct export_box *b, int dirfd, const struct buf *uidlist,
-		      struct error *err)
+static int write_meta(struct export_ctx *x, const struct export_box *b, int fwd, int dirfd,
+		      const struct buf *uidlist, struct error *err)
 {
 	unsigned char guid[16];
 	struct buf head = BUF_INIT, kw = BUF_INIT;
@@ -219,8 +237,8 @@ static int write_meta(struct export_ctx *x, const struct export_box *b, int dirf
 	buf_append(&head, uidlist->data, uidlist->len);
 	for (unsigned i = 0; i < STORE_MAX_KEYWORDS; i++) {
 		const char *k = store_mailbox_keyword(b->mbox, i);
-		if (k != NULL)
-			buf_printf(&kw, "%u %s\n", i, k);
+		if (k != NULL || fwd == (int)i)
+			buf_printf(&kw, "%u %s\n", i, k != NULL ? k : "$Forwarded");
 	}
 	if (head.failed || kw.failed) {
 		error_set(err, ERR_TEMP, "export: out of memory");
@@ -252,8 +270,9 @@ int export_maildir_box(struct export_ctx *x, const struct export_box *b, struct 
 	}
 	if (make_dirs(x, x->outfd, dir.data, &dirfd, &curfd, err) < 0)
 		goto out;
+	int fwd = forwarded_letter(b);
 	for (size_t i = 0; i < b->nmsgs; i++) {
-		if (export_message(x, b, &b->msgs[i], curfd, &uidlist, err) < 0)
+		if (export_message(x, b, &b->msgs[i], fwd, curfd, &uidlist, err) < 0)
 			goto out;
 		if (x->opt->progress != NULL)
 			x->opt->progress(x->opt->ctx, b->name, (uint32_t)(i + 1), (uint32_t)b->nmsgs);
@@ -262,7 +281,7 @@ int export_maildir_box(struct export_ctx *x, const struct export_box *b, struct 
 		error_set(err, ERR_TEMP, "export: out of memory");
 		goto out;
 	}
-	if (write_meta(x, b, dirfd, &uidlist, err) < 0)
+	if (write_meta(x, b, fwd, dirfd, &uidlist, err) < 0)
 		goto out;
 	if (fsx_fsync(curfd) < 0 || fsx_fsync(dirfd) < 0) {
 		export_out_errno(x, err, "export: fsync a folder");
