@@ -299,8 +299,6 @@ static int import_user(struct run *r, const char *user, const char *source, int 
 		rc = exit_of(&err);
 		goto out;
 	}
-	if (import_core_created_user(core))
-		printf("%s: created the user's mail folder\n", user);
 	const struct import_sink *sink = import_core_sink(core);
 	int dr = sources[si].local != NULL ? sources[si].local(spec, sink, &err)
 					   : import_imap(&isrc, sink, &err);

@@ -306,6 +306,21 @@ static int is_duplicate(struct import_core *c, const char *msgid, uint64_t serve
 
 /* ---- folders ---------------------------------------------------------------------- */
 
+/* The user, made (with INBOX and the special-use mailboxes) if it has no
+ * mail folder yet. */
+static int ensure_user(struct import_core *c, struct error *err)
+{
+	if (c->user != NULL || c->o.dry_run)
+		return 0;
+	if (store_user_create(c->store, c->o.user, err) < 0 && err->code != ERR_EXISTS)
+		return -1;
+	if (store_user_open(c->store, c->o.user, &c->user, err) < 0)
+		return -1;
+	c->created_user = 1;
+	report(c, "created the user's mail folder");
+	return 0;
+}
+
 static const char *state_text(enum store_import_state s)
 {
 	switch (s) {
@@ -353,6 +368,8 @@ static int sink_folder_begin(void *ctx, const struct import_folder *f, struct er
 	}
 	c->folder = norm;
 	c->c.folders++;
+	if (ensure_user(c, err) < 0)
+		return -1;
 	if (c->o.dry_run) {
 		if (store_import_peek(c->store, c->o.user, norm, &c->peek, err) < 0)
 			return -1;
@@ -756,6 +773,9 @@ static int sink_subscribe(void *ctx, const char *name, struct error *err)
 	}
 	if (c->o.dry_run) {
 		report(c, "would subscribe: %s", norm);
+	} else if (ensure_user(c, err) < 0) {
+		free(norm);
+		return -1;
 	} else if (store_subscribe(c->user, norm, 1, err) < 0) {
 		free(norm);
 		if (!per_message(err))
@@ -811,16 +831,13 @@ int import_core_new(struct store *store, const struct import_core_opts *opts,
 		error_set(err, ERR_NOUSER, "invalid user name: %s", opts->user);
 		goto fail;
 	}
-	if (!opts->dry_run) {
-		if (store_user_open(store, opts->user, &c->user, err) < 0) {
-			if (err->code != ERR_NOUSER)
-				goto fail;
-			if (store_user_create(store, opts->user, err) < 0 ||
-			    store_user_open(store, opts->user, &c->user, err) < 0)
-				goto fail;
-			c->created_user = 1;
-		}
-	}
+	/* An existing user is opened now (a store that cannot be opened
+	 * fails before the source is read); a new one is made at its first
+	 * folder or subscription, so a source that turns out missing or
+	 * foreign leaves nothing behind. */
+	if (!opts->dry_run && store_user_open(store, opts->user, &c->user, err) < 0 &&
+	    err->code != ERR_NOUSER)
+		goto fail;
 	c->sink.ctx = c;
 	c->sink.folder_begin = sink_folder_begin;
 	c->sink.has_uid = sink_has_uid;
