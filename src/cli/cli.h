@@ -17,6 +17,7 @@ int cmd_mime(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 struct config;
 struct store;
