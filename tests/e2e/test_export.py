@@ -117,6 +117,7 @@ def imap_view(port, user, password=PW):
                 size = int(re.search(rb"RFC822\.SIZE (\d+)", head).group(1))
                 date = re.search(rb'INTERNALDATE "([^"]+)"', head).group(1).decode()
                 assert size == len(body), (wire_name, uid, size, len(body))
+                assert len(set(flags)) == len(flags), (wire_name, uid, flags)  # none twice
                 msgs[uid] = {"flags": frozenset(f for f in flags if f != "\\Recent"),
                              "date": _date(date), "size": size, "body": body}
             name = mutf7_decode(wire_name).replace(sep, "/")
