@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "imap/imap_utf7.h"
 #include "lib/fsx.h"
 #include "store/store.h"
 
@@ -89,6 +90,72 @@ void export_out_errno(struct export_ctx *x, struct error *err, const char *what)
 {
 	error_errno(err, what);
 	x->report.write_failed = 1;
+}
+
+int export_name_path(const char *name, char sep, struct buf *out, struct error *err)
+{
+	if (sep == '.' && strcmp(name, "INBOX") == 0) {
+		buf_puts(out, ".");
+		return 0;
+	}
+	const char *p = name;
+	for (int first = 1;; first = 0) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+		if (sep == '.' || !first)
+			buf_putc(out, sep);
+		if (memchr(p, sep, len) != NULL || len == 0) {
+			error_set(err, ERR_INVALID, "a level of the name is empty or holds '%s'%s",
+				  sep == '.' ? "." : sep == '\t' ? "\\t" : "/",
+				  sep == '.' ? " (the Maildir++ separator)" : "");
+			return -1;
+		}
+		if (imap_utf7_encode(p, len, out, err) < 0)
+			return -1;
+		if (slash == NULL)
+			break;
+		p = slash + 1;
+	}
+	if (out->failed) {
+		error_set(err, ERR_TEMP, "export: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int subs_cb(void *ctx, const char *name)
+{
+	struct buf *b = ctx;
+	struct error err;
+	size_t len = b->len;
+	/* A name Dovecot could not hold is left out of the file. */
+	if (export_name_path(name, '\t', b, &err) < 0)
+		buf_truncate(b, len);
+	else
+		buf_putc(b, '\n');
+	return 0;
+}
+
+int export_subscriptions(struct export_ctx *x, struct store_user *user, const char *file,
+			 struct error *err)
+{
+	struct buf subs = BUF_INIT;
+	int ret = -1;
+	buf_puts(&subs, "V\t2\n\n");
+	if (store_subscriptions(user, subs_cb, &subs, err) < 0)
+		goto out;
+	if (subs.failed) {
+		error_set(err, ERR_TEMP, "export: out of memory");
+		goto out;
+	}
+	if (fsx_write_file_atomic(x->outfd, file, subs.data, subs.len) < 0) {
+		export_out_errno(x, err, "export: write subscriptions");
+		goto out;
+	}
+	ret = 0;
+out:
+	buf_free(&subs);
+	return ret;
 }
 
 /* OUT must be empty: an export never writes over someone's files. */
@@ -192,7 +259,11 @@ int export_run(struct store_user *user, int outfd, const struct export_options *
 		if (export_one(&x, user, which->v[i], &all, err) < 0)
 			goto fail;
 	}
-	if (opt->format == EXPORT_MAILDIR && export_maildir_subscriptions(&x, user, err) < 0)
+	/* Dovecot's subscriptions file, version 2: "subscriptions" in a
+	 * Maildir++ root, ".subscriptions" at the top of an mbox folder */
+	if (export_subscriptions(&x, user,
+				 opt->format == EXPORT_MAILDIR ? "subscriptions" : ".subscriptions",
+				 err) < 0)
 		goto fail;
 	if (fsx_fsync(outfd) < 0) {
 		export_out_errno(&x, err, "export: fsync of the output folder");

@@ -29,8 +29,9 @@
  *    refuses such names too): it is skipped and reported.
  *  - mbox (export_mbox.c): OUT is a folder with one mboxrd file (RFC 4155,
  *    with mboxrd quoting: a line matching ^>*From  gets one more '>') per
- *    mailbox: OUT/INBOX, OUT/Work/2024 (names in UTF-8, one folder level per
- *    hierarchy level). A mailbox that has children and is itself a mailbox
+ *    mailbox: OUT/INBOX, OUT/Work/2024 (one folder level per hierarchy
+ *    level, each in modified UTF-7 as UW-IMAP and Dovecot name mbox files:
+ *    OUT/Entw&APw-rfe), and Dovecot's ".subscriptions". A mailbox that has children and is itself a mailbox
  *    would need OUT/Work to be a file and a folder: its children go under
  *    OUT/Work.sbd/ (Thunderbird's convention for the same clash). Line
  *    endings are LF (the unix convention mutt and every mbox reader expect).
@@ -119,8 +120,16 @@ struct export_ctx {
 
 /* Write one mailbox in the format. 0, or -1 with err (the export stops). */
 int export_maildir_box(struct export_ctx *x, const struct export_box *b, struct error *err);
-/* The root's "subscriptions" file. */
-int export_maildir_subscriptions(struct export_ctx *x, struct store_user *user, struct error *err);
+/* Dovecot's subscriptions file (version 2: "V\t2\n\n", then one name a
+ * line, levels in modified UTF-7 with TAB between them; names Dovecot
+ * could not hold are left out) as OUT/file. */
+int export_subscriptions(struct export_ctx *x, struct store_user *user, const char *file,
+			 struct error *err);
+/* name ("A/B", UTF-8) with each level in modified UTF-7 and sep between
+ * them, appended to out: ".A.B" for sep '.' (a Maildir++ folder; INBOX is
+ * "."), "A\tB" for '\t' (subscriptions), "A/B" for '/' (mbox). A level
+ * that is empty or holds sep is ERR_INVALID; ERR_TEMP out of memory. */
+int export_name_path(const char *name, char sep, struct buf *out, struct error *err);
 int export_mbox_box(struct export_ctx *x, const struct export_box *b, struct error *err);
 
 /* Report a mailbox left out. */

@@ -16,42 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "imap/imap_utf7.h"
 #include "lib/fsx.h"
 #include "store/store.h"
-
-/* ".A.B" for "A/B" (each level in modified UTF-7), "." for INBOX; sep is
- * '.' for folder names and '\t' for the subscriptions file. */
-static int folder_name(const char *name, char sep, struct buf *out, struct error *err)
-{
-	if (sep == '.' && strcmp(name, "INBOX") == 0) {
-		buf_puts(out, ".");
-		return 0;
-	}
-	const char *p = name;
-	for (int first = 1;; first = 0) {
-		const char *slash = strchr(p, '/');
-		size_t len = slash ? (size_t)(slash - p) : strlen(p);
-		if (sep == '.' || !first)
-			buf_putc(out, sep);
-		if (memchr(p, sep, len) != NULL || len == 0) {
-			error_set(err, ERR_INVALID,
-				  "a level of the name is empty or holds '%s' (the Maildir++ separator)",
-				  sep == '.' ? "." : "\\t");
-			return -1;
-		}
-		if (imap_utf7_encode(p, len, out, err) < 0)
-			return -1;
-		if (slash == NULL)
-			break;
-		p = slash + 1;
-	}
-	if (out->failed) {
-		error_set(err, ERR_TEMP, "export: out of memory");
-		return -1;
-	}
-	return 0;
-}
 
 /* Dovecot has no maildir letter for $Forwarded (it ignores P, the letter
  * the maildir specification has for "passed" and mailroom uses): it keeps
@@ -261,7 +227,7 @@ int export_maildir_box(struct export_ctx *x, const struct export_box *b, struct 
 	struct buf dir = BUF_INIT, uidlist = BUF_INIT;
 	int dirfd = -1, curfd = -1, ret = -1;
 
-	if (folder_name(b->name, '.', &dir, err) < 0) {
+	if (export_name_path(b->name, '.', &dir, err) < 0) {
 		if (err->code != ERR_INVALID)
 			goto out;
 		export_skip(x, b->name, err->text);
@@ -296,40 +262,5 @@ out:
 		close(dirfd);
 	buf_free(&dir);
 	buf_free(&uidlist);
-	return ret;
-}
-
-static int subs_cb(void *ctx, const char *name)
-{
-	struct buf *b = ctx;
-	struct error err;
-	size_t len = b->len;
-	/* A name Dovecot could not hold is left out of the file. */
-	if (folder_name(name, '\t', b, &err) < 0)
-		buf_truncate(b, len);
-	else
-		buf_putc(b, '\n');
-	return 0;
-}
-
-int export_maildir_subscriptions(struct export_ctx *x, struct store_user *user,
-				 struct error *err)
-{
-	struct buf subs = BUF_INIT;
-	int ret = -1;
-	buf_puts(&subs, "V\t2\n\n");
-	if (store_subscriptions(user, subs_cb, &subs, err) < 0)
-		goto out;
-	if (subs.failed) {
-		error_set(err, ERR_TEMP, "export: out of memory");
-		goto out;
-	}
-	if (fsx_write_file_atomic(x->outfd, "subscriptions", subs.data, subs.len) < 0) {
-		export_out_errno(x, err, "export: write subscriptions");
-		goto out;
-	}
-	ret = 0;
-out:
-	buf_free(&subs);
 	return ret;
 }

@@ -187,33 +187,49 @@ static int is_mailbox(const struct export_ctx *x, const char *name, size_t len)
 	return 0;
 }
 
+/* One level of a name as a file name: modified UTF-7, as UW-IMAP and
+ * Dovecot name mbox files (RFC 3501 5.1.3), with suffix. */
+static int level_name(const char *level, size_t len, const char *suffix, struct buf *out,
+		      struct error *err)
+{
+	char one[STORE_MAX_MAILBOX_NAME + 1];
+	buf_truncate(out, 0);
+	snprintf(one, sizeof(one), "%.*s", (int)len, level);
+	if (len == 0 || len >= sizeof(one) || (len == 1 && level[0] == '.') ||
+	    (len == 2 && strncmp(level, "..", 2) == 0)) {
+		error_set(err, ERR_INVALID, "mailbox name has an empty, '.' or '..' level");
+		return -1;
+	}
+	if (export_name_path(one, '/', out, err) < 0)
+		return -1;
+	buf_puts(out, suffix);
+	return out->failed ? -1 : 0;
+}
+
 /* Open (creating as needed) the folder that holds the mailbox's file and
- * return the file's own name in it: "A/B/C" is A[.sbd]/B[.sbd]/C. Every
+ * put the file's own name in leaf: "A/B/C" is A[.sbd]/B[.sbd]/C. Every
  * folder on the way is fsynced by the caller through dirs[]. */
 static int open_parent(struct export_ctx *x, const char *name, int *dirs, size_t *ndirs,
-		       const char **leaf_r, struct error *err)
+		       struct buf *leaf, struct error *err)
 {
 	int dirfd = x->outfd;
 	const char *p = name;
 	for (;;) {
 		const char *slash = strchr(p, '/');
 		size_t len = slash ? (size_t)(slash - p) : strlen(p);
-		if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && strncmp(p, "..", 2) == 0)) {
-			error_set(err, ERR_INVALID, "mailbox name has an empty, '.' or '..' level");
+		int parent = slash != NULL && is_mailbox(x, name, (size_t)(slash - name));
+		if (level_name(p, len, parent ? ".sbd" : "", leaf, err) < 0) {
+			if (leaf->failed)
+				error_set(err, ERR_TEMP, "export: out of memory");
 			return -1;
 		}
-		if (slash == NULL) {
-			*leaf_r = p;
+		if (slash == NULL)
 			return 0;
-		}
-		char level[STORE_MAX_MAILBOX_NAME + 8];
-		snprintf(level, sizeof(level), "%.*s%s", (int)len, p,
-			 is_mailbox(x, name, (size_t)(slash - name)) ? ".sbd" : "");
-		if (mkdirat(dirfd, level, 0700) < 0 && errno != EEXIST) {
+		if (mkdirat(dirfd, leaf->data, 0700) < 0 && errno != EEXIST) {
 			export_out_errno(x, err, "export: create a folder");
 			return -1;
 		}
-		int fd = openat(dirfd, level, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int fd = openat(dirfd, leaf->data, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0) {
 			export_out_errno(x, err, "export: open a folder");
 			return -1;
@@ -330,14 +346,13 @@ int export_mbox_box(struct export_ctx *x, const struct export_box *b, struct err
 {
 	int dirs[STORE_MAX_MAILBOX_NAME];
 	size_t ndirs = 0;
-	const char *leaf;
-	struct buf out = BUF_INIT;
+	struct buf leaf = BUF_INIT, out = BUF_INIT;
 	int fd = -1, ret = -1;
 
 	if (open_parent(x, b->name, dirs, &ndirs, &leaf, err) < 0)
 		goto out;
 	/* the leaf as a file; ".sbd" folders never clash with it */
-	fd = openat(ndirs ? dirs[ndirs - 1] : x->outfd, leaf,
+	fd = openat(ndirs ? dirs[ndirs - 1] : x->outfd, leaf.data,
 		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		export_out_errno(x, err, "export: create an mbox file");
@@ -374,5 +389,6 @@ out:
 	for (size_t i = 0; i < ndirs; i++)
 		close(dirs[i]);
 	buf_free(&out);
+	buf_free(&leaf);
 	return ret;
 }

@@ -294,8 +294,8 @@ def strip_paths(found):
                               for u, m in v["msgs"].items()}} for b, v in found.items()}
 
 
-def read_subscriptions(out):
-    text = (Path(out) / "subscriptions").read_text()
+def read_subscriptions(out, file="subscriptions"):
+    text = (Path(out) / file).read_text()
     assert text.startswith("V\t2\n\n"), text
     return {"/".join(mutf7_decode(level) for level in line.split("\t"))
             for line in text[5:].splitlines() if line}
@@ -379,8 +379,8 @@ def mbox_path(out, box, view):
     parts = []
     for i, level in enumerate(levels[:-1]):
         parent = "/".join(levels[:i + 1])
-        parts.append(level + (".sbd" if parent in view else ""))
-    return Path(out, *parts, levels[-1])
+        parts.append(mutf7_encode(level) + (".sbd" if parent in view else ""))
+    return Path(out, *parts, mutf7_encode(levels[-1]))
 
 
 OUR_HEADERS = ("status", "x-status", "x-keywords", "x-uid", "x-imapbase")
@@ -426,6 +426,8 @@ def test_mbox_export_is_the_store(data, tmp_path, store):
     p = export(data, out, "mbox")
     assert p.returncode == 0, p.stderr
     assert f"exported {count_msgs(view)} messages in {len(view)} mailboxes to {out}" in p.stdout
+    assert read_subscriptions(out, ".subscriptions") == subs
+    assert (out / "Entw&APw-rfe").is_file() and (out / "Work.sbd" / "2024").is_file()
     for box, b in view.items():
         path = mbox_path(out, box, view)
         msgs = read_mboxrd(path)
