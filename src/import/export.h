@@ -31,7 +31,8 @@
  *    with mboxrd quoting: a line matching ^>*From  gets one more '>') per
  *    mailbox: OUT/INBOX, OUT/Work/2024 (one folder level per hierarchy
  *    level, each in modified UTF-7 as UW-IMAP and Dovecot name mbox files:
- *    OUT/Entw&APw-rfe), and Dovecot's ".subscriptions". A mailbox that has children and is itself a mailbox
+ *    OUT/Entw&APw-rfe), and Dovecot's ".subscriptions". A mailbox that has
+ *    children and is itself a mailbox
  *    would need OUT/Work to be a file and a folder: its children go under
  *    OUT/Work.sbd/ (Thunderbird's convention for the same clash). Line
  *    endings are LF (the unix convention mutt and every mbox reader expect).
@@ -41,7 +42,9 @@
  *    (A F T D), X-Keywords (and $Forwarded), X-UID; the first message of a
  *    file also X-IMAPbase (UIDVALIDITY, UIDNEXT - 1, the keywords), as
  *    UW-IMAP and Dovecot write them, so an import keeps the UIDs. An empty
- *    mailbox is an empty file (its UIDVALIDITY is not kept).
+ *    mailbox holds UW-IMAP's pseudo message ("DON'T DELETE THIS MESSAGE --
+ *    FOLDER INTERNAL DATA", X-IMAP with UIDVALIDITY and UIDNEXT - 1), which
+ *    importers skip, so its UIDVALIDITY and UIDNEXT are kept too.
  *
  * Errors: ERR_NOTFOUND a named mailbox is not there; ERR_EXISTS OUT is not
  * empty; ERR_TEMP (and ERR_NOSPACE) reading the store or writing OUT.

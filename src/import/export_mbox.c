@@ -279,6 +279,37 @@ static void extra_headers(const struct export_box *b, const struct export_msg *m
 	buf_printf(h, "X-UID: %u\n", m->uid);
 }
 
+/* An empty mailbox keeps its UIDVALIDITY and UIDNEXT the way UW-IMAP
+ * keeps them (unix.c, unix_write_pseudo): a first message with X-IMAP,
+ * which UW-IMAP, Dovecot and `mailroom import mbox:` read and never show
+ * as a message (mutt does show it: one message that says what it is). */
+static void pseudo_message(const struct export_box *b, struct buf *out)
+{
+	static const char text[] =
+		"From: Mail System Internal Data <MAILER-DAEMON@localhost>\n"
+		"Subject: DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA\n"
+		"X-IMAP: %u %010u%s\n"
+		"Status: RO\n"
+		"\n"
+		"This text is part of the internal format of your mail folder, and is not\n"
+		"a real message.  It is created automatically by the mail system software.\n"
+		"If deleted, important folder data will be lost, and it will be re-created\n"
+		"with the data reset to initial values.\n";
+	struct buf kws = BUF_INIT, msg = BUF_INIT;
+	struct export_mbox_msg w;
+	for (unsigned i = 0; i < STORE_MAX_KEYWORDS; i++)
+		if (store_mailbox_keyword(b->mbox, i) != NULL)
+			buf_printf(&kws, " %s", store_mailbox_keyword(b->mbox, i));
+	buf_printf(&msg, text, b->uidvalidity, b->uidnext > 0 ? b->uidnext - 1 : 0, buf_cstr(&kws));
+	export_mbox_msg_begin(&w, "MAILER-DAEMON", (int64_t)time(NULL), "", out);
+	export_mbox_msg_feed(&w, msg.data, msg.len, out);
+	export_mbox_msg_end(&w, out);
+	if (kws.failed || msg.failed)
+		out->failed = 1;
+	buf_free(&kws);
+	buf_free(&msg);
+}
+
 static int flush_out(struct export_ctx *x, int fd, struct buf *out, struct error *err)
 {
 	if (out->failed) {
@@ -370,6 +401,8 @@ int export_mbox_box(struct export_ctx *x, const struct export_box *b, struct err
 		if (x->opt->progress != NULL)
 			x->opt->progress(x->opt->ctx, b->name, (uint32_t)(i + 1), (uint32_t)b->nmsgs);
 	}
+	if (first)
+		pseudo_message(b, &out);
 	if (flush_out(x, fd, &out, err) < 0)
 		goto out;
 	if (fsx_fsync(fd) < 0) {
