@@ -40,7 +40,7 @@ struct progress {
 static void on_progress(void *ctx, const char *mailbox, uint32_t done, uint32_t total)
 {
 	struct progress *p = ctx;
-	if (!p->tty || (done % 200 != 0 && done != total))
+	if (!p->tty || (done != total && (done == 0 || done % 200 != 0)))
 		return;
 	fprintf(stderr, "\r%s: %u/%u messages", mailbox, done, total);
 	if (done == total)
