@@ -97,9 +97,10 @@ struct mime_param {
 	size_t value_len;
 };
 
-/* Header fields a part keeps. Raw values are unfolded (CR and LF removed),
- * NUL replaced by 0x80, leading and trailing whitespace trimmed; the first
- * occurrence of a field wins. */
+/* Header fields a part keeps. Raw values are unfolded (CRLF and LF removed,
+ * a bare CR made a space: mime_unfold), NUL replaced by 0x80, leading and
+ * trailing whitespace trimmed; the first occurrence of a field wins (see
+ * mime_parser.c, field_dispatch, for why). */
 enum mime_field {
 	MIME_FIELD_CONTENT_TYPE,
 	MIME_FIELD_CONTENT_TRANSFER_ENCODING,
@@ -194,10 +195,16 @@ void mime_tree_free(struct mime_tree **tree);
 /* Returns the part `path` (IMAP section part numbers, RFC 9051 6.4.5) names,
  * or NULL if there is none. path_len 0 gives the root. Number 1 of a
  * non-multipart part is the part itself (its body), and the numbers inside a
- * message/rfc822 part address the encapsulated message's body. The pointer
- * borrows from the tree. */
+ * message/rfc822 part address the encapsulated message's body. Number 1 of a
+ * multipart without parts is an empty text/plain placeholder (below). The
+ * pointer borrows from the tree (or is the static placeholder). */
 const struct mime_part *mime_tree_find(const struct mime_tree *tree,
 				       const unsigned int *path, unsigned int path_len);
+/* A multipart in which the parser found no body part still has one (RFC 3501
+ * 7.4.2 body-type-mpart needs 1*body): number 1 is an empty text/plain part
+ * that mime_tree_find returns as a static placeholder (not in the tree: no
+ * parent, empty ranges). This tells whether `part` is that placeholder. */
+bool mime_part_is_placeholder(const struct mime_part *part);
 
 /* Compact serialisation of the tree for the index: offsets, sizes, flags,
  * type/subtype/charset and encoding of every part; enough to resolve

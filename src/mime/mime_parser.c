@@ -659,6 +659,27 @@ int mime_parse_buffer(const void *data, size_t len, struct mime_tree **tree_r, s
 /* ------------------------------------------------------------------ */
 /* tree navigation                                                     */
 
+/* The one body part of a multipart in which none was found (no delimiter
+ * line, only the close-delimiter, no usable boundary, or a limit made it
+ * opaque). RFC 3501 7.4.2 (and RFC 9051 7.5.2) body-type-mpart is
+ * "1*body SP media-subtype": a multipart has at least one part, so
+ * BODYSTRUCTURE shows an empty text/plain one there (as Dovecot does, which
+ * keeps clients that index parts from 1 working), and FETCH BODY[n],
+ * BODY[n.MIME], BINARY[n] and BINARY.SIZE[n] of that part must answer with
+ * what it is: an existing, empty part ("" and 0, never NIL, which means "no
+ * such part"). Its ranges are empty, so its offsets are never read. */
+static const struct mime_part empty_part = {
+	.flags = MIME_PART_TEXT | MIME_PART_DEFAULT_TYPE,
+	.type = "text",
+	.subtype = "plain",
+	.cte = MIME_CTE_7BIT,
+};
+
+bool mime_part_is_placeholder(const struct mime_part *part)
+{
+	return part == &empty_part;
+}
+
 const struct mime_part *mime_tree_find(const struct mime_tree *tree, const unsigned int *path,
 				       unsigned int path_len)
 {
@@ -678,13 +699,18 @@ const struct mime_part *mime_tree_find(const struct mime_tree *tree, const unsig
 		if (i > 0 && (part->flags & MIME_PART_MESSAGE)) {
 			part = part->children;
 		} else if (i > 0 && !(part->flags & MIME_PART_MULTIPART)) {
-			if (n != 1 || self_used || part->parent == NULL ||
-			    !(part->parent->flags & MIME_PART_MULTIPART))
+			if (n != 1 || self_used ||
+			    (part != &empty_part && (part->parent == NULL ||
+						     !(part->parent->flags & MIME_PART_MULTIPART))))
 				return NULL;
 			self_used = true;
 			continue;
 		}
-		if (part->flags & MIME_PART_MULTIPART) {
+		if ((part->flags & MIME_PART_MULTIPART) && part->children == NULL) {
+			if (n != 1)
+				return NULL;
+			part = &empty_part;
+		} else if (part->flags & MIME_PART_MULTIPART) {
 			const struct mime_part *c = part->children;
 			while (c != NULL && --n > 0)
 				c = c->next;
