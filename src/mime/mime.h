@@ -206,6 +206,18 @@ const struct mime_part *mime_tree_find(const struct mime_tree *tree,
  * parent, empty ranges). This tells whether `part` is that placeholder. */
 bool mime_part_is_placeholder(const struct mime_part *part);
 
+/* Version of what a store caches per message: the serialised tree's format
+ * and the parser whose ENVELOPE/BODY/BODYSTRUCTURE strings sit beside it.
+ * Bump it whenever the output changes for some message, so that no row an
+ * older parser computed is served: a store takes a row whose tree is of
+ * another version for a miss and parses the file again (store_cache.c).
+ *   2: the tree keeps each part's charset
+ *   3: a bare CR in a header field is a space (mime_unfold), not nothing */
+#define MIME_TREE_FORMAT 3
+/* Is `data` a serialised tree of the current MIME_TREE_FORMAT? (Reads only
+ * its first bytes; says nothing about the rest being well formed.) */
+bool mime_tree_blob_current(const void *data, size_t len);
+
 /* Compact serialisation of the tree for the index: offsets, sizes, flags,
  * type/subtype/charset and encoding of every part; enough to resolve
  * sections and decode BINARY without reparsing. Returns a malloc'd
