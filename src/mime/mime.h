@@ -34,8 +34,23 @@
  * BODYSTRUCTURE and RFC822.SIZE use virtual sizes. For a CRLF file they are
  * equal. Line counts are the number of LF bytes in the range.
  *
- * RFC 2046 5.1.1: the CRLF that precedes a boundary delimiter belongs to the
- * delimiter, so a part's body ends before it.
+ * Where a body ends (RFC 2046 5.1.1): the CRLF that precedes a boundary
+ * delimiter belongs to the delimiter, so a part's body ends before it. The
+ * rule, case by case:
+ *   - a single-part message (or the body of an encapsulated message that is
+ *     not followed by a delimiter) ends at the end of the message: its last
+ *     CRLF is its own (BODY[1] of "a\r\nb\r\n" is "a\r\nb\r\n");
+ *   - the last part before a close-delimiter ends before the CRLF of
+ *     "\r\n--b--", like every other part ("B\r\n\r\n--b--" gives "B\r\n");
+ *   - a part that ends without close-delimiter ends at the end of the message;
+ *   - a multipart whose close-delimiter line is directly followed by an
+ *     outer delimiter ("--in--\r\n--out--") ends at "--in--": the grammar
+ *     (multipart-body ends in close-delimiter transport-padding [CRLF
+ *     epilogue], and delimiter := CRLF dash-boundary) leaves that one CRLF
+ *     to the outer delimiter. Dovecot counts it in the inner part, so its
+ *     BODY[n] is 2 bytes longer there and a message/rfc822 holding such a
+ *     multipart is 2 bytes and 1 line longer in its BODYSTRUCTURE; we follow
+ *     the RFC (NESTED-CLOSE-CRLF in tests/e2e/mime_known_deviations.txt).
  *
  * Limits
  * ------

@@ -244,6 +244,17 @@ static void field_dispatch(struct mime_parser *p, uint64_t end_offset)
 		};
 		p->set.header_cb(p->set.ctx, part, &hf);
 	}
+	/* A field that occurs twice: the first one wins, for every field we
+	 * keep. RFC 2045 and RFC 2183 allow each Content-* field once and say
+	 * nothing about a message with two (RFC 5322 3.6 allows Date, From,
+	 * Subject, ... once too). Thunderbird's libmime reads the first
+	 * (MimeHeaders_get without all_p), and so does Dovecot for
+	 * Content-Type, Content-Transfer-Encoding (in BODYSTRUCTURE) and a
+	 * Content-Disposition with parameters; for a first Content-Disposition
+	 * without parameters Dovecot takes a later one (message-part-data.c
+	 * tests content_disposition_params == NULL). We keep one rule, the
+	 * first, so that BODYSTRUCTURE and BINARY agree; the difference is
+	 * DISP-FIRST in tests/e2e/mime_known_deviations.txt. */
 	int idx = field_lookup(f, name_len, (part->flags & MIME_PART_MESSAGE_HEADER) != 0);
 	if (idx < 0 || part->field[idx] != NULL)
 		return; /* uninteresting, or not the first occurrence */
