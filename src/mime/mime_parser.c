@@ -388,13 +388,26 @@ static void header_end(struct mime_parser *p, const struct mark *at, bool start_
 	p->mode = MODE_HEADER;
 }
 
-/* Closes `part`'s body at `*end`, raised to its body start if it is before
- * it (a header whose blank line is also the line ending that a delimiter
- * owns); *end is updated so that the ancestors closed next end no earlier
- * than this part (parts nest). */
+/* Closes `part`'s body at `*end`. An end before the body start means the
+ * line ending that the delimiter owns was taken for the header's blank line
+ * ("H: v\r\n" "\r\n--b"): RFC 2046 5.1.1 gives it to the delimiter and
+ * body-part := MIME-part-headers [CRLF *OCTET] lets a part end without one,
+ * so the header stops before it and the body is empty (as in Dovecot:
+ * BODY[n.MIME] is "H: v\r\n"). An end before the header start too (an
+ * encapsulated message cut short) is raised to the body start. *end is
+ * updated so that the ancestors closed next end no earlier than this part
+ * (parts nest). */
 static void part_end(struct mime_parser *p, struct mime_part *part, struct mark *end)
 {
-	const struct part_marks *m = &p->marks[part->depth];
+	struct part_marks *m = &p->marks[part->depth];
+	if (end->offset < m->body_start.offset && end->offset >= m->header_start.offset &&
+	    part->parent != NULL && (part->parent->flags & MIME_PART_MULTIPART)) {
+		part->header_size = end->offset - part->header_offset;
+		part->header_lines = end->lf - m->header_start.lf;
+		part->header_vsize = part->header_size + (end->bare_lf - m->header_start.bare_lf);
+		part->body_offset = end->offset;
+		m->body_start = *end;
+	}
 	if (end->offset < m->body_start.offset)
 		*end = m->body_start;
 	const struct mark e = *end;
