@@ -227,7 +227,8 @@ bool mime_part_is_placeholder(const struct mime_part *part);
  * older parser computed is served: a store takes a row whose tree is of
  * another version for a miss and parses the file again (store_cache.c).
  *   2: the tree keeps each part's charset
- *   3: a bare CR in a header field is a space (mime_unfold), not nothing */
+ *   3: a bare CR in a header field is a space (mime_unfold), not nothing;
+ *      a header whose blank line is the next delimiter's CRLF stops before it */
 #define MIME_TREE_FORMAT 3
 /* Is `data` a serialised tree of the current MIME_TREE_FORMAT? (Reads only
  * its first bytes; says nothing about the rest being well formed.) */
