@@ -351,14 +351,14 @@ static void test_content_length(void **state)
 		 "From a Mon Jan  1 10:00:00 2024\n"
 		 "Subject: counted\nContent-Length: %zu\nX-Other: y\n\n%s\n"
 		 "From b Mon Jan  1 11:00:00 2024\n"
-		 "Subject: last\nContent-Length: 3\n\nend",
+		 "Subject: last\nContent-Length: 38\n\nend\n\nFrom y Mon Jan  1 12:00:00 2024\nz",
 		 strlen(body), body);
 	run_ok(&r, text);
 	assert_int_equal(r.nmsgs, 2);
 	char want[512];
 	snprintf(want, sizeof(want), "Subject: counted\nX-Other: y\n\n%s", body);
 	assert_string_equal(r.msgs[0].data, want);
-	assert_string_equal(r.msgs[1].data, "Subject: last\n\nend");
+	assert_string_equal(r.msgs[1].data, "Subject: last\n\nend\n\nFrom y Mon Jan  1 12:00:00 2024\nz");
 	rec_free(&r);
 
 	/* a stale length (the message was edited): From_ splitting instead */
