@@ -508,11 +508,12 @@ static int scan_header(struct rd *r, struct meta *m, struct error *err)
 }
 
 /* Content-Length is trusted when what follows the body is the end of the
- * file, "From " at a line start, or an empty line and "From ". */
+ * file or "From " at a line start, either of them possibly after one empty
+ * line (Dovecot ends its mbox with one). */
 static int cl_trusted(int fd, const struct meta *m)
 {
 	struct stat st;
-	char b[8];
+	char b[9];
 	if (!m->has_cl || m->cut || fstat(fd, &st) < 0)
 		return 0;
 	uint64_t size = (uint64_t)st.st_size, end = m->body_off + m->cl;
@@ -522,13 +523,16 @@ static int cl_trusted(int fd, const struct meta *m)
 		return 1;
 	/* b[0] is the byte before the end: the body's last, or the header's '\n' */
 	ssize_t n = pread(fd, b, sizeof(b), (off_t)(end - 1));
-	if (n < 6)
+	if (n < 2)
 		return 0;
-	if (b[0] == '\n' && memcmp(b + 1, "From ", 5) == 0)
+	size_t i = 1;
+	if (b[i] == '\n')
+		i++;
+	else if (n > 2 && b[i] == '\r' && b[i + 1] == '\n')
+		i += 2;
+	if (i > 1 && end - 1 + i == size)
 		return 1;
-	if (n >= 7 && b[1] == '\n' && memcmp(b + 2, "From ", 5) == 0)
-		return 1;
-	return n >= 8 && b[1] == '\r' && b[2] == '\n' && memcmp(b + 3, "From ", 5) == 0;
+	return b[i - 1] == '\n' && (size_t)n >= i + 5 && memcmp(b + i, "From ", 5) == 0;
 }
 
 /* ---- one mbox file --------------------------------------------------------- */

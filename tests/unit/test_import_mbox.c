@@ -361,6 +361,19 @@ static void test_content_length(void **state)
 	assert_string_equal(r.msgs[1].data, "Subject: last\n\nend\n\nFrom y Mon Jan  1 12:00:00 2024\nz");
 	rec_free(&r);
 
+	/* as Dovecot 2.3 appends: a dated From_ line in the body, unquoted,
+	 * Content-Length over it, and the mbox's last empty line after it */
+	run_ok(&r, "From alice@vm  Tue Dec 08 01:55:52 2026\n"
+		   "Subject: app\nX-UID: 4\nStatus: O\n"
+		   "X-Keywords:                                        \n"
+		   "Content-Length: 50\n\n"
+		   "x\n\nFrom appended Mon Jan  1 10:00:00 2024\n>From q\n\n");
+	assert_int_equal(r.nmsgs, 1);
+	assert_string_equal(r.msgs[0].data, "Subject: app\n\n"
+					    "x\n\nFrom appended Mon Jan  1 10:00:00 2024\n>From q\n");
+	assert_int_equal(r.msgs[0].m.internaldate, utc(2026, 12, 8, 1, 55, 52));
+	rec_free(&r);
+
 	/* a stale length (the message was edited): From_ splitting instead */
 	run_ok(&r, "From a Mon Jan  1 10:00:00 2024\n"
 		   "Subject: stale\nContent-Length: 5\n\n"
