@@ -30,14 +30,19 @@
  * mboxrd, its absence proves nothing), so we apply mboxrd's rule to both:
  * strip one '>' from a body line matching ^>+From  (qmail's mbox(5)). For
  * mboxo this restores every line the writer quoted; only an original
- * ">From " line, which mboxo leaves alone, loses its '>'.
+ * ">From " line, which mboxo leaves alone, loses its '>'. Dovecot 2.3
+ * differs: it neither quotes when it saves (it writes Content-Length
+ * instead, see below) nor unquotes when it reads, so a line an MDA quoted
+ * was shown to its clients with the '>'; after the import it is shown
+ * without it, one byte shorter (the message as its sender wrote it).
  *
- * Content-Length (Solaris/SysV mboxcl2). When the header has one and the
- * byte at the body's start plus that length is the end of the file, or
- * "From " at a line start, or an empty line then "From ", the length is
- * trusted: the body is taken as those bytes, without From_ splitting and
- * without unquoting (such bodies are not quoted). Otherwise it is ignored
- * (it is often stale) and From_ splitting applies.
+ * Content-Length (Solaris/SysV mboxcl2, and Dovecot's saves). When the
+ * header has one and the body's start plus that length is the end of the
+ * file or "From " at a line start, either possibly after one empty line,
+ * the length is trusted: the body is taken as those bytes, without From_
+ * splitting and without unquoting (such bodies are not quoted: Dovecot
+ * stores "From " lines as they are). Otherwise it is ignored (it is often
+ * stale) and From_ splitting applies.
  *
  * Status headers. Status (R: \Seen; O: not recent, which the store does not
  * keep), X-Status (A \Answered, F \Flagged, T \Draft, D \Deleted),
