@@ -49,8 +49,8 @@
  * X-Keywords (keywords, comma or space separated), X-UID, and in the first
  * message X-IMAP or X-IMAPbase ("UIDVALIDITY UIDLAST [keywords]") are read
  * the way UW-IMAP (src/osdep/unix/unix.c) and Dovecot (mbox-sync-parse.c)
- * write them. UIDs are kept only under a UIDVALIDITY, strictly increasing
- * and at most UIDLAST, as UW-IMAP requires (others get new UIDs). A first
+ * write them. Under a UIDVALIDITY, UIDs are given as UW-IMAP gives them
+ * (next_uid()), so that a re-run finds each message's UID again. A first
  * message with X-IMAP is UW's pseudo message "DON'T DELETE THIS MESSAGE --
  * FOLDER INTERNAL DATA": it is read, not imported. These header lines, and
  * Content-Length, are removed from the imported message: UW-IMAP
@@ -69,10 +69,10 @@
  * files) becoming a folder named by its path relative to the top ("inbox"
  * at the top, in any case, is INBOX). Names are modified UTF-7 on UW-IMAP
  * and Dovecot (RFC 3501 5.1.3), UTF-8 when made by hand: a name that
- * decodes as mUTF-7 is decoded, any other is taken as it is. Dot files,
- * lock files, symbolic links and files that are not mboxes are reported
- * and skipped; the top's .subscriptions (Dovecot) and .mailboxlist (UW)
- * give the subscriptions.
+ * decodes as mUTF-7 is decoded, any other is taken as it is. Dot files
+ * (but Dovecot's .imap index folder), lock files, symbolic links and files
+ * that are not mboxes are reported and skipped; the top's .subscriptions
+ * (Dovecot) and .mailboxlist (UW) give the subscriptions.
  */
 #include "import/import.h"
 
@@ -698,7 +698,27 @@ static int stream_msg(struct mbox *m, int counted)
 }
 
 /* Everything about one message but its bytes; 1 if it is to be imported. */
-static int msg_describe(struct mbox *m, const struct import_folder *f, uint32_t *last_uid)
+/* UIDs under a known UIDVALIDITY, given as UW-IMAP's unix_parse() gives
+ * them: an X-UID above the previous message's UID and at most UIDLAST is
+ * kept; any other message (none, or a bad X-UID) gets ++UIDLAST, in file
+ * order, as UW-IMAP would have given it on its next open. So a re-run gives
+ * every message the same UID again and has_uid finds it. */
+struct uids {
+	uint32_t prior; /* the previous message's UID */
+	uint32_t last;	/* UIDLAST, raised by each UID given */
+};
+
+static uint32_t next_uid(struct uids *u, const struct meta *mt)
+{
+	if (mt->has_xuid && mt->xuid > u->prior && mt->xuid <= u->last)
+		return u->prior = (uint32_t)mt->xuid;
+	if (u->last >= UINT32_MAX - 1)
+		return 0; /* the sink gives one */
+	return u->prior = ++u->last;
+}
+
+/* Everything about one message but its bytes; 1 if it is to be imported. */
+static int msg_describe(struct mbox *m, const struct import_folder *f, struct uids *u)
 {
 	const struct meta *mt = &m->meta;
 	memset(&m->msg, 0, sizeof(m->msg));
@@ -708,17 +728,15 @@ static int msg_describe(struct mbox *m, const struct import_folder *f, uint32_t 
 	m->msg.keywords = mt->kw;
 	m->msg.nkeywords = mt->nkw;
 	m->msg.internaldate = m->from_date;
-	if (f->uidvalidity != 0 && mt->has_xuid && mt->xuid > *last_uid &&
-	    (f->uidnext == 0 || mt->xuid < f->uidnext)) {
-		m->msg.uid = (uint32_t)mt->xuid;
-		*last_uid = m->msg.uid;
-		if (m->sink->has_uid != NULL && m->sink->has_uid(m->sink->ctx, m->msg.uid) == 1)
-			return 0;
-	}
+	if (f->uidvalidity != 0)
+		m->msg.uid = next_uid(u, mt);
+	if (m->msg.uid != 0 && m->sink->has_uid != NULL &&
+	    m->sink->has_uid(m->sink->ctx, m->msg.uid) == 1)
+		return 0;
 	return 1;
 }
 
-static int one_message(struct mbox *m, struct import_folder *f, int first, uint32_t *last_uid)
+static int one_message(struct mbox *m, struct import_folder *f, int first, struct uids *u)
 {
 	uint64_t start = rd_tell(&m->rd);
 	if (scan_header(&m->rd, &m->meta, m->err) < 0)
@@ -727,13 +745,14 @@ static int one_message(struct mbox *m, struct import_folder *f, int first, uint3
 	if (first) {
 		if (m->meta.uidvalidity != 0) {
 			f->uidvalidity = m->meta.uidvalidity;
+			u->last = m->meta.uidlast;
 			if (m->meta.uidlast < UINT32_MAX)
 				f->uidnext = m->meta.uidlast + 1;
 		}
 		if (m->sink->folder_begin(m->sink->ctx, f, m->err) < 0)
 			return -1;
 	}
-	m->emit = !pseudo && msg_describe(m, f, last_uid);
+	m->emit = !pseudo && msg_describe(m, f, u);
 	m->begun = 0;
 	m->outlen = 0;
 	uint64_t from_off = m->from_off;
@@ -758,7 +777,7 @@ static int mbox_file(struct mbox *m, int fd, const char *name)
 {
 	struct import_folder f = { .name = name };
 	struct piece pc;
-	uint32_t last_uid = 0;
+	struct uids u = { 0, 0 };
 	rd_reset(&m->rd, fd);
 	int rc = rd_next(&m->rd, SIZE_MAX, &pc, m->err);
 	if (rc < 0)
@@ -775,7 +794,7 @@ static int mbox_file(struct mbox *m, int fd, const char *name)
 	if (took_from(m, &pc, date) < 0)
 		return -1;
 	for (int first = 1;; first = 0) {
-		if ((rc = one_message(m, &f, first, &last_uid)) < 0)
+		if ((rc = one_message(m, &f, first, &u)) < 0)
 			return -1;
 		if (rc == 0)
 			break;
@@ -793,6 +812,28 @@ static void name_component(struct buf *out, const char *s)
 		buf_puts(out, s);
 }
 
+/* One line of a subscriptions file as a folder name. Dovecot 2.3's
+ * version 2 file ("V\t2" first) separates levels with a tab and escapes a
+ * few bytes with \001 (subscription-file.c); UW's .mailboxlist and older
+ * Dovecot files hold one name a line. */
+static void subs_name(struct buf *name, char *line, int v2)
+{
+	char *w = line;
+	for (const char *r = line; *r != '\0'; r++) {
+		if (v2 && *r == '\t')
+			*w++ = '/';
+		else if (v2 && *r == '\001' && r[1] != '\0')
+			*w++ = *++r == 't' ? '\t' : *r == 'r' ? '\r' : *r == 'n' ? '\n' : *r == '1' ? '\001' : *r;
+		else
+			*w++ = *r;
+	}
+	*w = '\0';
+	if (strcasecmp(line, "INBOX") == 0)
+		buf_puts(name, "INBOX");
+	else
+		name_component(name, line);
+}
+
 static int subscriptions(struct mbox *m, int dirfd, const char *file)
 {
 	int fd = openat(dirfd, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -804,15 +845,14 @@ static int subscriptions(struct mbox *m, int dirfd, const char *file)
 	while (text.len < MBOX_SUBS_MAX && (n = read(fd, chunk, sizeof(chunk))) > 0)
 		buf_append(&text, chunk, (size_t)n);
 	close(fd);
-	int rc = 0;
+	int rc = 0, v2 = text.len > 2 && strncmp(buf_cstr(&text), "V\t", 2) == 0;
 	char *save = NULL;
-	for (char *line = strtok_r(text.data, "\r\n", &save); line != NULL && rc == 0;
-	     line = strtok_r(NULL, "\r\n", &save)) {
+	for (char *line = text.len > 0 && !text.failed ? strtok_r(text.data, "\r\n", &save) : NULL;
+	     line != NULL && rc == 0; line = strtok_r(NULL, "\r\n", &save)) {
 		struct buf name = BUF_INIT;
-		if (strcasecmp(line, "INBOX") == 0)
-			buf_puts(&name, "INBOX");
-		else
-			name_component(&name, line);
+		if (v2 && line == text.data)
+			continue; /* the version line */
+		subs_name(&name, line, v2);
 		if (!name.failed && name.len > 0)
 			rc = m->sink->subscribe(m->sink->ctx, buf_cstr(&name), m->err);
 		buf_free(&name);
@@ -831,7 +871,10 @@ static int walk_entry(struct mbox *m, int dirfd, const char *ent, const char *re
 	struct stat st;
 	size_t n = strlen(ent);
 	if (ent[0] == '.') {
-		if (depth > 0 || (strcmp(ent, ".subscriptions") != 0 && strcmp(ent, ".mailboxlist") != 0))
+		/* the servers' own files (Dovecot's index folder .imap, the
+		 * subscriptions read below) are not worth a line in the report */
+		if (strcmp(ent, ".imap") != 0 &&
+		    (depth > 0 || (strcmp(ent, ".subscriptions") != 0 && strcmp(ent, ".mailboxlist") != 0)))
 			m->sink->skip(m->sink->ctx, rel, "a dot file, not a folder");
 		return 0;
 	}

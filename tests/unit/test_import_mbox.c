@@ -441,7 +441,10 @@ static void test_ximapbase(void **state)
 	assert_int_equal(r.folders[0].uidvalidity, 1700000000u);
 	assert_int_equal(r.folders[0].uidnext, 11);
 	assert_int_equal(r.nmsgs, 6);
-	uint32_t want[] = { 3, 7, 0, 0, 0, 9 };
+	/* as UW-IMAP numbers them: X-UIDs kept while they rise and are at most
+	 * UIDLAST; the others get UIDLAST + 1, + 2... in file order (f's 9 is
+	 * below the 13 before it) */
+	uint32_t want[] = { 3, 7, 11, 12, 13, 14 };
 	for (int i = 0; i < 6; i++)
 		assert_int_equal(r.msgs[i].m.uid, want[i]);
 	assert_string_equal(r.msgs[0].data, "Subject: a\n\na\n");
@@ -676,7 +679,8 @@ static void test_folder(void **state)
 	write_file("mail/R&D", one, strlen(one));
 	write_file("mail/notes.txt", "just text\n", 10);
 	write_file("mail/sent.lock", "", 0);
-	write_file("mail/.imap", "x", 1);
+	write_file("mail/.imap", "x", 1); /* Dovecot's index: not reported */
+	write_file("mail/.hidden", "x", 1);
 	write_file("mail/.mailboxlist", "Work/2024\nEntw&APw-rfe\ninbox\n", 29);
 	snprintf(path, sizeof(path), "%s/mail/Link", tmpdir);
 	assert_int_equal(symlink("inbox", path), 0);
@@ -700,8 +704,19 @@ static void test_folder(void **state)
 	assert_string_equal(r.subs[0], "Work/2024");
 	assert_string_equal(r.subs[1], "Entwürfe");
 	assert_string_equal(r.subs[2], "INBOX");
-	/* .imap, Link, notes.txt, sent.lock */
+	/* .hidden, Link, notes.txt, sent.lock */
 	assert_int_equal(r.nskips, 4);
+	rec_free(&r);
+
+	/* Dovecot 2.3's .subscriptions (version 2: levels separated by tabs) */
+	assert_int_equal(unlink(strcat(strcpy(path, tmpdir), "/mail/.mailboxlist")), 0);
+	write_file("mail/.subscriptions", "V\t2\n\nWork\t2024\nINBOX\n", 21);
+	memset(&r, 0, sizeof(r));
+	snprintf(path, sizeof(path), "%s/mail", tmpdir);
+	assert_int_equal(import_mbox(path, &s, &err), 0);
+	assert_int_equal(r.nsubs, 2);
+	assert_string_equal(r.subs[0], "Work/2024");
+	assert_string_equal(r.subs[1], "INBOX");
 	rec_free(&r);
 
 	struct error e2;
