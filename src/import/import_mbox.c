@@ -221,9 +221,9 @@ static int word_index(const char *t, size_t n, const char *const *names, int cou
 	return -1;
 }
 
-static const char *const wdays[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-				       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+static const char *const wdays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+				     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
 static int all_digits(const char *t, size_t n)
 {
@@ -240,9 +240,8 @@ static int zone_offset(const char *t, size_t n, long *off_r)
 	static const struct {
 		const char *name;
 		int hours;
-	} names[] = { { "UT", 0 },   { "UTC", 0 },  { "GMT", 0 },  { "Z", 0 },
-		      { "EST", -5 }, { "EDT", -4 }, { "CST", -6 }, { "CDT", -5 },
-		      { "MST", -7 }, { "MDT", -6 }, { "PST", -8 }, { "PDT", -7 } };
+	} names[] = {{"UT", 0},	  {"UTC", 0},  {"GMT", 0},  {"Z", 0},	 {"EST", -5}, {"EDT", -4},
+		     {"CST", -6}, {"CDT", -5}, {"MST", -7}, {"MDT", -6}, {"PST", -8}, {"PDT", -7}};
 	if (n == 5 && (t[0] == '+' || t[0] == '-') && all_digits(t + 1, 4)) {
 		long hh = (t[1] - '0') * 10 + (t[2] - '0'), mm = (t[3] - '0') * 10 + (t[4] - '0');
 		if (mm > 59)
@@ -270,7 +269,7 @@ struct tok {
 /* "dd hh:mm[:ss] [zone] yyyy [zone]" after the weekday and month. */
 static int date_from_tokens(const struct tok *t, size_t n, int mon, int64_t *t_r)
 {
-	struct tm tm = { 0 };
+	struct tm tm = {0};
 	uint64_t v;
 	long zone = 0;
 	size_t i = 0;
@@ -279,8 +278,9 @@ static int date_from_tokens(const struct tok *t, size_t n, int mon, int64_t *t_r
 	tm.tm_mday = (int)v;
 	const char *c = t[1].p;
 	size_t cn = t[1].n;
-	if (!((cn == 5 || cn == 8) && isdigit((unsigned char)c[0]) && isdigit((unsigned char)c[1]) &&
-	      c[2] == ':' && isdigit((unsigned char)c[3]) && isdigit((unsigned char)c[4])))
+	if (!((cn == 5 || cn == 8) && isdigit((unsigned char)c[0]) &&
+	      isdigit((unsigned char)c[1]) && c[2] == ':' && isdigit((unsigned char)c[3]) &&
+	      isdigit((unsigned char)c[4])))
 		return -1;
 	tm.tm_hour = (c[0] - '0') * 10 + (c[1] - '0');
 	tm.tm_min = (c[3] - '0') * 10 + (c[4] - '0');
@@ -339,8 +339,7 @@ static int from_date(const char *line, size_t len, int64_t *t_r)
 
 static int is_blank(const struct piece *pc)
 {
-	return pc->bol && pc->eol &&
-	       (pc->len == 1 || (pc->len == 2 && pc->p[0] == '\r'));
+	return pc->bol && pc->eol && (pc->len == 1 || (pc->len == 2 && pc->p[0] == '\r'));
 }
 
 /* ---- the header pass ----------------------------------------------------------- */
@@ -375,10 +374,10 @@ static enum hdr hdr_kind(const char *p, size_t len)
 	static const struct {
 		const char *name;
 		enum hdr kind;
-	} names[] = { { "Status", H_STATUS },	    { "X-Status", H_XSTATUS },
-		      { "X-Keywords", H_XKEYWORDS }, { "X-UID", H_XUID },
-		      { "X-IMAP", H_XIMAP },	    { "X-IMAPbase", H_XIMAPBASE },
-		      { "Content-Length", H_CLENGTH } };
+	} names[] = {{"Status", H_STATUS},	   {"X-Status", H_XSTATUS},
+		     {"X-Keywords", H_XKEYWORDS},  {"X-UID", H_XUID},
+		     {"X-IMAP", H_XIMAP},	   {"X-IMAPbase", H_XIMAPBASE},
+		     {"Content-Length", H_CLENGTH}};
 	size_t n = 0;
 	while (n < len && p[n] != ':' && p[n] != ' ' && p[n] != '\t' && p[n] != '\n')
 		n++;
@@ -463,8 +462,11 @@ static void header_value(struct meta *m, enum hdr k, const char *v, size_t n)
 		if (v[i] == 'R')
 			m->flags |= STORE_F_SEEN;
 	for (size_t i = 0; k == H_XSTATUS && i < n; i++)
-		m->flags |= v[i] == 'A' ? STORE_F_ANSWERED : v[i] == 'F' ? STORE_F_FLAGGED
-			  : v[i] == 'T' ? STORE_F_DRAFT : v[i] == 'D' ? STORE_F_DELETED : 0;
+		m->flags |= v[i] == 'A'	  ? STORE_F_ANSWERED
+			    : v[i] == 'F' ? STORE_F_FLAGGED
+			    : v[i] == 'T' ? STORE_F_DRAFT
+			    : v[i] == 'D' ? STORE_F_DELETED
+					  : 0;
 	if (k == H_XKEYWORDS)
 		add_keywords(m, v, n);
 	if (k == H_XUID)
@@ -629,7 +631,8 @@ static int stream_counted(struct mbox *m)
 	uint64_t left = m->meta.cl;
 	int rc;
 	while (left > 0) {
-		if ((rc = rd_next(&m->rd, left > MBOX_BUF ? MBOX_BUF : (size_t)left, &pc, m->err)) <= 0)
+		if ((rc = rd_next(&m->rd, left > MBOX_BUF ? MBOX_BUF : (size_t)left, &pc,
+				  m->err)) <= 0)
 			return rc < 0 ? -1 : 0;
 		left -= pc.len;
 		if (out_put(m, pc.p, pc.len) < 0)
@@ -775,9 +778,9 @@ static int one_message(struct mbox *m, struct import_folder *f, int first, struc
  * not an mbox (nothing was sent to the sink), -1 on error. */
 static int mbox_file(struct mbox *m, int fd, const char *name)
 {
-	struct import_folder f = { .name = name };
+	struct import_folder f = {.name = name};
 	struct piece pc;
-	struct uids u = { 0, 0 };
+	struct uids u = {0, 0};
 	rd_reset(&m->rd, fd);
 	int rc = rd_next(&m->rd, SIZE_MAX, &pc, m->err);
 	if (rc < 0)
@@ -823,7 +826,11 @@ static void subs_name(struct buf *name, char *line, int v2)
 		if (v2 && *r == '\t')
 			*w++ = '/';
 		else if (v2 && *r == '\001' && r[1] != '\0')
-			*w++ = *++r == 't' ? '\t' : *r == 'r' ? '\r' : *r == 'n' ? '\n' : *r == '1' ? '\001' : *r;
+			*w++ = *++r == 't' ? '\t'
+			       : *r == 'r' ? '\r'
+			       : *r == 'n' ? '\n'
+			       : *r == '1' ? '\001'
+					   : *r;
 		else
 			*w++ = *r;
 	}
@@ -865,8 +872,8 @@ static int walk_dir(struct mbox *m, int fd, const char *rel, const char *name, i
 
 /* One entry ent of the folder open on dirfd: rel is its path from the top,
  * name its folder name. */
-static int walk_entry(struct mbox *m, int dirfd, const char *ent, const char *rel,
-		      const char *name, int depth)
+static int walk_entry(struct mbox *m, int dirfd, const char *ent, const char *rel, const char *name,
+		      int depth)
 {
 	struct stat st;
 	size_t n = strlen(ent);
@@ -874,7 +881,8 @@ static int walk_entry(struct mbox *m, int dirfd, const char *ent, const char *re
 		/* the servers' own files (Dovecot's index folder .imap, the
 		 * subscriptions read below) are not worth a line in the report */
 		if (strcmp(ent, ".imap") != 0 &&
-		    (depth > 0 || (strcmp(ent, ".subscriptions") != 0 && strcmp(ent, ".mailboxlist") != 0)))
+		    (depth > 0 ||
+		     (strcmp(ent, ".subscriptions") != 0 && strcmp(ent, ".mailboxlist") != 0)))
 			m->sink->skip(m->sink->ctx, rel, "a dot file, not a folder");
 		return 0;
 	}
@@ -883,15 +891,17 @@ static int walk_entry(struct mbox *m, int dirfd, const char *ent, const char *re
 		return 0;
 	}
 	if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
-		m->sink->skip(m->sink->ctx, rel, S_ISLNK(st.st_mode) ? "a symbolic link" : "not a file");
+		m->sink->skip(m->sink->ctx, rel,
+			      S_ISLNK(st.st_mode) ? "a symbolic link" : "not a file");
 		return 0;
 	}
 	if (S_ISREG(st.st_mode) && n > 5 && strcmp(ent + n - 5, ".lock") == 0) {
 		m->sink->skip(m->sink->ctx, rel, "a lock file");
 		return 0;
 	}
-	int fd = openat(dirfd, ent, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
-				    (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
+	int fd =
+		openat(dirfd, ent,
+		       O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
 	if (fd < 0) {
 		m->sink->skip(m->sink->ctx, rel, strerror(errno));
 		return 0;
@@ -903,7 +913,8 @@ static int walk_entry(struct mbox *m, int dirfd, const char *ent, const char *re
 		m->where = rel;
 		rc = mbox_file(m, fd, name);
 		if (rc == 1)
-			m->sink->skip(m->sink->ctx, rel, "not an mbox (the first line is not a From_ line)");
+			m->sink->skip(m->sink->ctx, rel,
+				      "not an mbox (the first line is not a From_ line)");
 	}
 	close(fd);
 	return rc < 0 ? -1 : 0;
@@ -984,7 +995,8 @@ static int walk_dir(struct mbox *m, int fd, const char *rel, const char *name, i
 	free(ents);
 	buf_free(&names);
 	if (rc == 0 && depth == 0 &&
-	    (subscriptions(m, fd, ".subscriptions") < 0 || subscriptions(m, fd, ".mailboxlist") < 0))
+	    (subscriptions(m, fd, ".subscriptions") < 0 ||
+	     subscriptions(m, fd, ".mailboxlist") < 0))
 		rc = -1;
 	return rc;
 }
@@ -1021,7 +1033,8 @@ int import_mbox(const char *path, const struct import_sink *sink, struct error *
 		m->where = base != NULL && base[1] != '\0' ? base + 1 : path;
 		rc = mbox_file(m, fd, "INBOX");
 		if (rc == 1) {
-			error_set(err, ERR_DATA, "%s: not an mbox (the first line is not a From_ line)", path);
+			error_set(err, ERR_DATA,
+				  "%s: not an mbox (the first line is not a From_ line)", path);
 			rc = -1;
 		}
 	}

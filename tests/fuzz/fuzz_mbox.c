@@ -115,9 +115,9 @@ static void f_skip(void *ctx, const char *what, const char *reason)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct fz z = { .size = size };
-	struct import_sink s = { &z,	      f_folder_begin, f_has_uid,    f_msg_file, f_msg_begin,
-				 f_msg_write, f_msg_end,      f_folder_end, f_subscribe, f_skip };
+	struct fz z = {.size = size};
+	struct import_sink s = {&z,	     f_folder_begin, f_has_uid,	   f_msg_file,	f_msg_begin,
+				f_msg_write, f_msg_end,	     f_folder_end, f_subscribe, f_skip};
 	struct error err;
 	char path[64];
 	int fd = memfd_create("fuzz_mbox", MFD_CLOEXEC);

@@ -177,8 +177,8 @@ static void r_skip(void *ctx, const char *what, const char *reason)
 
 static struct import_sink sink_for(struct rec *r)
 {
-	struct import_sink s = { r,	     r_folder_begin, r_has_uid,    r_msg_file, r_msg_begin,
-				 r_msg_write, r_msg_end,      r_folder_end, r_subscribe, r_skip };
+	struct import_sink s = {r,	     r_folder_begin, r_has_uid,	   r_msg_file,	r_msg_begin,
+				r_msg_write, r_msg_end,	     r_folder_end, r_subscribe, r_skip};
 	return s;
 }
 
@@ -233,7 +233,7 @@ static int run_text(struct rec *r, const char *text, struct error *err)
 
 static void run_ok(struct rec *r, const char *text)
 {
-	struct error err = { 0 };
+	struct error err = {0};
 	assert_int_equal(run_text(r, text, &err), 0);
 	assert_int_equal(r->nfolders, 1);
 	assert_string_equal(r->folders[0].name, "INBOX");
@@ -241,8 +241,12 @@ static void run_ok(struct rec *r, const char *text)
 
 static int64_t utc(int y, int mo, int d, int h, int mi, int s)
 {
-	struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-			 .tm_hour = h, .tm_min = mi, .tm_sec = s };
+	struct tm tm = {.tm_year = y - 1900,
+			.tm_mon = mo - 1,
+			.tm_mday = d,
+			.tm_hour = h,
+			.tm_min = mi,
+			.tm_sec = s};
 	return (int64_t)timegm(&tm);
 }
 
@@ -276,8 +280,9 @@ static void test_split(void **state)
 		assert_null(r.msgs[i].m.pop3_uidl);
 	}
 	char id[64];
-	snprintf(id, sizeof(id), "mbox offset %zu", strlen("From alice@example.com Mon Jan  1 10:00:00 2024\n"
-							    "Subject: one\n\nbody one\n\n"));
+	snprintf(id, sizeof(id), "mbox offset %zu",
+		 strlen("From alice@example.com Mon Jan  1 10:00:00 2024\n"
+			"Subject: one\n\nbody one\n\n"));
 	assert_string_equal(r.msgs[1].id, id);
 	assert_int_equal(r.folders[0].uidvalidity, 0);
 	assert_int_equal(r.nskips, 0);
@@ -358,7 +363,8 @@ static void test_content_length(void **state)
 	char want[512];
 	snprintf(want, sizeof(want), "Subject: counted\nX-Other: y\n\n%s", body);
 	assert_string_equal(r.msgs[0].data, want);
-	assert_string_equal(r.msgs[1].data, "Subject: last\n\nend\n\nFrom y Mon Jan  1 12:00:00 2024\nz");
+	assert_string_equal(r.msgs[1].data,
+			    "Subject: last\n\nend\n\nFrom y Mon Jan  1 12:00:00 2024\nz");
 	rec_free(&r);
 
 	/* as Dovecot 2.3 appends: a dated From_ line in the body, unquoted,
@@ -369,8 +375,9 @@ static void test_content_length(void **state)
 		   "Content-Length: 50\n\n"
 		   "x\n\nFrom appended Mon Jan  1 10:00:00 2024\n>From q\n\n");
 	assert_int_equal(r.nmsgs, 1);
-	assert_string_equal(r.msgs[0].data, "Subject: app\n\n"
-					    "x\n\nFrom appended Mon Jan  1 10:00:00 2024\n>From q\n");
+	assert_string_equal(r.msgs[0].data,
+			    "Subject: app\n\n"
+			    "x\n\nFrom appended Mon Jan  1 10:00:00 2024\n>From q\n");
 	assert_int_equal(r.msgs[0].m.internaldate, utc(2026, 12, 8, 1, 55, 52));
 	rec_free(&r);
 
@@ -408,8 +415,8 @@ static void test_status_headers(void **state)
 		   "Subject: bad keywords\n"
 		   "X-Keywords: \\Seen ok (bad) ok\n\nc\n");
 	assert_int_equal(r.nmsgs, 3);
-	assert_int_equal(r.msgs[0].m.flags, STORE_F_SEEN | STORE_F_ANSWERED | STORE_F_FLAGGED |
-						    STORE_F_DRAFT);
+	assert_int_equal(r.msgs[0].m.flags,
+			 STORE_F_SEEN | STORE_F_ANSWERED | STORE_F_FLAGGED | STORE_F_DRAFT);
 	assert_string_equal(r.msgs[0].kw, "$Forwarded Junk work later");
 	assert_string_equal(r.msgs[0].data, "Subject: flagged\nX-Mailer: kept\n\nb\n");
 	assert_int_equal(r.msgs[1].m.flags, STORE_F_DELETED);
@@ -444,7 +451,7 @@ static void test_ximapbase(void **state)
 	/* as UW-IMAP numbers them: X-UIDs kept while they rise and are at most
 	 * UIDLAST; the others get UIDLAST + 1, + 2... in file order (f's 9 is
 	 * below the 13 before it) */
-	uint32_t want[] = { 3, 7, 11, 12, 13, 14 };
+	uint32_t want[] = {3, 7, 11, 12, 13, 14};
 	for (int i = 0; i < 6; i++)
 		assert_int_equal(r.msgs[i].m.uid, want[i]);
 	assert_string_equal(r.msgs[0].data, "Subject: a\n\na\n");
@@ -524,8 +531,8 @@ static void test_from_dates(void **state)
 		   "From \"quoted sender\"@b Sat Mar  2 04:05:06 2024 remote from uucp\nS: 6\n\n"
 		   "From a@b  sat mar 2 04:05:06 2024\r\nS: 7\n\n");
 	int64_t base = utc(2024, 3, 2, 4, 5, 6);
-	int64_t want[] = { base, base - 3600, base + 5 * 3600 + 1800, base + 8 * 3600, base - 6,
-			   base, base };
+	int64_t want[] = {base, base - 3600, base + 5 * 3600 + 1800, base + 8 * 3600, base - 6,
+			  base, base};
 	assert_int_equal(r.nmsgs, 7);
 	for (int i = 0; i < 7; i++)
 		assert_int_equal(r.msgs[i].m.internaldate, want[i]);
@@ -566,9 +573,9 @@ static void test_not_mbox_and_cut(void **state)
 {
 	(void)state;
 	struct rec r;
-	struct error err = { 0 };
-	assert_int_equal(run_text(&r, "Return-Path: <a@b>\nFrom a Mon Jan  1 10:00:00 2024\n", &err),
-			 -1);
+	struct error err = {0};
+	assert_int_equal(
+		run_text(&r, "Return-Path: <a@b>\nFrom a Mon Jan  1 10:00:00 2024\n", &err), -1);
 	assert_int_equal(err.code, ERR_DATA);
 	assert_int_equal(r.nfolders, 0);
 
@@ -577,8 +584,10 @@ static void test_not_mbox_and_cut(void **state)
 
 	const char *first = "From a Mon Jan  1 10:00:00 2024\nSubject: ok\n\nok\n\n";
 	char text[256], why[64];
-	snprintf(text, sizeof(text), "%sFrom b Mon Jan  1 10:00:00 2024\n\n"
-				     "From c Mon Jan  1 10:00:00 2024\nSubject: cut\nX-Trunc", first);
+	snprintf(text, sizeof(text),
+		 "%sFrom b Mon Jan  1 10:00:00 2024\n\n"
+		 "From c Mon Jan  1 10:00:00 2024\nSubject: cut\nX-Trunc",
+		 first);
 	run_ok(&r, text);
 	assert_int_equal(r.nmsgs, 2);
 	assert_string_equal(r.msgs[1].data, "Subject: cut\nX-Trunc");
