@@ -700,7 +700,6 @@ static int stream_msg(struct mbox *m, int counted)
 	return stream_split(m, blank);
 }
 
-/* Everything about one message but its bytes; 1 if it is to be imported. */
 /* UIDs under a known UIDVALIDITY, given as UW-IMAP's unix_parse() gives
  * them: an X-UID above the previous message's UID and at most UIDLAST is
  * kept; any other message (none, or a bad X-UID) gets ++UIDLAST, in file
@@ -785,11 +784,11 @@ static int mbox_file(struct mbox *m, int fd, const char *name)
 	int rc = rd_next(&m->rd, SIZE_MAX, &pc, m->err);
 	if (rc < 0)
 		return -1;
-	if (rc == 0) /* empty: a folder without mail */
-		return m->sink->folder_begin(m->sink->ctx, &f, m->err) < 0 ||
-				       m->sink->folder_end(m->sink->ctx, m->err) < 0
-			       ? -1
-			       : 0;
+	if (rc == 0) { /* empty: a folder without mail */
+		if (m->sink->folder_begin(m->sink->ctx, &f, m->err) < 0)
+			return -1;
+		return m->sink->folder_end(m->sink->ctx, m->err);
+	}
 	if (pc.len < 5 || memcmp(pc.p, "From ", 5) != 0)
 		return 1;
 	int64_t date = -1;
