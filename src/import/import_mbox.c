@@ -69,7 +69,8 @@
  * files) becoming a folder named by its path relative to the top ("inbox"
  * at the top, in any case, is INBOX). Names are modified UTF-7 on UW-IMAP
  * and Dovecot (RFC 3501 5.1.3), UTF-8 when made by hand: a name that
- * decodes as mUTF-7 is decoded, any other is taken as it is. Dot files
+ * decodes as mUTF-7 is decoded, any other is taken as it is; a folder
+ * "X.sbd" holds the children of X (Thunderbird, `mailroom export`). Dot files
  * (but Dovecot's .imap index folder), lock files, symbolic links and files
  * that are not mboxes are reported and skipped; the top's .subscriptions
  * (Dovecot) and .mailboxlist (UW) give the subscriptions.
@@ -907,7 +908,19 @@ static int walk_entry(struct mbox *m, int dirfd, const char *ent, const char *re
 	}
 	int rc;
 	if (S_ISDIR(st.st_mode)) {
-		rc = walk_dir(m, fd, rel, name, depth + 1);
+		/* "X.sbd" holds the children of the mbox X (Thunderbird's
+		 * layout, and `mailroom export`'s for a mailbox with children) */
+		struct buf parent = BUF_INIT;
+		size_t nl = strlen(name);
+		if (nl > 4 && strcmp(name + nl - 4, ".sbd") == 0)
+			buf_append(&parent, name, nl - 4);
+		if (parent.failed) {
+			error_set(m->err, ERR_TEMP, "out of memory");
+			rc = -1;
+		} else {
+			rc = walk_dir(m, fd, rel, parent.len > 0 ? buf_cstr(&parent) : name, depth + 1);
+		}
+		buf_free(&parent);
 	} else {
 		m->where = rel;
 		rc = mbox_file(m, fd, name);
