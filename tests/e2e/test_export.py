@@ -621,6 +621,51 @@ def test_export_leaves_out_what_maildir_cannot_hold(data, tmp_path, store):
     assert b"\nX-IMAP: " in (tmp_path / "dots-mbox" / "v1.2").read_bytes()
 
 
+def test_export_while_a_client_works(data, tmp_path, store):
+    """Safe while the server runs: a client changes flags and appends
+    throughout; every export succeeds and holds each message's bytes under
+    its UID (flags may be from before or after a change)."""
+    import threading
+    srv, view, subs = store
+    stop = threading.Event()
+    errors, rounds = [], [0]
+
+    def churn():
+        try:
+            m = imaplib.IMAP4("127.0.0.1", srv.port)
+            m.login("alice", PW)
+            m.select("INBOX")
+            i = 0
+            while not stop.is_set() and i < 5000:
+                assert m.store("1:*", "-FLAGS" if i % 2 else "+FLAGS", "(\\Flagged busy)")[0] == "OK"
+                assert m.append("Work", None, None, message(f"churn{i}"))[0] == "OK"
+                i += 1
+                rounds[0] = i
+            m.logout()
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+    th = threading.Thread(target=churn)
+    th.start()
+    try:
+        for i in range(3):
+            out = tmp_path / f"busy-maildir{i}"
+            p = export(data, out, "maildir")
+            assert p.returncode == 0, p.stderr
+            d = read_maildir(out, {"INBOX": view["INBOX"]})["INBOX"]["msgs"]
+            assert {u: m["body"] for u, m in d.items()} == \
+                {u: m["body"] for u, m in view["INBOX"]["msgs"].items()}
+            out = tmp_path / f"busy-mbox{i}"
+            p = export(data, out, "mbox")
+            assert p.returncode == 0, p.stderr
+            got = read_mboxrd(out / "INBOX")
+            assert [b for _f, _o, b in got] == [m["body"] for _u, m in sorted(view["INBOX"]["msgs"].items())]
+    finally:
+        stop.set()
+        th.join(60)
+    assert not errors, errors
+    assert rounds[0] > 0, "the client worked during the exports"
+
+
 # ---- Must show 4: export, import, the same mail ----------------------------------------
 
 def _round_trip(data, tmp_path, store, fmt, source):
