@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,9 +60,23 @@ static int open_out(const char *out, const char *data, int *created_r)
 {
 	char real_out[PATH_MAX], real_data[PATH_MAX];
 	*created_r = 0;
-	if (mkdir(out, 0700) == 0)
+	if (mkdir(out, 0700) == 0) {
 		*created_r = 1;
-	else if (errno != EEXIST) {
+		/* the new folder's name, durable in its parent (the rest is
+		 * fsynced by export_run) */
+		char parent[PATH_MAX];
+		snprintf(parent, sizeof(parent), "%s", out);
+		int pfd = open(dirname(parent), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (pfd < 0 || fsync(pfd) < 0) {
+			fprintf(stderr, "mailroom export: cannot fsync the folder of %s: %s\n", out,
+				strerror(errno));
+			if (pfd >= 0)
+				close(pfd);
+			rmdir(out);
+			return -1;
+		}
+		close(pfd);
+	} else if (errno != EEXIST) {
 		fprintf(stderr, "mailroom export: cannot create %s: %s\n", out, strerror(errno));
 		return -1;
 	}
