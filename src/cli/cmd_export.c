@@ -137,13 +137,20 @@ static int exit_for(const struct error *err, const struct export_report *r)
 	if (r->write_failed)
 		return EX_IOERR;
 	switch (err->code) {
-	case ERR_NOUSER: return EX_NOUSER;
-	case ERR_NOTFOUND: return EX_NOINPUT;
-	case ERR_EXISTS: return EX_CANTCREAT;
-	case ERR_INVALID: return EX_DATAERR;
-	case ERR_TEMP: return EX_TEMPFAIL;
-	case ERR_NOSPACE: return EX_TEMPFAIL;
-	default: return EX_SOFTWARE;
+	case ERR_NOUSER:
+		return EX_NOUSER;
+	case ERR_NOTFOUND:
+		return EX_NOINPUT;
+	case ERR_EXISTS:
+		return EX_CANTCREAT;
+	case ERR_INVALID:
+		return EX_DATAERR;
+	case ERR_TEMP:
+		return EX_TEMPFAIL;
+	case ERR_NOSPACE:
+		return EX_TEMPFAIL;
+	default:
+		return EX_SOFTWARE;
 	}
 }
 
@@ -154,10 +161,10 @@ static int parse(int argc, char **argv, const char **data, const char **out,
 		 struct export_options *opt)
 {
 	static const struct option longopts[] = {
-		{ "format", required_argument, NULL, 'f' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "copy", no_argument, NULL, 'c' },
-		{ NULL, 0, NULL, 0 },
+		{"format", required_argument, NULL, 'f'},
+		{"output", required_argument, NULL, 'o'},
+		{"copy", no_argument, NULL, 'c'},
+		{NULL, 0, NULL, 0},
 	};
 	int c, have_format = 0;
 	while ((c = getopt_long(argc, argv, "d:f:o:", longopts, NULL)) != -1) {
@@ -184,9 +191,9 @@ static int parse(int argc, char **argv, const char **data, const char **out,
 int cmd_export(int argc, char **argv)
 {
 	const char *data = cli_default_data_dir(), *out = NULL;
-	struct export_options opt = { 0 };
-	struct export_report report = { 0 };
-	struct progress prog = { .tty = isatty(2) };
+	struct export_options opt = {0};
+	struct export_report report = {0};
+	struct progress prog = {.tty = isatty(2)};
 	struct config *config = NULL;
 	struct store *store = NULL;
 	struct store_user *user = NULL;
@@ -225,7 +232,8 @@ int cmd_export(int argc, char **argv)
 			fprintf(stderr, "mailroom export: %s holds an unfinished export\n", out);
 		goto out;
 	}
-	printf("exported %llu messages in %u mailboxes to %s (%llu hard-linked, %llu bytes written)\n",
+	printf("exported %llu messages in %u mailboxes to %s (%llu hard-linked, %llu bytes "
+	       "written)\n",
 	       (unsigned long long)report.messages, report.mailboxes, out,
 	       (unsigned long long)report.linked, (unsigned long long)report.bytes);
 	rc = report.skipped > 0 ? EX_DATAERR : 0;

@@ -74,8 +74,8 @@ static int msg_cb(void *ctx, const struct store_msg *m)
 		ms->v = v;
 		ms->cap = cap;
 	}
-	ms->v[ms->n++] = (struct export_msg){ m->uid, m->flags, m->keywords, m->size,
-					      m->internaldate };
+	ms->v[ms->n++] =
+		(struct export_msg){m->uid, m->flags, m->keywords, m->size, m->internaldate};
 	return 0;
 }
 
@@ -106,7 +106,9 @@ int export_name_path(const char *name, char sep, struct buf *out, struct error *
 			buf_putc(out, sep);
 		if (memchr(p, sep, len) != NULL || len == 0) {
 			error_set(err, ERR_INVALID, "a level of the name is empty or holds '%s'%s",
-				  sep == '.' ? "." : sep == '\t' ? "\\t" : "/",
+				  sep == '.'	? "."
+				  : sep == '\t' ? "\\t"
+						: "/",
 				  sep == '.' ? " (the Maildir++ separator)" : "");
 			return -1;
 		}
@@ -198,7 +200,7 @@ static int export_one(struct export_ctx *x, struct store_user *user, const char 
 {
 	struct store_mailbox *mbox = NULL;
 	struct store_status st;
-	struct msgs ms = { 0 };
+	struct msgs ms = {0};
 	int ret = -1;
 
 	if (store_mailbox_open(user, name, &mbox, err) < 0 ||
@@ -220,8 +222,8 @@ static int export_one(struct export_ctx *x, struct store_user *user, const char 
 	};
 	if (x->opt->progress != NULL)
 		x->opt->progress(x->opt->ctx, b.name, 0, (uint32_t)b.nmsgs);
-	if ((x->opt->format == EXPORT_MAILDIR ? export_maildir_box(x, &b, err) :
-						export_mbox_box(x, &b, err)) < 0)
+	if ((x->opt->format == EXPORT_MAILDIR ? export_maildir_box(x, &b, err)
+					      : export_mbox_box(x, &b, err)) < 0)
 		goto fail;
 	ret = 0;
 fail:
@@ -233,8 +235,8 @@ fail:
 int export_run(struct store_user *user, int outfd, const struct export_options *opt,
 	       struct export_report *report_r, struct error *err)
 {
-	struct names all = { 0 }, want = { 0 };
-	struct export_ctx x = { .outfd = outfd, .opt = opt };
+	struct names all = {0}, want = {0};
+	struct export_ctx x = {.outfd = outfd, .opt = opt};
 	int ret = -1;
 
 	if (check_empty(outfd, err) < 0)

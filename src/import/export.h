@@ -68,7 +68,7 @@ struct export_options {
 	enum export_format format;
 	const char *const *mailboxes; /* IMAP names (UTF-8); NULL/0: every mailbox */
 	size_t nmailboxes;
-	int copy;		      /* 1: never hard-link */
+	int copy; /* 1: never hard-link */
 	/* Called after each message and mailbox (may be NULL): for progress. */
 	void (*progress)(void *ctx, const char *mailbox, uint32_t done, uint32_t total);
 	/* Called for each mailbox or message left out, with the reason. */
@@ -147,8 +147,8 @@ void export_out_errno(struct export_ctx *x, struct error *err, const char *what)
  * the state carries over. Only the start of each line is held, as a count,
  * so a line of a million '>' costs no memory. */
 struct export_mboxrd {
-	int state;	/* 0: at line start, 1: counting '>', 2: matching "From ", 3: rest of line */
-	size_t gt;	/* '>' seen at this line's start */
+	int state; /* 0: at line start, 1: counting '>', 2: matching "From ", 3: rest of line */
+	size_t gt; /* '>' seen at this line's start */
 	size_t matched; /* bytes of "From " matched after them */
 };
 void export_mboxrd_init(struct export_mboxrd *q);
@@ -171,8 +171,7 @@ struct export_mbox_msg {
 };
 void export_mbox_msg_begin(struct export_mbox_msg *m, const char *sender, int64_t internaldate,
 			   const char *extra, struct buf *out);
-void export_mbox_msg_feed(struct export_mbox_msg *m, const char *data, size_t len,
-			  struct buf *out);
+void export_mbox_msg_feed(struct export_mbox_msg *m, const char *data, size_t len, struct buf *out);
 void export_mbox_msg_end(struct export_mbox_msg *m, struct buf *out);
 /* The envelope sender for the From_ line from the start of a message
  * (Return-Path's address, if it is one word), else "MAILER-DAEMON".

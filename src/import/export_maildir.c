@@ -42,8 +42,8 @@ static void flag_letters(const struct store_mailbox *mbox, const struct export_m
 		char letter;
 		uint32_t flag;
 	} letters[] = {
-		{ 'D', STORE_F_DRAFT },	   { 'F', STORE_F_FLAGGED }, { 'P', STORE_F_PASSED },
-		{ 'R', STORE_F_ANSWERED }, { 'S', STORE_F_SEEN },    { 'T', STORE_F_DELETED },
+		{'D', STORE_F_DRAFT},	 {'F', STORE_F_FLAGGED}, {'P', STORE_F_PASSED},
+		{'R', STORE_F_ANSWERED}, {'S', STORE_F_SEEN},	 {'T', STORE_F_DELETED},
 	};
 	for (size_t i = 0; i < sizeof(letters) / sizeof(letters[0]); i++)
 		if (m->flags & letters[i].flag)
@@ -56,7 +56,8 @@ static void flag_letters(const struct store_mailbox *mbox, const struct export_m
 }
 
 /* Copy the message file: bytes, then mtime = INTERNALDATE, then fsync. */
-static int copy_file(struct export_ctx *x, int fd, int dirfd, const char *name, int64_t internaldate, struct error *err)
+static int copy_file(struct export_ctx *x, int fd, int dirfd, const char *name,
+		     int64_t internaldate, struct error *err)
 {
 	char block[65536];
 	int out = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -81,7 +82,7 @@ static int copy_file(struct export_ctx *x, int fd, int dirfd, const char *name, 
 		}
 		off += n;
 	}
-	struct timespec ts[2] = { { (time_t)internaldate, 0 }, { (time_t)internaldate, 0 } };
+	struct timespec ts[2] = {{(time_t)internaldate, 0}, {(time_t)internaldate, 0}};
 	if (futimens(out, ts) < 0 || fsx_fsync(out) < 0) {
 		export_out_errno(x, err, "export: finish a message file");
 		goto fail;
@@ -151,7 +152,8 @@ out:
 	return ret;
 }
 
-static int make_dirs(struct export_ctx *x, int outfd, const char *dir, int *dirfd_r, int *curfd_r, struct error *err)
+static int make_dirs(struct export_ctx *x, int outfd, const char *dir, int *dirfd_r, int *curfd_r,
+		     struct error *err)
 {
 	if (strcmp(dir, ".") != 0 && mkdirat(outfd, dir, 0700) < 0) {
 		export_out_errno(x, err, "export: create a folder");
@@ -241,7 +243,8 @@ int export_maildir_box(struct export_ctx *x, const struct export_box *b, struct 
 		if (export_message(x, b, &b->msgs[i], fwd, curfd, &uidlist, err) < 0)
 			goto out;
 		if (x->opt->progress != NULL)
-			x->opt->progress(x->opt->ctx, b->name, (uint32_t)(i + 1), (uint32_t)b->nmsgs);
+			x->opt->progress(x->opt->ctx, b->name, (uint32_t)(i + 1),
+					 (uint32_t)b->nmsgs);
 	}
 	if (uidlist.failed) {
 		error_set(err, ERR_TEMP, "export: out of memory");

@@ -92,7 +92,8 @@ void export_mbox_msg_begin(struct export_mbox_msg *m, const char *sender, int64_
 	struct tm tm;
 	time_t t = internaldate > 0 ? (time_t)internaldate : 0;
 	/* asctime's form, in UTC (RFC 4155 2) */
-	if (gmtime_r(&t, &tm) == NULL || strftime(date, sizeof(date), "%a %b %e %H:%M:%S %Y", &tm) == 0)
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(date, sizeof(date), "%a %b %e %H:%M:%S %Y", &tm) == 0)
 		snprintf(date, sizeof(date), "Thu Jan  1 00:00:00 1970");
 	buf_printf(out, "From %s %s\n", sender, date);
 	export_mboxrd_init(&m->q);
@@ -114,8 +115,7 @@ static void put_char(struct export_mbox_msg *m, char c, struct buf *out)
 	m->bol = c == '\n';
 }
 
-void export_mbox_msg_feed(struct export_mbox_msg *m, const char *data, size_t len,
-			  struct buf *out)
+void export_mbox_msg_feed(struct export_mbox_msg *m, const char *data, size_t len, struct buf *out)
 {
 	for (size_t i = 0; i < len; i++) {
 		char c = data[i];
@@ -157,16 +157,19 @@ void export_mbox_sender(const char *head, size_t len, char *sender_r, size_t siz
 		const char *eol = memchr(p, '\n', (size_t)(end - p));
 		if (eol == NULL)
 			return; /* a header line cut off: not decidable, keep the default */
-		if ((size_t)(eol - p) >= sizeof(rp) - 1 && strncasecmp(p, rp, sizeof(rp) - 1) == 0) {
+		if ((size_t)(eol - p) >= sizeof(rp) - 1 &&
+		    strncasecmp(p, rp, sizeof(rp) - 1) == 0) {
 			const char *v = p + sizeof(rp) - 1;
 			while (v < eol && (*v == ' ' || *v == '\t'))
 				v++;
 			int bracket = v < eol && *v == '<';
 			const char *a = v + bracket;
-			for (v = a; v < eol && *v > ' ' && *v < 0x7f && *v != '>'; v++)
-				;
-			int ended = bracket ? v < eol && *v == '>' :
-					      v == eol || *v == ' ' || *v == '\t' || *v == '\r';
+			v = a;
+			while (v < eol && (unsigned char)*v > ' ' && (unsigned char)*v < 0x7f &&
+			       *v != '>')
+				v++;
+			int ended = bracket ? v < eol && *v == '>'
+					    : v == eol || *v == ' ' || *v == '\t' || *v == '\r';
 			if (v > a && (size_t)(v - a) < size && ended) {
 				memcpy(sender_r, a, (size_t)(v - a));
 				sender_r[v - a] = '\0';
@@ -255,8 +258,10 @@ static void extra_headers(const struct export_box *b, const struct export_msg *m
 	static const struct {
 		char letter;
 		uint32_t flag;
-	} xs[] = { { 'A', STORE_F_ANSWERED }, { 'F', STORE_F_FLAGGED },
-		   { 'T', STORE_F_DRAFT },    { 'D', STORE_F_DELETED } };
+	} xs[] = {{'A', STORE_F_ANSWERED},
+		  {'F', STORE_F_FLAGGED},
+		  {'T', STORE_F_DRAFT},
+		  {'D', STORE_F_DELETED}};
 	if (m->flags & (STORE_F_ANSWERED | STORE_F_FLAGGED | STORE_F_DRAFT | STORE_F_DELETED)) {
 		buf_puts(h, "X-Status: ");
 		for (size_t i = 0; i < sizeof(xs) / sizeof(xs[0]); i++)
@@ -399,7 +404,8 @@ int export_mbox_box(struct export_ctx *x, const struct export_box *b, struct err
 			x->report.messages++;
 		}
 		if (x->opt->progress != NULL)
-			x->opt->progress(x->opt->ctx, b->name, (uint32_t)(i + 1), (uint32_t)b->nmsgs);
+			x->opt->progress(x->opt->ctx, b->name, (uint32_t)(i + 1),
+					 (uint32_t)b->nmsgs);
 	}
 	if (first)
 		pseudo_message(b, &out);

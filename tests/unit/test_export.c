@@ -51,7 +51,7 @@ static void test_quote_from_lines(void **state)
 	quoted(">>>From x\n", ">>>>From x\n");
 	quoted("a\nFrom b\nc\n", "a\n>From b\nc\n");
 	quoted("From \n", ">From \n");
-	quoted("From ", ">From ");	/* decided at the space, even at the end */
+	quoted("From ", ">From "); /* decided at the space, even at the end */
 	quoted("\nFrom x", "\n>From x");
 }
 
@@ -59,15 +59,15 @@ static void test_quote_leaves_other_lines(void **state)
 {
 	(void)state;
 	quoted("", "");
-	quoted("From\n", "From\n");	/* no space: not a From_ line */
+	quoted("From\n", "From\n"); /* no space: not a From_ line */
 	quoted("Fromage\n", "Fromage\n");
 	quoted(" From x\n", " From x\n");
-	quoted("FROM x\n", "FROM x\n");	/* the match is case-sensitive */
+	quoted("FROM x\n", "FROM x\n"); /* the match is case-sensitive */
 	quoted("from x\n", "from x\n");
 	quoted("x From y\n", "x From y\n");
 	quoted(">Fro\n", ">Fro\n");
 	quoted(">>\n", ">>\n");
-	quoted(">Fro", ">Fro");		/* held at the end: flushed as it was */
+	quoted(">Fro", ">Fro"); /* held at the end: flushed as it was */
 	quoted(">>", ">>");
 	quoted("Subject: From x\n", "Subject: From x\n");
 	quoted(">\n>From x\n>", ">\n>>From x\n>");
@@ -139,8 +139,8 @@ static void message(const char *in, int64_t date, const char *extra, const char 
 					     strlen(in) - i < step ? strlen(in) - i : step, &out);
 		export_mbox_msg_end(&m, &out);
 		if (strcmp(buf_cstr(&out), want) != 0)
-			fail_msg("message (slices of %zu): got\n%s\nwant\n%s", step,
-				 buf_cstr(&out), want);
+			fail_msg("message (slices of %zu): got\n%s\nwant\n%s", step, buf_cstr(&out),
+				 want);
 		buf_free(&out);
 	}
 }
@@ -167,8 +167,7 @@ static void test_message(void **state)
 	message("S: 1\r\n\r\nx\r", 0, "",
 		"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nS: 1\n\nx\r\n\n");
 	/* an empty message */
-	message("", 0, "X-UID: 4\n",
-		"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nX-UID: 4\n\n");
+	message("", 0, "X-UID: 4\n", "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nX-UID: 4\n\n");
 }
 
 static void sender(const char *head, const char *want)
@@ -188,9 +187,11 @@ static void test_sender(void **state)
 	sender("Subject: x\r\n\r\nReturn-Path: <late@x>\r\n", "MAILER-DAEMON");
 	sender("Return-Path: <a b@c>\n\n", "MAILER-DAEMON");
 	sender("", "MAILER-DAEMON");
+	sender("Return-Path: <b\xc3\xa4" "d@x>\n\n", "MAILER-DAEMON"); /* 8-bit: not in a From_ line */
 	sender("Return-Path: <cut", "MAILER-DAEMON");
 	/* longer than the buffer: not truncated into another address */
-	sender("Return-Path: <aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@x>\n\n",
+	sender("Return-Path: "
+	       "<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@x>\n\n",
 	       "MAILER-DAEMON");
 }
 
