@@ -416,7 +416,9 @@ static int set_node(struct search *se, const struct imap_arg *a, bool uid)
 		n->type = N_NONE;
 		return id;
 	}
-	if (imap_arg_uidset(se->s, se->cmd, a, uid, &n->uids, &n->nuids) < 0) {
+	int r = uid ? imap_arg_uidset(se->s, se->cmd, a, true, &n->uids, &n->nuids)
+		    : imap_arg_uidset_search(se->s, se->cmd, a, &n->uids, &n->nuids);
+	if (r < 0) {
 		se->replied = true;
 		return -1;
 	}

@@ -226,10 +226,11 @@ static int cmd_store(struct imap_session *s, const struct imap_command *cmd)
 	free(sc.failed);
 	imap_view_sync(s, cmd->uid);
 	if (!s->base.closing) {
-		if (modified.len > 0) /* imap_send_tagged would cut a long set */
+		if (modified.len > 0) { /* imap_send_tagged would cut a long set */
 			imap_send(s, "%s OK [MODIFIED %s] Conditional STORE failed\r\n", cmd->tag,
 				  buf_cstr(&modified));
-		else
+			imap_send_good(s);
+		} else
 			imap_send_tagged(s, cmd, "OK", "Store completed");
 	}
 	buf_free(&modified);

@@ -32,8 +32,12 @@
 
 enum imap_state { IMAP_NOT_AUTH, IMAP_AUTH, IMAP_SELECTED, IMAP_LOGOUT };
 
-/* Invalid commands (BAD) a session may send before it gets BYE. RFC 3501
- * and RFC 9051 set no limit; like Dovecot, 20. */
+/* Consecutive invalid commands (BAD) a session may send before it gets
+ * BYE: the next one closes. RFC 3501 and RFC 9051 set no limit; Dovecot
+ * allows 20 in a row (CLIENT_MAX_BAD_COMMANDS) and so do we. A command
+ * answered OK or NO starts the count again (imap_send_good): clients and
+ * test tools that probe with odd but valid commands get BADs now and then
+ * over a long session, and must not be cut off for their sum. */
 #define IMAP_MAX_BAD_COMMANDS 20
 
 /* The selected mailbox as this session has told its client about it:
@@ -112,6 +116,9 @@ void imap_send_raw(struct imap_session *s, const void *data, size_t len);
  * After too many BADs the session says BYE and closes. */
 void imap_send_tagged(struct imap_session *s, const struct imap_command *cmd, const char *status,
 		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* A tagged OK or NO was written without imap_send_tagged: the run of
+ * BADs (IMAP_MAX_BAD_COMMANDS) is over. imap_send_tagged calls it itself. */
+void imap_send_good(struct imap_session *s);
 /* Tagged NO for a store error: [SERVERBUG]/[UNAVAILABLE] for temporary ones,
  * [OVERQUOTA], [NONEXISTENT], [ALREADYEXISTS], [LIMIT], [CANNOT]. */
 void imap_send_store_error(struct imap_session *s, const struct imap_command *cmd,
@@ -146,6 +153,12 @@ int imap_arg_flags(struct imap_session *s, const struct imap_command *cmd,
  * Returns a malloc'ed ascending array of UIDs that exist, or -1 after a BAD. */
 int imap_arg_uidset(struct imap_session *s, const struct imap_command *cmd,
 		    const struct imap_arg *arg, bool uid, uint32_t **uids_r, size_t *n_r);
+/* The same for a sequence set that is a SEARCH key: numbers beyond the
+ * mailbox name no message instead of being BAD. RFC 9051 6.4.4 lets a
+ * server answer either way; Dovecot and Cyrus answer OK with no match for
+ * SEARCH 1000 and so do we (a client's idea of the mailbox may be stale). */
+int imap_arg_uidset_search(struct imap_session *s, const struct imap_command *cmd,
+			   const struct imap_arg *arg, uint32_t **uids_r, size_t *n_r);
 
 /* ---- the view (imap_view.c) ---- */
 int imap_view_open(struct imap_session *s, const char *name, bool readonly, struct error *err);

@@ -56,10 +56,17 @@ void imap_send_tagged(struct imap_session *s, const struct imap_command *cmd, co
 	imap_send(s, "%s %s %s\r\n", tag, status, n >= 0 ? text : "");
 	if (n >= 0)
 		free(text);
-	if (strcmp(status, "BAD") == 0 && session_error_limit(&s->base, IMAP_MAX_BAD_COMMANDS)) {
+	if (strcmp(status, "BAD") != 0)
+		imap_send_good(s);
+	else if (session_error_limit(&s->base, IMAP_MAX_BAD_COMMANDS)) {
 		imap_send(s, "* BYE Too many invalid commands\r\n");
 		s->base.closing = true;
 	}
+}
+
+void imap_send_good(struct imap_session *s)
+{
+	s->base.errors = 0;
 }
 
 void imap_send_store_error(struct imap_session *s, const struct imap_command *cmd,
