@@ -1112,7 +1112,7 @@ static int cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 	}
 	/* RFC 7162 3.1: MODSEQ and CHANGEDSINCE are CONDSTORE-enabling */
 	if (fc->want_modseq)
-		s->condstore = true;
+		imap_view_enable_condstore(s);
 	if (fc->vanished && send_vanished(fc, &cmd->args[0], &err) < 0) {
 		imap_send_store_error(s, cmd, &err);
 		ctx_free(fc);

@@ -1438,7 +1438,7 @@ static int cmd_search(struct imap_session *s, const struct imap_command *cmd)
 	order(&se, se.root);
 	/* RFC 7162 3.1: a MODSEQ criterion is CONDSTORE-enabling */
 	if (se.has_modseq)
-		s->condstore = true;
+		imap_view_enable_condstore(s);
 	if (run_search(&se, &res, &err) < 0) {
 		free_nodes(&se);
 		free(res.uids);

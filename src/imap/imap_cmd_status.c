@@ -79,7 +79,7 @@ static int cmd_status(struct imap_session *s, const struct imap_command *cmd)
 	if (name == NULL)
 		return 0;
 	if (items & IMAP_STATUS_HIGHESTMODSEQ)
-		s->condstore = true; /* RFC 7162 3.1: a CONDSTORE-enabling command */
+		imap_view_enable_condstore(s); /* RFC 7162 3.1: CONDSTORE-enabling */
 	if (imap_cmd_status_send(s, name, items, &err) < 0)
 		imap_send_store_error(s, cmd, &err);
 	else {

@@ -187,7 +187,7 @@ static int cmd_store(struct imap_session *s, const struct imap_command *cmd)
 		return 0;
 	}
 	if (since_given)
-		s->condstore = true; /* RFC 7162 3.1: a CONDSTORE-enabling command */
+		imap_view_enable_condstore(s); /* RFC 7162 3.1: CONDSTORE-enabling */
 	if (since_given && n > 0 && (sc.failed = malloc(n * sizeof(*sc.failed))) == NULL) {
 		free(uids);
 		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");

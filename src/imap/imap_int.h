@@ -191,6 +191,11 @@ uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid);
  * does not report it back. */
 void imap_view_update(struct imap_view *v, uint32_t uid, uint32_t flags, uint32_t keywords,
 		      uint64_t modseq);
+/* A CONDSTORE-enabling command (RFC 7162 3.1: ENABLE, FETCH MODSEQ or
+ * CHANGEDSINCE, SEARCH MODSEQ, STORE UNCHANGEDSINCE, STATUS HIGHESTMODSEQ)
+ * ran: enable it, and the first time with a mailbox selected send
+ * "* OK [HIGHESTMODSEQ n]". */
+void imap_view_enable_condstore(struct imap_session *s);
 /* "* FLAGS" and "* OK [PERMANENTFLAGS]" for the selected mailbox. */
 void imap_view_send_flags(struct imap_session *s);
 

@@ -352,6 +352,21 @@ int imap_view_changes_apply(struct imap_session *s, const struct imap_view_chang
 	return 0;
 }
 
+void imap_view_enable_condstore(struct imap_session *s)
+{
+	if (s->condstore)
+		return;
+	s->condstore = true;
+	/* RFC 7162 3.1: a CONDSTORE-enabling command while a mailbox is
+	 * selected whose SELECT did not enable it: tell the client the
+	 * mailbox's HIGHESTMODSEQ now (as Dovecot does), before the command's
+	 * own responses. seen_modseq, not the store's: changes above it are
+	 * still to come to this client as FETCH responses. */
+	if (s->view != NULL)
+		imap_send(s, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
+			  (unsigned long long)s->view->seen_modseq);
+}
+
 int imap_view_sync(struct imap_session *s, bool allow_expunge)
 {
 	struct imap_view_changes c;
