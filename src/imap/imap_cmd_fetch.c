@@ -838,7 +838,7 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 		case IT_UID: send_u32(s, "UID ", m->uid, ""); break;
 		case IT_FLAGS:
 			imap_send_raw(s, "FLAGS ", 6);
-			imap_send_flags(s, m->flags, m->keywords);
+			imap_send_flags(s, m->flags | imap_view_recent(s, m->uid), m->keywords);
 			flags_done = true;
 			break;
 		case IT_INTERNALDATE: send_internaldate(s, m->internaldate); break;
@@ -868,7 +868,7 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 		/* RFC 9051 6.4.5: the \Seen flag set as a side effect is reported */
 		if (!flags_done) {
 			imap_send_raw(s, " FLAGS ", 7);
-			imap_send_flags(s, m->flags, m->keywords);
+			imap_send_flags(s, m->flags | imap_view_recent(s, m->uid), m->keywords);
 		}
 		if (s->condstore && !modseq_done)
 			imap_send(s, " MODSEQ (%" PRIu64 ")", m->modseq);

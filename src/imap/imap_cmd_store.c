@@ -86,7 +86,7 @@ static void report(void *ctx, const struct store_flag_report *r)
 		return;
 	bool modseq_changed = r->modseq != v->modseqs[seq - 1];
 	if (sc->silent) {
-		uint32_t ef = v->flags[seq - 1], ek = v->keywords[seq - 1];
+		uint32_t ef = v->flags[seq - 1] & ~IMAP_FLAG_RECENT, ek = v->keywords[seq - 1];
 		store_flags_apply(sc->mode, sc->flags, sc->keywords, &ef, &ek);
 		if (ef != r->flags || ek != r->keywords)
 			return; /* changed elsewhere too: the sync reports it */
@@ -101,7 +101,7 @@ static void report(void *ctx, const struct store_flag_report *r)
 		if (sc->uid_cmd || s->qresync)
 			imap_send(s, "UID %u ", r->uid);
 		imap_send(s, "FLAGS ");
-		imap_send_flags(s, r->flags, r->keywords);
+		imap_send_flags(s, r->flags | imap_view_recent(s, r->uid), r->keywords);
 		if (s->condstore)
 			imap_send(s, " MODSEQ (%" PRIu64 ")", r->modseq);
 		imap_send(s, ")\r\n");

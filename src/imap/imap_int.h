@@ -43,12 +43,17 @@ enum imap_state { IMAP_NOT_AUTH, IMAP_AUTH, IMAP_SELECTED, IMAP_LOGOUT };
 /* The selected mailbox as this session has told its client about it:
  * message sequence number i+1 is uids[i]. Changes by others are folded in
  * by imap_view_sync() at the points RFC 9051 allows (7.5.1). */
+/* In imap_view.flags and in the flags given to imap_send_flags, beside the
+ * STORE_F_* bits: \Recent (RFC 3501 2.3.2), which this session holds for
+ * the message. Never a store flag: clients cannot set it. */
+#define IMAP_FLAG_RECENT 0x80000000u
+
 struct imap_view {
 	struct store_mailbox *mbox;
 	bool readonly;
 	uint32_t uidvalidity;
 	uint32_t *uids;
-	uint32_t *flags;
+	uint32_t *flags; /* STORE_F_*, and IMAP_FLAG_RECENT */
 	uint32_t *keywords;
 	uint64_t *modseqs;
 	size_t n;
@@ -56,6 +61,10 @@ struct imap_view {
 	uint64_t seen_modseq;	 /* every change up to this is reflected */
 	uint64_t expunge_modseq; /* every expunge up to this is reflected */
 	unsigned nkeywords_announced; /* keywords listed in the last FLAGS */
+	/* The UIDs [recent_lo, recent_hi) are recent in this session (the
+	 * last claim, store_mailbox_recent): messages that enter the view in
+	 * that range get IMAP_FLAG_RECENT. */
+	uint32_t recent_lo, recent_hi;
 };
 
 struct imap_session {
@@ -127,7 +136,8 @@ void imap_send_store_error(struct imap_session *s, const struct imap_command *cm
 void imap_send_string(struct imap_session *s, const char *str, size_t len);
 /* A mailbox name as the client expects it (mUTF-7 unless UTF-8 enabled). */
 void imap_send_mailbox(struct imap_session *s, const char *name);
-/* The flag list "(\Seen $Forwarded kw)" of a message. */
+/* The flag list "(\Seen $Forwarded kw)" of a message; flags may hold
+ * IMAP_FLAG_RECENT (see imap_view_recent). */
 void imap_send_flags(struct imap_session *s, uint32_t flags, uint32_t keywords);
 
 /* ---- capabilities (imap_capability.c) ---- */
@@ -180,11 +190,19 @@ struct imap_view_changes {
 	size_t nexpunged, cap_expunged;
 	struct store_msg *changed; /* fname NULL */
 	size_t nchanged, cap_changed;
+	bool recent_read; /* recent_lo/hi were read (claimed if read-write) */
+	uint32_t recent_lo, recent_hi;
 };
 int imap_view_changes_read(const struct imap_view *v, bool with_expunges,
 			   struct imap_view_changes *c, struct error *err);
 int imap_view_changes_apply(struct imap_session *s, const struct imap_view_changes *c);
 void imap_view_changes_free(struct imap_view_changes *c);
+/* IMAP_FLAG_RECENT if uid is recent in this session and the session shows
+ * \Recent (not after ENABLE IMAP4rev2: RFC 9051 removed it), else 0: to
+ * OR into the flags given to imap_send_flags. */
+uint32_t imap_view_recent(const struct imap_session *s, uint32_t uid);
+/* The number of messages recent in this session (the RECENT response). */
+size_t imap_view_recent_count(const struct imap_view *v);
 /* Sequence number (1-based) of uid, or 0. */
 uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid);
 /* After this session changed a message itself (STORE), so that the sync

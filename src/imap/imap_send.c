@@ -140,6 +140,7 @@ void imap_send_flags(struct imap_session *s, uint32_t flags, uint32_t keywords)
 		{ STORE_F_ANSWERED, "\\Answered" }, { STORE_F_FLAGGED, "\\Flagged" },
 		{ STORE_F_DELETED, "\\Deleted" },   { STORE_F_SEEN, "\\Seen" },
 		{ STORE_F_DRAFT, "\\Draft" },	    { STORE_F_PASSED, "$Forwarded" },
+		{ IMAP_FLAG_RECENT, "\\Recent" },
 	};
 	/* Sent for every message of a FETCH FLAGS: no printf here. */
 	char buf[2048];
