@@ -114,7 +114,8 @@ def test_flag_keys(c):
         "DELETED": [3], "UNDELETED": [1, 2, 4, 5, 6, 7], "DRAFT": [4],
         "UNDRAFT": [1, 2, 3, 5, 6, 7], "KEYWORD Work": [5], "KEYWORD work": [5],
         "KEYWORD Nope": [], "UNKEYWORD Work": [1, 2, 3, 4, 6, 7], "UNKEYWORD Nope": ALL,
-        # no \Recent in this server (RFC 9051 removed it): NEW = RECENT UNSEEN
+        # the fixture's session took every message as recent (RFC 3501 2.3.2),
+        # so none is recent here: NEW = RECENT UNSEEN, OLD = NOT RECENT
         "RECENT": [], "NEW": [], "OLD": ALL,
         "seen deleted": [3],
     }
