@@ -163,13 +163,87 @@ static int subscribed_parents(const char *pat, const struct name_set *subs, stru
 	return 0;
 }
 
+/* What one LIST or LSUB command asks, and the names it works on. */
+struct list_ctx {
+	struct imap_session *s;
+	bool lsub;
+	unsigned sel, ret, status_items;
+	struct name_set all, subs;
+};
+
+/* The responses for one pattern (reference included, decoded). -1: out
+ * of memory. */
+static int list_matches(const struct list_ctx *lc, const char *full)
+{
+	struct imap_session *s = lc->s;
+	const struct name_set *all = &lc->all, *subs = &lc->subs;
+	bool lsub = lc->lsub;
+	unsigned sel = lc->sel, ret = lc->ret;
+	const struct name_set *base = lsub || (sel & LSEL_SUBSCRIBED) ? subs : all;
+	bool recursive = lsub || (sel & LSEL_RECURSIVE);
+	struct name_set parents = { 0 };
+	if (recursive && subscribed_parents(full, subs, &parents) < 0) {
+		names_free(&parents);
+		return -1;
+	}
+	for (size_t i = 0; i < base->n; i++) {
+		const char *name = base->v[i];
+		if (!match(full, name))
+			continue;
+		ssize_t a = find_name(all, name);
+		const char *special = a >= 0 ? all->special[a] : NULL;
+		if ((sel & LSEL_SPECIAL) && special == NULL)
+			continue;
+		list_one(s, name, special, a >= 0, find_name(subs, name) >= 0 || lsub,
+			 has_child(all, name), ret | (sel & LSEL_SUBSCRIBED ? LRET_SUBSCRIBED : 0), lsub,
+			 lc->status_items, sel != 0, find_name(&parents, name) >= 0);
+	}
+	/* RECURSIVEMATCH (RFC 5258 3.5) and LSUB (RFC 3501 6.3.9): the
+	 * matching parents of subscribed names, not subscribed themselves. */
+	for (size_t i = 0; i < parents.n; i++) {
+		const char *name = parents.v[i];
+		if (find_name(subs, name) >= 0)
+			continue; /* listed above, with its CHILDINFO */
+		ssize_t a = find_name(all, name);
+		/* LSUB: \Noselect, "not subscribed" (RFC 3501 6.3.9) */
+		list_one(s, name, a >= 0 ? all->special[a] : NULL, a >= 0 && !lsub, false,
+			 has_child(all, name), ret, lsub, lc->status_items, sel != 0, true);
+	}
+	names_free(&parents);
+	/* Parents that do not exist but have matching children, for '%'
+	 * patterns (RFC 9051 6.3.9: \NonExistent / \Noselect). */
+	if (lsub || (sel & (LSEL_SUBSCRIBED | LSEL_SPECIAL)))
+		return 0;
+	for (size_t i = 0; i < all->n; i++) {
+		char parent[1024];
+		snprintf(parent, sizeof(parent), "%s", all->v[i]);
+		char *slash;
+		while ((slash = strrchr(parent, '/')) != NULL) {
+			*slash = '\0';
+			if (find_name(all, parent) >= 0)
+				break;
+			if (!match(full, parent))
+				continue;
+			/* report each missing parent once */
+			bool dup = false;
+			for (size_t k = 0; k < i && !dup; k++)
+				dup = strncmp(all->v[k], parent, strlen(parent)) == 0 &&
+				      all->v[k][strlen(parent)] == '/';
+			if (!dup)
+				list_one(s, parent, NULL, false, find_name(subs, parent) >= 0, true, ret,
+					 false, 0, sel != 0, false);
+		}
+	}
+	return 0;
+}
+
 static int cmd_list(struct imap_session *s, const struct imap_command *cmd)
 {
 	bool lsub = strcmp(cmd->name, "LSUB") == 0;
 	size_t ai = 0;
 	unsigned sel = 0, ret = 0, status_items = 0;
 	struct error err;
-	struct name_set all = { 0 }, subs = { 0 }, parents = { 0 };
+	struct list_ctx lc = { .s = s, .lsub = lsub };
 
 	/* LIST [(selection options)] reference patterns [RETURN (options)] */
 	if (!lsub && ai < cmd->argc && cmd->args[ai].type == IMAP_ARG_LIST) {
@@ -235,10 +309,13 @@ static int cmd_list(struct imap_session *s, const struct imap_command *cmd)
 		pats = pat_arg->list;
 		npats = pat_arg->count;
 	}
-	if (store_mailbox_list(s->suser, add_name, &all, &err) < 0 ||
-	    store_subscriptions(s->suser, add_sub, &subs, &err) < 0) {
-		names_free(&all);
-		names_free(&subs);
+	lc.sel = sel;
+	lc.ret = ret;
+	lc.status_items = status_items;
+	if (store_mailbox_list(s->suser, add_name, &lc.all, &err) < 0 ||
+	    store_subscriptions(s->suser, add_sub, &lc.subs, &err) < 0) {
+		names_free(&lc.all);
+		names_free(&lc.subs);
 		imap_send_store_error(s, cmd, &err);
 		return 0;
 	}
@@ -262,69 +339,16 @@ static int cmd_list(struct imap_session *s, const struct imap_command *cmd)
 			imap_send(s, "* LIST (\\Noselect) \"/\" \"\"\r\n");
 			continue;
 		}
-		const struct name_set *base = lsub || (sel & LSEL_SUBSCRIBED) ? &subs : &all;
-		bool recursive = lsub || (sel & LSEL_RECURSIVE);
-		names_free(&parents);
-		memset(&parents, 0, sizeof(parents));
-		if (recursive && subscribed_parents(full, &subs, &parents) < 0) {
+		if (list_matches(&lc, full) < 0) {
 			imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 			goto out;
-		}
-		for (size_t i = 0; i < base->n; i++) {
-			const char *name = base->v[i];
-			if (!match(full, name))
-				continue;
-			ssize_t a = find_name(&all, name);
-			bool exists = a >= 0;
-			const char *special = a >= 0 ? all.special[a] : NULL;
-			if ((sel & LSEL_SPECIAL) && special == NULL)
-				continue;
-			list_one(s, name, special, exists, find_name(&subs, name) >= 0 || lsub,
-				 has_child(&all, name), ret | (sel & LSEL_SUBSCRIBED ? LRET_SUBSCRIBED : 0),
-				 lsub, status_items, sel != 0, find_name(&parents, name) >= 0);
-		}
-		/* RECURSIVEMATCH (RFC 5258 3.5) and LSUB (RFC 3501 6.3.9): the
-		 * matching parents of subscribed names, not subscribed themselves. */
-		for (size_t i = 0; recursive && i < parents.n; i++) {
-			const char *name = parents.v[i];
-			if (find_name(&subs, name) >= 0)
-				continue; /* listed above, with its CHILDINFO */
-			ssize_t a = find_name(&all, name);
-			/* LSUB: \Noselect, "not subscribed" (RFC 3501 6.3.9) */
-			list_one(s, name, a >= 0 ? all.special[a] : NULL, a >= 0 && !lsub, false,
-				 has_child(&all, name), ret, lsub, status_items, sel != 0, true);
-		}
-		/* Parents that do not exist but have matching children, for '%'
-		 * patterns (RFC 9051 6.3.9: \NonExistent / \Noselect). */
-		if (!lsub && !(sel & (LSEL_SUBSCRIBED | LSEL_SPECIAL))) {
-			for (size_t i = 0; i < all.n; i++) {
-				char parent[1024];
-				snprintf(parent, sizeof(parent), "%s", all.v[i]);
-				char *slash;
-				while ((slash = strrchr(parent, '/')) != NULL) {
-					*slash = '\0';
-					if (find_name(&all, parent) >= 0)
-						break;
-					if (!match(full, parent))
-						continue;
-					/* report each missing parent once */
-					bool dup = false;
-					for (size_t k = 0; k < i && !dup; k++)
-						dup = strncmp(all.v[k], parent, strlen(parent)) == 0 &&
-						      all.v[k][strlen(parent)] == '/';
-					if (!dup)
-						list_one(s, parent, NULL, false, find_name(&subs, parent) >= 0,
-							 true, ret, false, 0, sel != 0, false);
-				}
-			}
 		}
 	}
 	imap_view_sync(s, true);
 	imap_send_tagged(s, cmd, "OK", "%s completed", cmd->name);
 out:
-	names_free(&all);
-	names_free(&subs);
-	names_free(&parents);
+	names_free(&lc.all);
+	names_free(&lc.subs);
 	return 0;
 }
 

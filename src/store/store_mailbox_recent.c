@@ -29,7 +29,8 @@
  * is lost the number is lost with it, and the mailbox's messages are all
  * recent once more for the next session, as when Dovecot's index is
  * rebuilt. Keyed by the mailbox GUID, so RENAME keeps it and a mailbox
- * deleted and created again under the same name starts afresh. A missing
+ * deleted and created again under the same name starts afresh (the row of
+ * a deleted mailbox stays behind, a few bytes, never read again). A missing
  * row means "nothing claimed yet": first recent UID 1.
  */
 #include "store/store_int.h"
