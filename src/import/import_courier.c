@@ -613,7 +613,7 @@ char *import_courier_name(const char *s, size_t len, struct error *err)
 	}
 	size_t n = strlen(name);
 	for (char *p = name; *p != '\0'; p++) {
-		if (*p == '/' || (unsigned char)*p < 0x20) {
+		if (*p == '/' || (unsigned char)*p < 0x20 || *p == 0x7f) {
 			free(name);
 			error_set(err, ERR_INVALID, "a name with '/' or a control character");
 			return NULL;
@@ -1143,6 +1143,18 @@ static void report_root(const struct import_sink *sink, const char *file, const 
 	report(&fr, file, reason);
 }
 
+/* Whether the store takes name (store_mailbox_name_normalize: a pure
+ * function of the name). Checked here so that one odd folder is reported
+ * and skipped instead of failing the sink and with it the whole import. */
+static int name_storable(const char *name)
+{
+	char *norm = NULL;
+	struct error e2;
+	int ok = store_mailbox_name_normalize(name, &norm, &e2) == 0;
+	free(norm);
+	return ok;
+}
+
 /* "INBOX" or "INBOX.a.b" as a mailroom name; NULL (reported) otherwise. */
 static char *sub_name(const struct import_sink *sink, const char *line)
 {
@@ -1163,6 +1175,11 @@ static char *sub_name(const struct import_sink *sink, const char *line)
 	if (full != NULL)
 		sprintf(full, "INBOX/%s", rest);
 	free(rest);
+	if (full != NULL && !name_storable(full)) {
+		report_root(sink, "courierimapsubscribed", "a name mailroom cannot hold: not subscribed");
+		free(full);
+		return NULL;
+	}
 	return full;
 }
 
@@ -1268,6 +1285,11 @@ static int import_subfolder(const struct import_sink *sink, int root, const char
 		goto out;
 	}
 	sprintf(name, "INBOX/%s", rest);
+	if (!name_storable(name)) {
+		report_root(sink, dname, "a name mailroom cannot hold: not imported");
+		ret = 0;
+		goto out;
+	}
 	fd = fsx_opendir_beneath(root, dname);
 	if (fd < 0) {
 		error_errno(err, dname);
