@@ -11,8 +11,12 @@
  *    such, any other valid UTF-8 as it is.
  *  - courierimapuiddb per folder: "1 UIDVALIDITY NEXTUID", "UID basename"
  *    lines. Messages it names keep their UIDs; others (in cur/ or new/) get
- *    the next free ones, in the order Courier would have given them
- *    (imapscanclient.c: fnamcmp, the leading number then the name).
+ *    NEXTUID, NEXTUID+1, ... in the order Courier's next scan would have
+ *    numbered them (imapscanclient.c: fnamcmp, the leading number then the
+ *    name), so that a re-run gives them the same UIDs and adds nothing. A
+ *    folder without a uiddb gets a UIDVALIDITY and UIDs from the store (its
+ *    clients must resync under Courier too); a re-run then finds its
+ *    messages by Message-ID, size and date (import.h, "Re-runs").
  *  - courierimapkeywords/: ":list" and the pending update files, applied as
  *    maildirkeywords2.c does: a file named after the message ("basename")
  *    wins, else the ".N.basename" with the highest N; its lines replace the
@@ -1087,6 +1091,12 @@ static int emit_folder(struct folder_run *fr, struct error *err)
 		for (size_t i = 0; i < fr->n; i++)
 			if (fr->msgs[i].uid != 0 && fr->msgs[i].uid >= next)
 				next = fr->msgs[i].uid == UINT32_MAX ? UINT32_MAX : fr->msgs[i].uid + 1;
+		/* Files the uiddb does not name get the UIDs Courier's next scan
+		 * would have given them (they come last, in its order): the same
+		 * on every run, so a re-run finds them there and adds nothing. */
+		for (size_t i = 0; i < fr->n; i++)
+			if (fr->msgs[i].uid == 0 && next < UINT32_MAX)
+				fr->msgs[i].uid = next++;
 		f.uidvalidity = fr->db.uidvalidity;
 		f.uidnext = next;
 	}
