@@ -797,7 +797,6 @@ static int collect_kw_updates(int kwfd, struct kwupd **v_r, size_t *n_r, struct 
 				goto nomem;
 			continue;
 		}
-		/* base points into copy: keep the offset across the move */
 		if (grow((void **)&v, &cap, n + 1, sizeof(*v)) < 0) {
 			free(copy);
 			goto nomem;
@@ -1322,8 +1321,14 @@ out:
 int import_courier(const char *path, const struct import_sink *sink, struct error *err)
 {
 	/* O_NOFOLLOW here too: with --all a user owns the path's last part and
-	 * could point it at someone else's Maildir. */
-	int root = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	 * could point it at someone else's Maildir. A trailing '/' would make
+	 * open() follow a symlink there, so it goes. */
+	size_t plen = strlen(path);
+	while (plen > 1 && path[plen - 1] == '/')
+		plen--;
+	char *p = strndup(path, plen);
+	int root = p == NULL ? -1 : open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	free(p);
 	if (root < 0) {
 		error_errno(err, path);
 		return -1;
