@@ -1328,11 +1328,14 @@ int import_courier(const char *path, const struct import_sink *sink, struct erro
 		plen--;
 	char *p = strndup(path, plen);
 	int root = p == NULL ? -1 : open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	free(p);
-	if (root < 0) {
+	struct stat lst;
+	if (root < 0 && p != NULL && lstat(p, &lst) == 0 && S_ISLNK(lst.st_mode))
+		error_set(err, ERR_INVALID, "%s is a symbolic link: give the path it points to", path);
+	else if (root < 0)
 		error_errno(err, path);
+	free(p);
+	if (root < 0)
 		return -1;
-	}
 	char **folders = NULL;
 	size_t nfolders = 0;
 	int ret = -1;

@@ -316,6 +316,7 @@ static void test_source_refused(void **state)
 	char path[128];
 	snprintf(path, sizeof(path), "%s/.Link", root);
 	assert_int_equal(import_courier(path, &s, &err), -1);
+	assert_int_equal(err.code, ERR_INVALID);
 	snprintf(path, sizeof(path), "%s/.Link/", root);
 	assert_int_equal(import_courier(path, &s, &err), -1);
 	snprintf(path, sizeof(path), "%s/.NoCur", root);
