@@ -548,6 +548,10 @@ static int dv_match(struct dv_folder *f)
 			idx[i] = &f->ul.recs[i];
 		qsort(idx, n, sizeof(*idx), dv_rec_ptr_cmp);
 	}
+	if (f->nfiles == 0) {
+		free(idx);
+		return 0;
+	}
 	qsort(f->files, f->nfiles, sizeof(*f->files), dv_file_base_cmp);
 	for (size_t i = 0; i < f->nfiles; i++) {
 		struct dv_file *d = &f->files[i];
