@@ -1,0 +1,397 @@
+"""Issue 12, Must show 1: a site moves from a real Dovecot 2.3 to mailroom and
+its users' clients notice nothing.
+
+A private Dovecot (dovecot_server.py, Maildir++, the default layout) gets two
+users. Through IMAP they get folders with non-ASCII names ("Entwürfe",
+"Работа/2024"), messages with flags and custom keywords ("project-x",
+"Later"), subscriptions; more messages are dropped straight into new/ as an
+MDA would, and flags change through Dovecot afterwards. Then the users'
+clients take their copies: mbsync (isync) and offlineimap3 sync every
+folder to a local maildir, fetchmail polls INBOX over POP3 (keep, uidl)
+into an MDA file. What Dovecot shows is recorded (per folder UIDVALIDITY,
+UIDNEXT, and per UID the flags, RFC822.SIZE and a hash of BODY[]; LIST;
+LSUB; POP3 UIDL).
+
+Dovecot stops; `mailroom import -d DATA USER dovecot:MAILDIR` moves each
+user; `mailroom serve` starts on the very ports Dovecot had. Then:
+  - what mailroom shows equals what Dovecot showed (the same record);
+  - mbsync, offlineimap and fetchmail run again and download nothing: mbsync
+    reports 0 new messages and 0 flag updates either way, offlineimap copies
+    no message and changes no flag, fetchmail says there is no mail and its
+    MDA file is unchanged; the local copies hold no duplicate (one file per
+    Message-ID, the same files as before);
+  - the mailboxes are still as they were after the clients ran (no client
+    changed anything because it saw something different).
+Everything it needs is installed with apt-get when missing; a component
+that cannot be had fails the test (no skip).
+"""
+import hashlib
+import imaplib
+import os
+import poplib
+import re
+import shlex
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import imap_server
+from conftest import add_user, imap_state, make_message, run
+from dovecot_server import DovecotServer
+
+USERS = {"alice": "alice-pw", "bob": "bob-pw"}
+
+# Folders as Dovecot names them on the wire (modified UTF-7, '.' between
+# levels in Maildir++), with what goes in them: (flags at APPEND, tag).
+ENTW = "Entw&APw-rfe"               # Entwürfe
+WORK = "&BCAEMAQxBD4EQgQw-"          # Работа
+WORK24 = "&BCAEMAQxBD4EQgQw-.2024"   # Работа/2024
+CONTENT = {
+    "alice": {
+        "INBOX": [("", "a-in-1"), ("\\Seen", "a-in-2"), ("\\Flagged project-x", "a-in-3"),
+                  ("\\Answered $Forwarded", "a-in-4"), ("\\Seen Later", "a-in-5")],
+        ENTW: [("\\Draft project-x", "a-draft-1"), ("\\Draft \\Seen", "a-draft-2")],
+        WORK: [("\\Seen", "a-work-1")],
+        WORK24: [("", "a-w24-1"), ("\\Seen \\Flagged", "a-w24-2"), ("Later project-x", "a-w24-3")],
+        "Sent": [("\\Seen", "a-sent-1")],
+        "Drafts": [], "Trash": [], "Junk": [], "Archive": [],
+    },
+    "bob": {
+        "INBOX": [("", "b-in-1"), ("\\Seen", "b-in-2")],
+        "Archive": [("\\Seen project-x", "b-arch-1")],
+        "Drafts": [], "Sent": [], "Trash": [], "Junk": [],
+    },
+}
+SUBSCRIBED = {"alice": ["INBOX", ENTW, WORK24, "Sent"], "bob": ["Archive"]}
+DROPPED = {"alice": ["a-drop-1", "a-drop-2"], "bob": ["b-drop-1"]}  # files put into new/
+
+
+def ensure(binary, package):
+    path = shutil.which(binary)
+    if path:
+        return path
+    if os.geteuid() != 0:
+        pytest.fail(f"{binary} ({package}) is missing and we are not root to install it")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for attempt in range(2):
+        r = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
+                           env=env, capture_output=True, text=True, timeout=900)
+        if r.returncode == 0 and shutil.which(binary):
+            return shutil.which(binary)
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=300)
+    pytest.fail(f"{binary} ({package}) cannot be installed: {r.stderr[-500:]}")
+
+
+# ---- filling Dovecot ---------------------------------------------------------------
+
+def _imap(port, user):
+    m = imaplib.IMAP4("127.0.0.1", port)
+    m.login(user, USERS[user])
+    return m
+
+
+def _q(name):
+    return '"%s"' % name
+
+
+def populate(dv, user):
+    m = _imap(dv.imap_port, user)
+    for box, msgs in CONTENT[user].items():
+        if box != "INBOX":
+            assert m.create(_q(box))[0] == "OK", box
+        for flags, tag in msgs:
+            typ, data = m.append(_q(box), f"({flags})" if flags else None, None,
+                                 make_message(tag).replace(b"\n", b"\r\n"))
+            assert typ == "OK", (box, tag, data)
+    for box in SUBSCRIBED[user]:
+        assert m.subscribe(_q(box))[0] == "OK", box
+    m.logout()
+    # An MDA drops mail into new/ behind Dovecot's back (LF line ends, no
+    # S=/W= in the name, as procmail or maildrop write it).
+    new = dv.maildir(user) / "new"
+    for i, tag in enumerate(DROPPED[user]):
+        p = new / f"17000000{i:02d}.M{i}P99.mda"
+        p.write_bytes(make_message(tag, body_size=300))
+        shutil.chown(p, "nobody", "nogroup")
+        os.utime(p, (1700000000 + i, 1700000000 + i))
+    # Flags change through Dovecot once it has seen everything.
+    m = _imap(dv.imap_port, user)
+    m.select("INBOX")
+    typ, data = m.search(None, "ALL")
+    seqs = data[0].split()
+    assert len(seqs) == len(CONTENT[user]["INBOX"]) + len(DROPPED[user])
+    assert m.store(seqs[0], "+FLAGS", "(\\Seen project-x)")[0] == "OK"
+    assert m.store(seqs[1], "-FLAGS", "(\\Seen)")[0] == "OK"
+    assert m.store(seqs[-1], "+FLAGS", "(\\Flagged Later)")[0] == "OK"
+    assert m.store(seqs[-2], "+FLAGS", "(\\Deleted)")[0] == "OK"  # not expunged
+    m.logout()
+
+
+# ---- what a server shows --------------------------------------------------------
+
+_LIST = re.compile(rb'^\((?P<attrs>[^)]*)\) (?:"(?P<sep>[^"]*)"|NIL) (?P<name>.*)$')
+
+
+def _unquote(b):
+    s = b.decode()
+    if s.startswith('"') and s.endswith('"'):
+        s = s[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return s
+
+
+def names(m, cmd):
+    """{name with '/' between levels: is \\Noselect} from LIST or LSUB."""
+    typ, data = (m.list if cmd == "LIST" else m.lsub)('""', "*")
+    assert typ == "OK", data
+    out = {}
+    for line in data:
+        g = _LIST.match(line)
+        assert g, line
+        sep = (g.group("sep") or b"/").decode()
+        name = _unquote(g.group("name"))
+        out[name.replace(sep, "/") if sep else name] = b"\\Noselect" in g.group("attrs")
+    return out
+
+
+def server_view(port, pop3_port, user):
+    """Everything the tests compare between Dovecot and mailroom."""
+    m = _imap(port, user)
+    listed = names(m, "LIST")
+    subscribed = set(names(m, "LSUB"))
+    sep = m.list('""', '""')[1][0].split(b'"')[1].decode()
+    m.logout()
+    wire_names = {n: n.replace("/", sep) for n, noselect in listed.items() if not noselect}
+    state = imap_state(port, user, USERS[user], boxes=sorted(wire_names.values()))
+    # \Recent is per session, not state a migration keeps
+    by_name = {}
+    for n, w in wire_names.items():
+        uidvalidity, uidnext, msgs = state[w]
+        by_name[n] = (uidvalidity, uidnext,
+                      {uid: (flags - {"\\Recent"}, size, h) for uid, (flags, size, h) in msgs.items()})
+    p = poplib.POP3("127.0.0.1", pop3_port, timeout=30)
+    p.user(user)
+    p.pass_(USERS[user])
+    uidl = sorted(line.split()[1] for line in p.uidl()[1])
+    p.quit()
+    return {"list": set(listed), "lsub": subscribed, "boxes": by_name, "uidl": uidl}
+
+
+# ---- the clients -------------------------------------------------------------------
+
+def mbsync_rc(tmp, port):
+    text = ""
+    for user, pw in USERS.items():
+        near = tmp / "mbsync" / user
+        near.mkdir(parents=True, exist_ok=True)
+        text += f"""IMAPAccount {user}
+Host 127.0.0.1
+Port {port}
+User {user}
+Pass {pw}
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore {user}-far
+Account {user}
+
+MaildirStore {user}-near
+Path {near}/
+Inbox {near}/INBOX
+SubFolders Verbatim
+
+Channel {user}
+Far :{user}-far:
+Near :{user}-near:
+Patterns *
+Create Both
+Sync All
+SyncState *
+
+"""
+    rc = tmp / "mbsyncrc"
+    rc.write_text(text)
+    return rc
+
+
+# mbsync's progress counters (printed on a terminal only, so it runs under
+# script(1)): C: channels, B: boxes, F: far side, N: near side, each with
+# +new messages, *flag updates, #trashed (and -expunged), done/total.
+_MBSYNC_COUNTERS = re.compile(r"C: \d+/\d+ +B: \d+/\d+ +F: \+(\d+)/\d+ \*(\d+)/\d+ #\d+/\d+(?: -\d+/\d+)? +"
+                              r"N: \+(\d+)/\d+ \*(\d+)/\d+ #\d+/\d+")
+
+
+def mbsync(binary, rc):
+    """Runs mbsync for every channel; returns (messages pulled, flag updates
+    pulled, messages pushed, flag updates pushed) from its final counters."""
+    p = subprocess.run(["script", "-qec", f"{shlex.quote(binary)} -c {shlex.quote(str(rc))} -a", "/dev/null"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0 and "Error" not in out, f"mbsync failed ({p.returncode}):\n{out[-3000:]}"
+    found = _MBSYNC_COUNTERS.findall(out)
+    assert found, out[-3000:]
+    far_new, far_flags, near_new, near_flags = (int(x) for x in found[-1])
+    return (near_new, near_flags, far_new, far_flags), out
+
+
+def offlineimap_rc(tmp, port):
+    text = f"""[general]
+accounts = {", ".join(USERS)}
+metadata = {tmp}/offlineimap/meta
+ui = basic
+
+"""
+    for user, pw in USERS.items():
+        text += f"""[Account {user}]
+localrepository = {user}-local
+remoterepository = {user}-remote
+
+[Repository {user}-local]
+type = Maildir
+localfolders = {tmp}/offlineimap/{user}
+
+[Repository {user}-remote]
+type = IMAP
+remotehost = 127.0.0.1
+remoteport = {port}
+remoteuser = {user}
+remotepass = {pw}
+ssl = no
+starttls = no
+expunge = no
+
+"""
+    (tmp / "offlineimap").mkdir(exist_ok=True)
+    for user in USERS:
+        (tmp / "offlineimap" / user).mkdir(exist_ok=True)
+    rc = tmp / "offlineimaprc"
+    rc.write_text(text)
+    return rc
+
+
+def offlineimap(binary, rc, tmp):
+    """One-shot offlineimap run; returns (messages copied, flag changes) from its log."""
+    log = tmp / "offlineimap.log"
+    log.unlink(missing_ok=True)
+    p = subprocess.run([binary, "-c", str(rc), "-o", "-u", "basic", "-l", str(log)],
+                       capture_output=True, text=True, timeout=180, env=dict(os.environ, HOME=str(tmp)))
+    out = p.stdout + p.stderr + (log.read_text() if log.exists() else "")
+    assert p.returncode == 0 and "ERROR" not in out, f"offlineimap failed ({p.returncode}):\n{out[-3000:]}"
+    copied = len(re.findall(r"(?m)^\s*Copy message UID", out))
+    flags = len(re.findall(r"(?m)^\s*(Adding|Deleting) flag", out))
+    return copied, flags, out
+
+
+def fetchmail_rc(tmp, port):
+    rc = tmp / "fetchmailrc"
+    text = f"poll 127.0.0.1 service {port} protocol POP3 uidl\n"
+    for user, pw in USERS.items():
+        text += (f'  user "{user}" password "{pw}" sslproto \'\' options keep norewrite '
+                 f'mda "cat >> {tmp}/fetchmail-{user}.mda"\n')
+    rc.write_text(text)
+    os.chmod(rc, 0o600)
+    return rc
+
+
+def fetchmail(binary, rc, tmp):
+    env = {"HOME": str(tmp), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+    p = subprocess.run([binary, "-f", str(rc), "--nodetach", "-v", "-i", str(tmp / "fetchids"),
+                        "--pidfile", str(tmp / "fetchmail.pid")],
+                       env=env, capture_output=True, text=True, timeout=120)
+    # 0: mail fetched, 1: no mail (fetchmail(1) EXIT CODES)
+    assert p.returncode in (0, 1), f"fetchmail failed ({p.returncode}):\n{p.stdout[-2000:]}{p.stderr[-2000:]}"
+    return p.returncode, p.stdout + p.stderr
+
+
+def local_copies(tmp):
+    """What the clients hold: per message file of mbsync and offlineimap (keyed
+    by client, folder and Message-ID: a second copy fails) its base name and
+    maildir flags; mbsync's state files; a hash of each fetchmail MDA file."""
+    out = {}
+    for client in ("mbsync", "offlineimap"):
+        for p in (tmp / client).rglob("*"):
+            if p.name == ".mbsyncstate":  # the far side's UIDVALIDITY and the UID pairs
+                out[(client, str(p.relative_to(tmp)))] = p.read_text()
+            elif p.is_file() and p.parent.name in ("cur", "new"):
+                body = p.read_bytes()
+                mid = re.search(rb"(?mi)^Message-ID: *(<[^>]*>)", body)
+                key = (client, str(p.parent.parent.relative_to(tmp)), mid.group(1).decode() if mid else p.name)
+                assert key not in out, f"duplicate in a local copy: {key}"
+                out[key] = (p.name.split(":")[0], p.name.split(":2,")[-1] if ":2," in p.name else "")
+    for user in USERS:
+        f = tmp / f"fetchmail-{user}.mda"
+        out[("fetchmail", user)] = hashlib.sha256(f.read_bytes()).hexdigest() if f.exists() else None
+    return out
+
+
+# ---- the test --------------------------------------------------------------------
+
+def test_dovecot_to_mailroom_nobody_downloads_again(data, tmp_path):
+    t0 = time.monotonic()
+    mbsync_bin = ensure("mbsync", "isync")
+    offlineimap_bin = ensure("offlineimap", "offlineimap3")
+    fetchmail_bin = ensure("fetchmail", "fetchmail")
+    dv = DovecotServer(users=USERS, protocols=("imap", "pop3"))
+    srv = None
+    try:
+        dv.start()
+        for user in USERS:
+            populate(dv, user)
+        # the clients take their copies from Dovecot
+        mrc, orc, frc = mbsync_rc(tmp_path, dv.imap_port), offlineimap_rc(tmp_path, dv.imap_port), \
+            fetchmail_rc(tmp_path, dv.pop3_port)
+        n_inbox = {u: len(CONTENT[u]["INBOX"]) + len(DROPPED[u]) for u in USERS}
+        rcode, out = fetchmail(fetchmail_bin, frc, tmp_path)
+        assert rcode == 0, out
+        (pulled, *_), out = mbsync(mbsync_bin, mrc)
+        assert pulled == sum(len(v) for u in USERS for v in CONTENT[u].values()) + \
+            sum(len(v) for v in DROPPED.values()), out
+        copied, _, out = offlineimap(offlineimap_bin, orc, tmp_path)
+        assert copied == pulled, out
+        before_view = {u: server_view(dv.imap_port, dv.pop3_port, u) for u in USERS}
+        for u in USERS:
+            assert len(before_view[u]["uidl"]) == n_inbox[u]
+        copies = local_copies(tmp_path)
+        # a second round against Dovecot itself downloads nothing: the
+        # baseline the same round against mailroom is held to
+        time.sleep(1.1)  # mbsync passes over maildirs changed within the last second
+        assert mbsync(mbsync_bin, mrc)[0] == (0, 0, 0, 0)
+        assert offlineimap(offlineimap_bin, orc, tmp_path)[:2] == (0, 0)
+        assert fetchmail(fetchmail_bin, frc, tmp_path)[0] == 1
+        assert local_copies(tmp_path) == copies
+        assert {u: server_view(dv.imap_port, dv.pop3_port, u) for u in USERS} == before_view
+
+        dv.stop()
+        # the move
+        for user, pw in USERS.items():
+            add_user(data, user, pw)
+            p = run(["import", "-d", data, user, f"dovecot:{dv.maildir(user)}"], timeout=120)
+            assert p.returncode == 0, f"import {user}: rc={p.returncode}\n{p.stdout!r}\n{p.stderr!r}"
+        srv = imap_server.start(data, protocols=("imap", "pop3"),
+                                ports={"imap": dv.imap_port, "pop3": dv.pop3_port})
+
+        after_view = {u: server_view(dv.imap_port, dv.pop3_port, u) for u in USERS}
+        for u in USERS:
+            assert after_view[u]["list"] == before_view[u]["list"], u
+            assert after_view[u]["lsub"] == before_view[u]["lsub"], u
+            assert after_view[u]["uidl"] == before_view[u]["uidl"], u
+            for box, want in before_view[u]["boxes"].items():
+                assert after_view[u]["boxes"][box] == want, (u, box)
+
+        # the clients again: nothing to download, nothing to change
+        time.sleep(1.1)
+        counts, out = mbsync(mbsync_bin, mrc)
+        assert counts == (0, 0, 0, 0), out[-3000:]
+        copied, flags, out = offlineimap(offlineimap_bin, orc, tmp_path)
+        assert (copied, flags) == (0, 0), out[-3000:]
+        rcode, out = fetchmail(fetchmail_bin, frc, tmp_path)
+        assert rcode == 1 and "No mail for" in out, out[-2000:]
+        assert local_copies(tmp_path) == copies
+        assert {u: server_view(dv.imap_port, dv.pop3_port, u) for u in USERS} == after_view
+    finally:
+        if srv is not None:
+            srv.stop()
+        dv.cleanup()
+    print(f"dovecot -> mailroom, clients before and after: {time.monotonic() - t0:.1f} s")
