@@ -232,7 +232,7 @@ static void test_plusplus_names_and_subscriptions(void **state)
 {
 	struct rec *r = *state;
 	struct error err;
-	put("dovecot-uidlist", "3 V1 N4 G00\n3 :1700.M1P1.vm\n"); /* stale N: next is 4 */
+	put("dovecot-uidlist", "3 V1 N3 G00\n3 :1700.M1P1.vm\n"); /* stale N: next is 4 */
 	put("cur/1700.M1P1.vm:2,S", MSG);
 	maildir(".Entw&APw-rfe");
 	put(".Entw&APw-rfe/maildirfolder", "");
