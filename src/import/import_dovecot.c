@@ -21,8 +21,15 @@
  *    P bit too. W= is the RFC822.SIZE clients saw (CRLF counted), else the
  *    uidlist's W field. INTERNALDATE is the file's mtime (Dovecot's too).
  *  - POP3 UIDLs: the uidlist's P field where Dovecot saved one (an empty P
- *    means "the base name", Dovecot's shorthand); otherwise mailroom's
- *    default, which is Dovecot's default format (%08Xu%08Xv).
+ *    means "the base name", Dovecot's shorthand); otherwise what Dovecot's
+ *    default pop3_uidl_format %08Xu%08Xv gives, which is LOWER-case hex
+ *    (UID then UIDVALIDITY: "000000016b17613b", seen from Dovecot 2.3.19).
+ *    mailroom's own default is upper-case (%08X%08X), so the UIDL is always
+ *    given: left to the default, every fetchmail/POP3 "leave on server"
+ *    client would download everything again. A site that had set another
+ *    pop3_uidl_format without pop3_save_uidl is not covered (the format is
+ *    configuration, not on disk). A message Dovecot never listed has no
+ *    UIDL a client saw and gets mailroom's.
  *  - subscriptions at the root: "V\t2" then names with TAB between levels
  *    (Dovecot 2.2+), or older files: one name a line with the namespace's
  *    separator.
@@ -644,15 +651,17 @@ static int dv_emit(struct dv_folder *f, const struct dv_file *d)
 	m.size = dv_vsize(d->base, d->base_len);
 	if (m.size == 0 && d->rec != NULL)
 		m.size = d->rec->vsize;
-	if (d->rec != NULL && d->rec->pop3_uidl != NULL) {
+	if (d->rec != NULL && d->rec->pop3_uidl != NULL)
 		uidl = *d->rec->pop3_uidl != '\0' ? strdup(d->rec->pop3_uidl)
 						  : strndup(d->base, d->base_len);
-		if (uidl == NULL) {
-			error_set(f->c->err, ERR_TEMP, "out of memory");
-			return -1;
-		}
-		m.pop3_uidl = uidl;
+	else if (m.uid != 0 && f->ul.uidvalidity != 0 &&
+		 asprintf(&uidl, "%08x%08x", m.uid, f->ul.uidvalidity) < 0)
+		uidl = NULL;
+	if (uidl == NULL && m.uid != 0 && f->ul.uidvalidity != 0) {
+		error_set(f->c->err, ERR_TEMP, "out of memory");
+		return -1;
 	}
+	m.pop3_uidl = uidl;
 	if (strcmp(f->where, ".") == 0)
 		snprintf(id, sizeof(id), "%s", d->name);
 	else

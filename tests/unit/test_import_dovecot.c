@@ -210,8 +210,9 @@ static void test_inbox_v3(void **state)
 	inbox_v3();
 	assert_int_equal(run(r, "", &err), 0);
 	has(&r->log, "folder INBOX v=1796694319 n=10\n");
-	/* F R S = \Flagged \Answered \Seen, a = $Forwarded = the P bit */
-	has(&r->log, "msg INBOX uid=5 flags=1e size=42 uidl=- kw=project-x path=cur/1700.M1P1.vm,S=38,W=42:2,FRSab");
+	/* F R S = \Flagged \Answered \Seen, a = $Forwarded = the P bit; the
+	 * UIDL is Dovecot's default %08Xu%08Xv, which is lower-case hex */
+	has(&r->log, "msg INBOX uid=5 flags=1e size=42 uidl=000000056b17612f kw=project-x path=cur/1700.M1P1.vm,S=38,W=42:2,FRSab");
 	/* T = \Deleted; W from the uidlist; an empty P is the base name */
 	has(&r->log, "msg INBOX uid=7 flags=20 size=99 uidl=1700.M2P1.vm kw=$Junk path=cur/1700.M2P1.vm:2,Tc");
 	/* matched by base name although the recorded name had :2,S */
@@ -249,7 +250,7 @@ static void test_plusplus_names_and_subscriptions(void **state)
 	assert_int_equal(run(r, "", &err), 0);
 	has(&r->log, "folder INBOX v=1 n=4\n");
 	has(&r->log, "folder Entwürfe v=77 n=3\n");
-	has(&r->log, "msg Entwürfe uid=1 flags=10 size=0 uidl=- kw= path=cur/msgA:2,S id=.Entw&APw-rfe/cur/msgA:2,S");
+	has(&r->log, "msg Entwürfe uid=1 flags=10 size=0 uidl=000000010000004d kw= path=cur/msgA:2,S id=.Entw&APw-rfe/cur/msgA:2,S");
 	has(&r->log, "msg Entwürfe uid=2 flags=00");
 	has(&r->log, "folder Работа/2024 v=88 n=1\n");
 	has(&r->log, "folder Работа v=0 n=0\n");
@@ -277,7 +278,7 @@ static void test_fs_layout(void **state)
 	put("subscriptions", "Entw&APw-rfe\n&BCAEMAQxBD4EQgQw-/2024\n"); /* the old format */
 	assert_int_equal(run(r, "", &err), 0);
 	has(&r->log, "folder INBOX v=5 n=2\n");
-	has(&r->log, "msg INBOX uid=1 flags=00 size=0 uidl=- kw= path=new/m1");
+	has(&r->log, "msg INBOX uid=1 flags=00 size=0 uidl=0000000100000005 kw= path=new/m1");
 	has(&r->log, "folder Entwürfe v=6 n=3\n");
 	has(&r->log, "msg Entwürfe uid=2 flags=01 size=20");
 	has(&r->log, "folder Entwürfe/Sub v=0 n=0\n");
@@ -355,7 +356,7 @@ static void test_garbage_uidlist(void **state)
 	assert_int_equal(run(r, "", &err), 0);
 	has(&r->log, "folder INBOX v=42 n=100\n");
 	has(&r->log, "msg INBOX uid=5 flags=10");
-	has(&r->log, "msg INBOX uid=12 flags=00 size=0 uidl=- kw= path=cur/good:2,z");
+	has(&r->log, "msg INBOX uid=12 flags=00 size=0 uidl=0000000c0000002a kw= path=cur/good:2,z");
 	has(&r->log, "msg INBOX uid=0 flags=00 size=0 uidl=- kw= path=cur/b:2,");
 	has(&r->skips, "dovecot-uidlist: line 2 is malformed");
 	has(&r->skips, "dovecot-uidlist: line 5 is malformed");
