@@ -1,7 +1,8 @@
 """Issue 12, Must show 1: a site moves from a real Dovecot 2.3 to mailroom and
 its users' clients notice nothing.
 
-A private Dovecot (dovecot_server.py, Maildir++, the default layout) gets two
+A private Dovecot (dovecot_server.py; once each with the default Maildir++
+layout, with LAYOUT=fs and with UTF-8 folder names on disk) gets two
 users. Through IMAP they get folders with non-ASCII names ("Entwürfe",
 "Работа/2024"), messages with flags and custom keywords ("project-x",
 "Later"), subscriptions; more messages are dropped straight into new/ as an
@@ -44,11 +45,12 @@ from dovecot_server import DovecotServer
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 
-# Folders as Dovecot names them on the wire (modified UTF-7, '.' between
-# levels in Maildir++), with what goes in them: (flags at APPEND, tag).
+# Folders as IMAP4rev1 clients name them (modified UTF-7; '/' stands for
+# the server's hierarchy separator), with what goes in them: (flags at
+# APPEND, tag).
 ENTW = "Entw&APw-rfe"               # Entwürfe
 WORK = "&BCAEMAQxBD4EQgQw-"          # Работа
-WORK24 = "&BCAEMAQxBD4EQgQw-.2024"   # Работа/2024
+WORK24 = "&BCAEMAQxBD4EQgQw-/2024"   # Работа/2024
 CONTENT = {
     "alice": {
         "INBOX": [("", "a-in-1"), ("\\Seen", "a-in-2"), ("\\Flagged project-x", "a-in-3"),
@@ -95,12 +97,13 @@ def _imap(port, user):
     return m
 
 
-def _q(name):
-    return '"%s"' % name
-
-
 def populate(dv, user):
     m = _imap(dv.imap_port, user)
+    sep = m.list('""', '""')[1][0].split(b'"')[1].decode()
+
+    def _q(name):
+        return '"%s"' % name.replace("/", sep)
+
     for box, msgs in CONTENT[user].items():
         if box != "INBOX":
             assert m.create(_q(box))[0] == "OK", box
@@ -303,8 +306,11 @@ def fetchmail(binary, rc, tmp):
                         "--pidfile", str(tmp / "fetchmail.pid")],
                        env=env, capture_output=True, text=True, timeout=120)
     # 0: mail fetched, 1: no mail (fetchmail(1) EXIT CODES)
-    assert p.returncode in (0, 1), f"fetchmail failed ({p.returncode}):\n{p.stdout[-2000:]}{p.stderr[-2000:]}"
-    return p.returncode, p.stdout + p.stderr
+    out = p.stdout + p.stderr
+    assert p.returncode in (0, 1), f"fetchmail failed ({p.returncode}):\n{out[-3000:]}"
+    fetched = len(re.findall(r"(?m)^reading message ", out))
+    assert (fetched == 0) == (p.returncode == 1), out[-3000:]
+    return fetched, out
 
 
 def local_copies(tmp):
@@ -330,23 +336,37 @@ def local_copies(tmp):
 
 # ---- the test --------------------------------------------------------------------
 
-def test_dovecot_to_mailroom_nobody_downloads_again(data, tmp_path):
+# Dovecot's mail_location: the default (Maildir++, '.' between levels,
+# names in modified UTF-7 on disk), LAYOUT=fs (plain subfolders, '/'), and
+# UTF-8 names on disk.
+LAYOUTS = {"maildir++": "", "fs": ":LAYOUT=fs", "utf8": ":UTF-8"}
+# where Entwürfe and Работа/2024 are on disk with each
+ON_DISK = {"maildir++": (".Entw&APw-rfe", ".&BCAEMAQxBD4EQgQw-.2024"),
+           "fs": ("Entw&APw-rfe", "&BCAEMAQxBD4EQgQw-/2024"),
+           "utf8": (".Entwürfe", ".Работа.2024")}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_dovecot_to_mailroom_nobody_downloads_again(data, tmp_path, layout):
     t0 = time.monotonic()
     mbsync_bin = ensure("mbsync", "isync")
     offlineimap_bin = ensure("offlineimap", "offlineimap3")
     fetchmail_bin = ensure("fetchmail", "fetchmail")
-    dv = DovecotServer(users=USERS, protocols=("imap", "pop3"))
+    dv = DovecotServer(users=USERS, protocols=("imap", "pop3"),
+                       extra_conf=f"mail_location = maildir:~/Maildir{LAYOUTS[layout]}")
     srv = None
     try:
         dv.start()
         for user in USERS:
             populate(dv, user)
+        for d in ON_DISK[layout]:
+            assert (dv.maildir("alice") / d / "cur").is_dir(), (layout, d)
         # the clients take their copies from Dovecot
         mrc, orc, frc = mbsync_rc(tmp_path, dv.imap_port), offlineimap_rc(tmp_path, dv.imap_port), \
             fetchmail_rc(tmp_path, dv.pop3_port)
         n_inbox = {u: len(CONTENT[u]["INBOX"]) + len(DROPPED[u]) for u in USERS}
-        rcode, out = fetchmail(fetchmail_bin, frc, tmp_path)
-        assert rcode == 0, out
+        fetched, out = fetchmail(fetchmail_bin, frc, tmp_path)
+        assert fetched == sum(n_inbox.values()), out
         (pulled, *_), out = mbsync(mbsync_bin, mrc)
         assert pulled == sum(len(v) for u in USERS for v in CONTENT[u].values()) + \
             sum(len(v) for v in DROPPED.values()), out
@@ -361,7 +381,7 @@ def test_dovecot_to_mailroom_nobody_downloads_again(data, tmp_path):
         time.sleep(1.1)  # mbsync passes over maildirs changed within the last second
         assert mbsync(mbsync_bin, mrc)[0] == (0, 0, 0, 0)
         assert offlineimap(offlineimap_bin, orc, tmp_path)[:2] == (0, 0)
-        assert fetchmail(fetchmail_bin, frc, tmp_path)[0] == 1
+        assert fetchmail(fetchmail_bin, frc, tmp_path)[0] == 0
         assert local_copies(tmp_path) == copies
         assert {u: server_view(dv.imap_port, dv.pop3_port, u) for u in USERS} == before_view
 
@@ -394,12 +414,12 @@ def test_dovecot_to_mailroom_nobody_downloads_again(data, tmp_path):
         assert counts == (0, 0, 0, 0), out[-3000:]
         copied, flags, out = offlineimap(offlineimap_bin, orc, tmp_path)
         assert (copied, flags) == (0, 0), out[-3000:]
-        rcode, out = fetchmail(fetchmail_bin, frc, tmp_path)
-        assert rcode == 1 and "No mail for" in out, out[-2000:]
+        fetched, out = fetchmail(fetchmail_bin, frc, tmp_path)
+        assert fetched == 0, out[-3000:]
         assert local_copies(tmp_path) == copies
         assert {u: server_view(dv.imap_port, dv.pop3_port, u) for u in USERS} == after_view
     finally:
         if srv is not None:
             srv.stop()
         dv.cleanup()
-    print(f"dovecot -> mailroom, clients before and after: {time.monotonic() - t0:.1f} s")
+    print(f"dovecot ({layout}) -> mailroom, clients before and after: {time.monotonic() - t0:.1f} s")
