@@ -390,7 +390,13 @@ def test_dovecot_to_mailroom_nobody_downloads_again(data, tmp_path, layout):
         for user, pw in USERS.items():
             add_user(data, user, pw)
             p = run(["import", "-d", data, user, f"dovecot:{dv.maildir(user)}"], timeout=120)
-            assert p.returncode == 0, f"import {user}: rc={p.returncode}\n{p.stdout!r}\n{p.stderr!r}"
+            report = p.stdout.decode()
+            assert p.returncode == 0, f"import {user}: rc={p.returncode}\n{report}\n{p.stderr!r}"
+            # a clean Dovecot tree: nothing skipped (Dovecot's own files pass
+            # silently), every W= size what mailroom shows, every keyword and
+            # UIDL taken, every file linked (same file system), not copied
+            bad = re.findall(rf"(?m)^{user}: (?:skipped|size|keywords|uidl|copied)\b.*$", report)
+            assert not bad, report
         srv = imap_server.start(data, protocols=("imap", "pop3"),
                                 ports={"imap": dv.imap_port, "pop3": dv.pop3_port})
 
