@@ -12,8 +12,9 @@
  *    next UID may be stale (Dovecot appends lines without rewriting the
  *    header), so the folder's UIDNEXT is one above the highest UID listed
  *    when that is higher. A file the uidlist does not name (delivered
- *    after Dovecot last looked, or dropped into new/ by hand) gets UID 0:
- *    the sink gives it the next free UID, above UIDNEXT, as Dovecot would.
+ *    after Dovecot last looked, or dropped into new/ by hand) gets the UID
+ *    Dovecot would have given it next (dv_assign: UIDNEXT upwards, and the
+ *    folder's UIDNEXT past them), so that a re-run finds it by UID.
  *  - file names "base,S=size,W=vsize:2,FLAGS": DFPRST are \Draft \Flagged
  *    $Forwarded (mailroom keeps $Forwarded as the P bit, store.h) \Answered
  *    \Seen \Deleted; a..z are keywords numbered in dovecot-keywords ("0
@@ -430,6 +431,7 @@ struct dv_file {
 	const char *base; /* into name: the base, base_len bytes */
 	size_t base_len;
 	const struct import_dovecot_rec *rec; /* its uidlist line, or NULL */
+	uint32_t uid;			      /* the UID it is given (0: the sink's choice) */
 };
 
 struct dv_folder {
@@ -642,7 +644,7 @@ static int dv_emit(struct dv_folder *f, const struct dv_file *d)
 	char *uidl = NULL;
 	int r;
 
-	m.uid = d->rec != NULL ? d->rec->uid : 0;
+	m.uid = d->uid;
 	if (m.uid != 0 && sink->has_uid != NULL && sink->has_uid(sink->ctx, m.uid) == 1)
 		return 0;
 	m.internaldate = -1;
@@ -725,6 +727,30 @@ static uint32_t dv_uidnext(const struct import_dovecot_uidlist *ul)
 	return next;
 }
 
+/* UIDs for the files the uidlist does not name, in the order Dovecot would
+ * give them at its next look (by name, which starts with the delivery
+ * time): UIDNEXT, UIDNEXT + 1, ... The folder's UIDNEXT is announced past
+ * them, so the sink raises its floor above them before anything: a
+ * delivery between an interrupted import and its re-run cannot take one,
+ * and the re-run finds them by UID (has_uid) instead of importing them
+ * twice. Without a UIDVALIDITY the sink appends with new UIDs anyway (and
+ * recognises a re-run by Message-ID, size and date): they keep UID 0. */
+static uint32_t dv_assign(struct dv_folder *f, uint32_t uidnext)
+{
+	size_t unlisted = 0;
+	for (size_t i = 0; i < f->nfiles; i++) {
+		f->files[i].uid = f->files[i].rec != NULL ? f->files[i].rec->uid : 0;
+		unlisted += f->files[i].rec == NULL;
+	}
+	if (f->ul.uidvalidity == 0 || uidnext == 0 || unlisted == 0 ||
+	    unlisted >= UINT32_MAX - uidnext)
+		return uidnext;
+	for (size_t i = 0; i < f->nfiles; i++) /* the unlisted come last, by name */
+		if (f->files[i].rec == NULL)
+			f->files[i].uid = uidnext++;
+	return uidnext;
+}
+
 /* Describes the folder in dirfd (the root for INBOX) to the sink. */
 static int dv_folder(struct dv_ctx *c, int dirfd, const char *where, const char *name)
 {
@@ -741,7 +767,7 @@ static int dv_folder(struct dv_ctx *c, int dirfd, const char *where, const char 
 		goto out;
 	fo.name = name;
 	fo.uidvalidity = f.ul.uidvalidity;
-	fo.uidnext = dv_uidnext(&f.ul);
+	fo.uidnext = dv_assign(&f, dv_uidnext(&f.ul));
 	if (c->sink->folder_begin(c->sink->ctx, &fo, c->err) < 0)
 		goto out;
 	for (size_t i = 0; i < f.nfiles; i++)

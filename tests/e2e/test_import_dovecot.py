@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 
 import imap_server
-from conftest import add_user, imap_state, make_message, run
+from conftest import add_user, imap_state, make_message, run, wire
 from dovecot_server import DovecotServer
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
@@ -120,7 +120,7 @@ def populate(dv, user):
     for i, tag in enumerate(DROPPED[user]):
         p = new / f"17000000{i:02d}.M{i}P99.mda"
         p.write_bytes(make_message(tag, body_size=300))
-        shutil.chown(p, "nobody", "nogroup")
+        shutil.chown(p, dv.mail_user, dv.mail_group)
         os.utime(p, (1700000000 + i, 1700000000 + i))
     # Flags change through Dovecot once it has seen everything.
     m = _imap(dv.imap_port, user)
@@ -313,6 +313,27 @@ def fetchmail(binary, rc, tmp):
     return fetched, out
 
 
+def import_user(data, user, maildir):
+    """`mailroom import -d DATA USER dovecot:MAILDIR`, run as the tests run
+    every mailroom command; returns its report."""
+    p = run(["import", "-d", data, user, f"dovecot:{maildir}"], timeout=120)
+    report = p.stdout.decode()
+    assert p.returncode == 0, f"import {user}: rc={p.returncode}\n{report}\n{p.stderr!r}"
+    return report
+
+
+def source_state(dv):
+    """Every file and folder of the users' Dovecot maildirs with its owner,
+    mode, size, mtime and contents' hash."""
+    out = {}
+    for user in USERS:
+        for p in sorted(dv.maildir(user).rglob("*")):
+            st = p.lstat()
+            h = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+            out[str(p)] = (st.st_uid, st.st_gid, st.st_mode, st.st_size, st.st_mtime_ns, h)
+    return out
+
+
 def local_copies(tmp):
     """What the clients hold: per message file of mbsync and offlineimap (keyed
     by client, folder and Message-ID: a second copy fails) its base name and
@@ -352,8 +373,17 @@ def test_dovecot_to_mailroom_nobody_downloads_again(data, tmp_path, layout):
     mbsync_bin = ensure("mbsync", "isync")
     offlineimap_bin = ensure("offlineimap", "offlineimap3")
     fetchmail_bin = ensure("fetchmail", "fetchmail")
-    dv = DovecotServer(users=USERS, protocols=("imap", "pop3"),
-                       extra_conf=f"mail_location = maildir:~/Maildir{LAYOUTS[layout]}")
+    # Dovecot's mail processes run as the user mailroom's workers run as
+    # (run_user, "mail"), as on a site where both serve the same vmail
+    # account. With another owner two things break that are reported, not
+    # tested here: `mailroom import` run after `mailroom serve` has taken
+    # the store becomes the store's owner and cannot read the source; and
+    # `mailroom serve` chowns the store's files, so the Dovecot files the
+    # import hard-linked change owner (the source is touched).
+    # ("mail" is a system account: Dovecot refuses uids below 500 unless told)
+    dv = DovecotServer(users=USERS, protocols=("imap", "pop3"), mail_user="mail",
+                       extra_conf=f"mail_location = maildir:~/Maildir{LAYOUTS[layout]}\n"
+                                  "first_valid_uid = 1\nfirst_valid_gid = 1\n")
     srv = None
     try:
         dv.start()
@@ -386,12 +416,18 @@ def test_dovecot_to_mailroom_nobody_downloads_again(data, tmp_path, layout):
         assert {u: server_view(dv.imap_port, dv.pop3_port, u) for u in USERS} == before_view
 
         dv.stop()
+        # An MDA puts one more message into bob's new/ after Dovecot's last
+        # look: it has no UID yet, and must get the one Dovecot would have
+        # given (its UIDNEXT), never one a client already holds.
+        late = dv.maildir("bob") / "new" / "1800000000.M7P7.late"
+        late.write_bytes(make_message("b-late-1"))
+        shutil.chown(late, dv.mail_user, dv.mail_group)
+        source = source_state(dv)
+
         # the move
         for user, pw in USERS.items():
             add_user(data, user, pw)
-            p = run(["import", "-d", data, user, f"dovecot:{dv.maildir(user)}"], timeout=120)
-            report = p.stdout.decode()
-            assert p.returncode == 0, f"import {user}: rc={p.returncode}\n{report}\n{p.stderr!r}"
+            report = import_user(data, user, dv.maildir(user))
             # a clean Dovecot tree: nothing skipped (Dovecot's own files pass
             # silently), every W= size what mailroom shows, every keyword and
             # UIDL taken, every file linked (same file system), not copied
@@ -399,6 +435,11 @@ def test_dovecot_to_mailroom_nobody_downloads_again(data, tmp_path, layout):
             assert not bad, report
         srv = imap_server.start(data, protocols=("imap", "pop3"),
                                 ports={"imap": dv.imap_port, "pop3": dv.pop3_port})
+        # run again while mailroom serves (as after an interruption): nothing more
+        for user in USERS:
+            report = import_user(data, user, dv.maildir(user))
+            counts = re.findall(rf"(?m)^{user}: folder .*: (\d+) imported", report)
+            assert counts and set(counts) == {"0"}, report
 
         after_view = {u: server_view(dv.imap_port, dv.pop3_port, u) for u in USERS}
         for u in USERS:
@@ -410,20 +451,42 @@ def test_dovecot_to_mailroom_nobody_downloads_again(data, tmp_path, layout):
             # import leaves as they are; they are the only extra ones allowed.
             assert before_view[u]["lsub"] <= after_view[u]["lsub"], u
             assert after_view[u]["lsub"] - before_view[u]["lsub"] <= STORE_SUBSCRIBES, u
-            assert after_view[u]["uidl"] == before_view[u]["uidl"], u
             for box, want in before_view[u]["boxes"].items():
-                assert after_view[u]["boxes"][box] == want, (u, box)
+                if (u, box) != ("bob", "INBOX"):
+                    assert after_view[u]["boxes"][box] == want, (u, box)
+        assert after_view["alice"]["uidl"] == before_view["alice"]["uidl"]
+        uidvalidity, uidnext, msgs = before_view["bob"]["boxes"]["INBOX"]
+        late_wire = wire(make_message("b-late-1"))
+        assert after_view["bob"]["boxes"]["INBOX"] == (
+            uidvalidity, uidnext + 1,
+            {**msgs, uidnext: (frozenset(), len(late_wire), hashlib.sha256(late_wire).hexdigest())})
+        assert set(before_view["bob"]["uidl"]) < set(after_view["bob"]["uidl"])
+        assert len(after_view["bob"]["uidl"]) == len(before_view["bob"]["uidl"]) + 1
 
-        # the clients again: nothing to download, nothing to change
+        # the clients again: only the late message is new to them
         time.sleep(1.1)
         counts, out = mbsync(mbsync_bin, mrc)
-        assert counts == (0, 0, 0, 0), out[-3000:]
+        assert counts == (1, 0, 0, 0), out[-3000:]
         copied, flags, out = offlineimap(offlineimap_bin, orc, tmp_path)
-        assert (copied, flags) == (0, 0), out[-3000:]
+        assert (copied, flags) == (1, 0), out[-3000:]
         fetched, out = fetchmail(fetchmail_bin, frc, tmp_path)
-        assert fetched == 0, out[-3000:]
-        assert local_copies(tmp_path) == copies
+        assert fetched == 1, out[-3000:]
+        now = local_copies(tmp_path)
+        changed = {k for k in set(copies) | set(now) if copies.get(k) != now.get(k)}
+        late_id = "<b-late-1@mailroom.test>"
+        assert changed == {("mbsync", "mbsync/bob/INBOX", late_id), ("offlineimap", "offlineimap/bob/INBOX", late_id),
+                           ("mbsync", "mbsync/bob/INBOX/.mbsyncstate"), ("fetchmail", "bob")}, changed
         assert {u: server_view(dv.imap_port, dv.pop3_port, u) for u in USERS} == after_view
+
+        # and once more: nothing at all
+        time.sleep(1.1)
+        assert mbsync(mbsync_bin, mrc)[0] == (0, 0, 0, 0)
+        assert offlineimap(offlineimap_bin, orc, tmp_path)[:2] == (0, 0)
+        assert fetchmail(fetchmail_bin, frc, tmp_path)[0] == 0
+        assert local_copies(tmp_path) == now
+        assert {u: server_view(dv.imap_port, dv.pop3_port, u) for u in USERS} == after_view
+        # the import and mailroom never changed the Dovecot tree
+        assert source_state(dv) == source
     finally:
         if srv is not None:
             srv.stop()
