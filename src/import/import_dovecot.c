@@ -992,29 +992,24 @@ static int dv_walk_fs(struct dv_ctx *c, int dirfd, const char *where, const char
 	return r;
 }
 
-/* A plain subdirectory that is a maildir or holds one: LAYOUT=fs evidence. */
-static int dv_fs_evidence(int rootfd, const char *name)
+/* A plain subdirectory that is a maildir or holds one (at any depth, as
+ * LAYOUT=fs parents need no maildir of their own): LAYOUT=fs evidence. */
+static int dv_fs_evidence(int dirfd, const char *name, int depth)
 {
 	struct dirent *e;
 	DIR *d;
-	int found, fd = fsx_opendir_beneath(rootfd, name);
+	int found, fd = fsx_opendir_beneath(dirfd, name);
 	if (fd < 0)
 		return 0;
 	found = dv_is_maildir(fd);
-	if (!found && (d = fdopendir(fd)) != NULL) {
-		while (!found && (e = readdir(d)) != NULL) {
-			int sub;
-			if (e->d_name[0] == '.' || !dv_is_dir(fd, e->d_name))
-				continue;
-			sub = fsx_opendir_beneath(fd, e->d_name);
-			found = sub >= 0 && dv_is_maildir(sub);
-			if (sub >= 0)
-				close(sub);
-		}
-		closedir(d);
+	if (found || depth >= DV_MAX_DEPTH || (d = fdopendir(fd)) == NULL) {
+		close(fd);
 		return found;
 	}
-	close(fd);
+	while (!found && (e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.' && !dv_own(e->d_name) && dv_is_dir(fd, e->d_name))
+			found = dv_fs_evidence(fd, e->d_name, depth + 1);
+	closedir(d);
 	return found;
 }
 
@@ -1028,7 +1023,7 @@ static int dv_detect(struct dv_ctx *c, DIR *root, const char *path)
 			continue;
 		if (n[0] == '.')
 			pp = 1;
-		else if (dv_fs_evidence(c->rootfd, n))
+		else if (dv_fs_evidence(c->rootfd, n, 1))
 			fs = 1;
 	}
 	rewinddir(root);

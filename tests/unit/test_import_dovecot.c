@@ -291,6 +291,19 @@ static void test_fs_layout(void **state)
 	assert_int_equal(strlen(buf_cstr(&r->skips)), 0);
 }
 
+/* LAYOUT=fs parents need no maildir of their own: only a deep folder. */
+static void test_fs_layout_deep_only(void **state)
+{
+	struct rec *r = *state;
+	struct error err;
+	maildir("Deep/A/B");
+	put("Deep/A/B/cur/m:2,S", MSG);
+	assert_int_equal(run(r, "", &err), 0);
+	has(&r->log, "folder Deep/A/B v=0 n=0\n");
+	has(&r->log, "msg Deep/A/B uid=0 flags=10");
+	assert_int_equal(strlen(buf_cstr(&r->skips)), 0);
+}
+
 static void test_both_layouts_need_a_word(void **state)
 {
 	struct rec *r = *state;
@@ -479,6 +492,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_inbox_v3, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plusplus_names_and_subscriptions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fs_layout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fs_layout_deep_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_both_layouts_need_a_word, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_uidlist, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_uidlist, setup, teardown),
