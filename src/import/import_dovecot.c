@@ -653,15 +653,14 @@ static int dv_emit(struct dv_folder *f, const struct dv_file *d)
 	m.size = dv_vsize(d->base, d->base_len);
 	if (m.size == 0 && d->rec != NULL)
 		m.size = d->rec->vsize;
-	if (d->rec != NULL && d->rec->pop3_uidl != NULL)
+	if (d->rec != NULL && d->rec->pop3_uidl != NULL) {
 		uidl = *d->rec->pop3_uidl != '\0' ? strdup(d->rec->pop3_uidl)
 						  : strndup(d->base, d->base_len);
-	else if (m.uid != 0 && f->ul.uidvalidity != 0 &&
-		 asprintf(&uidl, "%08x%08x", m.uid, f->ul.uidvalidity) < 0)
-		uidl = NULL;
-	if (uidl == NULL && m.uid != 0 && f->ul.uidvalidity != 0) {
-		error_set(f->c->err, ERR_TEMP, "out of memory");
-		return -1;
+		if (uidl == NULL)
+			goto nomem;
+	} else if (m.uid != 0 && f->ul.uidvalidity != 0) {
+		if (asprintf(&uidl, "%08x%08x", m.uid, f->ul.uidvalidity) < 0)
+			goto nomem;
 	}
 	m.pop3_uidl = uidl;
 	if (strcmp(f->where, ".") == 0)
@@ -672,6 +671,9 @@ static int dv_emit(struct dv_folder *f, const struct dv_file *d)
 	r = sink->msg_file(sink->ctx, &m, f->fd, d->name, f->c->err);
 	free(uidl);
 	return r;
+nomem:
+	error_set(f->c->err, ERR_TEMP, "out of memory");
+	return -1;
 }
 
 static void dv_report_uidlist(struct dv_folder *f)
