@@ -17,14 +17,6 @@ int import_courier(const char *path, const struct import_sink *sink, struct erro
 	return -1;
 }
 
-int import_mbox(const char *path, const struct import_sink *sink, struct error *err)
-{
-	(void)path;
-	(void)sink;
-	error_set(err, ERR_INVALID, "the mbox: source is not built yet");
-	return -1;
-}
-
 int import_imap(const struct import_imap_source *src, const struct import_sink *sink,
 		struct error *err)
 {
