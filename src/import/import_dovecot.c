@@ -22,15 +22,12 @@
  *    P bit too. W= is the RFC822.SIZE clients saw (CRLF counted), else the
  *    uidlist's W field. INTERNALDATE is the file's mtime (Dovecot's too).
  *  - POP3 UIDLs: the uidlist's P field where Dovecot saved one (an empty P
- *    means "the base name", Dovecot's shorthand); otherwise what Dovecot's
- *    default pop3_uidl_format %08Xu%08Xv gives, which is LOWER-case hex
- *    (UID then UIDVALIDITY: "000000016b17613b", seen from Dovecot 2.3.19).
- *    mailroom's own default is upper-case (%08X%08X), so the UIDL is always
- *    given: left to the default, every fetchmail/POP3 "leave on server"
- *    client would download everything again. A site that had set another
- *    pop3_uidl_format without pop3_save_uidl is not covered (the format is
- *    configuration, not on disk). A message Dovecot never listed has no
- *    UIDL a client saw and gets mailroom's.
+ *    means "the base name", Dovecot's shorthand); otherwise none is given:
+ *    mailroom's default (pop3_resp.c, %08x%08x of UID and UIDVALIDITY) is
+ *    the string Dovecot's default pop3_uidl_format %08Xu%08Xv gives, so the
+ *    kept UIDs keep the UIDLs (test_import_dovecot checks it against a real
+ *    Dovecot). A site that had set another pop3_uidl_format without
+ *    pop3_save_uidl is not covered: the format is configuration, not on disk.
  *  - subscriptions at the root: "V\t2" then names with TAB between levels
  *    (Dovecot 2.2+), or older files: one name a line with the namespace's
  *    separator.
@@ -658,11 +655,8 @@ static int dv_emit(struct dv_folder *f, const struct dv_file *d)
 						  : strndup(d->base, d->base_len);
 		if (uidl == NULL)
 			goto nomem;
-	} else if (m.uid != 0 && f->ul.uidvalidity != 0) {
-		if (asprintf(&uidl, "%08x%08x", m.uid, f->ul.uidvalidity) < 0)
-			goto nomem;
 	}
-	m.pop3_uidl = uidl;
+	m.pop3_uidl = uidl; /* NULL: mailroom's default, which is Dovecot's */
 	if (strcmp(f->where, ".") == 0)
 		snprintf(id, sizeof(id), "%s", d->name);
 	else
