@@ -70,9 +70,9 @@
 #include "lib/fsx.h"
 #include "store/store.h"
 
-#define DV_MAX_FILE (512u << 20) /* a control file larger than this is not Dovecot's */
-#define DV_MAX_DEPTH 64		 /* LAYOUT=fs nesting */
-#define DV_NKW 26
+#define DV_MAX_FILE  (512u << 20) /* a control file larger than this is not Dovecot's */
+#define DV_MAX_DEPTH 64		  /* LAYOUT=fs nesting */
+#define DV_NKW	     26
 
 enum dv_layout { DV_LAYOUT_AUTO, DV_LAYOUT_PLUSPLUS, DV_LAYOUT_FS };
 
@@ -179,8 +179,7 @@ fail:;
 }
 
 /* Next line of data[*pos..len) without its "\n" (and a "\r" before it). */
-static int dv_next_line(const char *data, size_t len, size_t *pos, const char **line_r,
-			size_t *n_r)
+static int dv_next_line(const char *data, size_t len, size_t *pos, const char **line_r, size_t *n_r)
 {
 	const char *s, *nl;
 	size_t n;
@@ -563,8 +562,10 @@ static int dv_match(struct dv_folder *f)
 		struct dv_file *d = &f->files[i];
 		size_t lo = 0, hi = n;
 		const struct dv_file *prev = out > 0 ? &f->files[out - 1] : NULL;
-		if (prev != NULL && dv_base_cmp(prev->base, prev->base_len, d->base, d->base_len) == 0) {
-			dv_skip(f->c, f->where, d->name, "a second file of the same message (same base name)");
+		if (prev != NULL &&
+		    dv_base_cmp(prev->base, prev->base_len, d->base, d->base_len) == 0) {
+			dv_skip(f->c, f->where, d->name,
+				"a second file of the same message (same base name)");
 			free(d->name);
 			continue;
 		}
@@ -576,7 +577,8 @@ static int dv_match(struct dv_folder *f)
 			else
 				hi = mid;
 		}
-		if (lo < n && dv_base_cmp(idx[lo]->base, strlen(idx[lo]->base), d->base, d->base_len) == 0)
+		if (lo < n &&
+		    dv_base_cmp(idx[lo]->base, strlen(idx[lo]->base), d->base, d->base_len) == 0)
 			d->rec = idx[lo];
 		f->files[out++] = *d;
 	}
@@ -618,7 +620,8 @@ static void dv_flags(struct dv_folder *f, const struct dv_file *d, struct import
 			if (name == NULL) {
 				char why[96];
 				snprintf(why, sizeof(why),
-					 "keyword letter '%c' is not in dovecot-keywords: dropped", *p);
+					 "keyword letter '%c' is not in dovecot-keywords: dropped",
+					 *p);
 				dv_skip(f->c, f->where, d->name, why);
 			} else if (strcasecmp(name, "$Forwarded") == 0) {
 				m->flags |= STORE_F_PASSED;
@@ -676,7 +679,8 @@ static void dv_report_uidlist(struct dv_folder *f)
 	size_t shown = f->ul.nbad < IMPORT_DOVECOT_BAD_KEPT ? f->ul.nbad : IMPORT_DOVECOT_BAD_KEPT;
 	for (size_t i = 0; i < shown; i++) {
 		snprintf(why, sizeof(why),
-			 "line %u is malformed or out of order: ignored (its message, if any, gets a new UID)",
+			 "line %u is malformed or out of order: ignored (its message, if any, gets "
+			 "a new UID)",
 			 f->ul.bad_line[i]);
 		dv_skip(f->c, f->where, "dovecot-uidlist", why);
 	}
@@ -757,7 +761,8 @@ static int dv_folder(struct dv_ctx *c, int dirfd, const char *where, const char 
 
 	if (fstatat(dirfd, "dovecot-uidlist.lock", &st, AT_SYMLINK_NOFOLLOW) == 0)
 		dv_skip(c, where, "dovecot-uidlist.lock",
-			"present: Dovecot may still be writing this folder (stop it before importing)");
+			"present: Dovecot may still be writing this folder (stop it before "
+			"importing)");
 	if (dv_folder_read(&f) < 0 || dv_list(&f, "cur") < 0 || dv_list(&f, "new") < 0 ||
 	    dv_match(&f) < 0)
 		goto out;
@@ -825,11 +830,12 @@ static char *dv_name(const char *raw, size_t n, char sep, int whole)
 /* Dovecot's own files and folders: passed over without a word. */
 static int dv_own(const char *n)
 {
-	static const char *const prefix[] = {"dovecot.index", "dovecot.list.index", "dovecot.mailbox.log",
-					     "dovecot-uidvalidity", "dovecot-uidlist", "dovecot-keywords",
-					     "dovecot-acl", "dovecot.sieve", NULL};
-	static const char *const exact[] = {"cur", "new", "tmp", "maildirfolder", "maildirsize",
-					    "subscriptions", NULL};
+	static const char *const prefix[] = {
+		"dovecot.index",       "dovecot.list.index", "dovecot.mailbox.log",
+		"dovecot-uidvalidity", "dovecot-uidlist",    "dovecot-keywords",
+		"dovecot-acl",	       "dovecot.sieve",	     NULL};
+	static const char *const exact[] = {"cur",	   "new",	    "tmp", "maildirfolder",
+					    "maildirsize", "subscriptions", NULL};
 	for (int i = 0; prefix[i] != NULL; i++)
 		if (strncmp(n, prefix[i], strlen(prefix[i])) == 0)
 			return 1;
@@ -949,7 +955,8 @@ static int dv_fs_folder(struct dv_ctx *c, int dirfd, const char *where, const ch
 	if (dv_is_maildir(fd) && dv_folder(c, fd, path, name) < 0)
 		r = -1;
 	else if (depth >= DV_MAX_DEPTH)
-		dv_skip(c, where, dname, "folders nested too deep: the ones below are not imported");
+		dv_skip(c, where, dname,
+			"folders nested too deep: the ones below are not imported");
 	else
 		r = dv_walk_fs(c, fd, path, name, depth + 1);
 out:
@@ -962,8 +969,7 @@ out:
 }
 
 /* LAYOUT=fs: every subdirectory but cur/ new/ tmp/ is a folder. */
-static int dv_walk_fs(struct dv_ctx *c, int dirfd, const char *where, const char *prefix,
-		      int depth)
+static int dv_walk_fs(struct dv_ctx *c, int dirfd, const char *where, const char *prefix, int depth)
 {
 	struct dirent *e;
 	DIR *d;
@@ -1015,7 +1021,8 @@ static int dv_detect(struct dv_ctx *c, DIR *root, const char *path)
 	int pp = 0, fs = 0;
 	while ((e = readdir(root)) != NULL) {
 		const char *n = e->d_name;
-		if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || dv_own(n) || !dv_is_dir(c->rootfd, n))
+		if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || dv_own(n) ||
+		    !dv_is_dir(c->rootfd, n))
 			continue;
 		if (n[0] == '.')
 			pp = 1;
@@ -1111,8 +1118,8 @@ int import_dovecot(const char *path, const struct import_sink *sink, struct erro
 		goto out;
 	}
 	if (!dv_is_maildir(c.rootfd)) {
-		error_set(err, ERR_NOTFOUND, "%s: not a Dovecot maildir (no cur/, new/ or dovecot-uidlist)",
-			  dir);
+		error_set(err, ERR_NOTFOUND,
+			  "%s: not a Dovecot maildir (no cur/, new/ or dovecot-uidlist)", dir);
 		goto out;
 	}
 	fd = dup(c.rootfd);

@@ -23,13 +23,13 @@ struct import_dovecot_rec {
 #define IMPORT_DOVECOT_BAD_KEPT 8
 
 struct import_dovecot_uidlist {
-	unsigned version;     /* 1, 2 or 3 */
-	uint32_t uidvalidity; /* 0 if the header had none */
-	uint32_t nextuid;     /* as the header says (may be stale: Dovecot appends
-			       * lines without rewriting it); 0 if none */
+	unsigned version;		 /* 1, 2 or 3 */
+	uint32_t uidvalidity;		 /* 0 if the header had none */
+	uint32_t nextuid;		 /* as the header says (may be stale: Dovecot appends
+					  * lines without rewriting it); 0 if none */
 	struct import_dovecot_rec *recs; /* in file order, UIDs strictly ascending */
 	size_t nrecs;
-	size_t nbad;	      /* lines skipped as malformed or out of order */
+	size_t nbad;				    /* lines skipped as malformed or out of order */
 	unsigned bad_line[IMPORT_DOVECOT_BAD_KEPT]; /* the first ones' numbers (1-based) */
 };
 

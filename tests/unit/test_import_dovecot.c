@@ -29,11 +29,11 @@
 /* ---- a recording sink ------------------------------------------------------ */
 
 struct rec {
-	struct buf log;	 /* one line per call */
+	struct buf log;	  /* one line per call */
 	struct buf skips; /* one line per skip */
 	char folder[256];
 	int fail_folder_begin;
-	uint32_t has;	 /* has_uid answers 1 for this UID */
+	uint32_t has; /* has_uid answers 1 for this UID */
 	int nmsgs;
 };
 
@@ -213,12 +213,16 @@ static void test_inbox_v3(void **state)
 	has(&r->log, "folder INBOX v=1796694319 n=11\n");
 	/* F R S = \Flagged \Answered \Seen, a = $Forwarded = the P bit; no
 	 * P field: no UIDL (mailroom's default is Dovecot's) */
-	has(&r->log, "msg INBOX uid=5 flags=1e size=42 uidl=- kw=project-x path=cur/1700.M1P1.vm,S=38,W=42:2,FRSab");
+	has(&r->log, "msg INBOX uid=5 flags=1e size=42 uidl=- kw=project-x "
+		     "path=cur/1700.M1P1.vm,S=38,W=42:2,FRSab");
 	/* T = \Deleted; W from the uidlist; an empty P is the base name */
-	has(&r->log, "msg INBOX uid=7 flags=20 size=99 uidl=1700.M2P1.vm kw=$Junk path=cur/1700.M2P1.vm:2,Tc");
+	has(&r->log, "msg INBOX uid=7 flags=20 size=99 uidl=1700.M2P1.vm kw=$Junk "
+		     "path=cur/1700.M2P1.vm:2,Tc");
 	/* matched by base name although the recorded name had :2,S */
-	has(&r->log, "msg INBOX uid=9 flags=00 size=20 uidl=my-uidl-9 kw= path=new/1700.M3P1.vm,S=3 ");
-	has(&r->log, "msg INBOX uid=10 flags=00 size=20 uidl=- kw= path=new/1800.M4P1.vm,S=18,W=20");
+	has(&r->log,
+	    "msg INBOX uid=9 flags=00 size=20 uidl=my-uidl-9 kw= path=new/1700.M3P1.vm,S=3 ");
+	has(&r->log,
+	    "msg INBOX uid=10 flags=00 size=20 uidl=- kw= path=new/1800.M4P1.vm,S=18,W=20");
 	has(&r->log, "end INBOX\n");
 	assert_int_equal(r->nmsgs, 4);
 	/* UID order, then the unlisted one */
@@ -251,7 +255,8 @@ static void test_plusplus_names_and_subscriptions(void **state)
 	assert_int_equal(run(r, "", &err), 0);
 	has(&r->log, "folder INBOX v=1 n=4\n");
 	has(&r->log, "folder Entwürfe v=77 n=3\n");
-	has(&r->log, "msg Entwürfe uid=1 flags=10 size=0 uidl=- kw= path=cur/msgA:2,S id=.Entw&APw-rfe/cur/msgA:2,S");
+	has(&r->log, "msg Entwürfe uid=1 flags=10 size=0 uidl=- kw= path=cur/msgA:2,S "
+		     "id=.Entw&APw-rfe/cur/msgA:2,S");
 	has(&r->log, "msg Entwürfe uid=2 flags=00");
 	has(&r->log, "folder Работа/2024 v=88 n=1\n");
 	has(&r->log, "folder Работа v=0 n=0\n");
@@ -284,7 +289,8 @@ static void test_fs_layout(void **state)
 	has(&r->log, "msg Entwürfe uid=2 flags=01 size=20");
 	has(&r->log, "folder Entwürfe/Sub v=0 n=0\n");
 	has(&r->log, "folder Работа/2024 v=0 n=0\n");
-	has(&r->log, "msg Работа/2024 uid=0 flags=02 size=0 uidl=- kw= path=cur/m3:2,F id=&BCAEMAQxBD4EQgQw-/2024/cur/m3:2,F");
+	has(&r->log, "msg Работа/2024 uid=0 flags=02 size=0 uidl=- kw= path=cur/m3:2,F "
+		     "id=&BCAEMAQxBD4EQgQw-/2024/cur/m3:2,F");
 	has(&r->log, "folder a.b v=0 n=0\n");
 	lacks(&r->log, "folder Работа v");
 	has(&r->log, "sub Entwürfe\nsub Работа/2024\n");
@@ -348,11 +354,11 @@ static void test_garbage_uidlist(void **state)
 				   "abc\n"
 				   "0 :zero\n"
 				   "5 :a\n"
-				   "4 :b\n"		  /* not above 5 */
-				   "6 Wxyz :c\n"	  /* a bad W */
-				   "7 W12\n"		  /* no file name */
-				   "8 :\n"		  /* an empty one */
-				   "99999999999 :d\n"	  /* above 2^32 */
+				   "4 :b\n"		    /* not above 5 */
+				   "6 Wxyz :c\n"	    /* a bad W */
+				   "7 W12\n"		    /* no file name */
+				   "8 :\n"		    /* an empty one */
+				   "99999999999 :d\n"	    /* above 2^32 */
 				   "10 :../../etc/passwd\n" /* a path */
 				   "11 :e\0f\n"
 				   "12 :good\n";
@@ -490,7 +496,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_inbox_v3, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_plusplus_names_and_subscriptions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plusplus_names_and_subscriptions, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_fs_layout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fs_layout_deep_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_both_layouts_need_a_word, setup, teardown),
