@@ -846,7 +846,7 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 		case IT_UID: send_u32(s, "UID ", m->uid, ""); break;
 		case IT_FLAGS:
 			imap_send_raw(s, "FLAGS ", 6);
-			imap_send_flags(s, m->flags, m->keywords);
+			imap_send_flags(s, m->flags | imap_view_recent(s, m->uid), m->keywords);
 			flags_done = true;
 			break;
 		case IT_INTERNALDATE: send_internaldate(s, m->internaldate); break;
@@ -876,7 +876,7 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 		/* RFC 9051 6.4.5: the \Seen flag set as a side effect is reported */
 		if (!flags_done) {
 			imap_send_raw(s, " FLAGS ", 7);
-			imap_send_flags(s, m->flags, m->keywords);
+			imap_send_flags(s, m->flags | imap_view_recent(s, m->uid), m->keywords);
 		}
 		if (s->condstore && !modseq_done)
 			imap_send(s, " MODSEQ (%" PRIu64 ")", m->modseq);
@@ -1120,7 +1120,7 @@ static int cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 	}
 	/* RFC 7162 3.1: MODSEQ and CHANGEDSINCE are CONDSTORE-enabling */
 	if (fc->want_modseq)
-		s->condstore = true;
+		imap_view_enable_condstore(s);
 	if (fc->vanished && send_vanished(fc, &cmd->args[0], &err) < 0) {
 		imap_send_store_error(s, cmd, &err);
 		ctx_free(fc);

@@ -9,22 +9,6 @@
  */
 #include "import/import.h"
 
-int import_dovecot(const char *path, const struct import_sink *sink, struct error *err)
-{
-	(void)path;
-	(void)sink;
-	error_set(err, ERR_INVALID, "the dovecot: source is not built yet");
-	return -1;
-}
-
-int import_courier(const char *path, const struct import_sink *sink, struct error *err)
-{
-	(void)path;
-	(void)sink;
-	error_set(err, ERR_INVALID, "the courier: source is not built yet");
-	return -1;
-}
-
 int import_imap(const struct import_imap_source *src, const struct import_sink *sink,
 		struct error *err)
 {
