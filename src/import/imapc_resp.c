@@ -158,6 +158,7 @@ static int atom_end(struct imapc_resp *r)
 		r->bracket = 0; /* a line that ends inside [...]: taken as it is */
 	if (strcasecmp(s, "NIL") == 0) {
 		t->type = IMAPC_TOK_NIL;
+		t->len = 0; /* its text is "" (imapc_resp_str) */
 		return 0;
 	}
 	if (r->ntok == 1 && !r->in_code && is_status_word(s)) {
