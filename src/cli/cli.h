@@ -16,6 +16,7 @@ int cmd_mailbox(int argc, char **argv);
 int cmd_mime(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 struct config;
 struct store;

@@ -19,6 +19,7 @@ static const struct {
 	{ "deliver", cmd_deliver, "deliver -d DATA [-m MAILBOX] USER..." },
 	{ "check", cmd_check, "check -d DATA [--repair] [USER...]" },
 	{ "mailbox", cmd_mailbox, "mailbox list|create|delete|rename -d DATA USER ..." },
+	{ "import", cmd_import, "import -d DATA [--dry-run] [--password-file F] USER|--all SOURCE" },
 	{ "mime", cmd_mime, "mime dump|section FILE ... (message parser, for tests)" },
 };
 

@@ -342,7 +342,7 @@ static void cmd_uidl(struct pop3_session *s, char *args)
 		return;
 	if (argc == 1) {
 		if (msg_arg(s, w[0], &i) == 0) {
-			char uidl[17];
+			char uidl[POP3_UIDL_SIZE];
 			pop3_resp_uidl(s, &s->msgs[i], uidl);
 			pop3_resp_send(s, "+OK %zu %s", i + 1, uidl);
 		}

@@ -45,6 +45,7 @@ struct pop3_msg {
 	uint32_t uid;
 	bool deleted;  /* DELE'd in this session */
 	uint64_t size; /* octets as sent (bare LF counted as CRLF), unstuffed */
+	char *uidl;    /* kept from the old server by `mailroom import`, or NULL */
 };
 
 struct pop3_session {
@@ -127,7 +128,10 @@ void pop3_resp_error(struct pop3_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* "-ERR [SYS/TEMP] what" or "[SYS/PERM]" for a store failure (logged). */
 void pop3_resp_store_error(struct pop3_session *s, const char *what, const struct error *err);
-/* Format the UIDL of a message (RFC 1939 7) into out (17 bytes). */
-void pop3_resp_uidl(const struct pop3_session *s, const struct pop3_msg *m, char out[17]);
+/* Format the UIDL of a message (RFC 1939 7: at most 70 characters) into
+ * out (POP3_UIDL_SIZE bytes). */
+#define POP3_UIDL_SIZE 71
+void pop3_resp_uidl(const struct pop3_session *s, const struct pop3_msg *m,
+		    char out[POP3_UIDL_SIZE]);
 
 #endif

@@ -57,6 +57,13 @@ static void set_err(struct error *err, enum error_code code, const char *fmt, ..
 	va_end(ap);
 }
 
+static void msgs_free(struct pop3_msg *msgs, size_t n)
+{
+	for (size_t i = 0; msgs != NULL && i < n; i++)
+		free(msgs[i].uidl);
+	free(msgs);
+}
+
 void pop3_maildrop_close(struct pop3_session *s)
 {
 	store_mailbox_close(&s->mbox);
@@ -64,7 +71,7 @@ void pop3_maildrop_close(struct pop3_session *s)
 	store_user_close(&s->suser);
 	free(s->user);
 	s->user = NULL;
-	free(s->msgs);
+	msgs_free(s->msgs, s->nmsgs);
 	s->msgs = NULL;
 	s->nmsgs = 0;
 }
@@ -101,6 +108,7 @@ static int snap_collect(void *ctx, const struct store_msg *m)
 	j->msgs[j->n].uid = m->uid;
 	j->msgs[j->n].deleted = false;
 	j->msgs[j->n].size = m->size;
+	j->msgs[j->n].uidl = NULL;
 	j->n++;
 	return 0;
 }
@@ -116,6 +124,26 @@ static int message_vsize(struct snap_job *j, uint32_t uid, uint64_t *vsize_r, st
 		return -1;
 	*vsize_r = parsed.tree->vsize;
 	store_cache_parsed_clear(&parsed);
+	return 0;
+}
+
+static int msg_cmp(const void *a, const void *b)
+{
+	const struct pop3_msg *x = a, *y = b;
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+/* A UIDL kept by `mailroom import` for one of the snapshot's messages. */
+static int snap_uidl(void *ctx, uint32_t uid, const char *uidl)
+{
+	struct snap_job *j = ctx;
+	struct pop3_msg key = { .uid = uid };
+	struct pop3_msg *m = bsearch(&key, j->msgs, j->n, sizeof(key), msg_cmp);
+	if (m != NULL && m->uidl == NULL && (m->uidl = strdup(uidl)) == NULL) {
+		set_err(&j->err, ERR_TEMP, "out of memory");
+		j->failed = 1;
+		return 1;
+	}
 	return 0;
 }
 
@@ -147,10 +175,13 @@ static void snap_work(void *arg)
 		k++;
 	}
 	j->n = k;
+	/* the snapshot is in UID order: looked up by bsearch */
+	if (store_import_uidls(j->mbox, snap_uidl, j, &j->err) < 0 || j->failed)
+		goto fail;
 	return;
 fail:
 	j->failed = 1;
-	free(j->msgs);
+	msgs_free(j->msgs, j->n);
 	j->msgs = NULL;
 	j->n = 0;
 	store_pop3lock_release(&j->lock_fd);

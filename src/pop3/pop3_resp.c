@@ -8,7 +8,10 @@
  * migrated from Dovecot keeps its UIDLs when its UIDs are kept. Both numbers
  * live in the files (U= in the file name, UIDVALIDITY in mailroom-box), so
  * the UIDL survives restarts and an index rebuild, and a message has the
- * same UIDL whether POP3 or IMAP saw it first.
+ * same UIDL whether POP3 or IMAP saw it first. A message imported from a
+ * server that gave other UIDLs keeps the old one (`mailroom import` writes
+ * them to the mailbox's mailroom-pop3-uidl, store_import_uidls), so that a
+ * client that leaves mail on the server does not download it again.
  */
 #include "pop3/pop3_int.h"
 
@@ -63,7 +66,11 @@ void pop3_resp_store_error(struct pop3_session *s, const char *what, const struc
 	pop3_resp_send(s, "-ERR [%s] %s", err->code == ERR_TEMP || err->code == ERR_NOSPACE ? "SYS/TEMP" : "SYS/PERM", what);
 }
 
-void pop3_resp_uidl(const struct pop3_session *s, const struct pop3_msg *m, char out[17])
+void pop3_resp_uidl(const struct pop3_session *s, const struct pop3_msg *m,
+		    char out[POP3_UIDL_SIZE])
 {
-	snprintf(out, 17, "%08X%08X", (unsigned)m->uid, (unsigned)s->uidvalidity);
+	if (m->uidl != NULL)
+		snprintf(out, POP3_UIDL_SIZE, "%s", m->uidl);
+	else
+		snprintf(out, POP3_UIDL_SIZE, "%08X%08X", (unsigned)m->uid, (unsigned)s->uidvalidity);
 }

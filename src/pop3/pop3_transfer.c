@@ -48,7 +48,7 @@ static int step_lines(struct session *base, void *arg)
 		if (m->deleted)
 			continue; /* RFC 1939 5: deleted messages are not listed */
 		if (s->out.uidl) {
-			char uidl[17];
+			char uidl[POP3_UIDL_SIZE];
 			pop3_resp_uidl(s, m, uidl);
 			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%zu %s\r\n",
 					      s->out.next + 1, uidl);

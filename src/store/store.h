@@ -24,6 +24,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "lib/error.h"
@@ -339,6 +340,122 @@ struct store_rcpt {
  * number of recipients that failed. */
 size_t store_deliver(struct store *store, struct store_stage *stage, uint32_t flags,
 		     struct store_rcpt *rcpts, size_t n);
+
+/* ---- import from another store (`mailroom import`), store_import.c -------
+ *
+ * Messages enter a mailbox with the UIDs the old server gave them, in
+ * batches: hard links (or copies) into cur/ under their final names, one
+ * fsync of cur/ and one index transaction per batch, under the mailbox lock
+ * (the design note is at the top of store_import.c). */
+
+struct store_import;
+
+/* What store_import_begin found. */
+enum store_import_state {
+	STORE_IMPORT_CREATED,	/* made now, with the source's UIDVALIDITY */
+	STORE_IMPORT_ADOPTED,	/* it existed but never held a message (a new user's
+				 * INBOX): it now has the source's UIDVALIDITY */
+	STORE_IMPORT_RERUN,	/* it has the source's UIDVALIDITY: UIDs it holds are skipped */
+	STORE_IMPORT_APPEND,	/* it holds mail under another UIDVALIDITY (or the source
+				 * gave none): messages get new UIDs */
+};
+
+/* Open mailbox name of user for an import of a folder whose UIDVALIDITY
+ * and UIDNEXT are given (0: unknown). Creates it if missing (parents are
+ * implicit in this store; special_use is set if it is one the store knows),
+ * gives a mailbox that never held a message the source's UIDVALIDITY, and,
+ * unless appending, raises its UIDNEXT floor to uidnext so that no later
+ * delivery takes a UID of the source. Errors: INVALID (bad name), TEMP,
+ * NOSPACE. */
+int store_import_begin(struct store_user *user, const char *name, const char *special_use,
+		       uint32_t uidvalidity, uint32_t uidnext, struct store_import **imp_r,
+		       enum store_import_state *state_r, struct error *err);
+/* The open mailbox (borrowed, valid until end/abort). */
+struct store_mailbox *store_import_mailbox(struct store_import *imp);
+/* 1 if the mailbox holds uid already, or a client was told it was expunged
+ * (a re-run skips it), 0 if not (always 0 when appending), -1 TEMP. */
+int store_import_has_uid(struct store_import *imp, uint32_t uid, struct error *err);
+
+struct store_import_msg {
+	uint32_t uid;		     /* 0 (and always when appending): the next free UID */
+	uint32_t flags;		     /* STORE_F_* */
+	const char *const *keywords; /* names; mapped to the mailbox's letters, added as needed */
+	size_t nkeywords;
+	int64_t internaldate;	     /* -1: the file's mtime (store_import_file) */
+};
+
+enum store_import_how { STORE_IMPORT_LINKED, STORE_IMPORT_COPIED, STORE_IMPORT_STREAMED };
+/* Why a file was copied rather than linked. */
+enum store_import_why {
+	STORE_IMPORT_WHY_NONE,
+	STORE_IMPORT_WHY_XDEV,	    /* another file system */
+	STORE_IMPORT_WHY_PROTECTED, /* link refused (EPERM): fs.protected_hardlinks lets the
+				     * store owner link only files it owns or may write */
+	STORE_IMPORT_WHY_DATE,	    /* INTERNALDATE is not the file's mtime, and a link cannot
+				     * change it without changing the source */
+	STORE_IMPORT_WHY_MLINK,	    /* the source file has the most links its file system allows */
+};
+struct store_import_result {
+	uint32_t uid;
+	enum store_import_how how;
+	enum store_import_why why;
+	uint64_t size;		   /* bytes of the file in cur/ */
+	unsigned keywords_dropped; /* invalid names, or over STORE_MAX_KEYWORDS */
+};
+
+/* Add the message that is the file path (relative to dirfd, or absolute):
+ * a hard link into cur/ when it can be (the source is never changed: no
+ * chmod, chown or utime of a linked inode), otherwise a copy of its bytes
+ * as they are, with mtime = INTERNALDATE. Durable and visible after the
+ * batch's flush (every 1000 messages, store_import_flush, store_import_end).
+ * Errors for this message only (the caller reports it and goes on):
+ * NOTFOUND (no such file), DATA (not a regular file, not readable by the
+ * store owner, changed while read). Others (TEMP, NOSPACE, LIMIT: out of
+ * UIDs) are the mailbox's. */
+int store_import_file(struct store_import *imp, const struct store_import_msg *m, int dirfd,
+		      const char *path, struct store_import_result *res_r, struct error *err);
+/* Add a staged, finished message (store_stage_*: the internal date is the
+ * stage's, store_stage_set_internaldate). Errors as store_import_file. */
+int store_import_stage(struct store_import *imp, const struct store_import_msg *m,
+		       struct store_stage *stage, struct store_import_result *res_r,
+		       struct error *err);
+/* Make the batch so far durable and visible, and let the mailbox lock go.
+ * TEMP, NOSPACE (the files stay in cur/: the next open adopts them). */
+int store_import_flush(struct store_import *imp, struct error *err);
+/* Remember uidl as the POP3 UIDL of uid (written at store_import_end into
+ * the mailbox's mailroom-pop3-uidl, merged with what is there). INVALID if
+ * it is not 1-70 characters 0x21-0x7E (RFC 1939 7); TEMP. */
+int store_import_pop3_uidl(struct store_import *imp, uint32_t uid, const char *uidl,
+			   struct error *err);
+/* 0 if uidl is a valid POP3 UIDL (RFC 1939 7), -1 if not. */
+int store_import_uidl_valid(const char *uidl);
+/* Flush, write the UIDLs, close; *imp is NULL afterwards either way.
+ * TEMP, NOSPACE. */
+int store_import_end(struct store_import **imp, struct error *err);
+/* Stop: what was added is kept (committed now if possible, or adopted with
+ * its UIDs at the next open); *imp is NULL afterwards. */
+void store_import_abort(struct store_import **imp);
+
+/* The POP3 UIDLs imported into mbox: cb for each (UID, UIDL), in UID order;
+ * nothing if none. cb non-zero stops. TEMP if the file cannot be read. */
+int store_import_uidls(struct store_mailbox *mbox,
+		       int (*cb)(void *ctx, uint32_t uid, const char *uidl), void *ctx,
+		       struct error *err);
+
+/* What a mailbox is now, read without changing anything (for --dry-run):
+ * no index opened, no lock taken. INVALID for a bad name. */
+struct store_import_peek {
+	int user_exists;
+	int exists;
+	uint32_t uidvalidity; /* from mailroom-box (0: unreadable) */
+	uint32_t uid_floor;
+	uint32_t messages;    /* message files in cur/ */
+	uint32_t max_uid;     /* highest U= among them */
+};
+int store_import_peek(struct store *store, const char *user, const char *name,
+		      struct store_import_peek *peek_r, struct error *err);
+/* The device of DATA/mail (a source on another one is copied): 0, -1 errno. */
+int store_import_dev(struct store *store, dev_t *dev_r);
 
 /* ---- consistency check and repair (`mailroom check`) ---------------------- */
 
