@@ -32,12 +32,3 @@ int import_mbox(const char *path, const struct import_sink *sink, struct error *
 	error_set(err, ERR_INVALID, "the mbox: source is not built yet");
 	return -1;
 }
-
-int import_imap(const struct import_imap_source *src, const struct import_sink *sink,
-		struct error *err)
-{
-	(void)src;
-	(void)sink;
-	error_set(err, ERR_INVALID, "the imap:// source is not built yet");
-	return -1;
-}
