@@ -205,6 +205,13 @@ static int host_is_ip(const char *host)
 
 int imapc_conn_starttls(struct imapc_conn *c, struct error *err)
 {
+	if (c->rpos < c->rlen) {
+		/* bytes that came in clear after the OK would pass for protected
+		 * ones (the STARTTLS injection of CVE-2011-0411 and kin) */
+		error_set(err, ERR_INVALID, "IMAP server %s sent data in clear before TLS started",
+			  c->host);
+		return -1;
+	}
 	c->ssl_ctx = SSL_CTX_new(TLS_client_method());
 	if (c->ssl_ctx == NULL)
 		goto ssl_fail;

@@ -2,7 +2,9 @@
  * test_import_imap.c: unit tests for the IMAP import client's response
  * parser (src/import/imapc_resp). Canned server responses, each fed whole
  * and one byte at a time (the two must agree), are dumped as text and
- * compared with what RFC 3501 section 9's grammar says they are:
+ * compared with what RFC 3501 section 9's grammar says they are (and the
+ * INTERNALDATE reader, import_imap_fetch_date, against instants worked out
+ * by hand with the zone applied):
  *
  *   a:ATOM  s:"string"  nil  ( ... )  [ ... ] (a response code)
  *   t:"text"  lit:N (a literal handed to the hooks)
@@ -15,10 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
-
+/* before cmocka.h, which defines a macro skip() */
 #include "import/imapc_resp.h"
+#include "import/import_imap_int.h"
 #include "lib/buf.h"
+
+#include <cmocka.h>
 
 /* ---- dumping ---------------------------------------------------------------- */
 
@@ -425,6 +429,23 @@ static void test_streaming(void **state)
 	free(body);
 }
 
+static void test_date(void **state)
+{
+	(void)state;
+	assert_true(import_imap_fetch_date("17-Jul-1996 02:44:25 -0700") == 837596665);
+	assert_true(import_imap_fetch_date("29-Feb-2024 23:59:59 +1400") == 1709200799);
+	assert_true(import_imap_fetch_date("01-Jan-1970 00:00:00 +0000") == 0);
+	assert_true(import_imap_fetch_date(" 7-Jan-2001 10:00:00 -1200") == 978904800);
+	assert_true(import_imap_fetch_date("7-jan-2001 10:00:00 -1200") == 978904800);
+	const char *bad_dates[] = { "", " ", "17-Jux-1996 02:44:25 -0700", "17-Jul-1996 02:44:25",
+				    "17-Jul-1996 02:44:25 0700", "17-Jul-1996 24:00:00 +0000",
+				    "32-Jul-1996 02:44:25 -0700", "17-Jul-1996 02:44:25 -0700x",
+				    "17-Jul-96 02:44:25 -0700", "17-Jul-1996 2:44:25 -0700", "1" };
+	for (size_t i = 0; i < sizeof(bad_dates) / sizeof(bad_dates[0]); i++)
+		if (import_imap_fetch_date(bad_dates[i]) != -1)
+			fail_msg("accepted date \"%s\"", bad_dates[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -433,6 +454,7 @@ int main(void)
 		cmocka_unit_test(test_fetch),	  cmocka_unit_test(test_numbers),
 		cmocka_unit_test(test_pipelined), cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_limit),	  cmocka_unit_test(test_streaming),
+		cmocka_unit_test(test_date),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
