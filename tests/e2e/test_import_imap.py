@@ -420,6 +420,8 @@ service imap-login {
         rng = random.Random(5)
         c = login(dv.imap_port)
         msgs = [make_message(7, rng)] + [make_message(i, rng) for i in range(20, 29)]
+        if san.startswith("IP:"):
+            msgs.append(b"Subject: big\r\n\r\n" + (b"z" * 98 + b"\r\n") * 500000)
         for m in msgs:
             assert c.append("INBOX", "(\\Seen kw)", internaldate(rng), m)[0] == "OK"
         want = {"INBOX": folder_state(c, "INBOX")}
@@ -438,10 +440,21 @@ service imap-login {
 
         # trusted (SSL_CERT_FILE): accepted if it names the address we connect to
         env = dict(os.environ, SSL_CERT_FILE=str(cert))
-        p = run(import_cmd(data, url, pw), env=env, timeout=120)
         if san.startswith("IP:"):
+            # with a 50 MB message, streamed: the importer's memory stays small. Its
+            # peak RSS by GNU time (Debian's package "time"): a child of this big
+            # Python process would inherit its high-water mark across exec.
+            assert os.access("/usr/bin/time", os.X_OK), "/usr/bin/time (package time) is missing"
+            rss = tmp_path / "rss"
+            p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss), MAILROOM]
+                               + import_cmd(data, url, pw), env=env, capture_output=True, text=True,
+                               timeout=120)
             assert p.returncode == 0, p.stdout + p.stderr
             assert summary(p.stdout)[0] == len(msgs)
+            peak_kb = int(rss.read_text().split()[-1])
+            print("imaps: %d messages (%d MB) imported, peak RSS of the importer %d MB"
+                  % (len(msgs), sum(map(len, msgs)) >> 20, peak_kb >> 10))
+            assert peak_kb < 40 * 1024, peak_kb
         else:
             assert p.returncode != 0 and "certificate refused" in p.stderr, p.stdout + p.stderr
 
