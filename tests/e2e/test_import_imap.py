@@ -49,8 +49,11 @@ KEYWORDS = ["$Label1", "$Junk", "todo", "Project_X", "$MDNSent"]
 SYSFLAGS = ["\\Seen", "\\Answered", "\\Flagged", "\\Draft", "\\Deleted", "$Forwarded"]
 ZONES = ["+0000", "-0700", "+0530", "+1400", "-1200", "+0100"]
 MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+# Dovecot answers INTERNALDATE in its own zone: +0530, so that a zone read
+# the wrong way round shows (and minutes count).
 DOVECOT_CONF = """
 mail_fsync = never
+import_environment = TZ=XST-5:30
 namespace inbox {
   inbox = yes
   separator = .
