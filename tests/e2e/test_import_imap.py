@@ -300,6 +300,27 @@ def check_mailroom(data, want, subs=None):
         srv.stop()
 
 
+def sessions(dv):
+    """From Dovecot's log: how many IMAP logins of USER, and the bodies fetched by
+    each session that ended ([body_count], oldest first)."""
+    text = (dv.dir / "dovecot.log").read_text(errors="replace")
+    logins = len(re.findall(r"imap-login: Info: Login: user=<%s>" % USER, text))
+    ended = [int(n) for n in re.findall(r"imap\(%s\).*Disconnected: .*body_count=(\d+)" % USER, text)]
+    return logins, ended
+
+
+def settled(dv, at_least=0):
+    """Wait until every session that logged in has ended (Dovecot writes its log a
+    moment later) and at least at_least have; returns the body counts."""
+    deadline = time.monotonic() + 10
+    while True:
+        logins, ended = sessions(dv)
+        if logins == len(ended) >= at_least:
+            return ended
+        assert time.monotonic() < deadline, (logins, ended)
+        time.sleep(0.05)
+
+
 def count_files(data):
     n = 0
     for d, _, files in os.walk(data / "mail" / USER):
@@ -316,12 +337,14 @@ def test_import_from_dovecot_keeps_everything(source, data, tmp_path, mailroom_b
     pw = password_file(tmp_path)
     url = "imap://%s@127.0.0.1:%d" % (USER, dv.imap_port)
     t0 = time.monotonic()
+    before = len(settled(dv))
     p = run(import_cmd(data, url, pw), timeout=300)
     took = time.monotonic() - t0
     assert p.returncode == 0, p.stdout + p.stderr
     imported, folders, already, skipped = summary(p.stdout)
     assert (imported, already, skipped) == (TOTAL, 0, 0), p.stdout
     assert folders >= len(FOLDERS)
+    assert settled(dv, before + 1)[before:] == [TOTAL]  # each body once
     print("first run: %d messages in %.1f s (%.0f messages/s)" % (TOTAL, took, TOTAL / took))
     check_mailroom(data, want, subs)
 
@@ -338,10 +361,12 @@ def test_import_from_dovecot_keeps_everything(source, data, tmp_path, mailroom_b
         c.close()
     c.logout()
 
-    # a second run adds nothing
+    # a second run adds nothing, and downloads no body again
+    before = len(settled(dv))
     p = run(import_cmd(data, url, pw), timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     assert summary(p.stdout)[0::2] == (0, TOTAL), p.stdout
+    assert settled(dv, before + 1)[before:] == [0]
     assert count_files(data) == TOTAL
     check_mailroom(data, want)
 
@@ -367,11 +392,13 @@ def test_interrupted_import_then_rerun(source, data, tmp_path, mailroom_bin):
     before = count_files(data)
     assert before < TOTAL
 
+    n = len(settled(dv))
     p = run(import_cmd(data, url, pw), timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     imported, _, already, skipped = summary(p.stdout)
     assert imported + already == TOTAL and skipped == 0, p.stdout
     assert imported >= TOTAL - before  # what was missing came now
+    assert settled(dv, n + 1)[n:] == [imported]  # and only that was downloaded
     assert count_files(data) == TOTAL  # and nothing twice
     check_mailroom(data, want)
 
