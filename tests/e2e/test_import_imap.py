@@ -507,3 +507,48 @@ service imap-login {
             srv.stop()
     finally:
         dv.cleanup()
+
+
+def test_namespace_prefix_and_odd_names(tmp_path, data, mailroom_bin):
+    """A server whose personal namespace has a prefix (Courier's and Cyrus's
+    "INBOX."): the prefix is not part of mailroom's names; a name with a quote
+    and one with a space go through EXAMINE quoted, Dovecot's literal-free
+    answers notwithstanding."""
+    dv = DovecotServer(users={USER: PASSWORD}, extra_conf="""
+namespace inbox {
+  inbox = yes
+  prefix = INBOX.
+  separator = .
+}
+""")
+    dv.start()
+    try:
+        names = {"INBOX": "INBOX", "INBOX.Work.Sub": "Work/Sub", 'INBOX.Quo"te': 'Quo"te',
+                 "INBOX.Two words": "Two words"}
+        c = login(dv.imap_port)
+        rng = random.Random(9)
+        for k, box in enumerate(names):
+            if box != "INBOX":
+                assert c.create('"%s"' % box.replace('"', '\\"'))[0] == "OK", box
+            for i in range(3):
+                assert c.append('"%s"' % box.replace('"', '\\"'), "(\\Flagged)", internaldate(rng),
+                                make_message(100 * k + i, rng))[0] == "OK"
+        want = {mine: folder_state(c, theirs.replace('"', '\\"')) for theirs, mine in names.items()}
+        c.logout()
+        add_user(data, USER, PASSWORD)
+        pw = password_file(tmp_path)
+        p = run(import_cmd(data, "imap://%s@127.0.0.1:%d" % (USER, dv.imap_port), pw))
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert summary(p.stdout)[0::2] == (3 * len(names), 0), p.stdout
+        srv = imap_server.start(data)
+        try:
+            c = login(srv.port)
+            for mine, w in want.items():
+                assert folder_state(c, mine.replace('"', '\\"')) == w, mine
+            typ, lines = c.list('""', '"*"')
+            assert not [l for l in lines if b"INBOX/" in l], lines
+            c.logout()
+        finally:
+            srv.stop()
+    finally:
+        dv.cleanup()
