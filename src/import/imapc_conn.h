@@ -74,8 +74,9 @@ void imapc_conn_astring(struct buf *cmd, const char *s, size_t len, int utf8);
  * that is not for a literal (AUTHENTICATE); later ones are cancelled ("*").
  * Returns IMAPC_OK/NO/BAD (the tagged reply stays readable in
  * imapc_conn_resp()), or -1 with err: the connection failed (ERR_TEMP), the
- * server said BYE (ERR_TEMP), broke the protocol (ERR_INVALID) or fn
- * stopped it (err untouched: fn's owner has the reason). */
+ * server said BYE (ERR_TEMP), broke the protocol (ERR_INVALID), or fn or a
+ * literal hook stopped it (err untouched by fn, a generic text for a hook:
+ * their owner keeps the reason). */
 int imapc_conn_cmd(struct imapc_conn *c, const char *text, const char *cont, imapc_untagged_fn *fn,
 		   void *ctx, struct error *err);
 
