@@ -76,6 +76,7 @@ static long raw_read(struct imapc_conn *c, char *buf, size_t len, struct error *
 	for (;;) {
 		if (c->ssl != NULL) {
 			ERR_clear_error();
+			errno = 0;
 			int n = SSL_read(c->ssl, buf, (int)len);
 			if (n > 0)
 				return n;

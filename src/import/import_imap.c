@@ -14,7 +14,7 @@
  *   password cannot be quoted; ENABLE UTF8=ACCEPT when offered; NAMESPACE
  *   (the personal prefix, such as Courier's "INBOX.", is dropped from names);
  *   LIST "" "*" (RETURN (SPECIAL-USE) when offered); LSUB "" "*";
- *   then per selectable folder:
+ *   then per selectable folder (import_imap_fetch.c):
  *     EXAMINE                -> UIDVALIDITY, UIDNEXT -> folder_begin
  *     UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)
  *     UID FETCH <batch> (UID BODY.PEEK[]) for the UIDs the sink lacks
@@ -25,6 +25,10 @@
  * becomes UTF-8 (or the name is UTF-8 already under UTF8=ACCEPT). A folder
  * whose name holds '/' while the server's delimiter is another character
  * cannot keep its name and is skipped with that reason.
+ *
+ * TLS: imaps:// is implicit TLS; certificates are checked against the
+ * system's CAs and the host name unless the SOURCE says ?tls-verify=no
+ * (import_imap_source.tls_no_verify), see imapc_conn.h.
  *
  * Re-runs and interruptions: UIDs are kept, and the sink answers has_uid, so
  * a second run fetches only what is missing. A body is streamed straight

@@ -315,7 +315,7 @@ static int fetch_batch(struct imp *imp, const uint32_t *uids, size_t n)
 			char what[STORE_MAX_MAILBOX_NAME + 32];
 			snprintf(what, sizeof(what), "%s UID %u", imp->cur->name, uids[i]);
 			imp_skip(imp, what,
-			     st == IMAPC_OK ? "the server sent no body for it"
+			     st == IMAPC_OK ? "the server sent no body for it (expunged there meanwhile?)"
 					    : imapc_conn_reply_text(imp->c));
 		}
 	}
