@@ -17,7 +17,13 @@ checked over mailroom's own IMAP against what Dovecot serves:
   - a wrong password is a clear error with a sysexits code, nothing imported;
   - imaps:// against a Dovecot with a self-signed certificate: refused while
     the certificate is verified, imported with ?tls-verify=no; a certificate
-    that is trusted (SSL_CERT_FILE) is accepted for the right address only.
+    that is trusted (SSL_CERT_FILE) is accepted for the right address only;
+    a 50 MB message goes through with the importer's memory bounded;
+  - a personal namespace with a prefix (INBOX.) and names that need quoting.
+
+Dovecot's own log tells how many bodies each session fetched: every body
+once on the first run, none on the second, only the missing ones after an
+interruption.
 """
 
 import hashlib
@@ -410,6 +416,10 @@ def test_wrong_password_is_a_clear_error(source, data, tmp_path, mailroom_bin):
     assert 64 <= p.returncode <= 78, (p.returncode, p.stderr)  # sysexits.h
     assert "refused the login of %s: wrong user name or password" % USER in p.stderr, p.stderr
     assert not (data / "mail" / USER).exists() or count_files(data) == 0
+
+    # an option that is not one: a usage error
+    p = run(import_cmd(data, "imap://%s@127.0.0.1:%d?tls-verify=maybe" % (USER, dv.imap_port), pw))
+    assert p.returncode == 64, (p.returncode, p.stderr)
 
     # and a server that is not there: temporary (EX_TEMPFAIL), said so
     p = run(import_cmd(data, "imap://%s@127.0.0.1:%d" % (USER, free_port()), pw), timeout=120)
