@@ -251,7 +251,8 @@ static int run_batch(void)
 		int ret = run_one(cmd, tree, fd, arg, &o, &why);
 		if (ret == 0) {
 			printf("OK %zu\n", o.len);
-			fwrite(o.data, 1, o.len, stdout);
+			if (o.len > 0) /* an empty part leaves o.data NULL */
+				fwrite(o.data, 1, o.len, stdout);
 			putchar('\n');
 		} else {
 			printf("NO %s\n", why.text);

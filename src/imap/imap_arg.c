@@ -69,6 +69,12 @@ int imap_arg_flags(struct imap_session *s, const struct imap_command *cmd,
 	if (arg->type == IMAP_ARG_LIST) {
 		list = arg->list;
 		n = arg->count;
+	} else if (arg->type == IMAP_ARG_NIL) {
+		/* STORE 1 FLAGS NIL: RFC 3501 9 and RFC 9051 9 allow only
+		 * "(" [flag-list] ")" or flags without parentheses, never NIL;
+		 * Dovecot (imap_arg_get_list_full takes NIL as an empty list)
+		 * and Cyrus accept it as "()", and clients send it. So do we. */
+		n = 0;
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct imap_arg *a = &list[i];
@@ -108,8 +114,8 @@ int imap_arg_flags(struct imap_session *s, const struct imap_command *cmd,
 	return 0;
 }
 
-int imap_arg_uidset(struct imap_session *s, const struct imap_command *cmd,
-		    const struct imap_arg *arg, bool uid, uint32_t **uids_r, size_t *n_r)
+static int uidset(struct imap_session *s, const struct imap_command *cmd, const struct imap_arg *arg,
+		  bool uid, bool clip, uint32_t **uids_r, size_t *n_r)
 {
 	struct imap_view *v = s->view;
 	struct imap_seqset set = IMAP_SEQSET_INIT;
@@ -142,6 +148,10 @@ int imap_arg_uidset(struct imap_session *s, const struct imap_command *cmd,
 				out[n++] = v->uids[i];
 	} else {
 		for (size_t r = 0; r < set.count; r++) {
+			if (clip && set.ranges[r].lo > v->n)
+				break; /* ascending: no later range is in the view */
+			if (clip && set.ranges[r].hi > v->n)
+				set.ranges[r].hi = v->n;
 			if (set.ranges[r].hi > v->n) {
 				imap_seqset_free(&set);
 				free(out);
@@ -156,4 +166,16 @@ int imap_arg_uidset(struct imap_session *s, const struct imap_command *cmd,
 	*uids_r = out;
 	*n_r = n;
 	return 0;
+}
+
+int imap_arg_uidset(struct imap_session *s, const struct imap_command *cmd,
+		    const struct imap_arg *arg, bool uid, uint32_t **uids_r, size_t *n_r)
+{
+	return uidset(s, cmd, arg, uid, false, uids_r, n_r);
+}
+
+int imap_arg_uidset_search(struct imap_session *s, const struct imap_command *cmd,
+			   const struct imap_arg *arg, uint32_t **uids_r, size_t *n_r)
+{
+	return uidset(s, cmd, arg, false, true, uids_r, n_r);
 }

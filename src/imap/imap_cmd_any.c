@@ -61,11 +61,12 @@ static int cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 		}
 		const char *add = NULL;
 		if (strcasecmp(a->str, "CONDSTORE") == 0 && !s->condstore) {
-			s->condstore = true;
+			imap_view_enable_condstore(s);
 			add = "CONDSTORE";
 		} else if (strcasecmp(a->str, "QRESYNC") == 0 && !s->qresync) {
 			/* RFC 7162 3.2.3: QRESYNC implies CONDSTORE. */
-			s->qresync = s->condstore = true;
+			imap_view_enable_condstore(s);
+			s->qresync = true;
 			add = "QRESYNC";
 		} else if (strcasecmp(a->str, "IMAP4rev2") == 0 && !s->rev2) {
 			/* RFC 9051 2.3: UTF-8 names come with it (5.1). */

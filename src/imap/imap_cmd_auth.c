@@ -79,6 +79,7 @@ static void login_done(struct session *base, enum session_login_result r, const 
 	imap_send(s, "%s OK [", s->cmd_tag);
 	imap_capability_send(s);
 	imap_send(s, "] Logged in\r\n");
+	imap_send_good(s);
 }
 
 static int cmd_login(struct imap_session *s, const struct imap_command *cmd)

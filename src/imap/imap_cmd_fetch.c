@@ -679,18 +679,26 @@ static int window_out(void *ctx, const void *data, size_t len)
 	return 0;
 }
 
-/* BINARY[part]<partial> and BINARY.SIZE[part] (RFC 3516 4.2, 4.3). */
+/* BINARY[part]<partial> and BINARY.SIZE[part] (RFC 3516 4.2, 4.3).
+ *
+ * An existing part with no content (an empty body, or the placeholder part
+ * of a multipart without parts, see mime_tree_find) is "" and size 0; NIL
+ * means "no such part" (RFC 9051 7.5.2). The grammar gives BINARY.SIZE a
+ * number only ("BINARY.SIZE" section-binary SP number, RFC 3516 4.3 and
+ * RFC 9051 9), never NIL: for a part that does not exist it is 0, the size
+ * of the nothing BINARY[part] sends there (Dovecot answers 0 too). */
 static int send_binary(struct fetch_ctx *fc, struct fmsg *fm, const struct fetch_item *it)
 {
 	struct imap_session *s = fc->s;
 	struct mime_source src = { mime_source_fd_pread, (void *)(intptr_t)fm->fd };
 	struct error why;
 	uint64_t size;
+	const char *none = it->kind == IT_BINARY_SIZE ? " 0" : " NIL";
 	imap_send(s, "%s", it->name);
 	if (it->partial)
 		imap_send(s, "<%" PRIu64 ">", it->origin);
 	if (mime_tree_find(fm->parsed.tree, it->section.path, it->section.path_len) == NULL) {
-		imap_send_raw(s, " NIL", 4);
+		imap_send_raw(s, none, strlen(none));
 		return 0;
 	}
 	struct window w = { it->partial ? it->origin : 0, it->partial ? it->count : UINT64_MAX, 0,
@@ -698,7 +706,7 @@ static int send_binary(struct fetch_ctx *fc, struct fmsg *fm, const struct fetch
 	if (mime_section_binary(fm->parsed.tree, it->section.path, it->section.path_len, &src,
 				it->kind == IT_BINARY ? window_out : NULL, &w, &size, NULL, &why) < 0) {
 		log_warn("imap %s: FETCH uid %u %s: %s", s->base.id, fm->m.uid, it->name, why.text);
-		imap_send_raw(s, " NIL", 4);
+		imap_send_raw(s, none, strlen(none));
 		return 0;
 	}
 	if (it->kind == IT_BINARY_SIZE) {
@@ -838,7 +846,7 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 		case IT_UID: send_u32(s, "UID ", m->uid, ""); break;
 		case IT_FLAGS:
 			imap_send_raw(s, "FLAGS ", 6);
-			imap_send_flags(s, m->flags, m->keywords);
+			imap_send_flags(s, m->flags | imap_view_recent(s, m->uid), m->keywords);
 			flags_done = true;
 			break;
 		case IT_INTERNALDATE: send_internaldate(s, m->internaldate); break;
@@ -868,7 +876,7 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 		/* RFC 9051 6.4.5: the \Seen flag set as a side effect is reported */
 		if (!flags_done) {
 			imap_send_raw(s, " FLAGS ", 7);
-			imap_send_flags(s, m->flags, m->keywords);
+			imap_send_flags(s, m->flags | imap_view_recent(s, m->uid), m->keywords);
 		}
 		if (s->condstore && !modseq_done)
 			imap_send(s, " MODSEQ (%" PRIu64 ")", m->modseq);
@@ -1112,7 +1120,7 @@ static int cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 	}
 	/* RFC 7162 3.1: MODSEQ and CHANGEDSINCE are CONDSTORE-enabling */
 	if (fc->want_modseq)
-		s->condstore = true;
+		imap_view_enable_condstore(s);
 	if (fc->vanished && send_vanished(fc, &cmd->args[0], &err) < 0) {
 		imap_send_store_error(s, cmd, &err);
 		ctx_free(fc);

@@ -110,13 +110,19 @@ static bool has_child(const struct name_set *ns, const char *name)
 #define LRET_SPECIAL 4
 #define LRET_STATUS 8
 
+/* One LIST/LSUB response. A name that does not exist is \Noselect in LSUB
+ * and in a basic IMAP4rev1 LIST (RFC 3501 6.3.8, 6.3.9), \NonExistent in
+ * IMAP4rev2 and when LIST-EXTENDED selection options were given (RFC 5258
+ * 3.4: LIST (SUBSCRIBED) lists subscriptions whose mailbox is gone that
+ * way). childinfo: ("CHILDINFO" ("SUBSCRIBED")) (RFC 5258 3.5). */
 static void list_one(struct imap_session *s, const char *name, const char *special, bool exists,
-		     bool subscribed, bool children, unsigned ret, bool lsub, unsigned status_items)
+		     bool subscribed, bool children, unsigned ret, bool lsub, unsigned status_items,
+		     bool extended, bool childinfo)
 {
 	char attrs[200] = "";
 	if (!exists)
-		strcat(attrs, lsub || !s->rev2 ? "\\Noselect " : "\\NonExistent ");
-	if (exists || !lsub)
+		strcat(attrs, lsub || (!s->rev2 && !extended) ? "\\Noselect " : "\\NonExistent ");
+	if (exists ? true : !lsub && children)
 		strcat(attrs, children ? "\\HasChildren " : "\\HasNoChildren ");
 	if (subscribed && (ret & LRET_SUBSCRIBED))
 		strcat(attrs, "\\Subscribed ");
@@ -130,11 +136,105 @@ static void list_one(struct imap_session *s, const char *name, const char *speci
 		attrs[len - 1] = '\0';
 	imap_send(s, "* %s (%s) \"/\" ", lsub ? "LSUB" : "LIST", attrs);
 	imap_send_mailbox(s, name);
-	imap_send(s, "\r\n");
+	imap_send(s, childinfo && !lsub ? " (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n" : "\r\n");
 	if ((ret & LRET_STATUS) && exists) {
 		struct error err;
 		imap_cmd_status_send(s, name, status_items, &err); /* RFC 5819: errors are skipped */
 	}
+}
+
+/* The names that match pat and have a subscribed descendant that does not
+ * (RFC 5258 3.5 CHILDINFO with RECURSIVEMATCH; RFC 3501 6.3.9: LSUB "" "%"
+ * with foo/bar subscribed gives foo as \Noselect), each once, into out. */
+static int subscribed_parents(const char *pat, const struct name_set *subs, struct name_set *out)
+{
+	for (size_t i = 0; i < subs->n; i++) {
+		if (match(pat, subs->v[i]))
+			continue;
+		char parent[1024];
+		snprintf(parent, sizeof(parent), "%s", subs->v[i]);
+		char *slash;
+		while ((slash = strrchr(parent, '/')) != NULL) {
+			*slash = '\0';
+			if (match(pat, parent) && find_name(out, parent) < 0 && add_sub(out, parent) != 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* What one LIST or LSUB command asks, and the names it works on. */
+struct list_ctx {
+	struct imap_session *s;
+	bool lsub;
+	unsigned sel, ret, status_items;
+	struct name_set all, subs;
+};
+
+/* The responses for one pattern (reference included, decoded). -1: out
+ * of memory. */
+static int list_matches(const struct list_ctx *lc, const char *full)
+{
+	struct imap_session *s = lc->s;
+	const struct name_set *all = &lc->all, *subs = &lc->subs;
+	bool lsub = lc->lsub;
+	unsigned sel = lc->sel, ret = lc->ret;
+	const struct name_set *base = lsub || (sel & LSEL_SUBSCRIBED) ? subs : all;
+	bool recursive = lsub || (sel & LSEL_RECURSIVE);
+	struct name_set parents = { 0 };
+	if (recursive && subscribed_parents(full, subs, &parents) < 0) {
+		names_free(&parents);
+		return -1;
+	}
+	for (size_t i = 0; i < base->n; i++) {
+		const char *name = base->v[i];
+		if (!match(full, name))
+			continue;
+		ssize_t a = find_name(all, name);
+		const char *special = a >= 0 ? all->special[a] : NULL;
+		if ((sel & LSEL_SPECIAL) && special == NULL)
+			continue;
+		list_one(s, name, special, a >= 0, find_name(subs, name) >= 0 || lsub,
+			 has_child(all, name), ret | (sel & LSEL_SUBSCRIBED ? LRET_SUBSCRIBED : 0), lsub,
+			 lc->status_items, sel != 0, find_name(&parents, name) >= 0);
+	}
+	/* RECURSIVEMATCH (RFC 5258 3.5) and LSUB (RFC 3501 6.3.9): the
+	 * matching parents of subscribed names, not subscribed themselves. */
+	for (size_t i = 0; i < parents.n; i++) {
+		const char *name = parents.v[i];
+		if (find_name(subs, name) >= 0)
+			continue; /* listed above, with its CHILDINFO */
+		ssize_t a = find_name(all, name);
+		/* LSUB: \Noselect, "not subscribed" (RFC 3501 6.3.9) */
+		list_one(s, name, a >= 0 ? all->special[a] : NULL, a >= 0 && !lsub, false,
+			 has_child(all, name), ret, lsub, lc->status_items, sel != 0, true);
+	}
+	names_free(&parents);
+	/* Parents that do not exist but have matching children, for '%'
+	 * patterns (RFC 9051 6.3.9: \NonExistent / \Noselect). */
+	if (lsub || (sel & (LSEL_SUBSCRIBED | LSEL_SPECIAL)))
+		return 0;
+	for (size_t i = 0; i < all->n; i++) {
+		char parent[1024];
+		snprintf(parent, sizeof(parent), "%s", all->v[i]);
+		char *slash;
+		while ((slash = strrchr(parent, '/')) != NULL) {
+			*slash = '\0';
+			if (find_name(all, parent) >= 0)
+				break;
+			if (!match(full, parent))
+				continue;
+			/* report each missing parent once */
+			bool dup = false;
+			for (size_t k = 0; k < i && !dup; k++)
+				dup = strncmp(all->v[k], parent, strlen(parent)) == 0 &&
+				      all->v[k][strlen(parent)] == '/';
+			if (!dup)
+				list_one(s, parent, NULL, false, find_name(subs, parent) >= 0, true, ret,
+					 false, 0, sel != 0, false);
+		}
+	}
+	return 0;
 }
 
 static int cmd_list(struct imap_session *s, const struct imap_command *cmd)
@@ -143,7 +243,7 @@ static int cmd_list(struct imap_session *s, const struct imap_command *cmd)
 	size_t ai = 0;
 	unsigned sel = 0, ret = 0, status_items = 0;
 	struct error err;
-	struct name_set all = { 0 }, subs = { 0 };
+	struct list_ctx lc = { .s = s, .lsub = lsub };
 
 	/* LIST [(selection options)] reference patterns [RETURN (options)] */
 	if (!lsub && ai < cmd->argc && cmd->args[ai].type == IMAP_ARG_LIST) {
@@ -209,10 +309,13 @@ static int cmd_list(struct imap_session *s, const struct imap_command *cmd)
 		pats = pat_arg->list;
 		npats = pat_arg->count;
 	}
-	if (store_mailbox_list(s->suser, add_name, &all, &err) < 0 ||
-	    store_subscriptions(s->suser, add_sub, &subs, &err) < 0) {
-		names_free(&all);
-		names_free(&subs);
+	lc.sel = sel;
+	lc.ret = ret;
+	lc.status_items = status_items;
+	if (store_mailbox_list(s->suser, add_name, &lc.all, &err) < 0 ||
+	    store_subscriptions(s->suser, add_sub, &lc.subs, &err) < 0) {
+		names_free(&lc.all);
+		names_free(&lc.subs);
 		imap_send_store_error(s, cmd, &err);
 		return 0;
 	}
@@ -236,50 +339,16 @@ static int cmd_list(struct imap_session *s, const struct imap_command *cmd)
 			imap_send(s, "* LIST (\\Noselect) \"/\" \"\"\r\n");
 			continue;
 		}
-		const struct name_set *base = lsub || (sel & LSEL_SUBSCRIBED) ? &subs : &all;
-		for (size_t i = 0; i < base->n; i++) {
-			const char *name = base->v[i];
-			if (!match(full, name))
-				continue;
-			ssize_t a = find_name(&all, name);
-			bool exists = a >= 0;
-			const char *special = a >= 0 ? all.special[a] : NULL;
-			if ((sel & LSEL_SPECIAL) && special == NULL)
-				continue;
-			list_one(s, name, special, exists, find_name(&subs, name) >= 0 || lsub,
-				 has_child(&all, name), ret | (sel & LSEL_SUBSCRIBED ? LRET_SUBSCRIBED : 0),
-				 lsub, status_items);
-		}
-		/* Parents that do not exist but have matching children, for '%'
-		 * patterns (RFC 9051 6.3.9: \NonExistent / \Noselect). */
-		if (!lsub && !(sel & (LSEL_SUBSCRIBED | LSEL_SPECIAL))) {
-			for (size_t i = 0; i < all.n; i++) {
-				char parent[1024];
-				snprintf(parent, sizeof(parent), "%s", all.v[i]);
-				char *slash;
-				while ((slash = strrchr(parent, '/')) != NULL) {
-					*slash = '\0';
-					if (find_name(&all, parent) >= 0)
-						break;
-					if (!match(full, parent))
-						continue;
-					/* report each missing parent once */
-					bool dup = false;
-					for (size_t k = 0; k < i && !dup; k++)
-						dup = strncmp(all.v[k], parent, strlen(parent)) == 0 &&
-						      all.v[k][strlen(parent)] == '/';
-					if (!dup)
-						list_one(s, parent, NULL, false, find_name(&subs, parent) >= 0,
-							 true, ret, false, 0);
-				}
-			}
+		if (list_matches(&lc, full) < 0) {
+			imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+			goto out;
 		}
 	}
 	imap_view_sync(s, true);
 	imap_send_tagged(s, cmd, "OK", "%s completed", cmd->name);
 out:
-	names_free(&all);
-	names_free(&subs);
+	names_free(&lc.all);
+	names_free(&lc.subs);
 	return 0;
 }
 

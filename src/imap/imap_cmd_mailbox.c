@@ -69,7 +69,7 @@ static int send_changed(void *ctx, const struct store_msg *m)
 	if (seq == 0)
 		return 0;
 	imap_send(s, "* %u FETCH (UID %u FLAGS ", seq, m->uid);
-	imap_send_flags(s, m->flags, m->keywords);
+	imap_send_flags(s, m->flags | imap_view_recent(s, m->uid), m->keywords);
 	imap_send(s, " MODSEQ (%llu))\r\n", (unsigned long long)m->modseq);
 	return 0;
 }
@@ -97,8 +97,8 @@ static void select_done(struct session *base, void *arg)
 		s->condstore = true;
 	imap_view_send_flags(s);
 	imap_send(s, "* %zu EXISTS\r\n", v->n);
-	if (!s->rev2)
-		imap_send(s, "* 0 RECENT\r\n"); /* we keep no \Recent (RFC 9051 removed it) */
+	if (!s->rev2) /* RFC 3501 6.3.1; RFC 9051 removed \Recent */
+		imap_send(s, "* %zu RECENT\r\n", imap_view_recent_count(v));
 	imap_send(s, "* OK [UIDVALIDITY %u] UIDs valid\r\n", st.uidvalidity);
 	imap_send(s, "* OK [UIDNEXT %u] Predicted next UID\r\n", st.uidnext);
 	imap_send(s, "* OK [HIGHESTMODSEQ %llu] Highest\r\n", (unsigned long long)v->seen_modseq);

@@ -416,7 +416,9 @@ static int set_node(struct search *se, const struct imap_arg *a, bool uid)
 		n->type = N_NONE;
 		return id;
 	}
-	if (imap_arg_uidset(se->s, se->cmd, a, uid, &n->uids, &n->nuids) < 0) {
+	int r = uid ? imap_arg_uidset(se->s, se->cmd, a, true, &n->uids, &n->nuids)
+		    : imap_arg_uidset_search(se->s, se->cmd, a, &n->uids, &n->nuids);
+	if (r < 0) {
 		se->replied = true;
 		return -1;
 	}
@@ -505,11 +507,11 @@ static int parse_key(struct search *se, const struct imap_arg *args, size_t argc
 		{ "UNDRAFT", N_FLAGS_UNSET, STORE_F_DRAFT },
 		{ "UNFLAGGED", N_FLAGS_UNSET, STORE_F_FLAGGED },
 		{ "UNSEEN", N_FLAGS_UNSET, STORE_F_SEEN },
-		/* RFC 3501: NEW = RECENT UNSEEN, OLD = NOT RECENT; we keep no
-		 * \Recent (RFC 9051 removed it), so no message is recent */
-		{ "OLD", N_ALL, 0 },
-		{ "NEW", N_NONE, 0 },
-		{ "RECENT", N_NONE, 0 },
+		/* RFC 3501 6.4.4: RECENT, OLD = NOT RECENT, NEW = RECENT UNSEEN
+		 * (below). \Recent is this session's (imap_view_recent): none
+		 * after ENABLE IMAP4rev2, which removed it (RFC 9051). */
+		{ "OLD", N_FLAGS_UNSET, IMAP_FLAG_RECENT },
+		{ "RECENT", N_FLAGS_SET, IMAP_FLAG_RECENT },
 		{ "ALL", N_ALL, 0 },
 	};
 	static const struct {
@@ -547,6 +549,15 @@ static int parse_key(struct search *se, const struct imap_arg *args, size_t argc
 	for (size_t f = 0; f < sizeof(flagkeys) / sizeof(flagkeys[0]); f++)
 		if (strcasecmp(k, flagkeys[f].name) == 0)
 			return flag_node(se, flagkeys[f].type, flagkeys[f].mask);
+	if (strcasecmp(k, "NEW") == 0) {
+		int and = new_node(se, N_AND), rec = flag_node(se, N_FLAGS_SET, IMAP_FLAG_RECENT);
+		int unseen = flag_node(se, N_FLAGS_UNSET, STORE_F_SEEN);
+		if (and < 0 || rec < 0 || unseen < 0)
+			return -1;
+		add_child(se, and, rec);
+		add_child(se, and, unseen);
+		return and;
+	}
 	for (size_t f = 0; f < sizeof(textkeys) / sizeof(textkeys[0]); f++)
 		if (strcasecmp(k, textkeys[f].name) == 0) {
 			const struct imap_arg *v = next_arg(se, args, argc, i, textkeys[f].name);
@@ -1106,6 +1117,15 @@ static void ev_body(struct msgeval *me)
 
 /* ---- evaluation ----------------------------------------------------------------- */
 
+/* The message's flags, with IMAP_FLAG_RECENT when the node asks for it. */
+static uint32_t msg_flags(const struct msgeval *me, const struct node *n)
+{
+	uint32_t f = me->m->flags;
+	if (n->num & IMAP_FLAG_RECENT)
+		f |= imap_view_recent(me->se->s, me->m->uid);
+	return f;
+}
+
 static bool eval(struct msgeval *me, int id)
 {
 	struct search *se = me->se;
@@ -1125,8 +1145,8 @@ static bool eval(struct msgeval *me, int id)
 				return true;
 		return false;
 	case N_NOT: return !eval(me, n->first);
-	case N_FLAGS_SET: return (m->flags & n->num) == n->num;
-	case N_FLAGS_UNSET: return (m->flags & n->num) == 0;
+	case N_FLAGS_SET: return (msg_flags(me, n) & n->num) == n->num;
+	case N_FLAGS_UNSET: return (msg_flags(me, n) & n->num) == 0;
 	case N_KEYWORD: return n->kw >= 0 && (m->keywords & (1u << n->kw));
 	case N_UNKEYWORD: return n->kw < 0 || !(m->keywords & (1u << n->kw));
 	case N_LARGER: return m->size > n->num;
@@ -1436,7 +1456,7 @@ static int cmd_search(struct imap_session *s, const struct imap_command *cmd)
 	order(&se, se.root);
 	/* RFC 7162 3.1: a MODSEQ criterion is CONDSTORE-enabling */
 	if (se.has_modseq)
-		s->condstore = true;
+		imap_view_enable_condstore(s);
 	if (run_search(&se, &res, &err) < 0) {
 		free_nodes(&se);
 		free(res.uids);

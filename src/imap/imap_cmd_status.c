@@ -41,9 +41,14 @@ int imap_cmd_status_send(struct imap_session *s, const char *name, unsigned item
 {
 	struct store_mailbox *m = NULL;
 	struct store_status st;
+	uint32_t recent = 0;
 	if (store_mailbox_open(s->suser, name, &m, err) < 0)
 		return -1;
 	int rc = store_mailbox_status(m, &st, err);
+	/* RFC 3501 6.3.10: the messages no session has claimed as recent yet
+	 * (store_mailbox_recent.c); STATUS itself claims nothing. */
+	if (rc == 0 && (items & IMAP_STATUS_RECENT))
+		rc = store_mailbox_recent_count(m, &recent, err);
 	store_mailbox_close(&m);
 	if (rc < 0)
 		return -1;
@@ -53,7 +58,7 @@ int imap_cmd_status_send(struct imap_session *s, const char *name, unsigned item
 	if (items & (bit)) \
 		o += (size_t)snprintf(text + o, sizeof(text) - o, "%s" fmt, o ? " " : "", val)
 	ADD(IMAP_STATUS_MESSAGES, "MESSAGES %u", st.messages);
-	ADD(IMAP_STATUS_RECENT, "RECENT %u", 0u);
+	ADD(IMAP_STATUS_RECENT, "RECENT %u", recent);
 	ADD(IMAP_STATUS_UIDNEXT, "UIDNEXT %u", st.uidnext);
 	ADD(IMAP_STATUS_UIDVALIDITY, "UIDVALIDITY %u", st.uidvalidity);
 	ADD(IMAP_STATUS_UNSEEN, "UNSEEN %u", st.unseen);
@@ -79,7 +84,7 @@ static int cmd_status(struct imap_session *s, const struct imap_command *cmd)
 	if (name == NULL)
 		return 0;
 	if (items & IMAP_STATUS_HIGHESTMODSEQ)
-		s->condstore = true; /* RFC 7162 3.1: a CONDSTORE-enabling command */
+		imap_view_enable_condstore(s); /* RFC 7162 3.1: CONDSTORE-enabling */
 	if (imap_cmd_status_send(s, name, items, &err) < 0)
 		imap_send_store_error(s, cmd, &err);
 	else {

@@ -86,7 +86,7 @@ static void report(void *ctx, const struct store_flag_report *r)
 		return;
 	bool modseq_changed = r->modseq != v->modseqs[seq - 1];
 	if (sc->silent) {
-		uint32_t ef = v->flags[seq - 1], ek = v->keywords[seq - 1];
+		uint32_t ef = v->flags[seq - 1] & ~IMAP_FLAG_RECENT, ek = v->keywords[seq - 1];
 		store_flags_apply(sc->mode, sc->flags, sc->keywords, &ef, &ek);
 		if (ef != r->flags || ek != r->keywords)
 			return; /* changed elsewhere too: the sync reports it */
@@ -101,7 +101,7 @@ static void report(void *ctx, const struct store_flag_report *r)
 		if (sc->uid_cmd || s->qresync)
 			imap_send(s, "UID %u ", r->uid);
 		imap_send(s, "FLAGS ");
-		imap_send_flags(s, r->flags, r->keywords);
+		imap_send_flags(s, r->flags | imap_view_recent(s, r->uid), r->keywords);
 		if (s->condstore)
 			imap_send(s, " MODSEQ (%" PRIu64 ")", r->modseq);
 		imap_send(s, ")\r\n");
@@ -187,7 +187,7 @@ static int cmd_store(struct imap_session *s, const struct imap_command *cmd)
 		return 0;
 	}
 	if (since_given)
-		s->condstore = true; /* RFC 7162 3.1: a CONDSTORE-enabling command */
+		imap_view_enable_condstore(s); /* RFC 7162 3.1: CONDSTORE-enabling */
 	if (since_given && n > 0 && (sc.failed = malloc(n * sizeof(*sc.failed))) == NULL) {
 		free(uids);
 		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
@@ -226,10 +226,11 @@ static int cmd_store(struct imap_session *s, const struct imap_command *cmd)
 	free(sc.failed);
 	imap_view_sync(s, cmd->uid);
 	if (!s->base.closing) {
-		if (modified.len > 0) /* imap_send_tagged would cut a long set */
+		if (modified.len > 0) { /* imap_send_tagged would cut a long set */
 			imap_send(s, "%s OK [MODIFIED %s] Conditional STORE failed\r\n", cmd->tag,
 				  buf_cstr(&modified));
-		else
+			imap_send_good(s);
+		} else
 			imap_send_tagged(s, cmd, "OK", "Store completed");
 	}
 	buf_free(&modified);

@@ -32,19 +32,28 @@
 
 enum imap_state { IMAP_NOT_AUTH, IMAP_AUTH, IMAP_SELECTED, IMAP_LOGOUT };
 
-/* Invalid commands (BAD) a session may send before it gets BYE. RFC 3501
- * and RFC 9051 set no limit; like Dovecot, 20. */
+/* Consecutive invalid commands (BAD) a session may send before it gets
+ * BYE: the next one closes. RFC 3501 and RFC 9051 set no limit; Dovecot
+ * allows 20 in a row (CLIENT_MAX_BAD_COMMANDS) and so do we. A command
+ * answered OK or NO starts the count again (imap_send_good): clients and
+ * test tools that probe with odd but valid commands get BADs now and then
+ * over a long session, and must not be cut off for their sum. */
 #define IMAP_MAX_BAD_COMMANDS 20
 
 /* The selected mailbox as this session has told its client about it:
  * message sequence number i+1 is uids[i]. Changes by others are folded in
  * by imap_view_sync() at the points RFC 9051 allows (7.5.1). */
+/* In imap_view.flags and in the flags given to imap_send_flags, beside the
+ * STORE_F_* bits: \Recent (RFC 3501 2.3.2), which this session holds for
+ * the message. Never a store flag: clients cannot set it. */
+#define IMAP_FLAG_RECENT 0x80000000u
+
 struct imap_view {
 	struct store_mailbox *mbox;
 	bool readonly;
 	uint32_t uidvalidity;
 	uint32_t *uids;
-	uint32_t *flags;
+	uint32_t *flags; /* STORE_F_*, and IMAP_FLAG_RECENT */
 	uint32_t *keywords;
 	uint64_t *modseqs;
 	size_t n;
@@ -52,6 +61,10 @@ struct imap_view {
 	uint64_t seen_modseq;	 /* every change up to this is reflected */
 	uint64_t expunge_modseq; /* every expunge up to this is reflected */
 	unsigned nkeywords_announced; /* keywords listed in the last FLAGS */
+	/* The UIDs [recent_lo, recent_hi) are recent in this session (the
+	 * last claim, store_mailbox_recent): messages that enter the view in
+	 * that range get IMAP_FLAG_RECENT. */
+	uint32_t recent_lo, recent_hi;
 };
 
 struct imap_session {
@@ -112,6 +125,9 @@ void imap_send_raw(struct imap_session *s, const void *data, size_t len);
  * After too many BADs the session says BYE and closes. */
 void imap_send_tagged(struct imap_session *s, const struct imap_command *cmd, const char *status,
 		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* A tagged OK or NO was written without imap_send_tagged: the run of
+ * BADs (IMAP_MAX_BAD_COMMANDS) is over. imap_send_tagged calls it itself. */
+void imap_send_good(struct imap_session *s);
 /* Tagged NO for a store error: [SERVERBUG]/[UNAVAILABLE] for temporary ones,
  * [OVERQUOTA], [NONEXISTENT], [ALREADYEXISTS], [LIMIT], [CANNOT]. */
 void imap_send_store_error(struct imap_session *s, const struct imap_command *cmd,
@@ -120,7 +136,8 @@ void imap_send_store_error(struct imap_session *s, const struct imap_command *cm
 void imap_send_string(struct imap_session *s, const char *str, size_t len);
 /* A mailbox name as the client expects it (mUTF-7 unless UTF-8 enabled). */
 void imap_send_mailbox(struct imap_session *s, const char *name);
-/* The flag list "(\Seen $Forwarded kw)" of a message. */
+/* The flag list "(\Seen $Forwarded kw)" of a message; flags may hold
+ * IMAP_FLAG_RECENT (see imap_view_recent). */
 void imap_send_flags(struct imap_session *s, uint32_t flags, uint32_t keywords);
 
 /* ---- capabilities (imap_capability.c) ---- */
@@ -146,6 +163,12 @@ int imap_arg_flags(struct imap_session *s, const struct imap_command *cmd,
  * Returns a malloc'ed ascending array of UIDs that exist, or -1 after a BAD. */
 int imap_arg_uidset(struct imap_session *s, const struct imap_command *cmd,
 		    const struct imap_arg *arg, bool uid, uint32_t **uids_r, size_t *n_r);
+/* The same for a sequence set that is a SEARCH key: numbers beyond the
+ * mailbox name no message instead of being BAD. RFC 9051 6.4.4 lets a
+ * server answer either way; Dovecot and Cyrus answer OK with no match for
+ * SEARCH 1000 and so do we (a client's idea of the mailbox may be stale). */
+int imap_arg_uidset_search(struct imap_session *s, const struct imap_command *cmd,
+			   const struct imap_arg *arg, uint32_t **uids_r, size_t *n_r);
 
 /* ---- the view (imap_view.c) ---- */
 int imap_view_open(struct imap_session *s, const char *name, bool readonly, struct error *err);
@@ -167,17 +190,30 @@ struct imap_view_changes {
 	size_t nexpunged, cap_expunged;
 	struct store_msg *changed; /* fname NULL */
 	size_t nchanged, cap_changed;
+	bool recent_read; /* recent_lo/hi were read (claimed if read-write) */
+	uint32_t recent_lo, recent_hi;
 };
 int imap_view_changes_read(const struct imap_view *v, bool with_expunges,
 			   struct imap_view_changes *c, struct error *err);
 int imap_view_changes_apply(struct imap_session *s, const struct imap_view_changes *c);
 void imap_view_changes_free(struct imap_view_changes *c);
+/* IMAP_FLAG_RECENT if uid is recent in this session and the session shows
+ * \Recent (not after ENABLE IMAP4rev2: RFC 9051 removed it), else 0: to
+ * OR into the flags given to imap_send_flags. */
+uint32_t imap_view_recent(const struct imap_session *s, uint32_t uid);
+/* The number of messages recent in this session (the RECENT response). */
+size_t imap_view_recent_count(const struct imap_view *v);
 /* Sequence number (1-based) of uid, or 0. */
 uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid);
 /* After this session changed a message itself (STORE), so that the sync
  * does not report it back. */
 void imap_view_update(struct imap_view *v, uint32_t uid, uint32_t flags, uint32_t keywords,
 		      uint64_t modseq);
+/* A CONDSTORE-enabling command (RFC 7162 3.1: ENABLE, FETCH MODSEQ or
+ * CHANGEDSINCE, SEARCH MODSEQ, STORE UNCHANGEDSINCE, STATUS HIGHESTMODSEQ)
+ * ran: enable it, and the first time with a mailbox selected send
+ * "* OK [HIGHESTMODSEQ n]". */
+void imap_view_enable_condstore(struct imap_session *s);
 /* "* FLAGS" and "* OK [PERMANENTFLAGS]" for the selected mailbox. */
 void imap_view_send_flags(struct imap_session *s);
 

@@ -148,6 +148,8 @@ struct imap_parser {
 	size_t line_len;   /* command bytes, literals excluded */
 	size_t lit_mem;	   /* buffered literal bytes */
 	size_t bdepth;	   /* '[' nesting inside an atom */
+	size_t bracket_at; /* token offset of the outermost '[' being read */
+	bool plain_brackets; /* '[' no longer opens a section in this command */
 	int cur_c;	   /* byte being processed by step(), -1 outside */
 
 	/* literal being announced or read */
@@ -709,6 +711,33 @@ static void name_done(struct imap_parser *p, int c)
 		command_done(p);
 }
 
+static void step(struct imap_parser *p, int c);
+
+/* The line ended inside an atom's "[": it was no FETCH section but an
+ * astring that holds '[' (RFC 3501 9: ASTRING-CHAR is any ATOM-CHAR, and
+ * '[' is one; a mailbox may be called "a[b"). Read the bytes after that
+ * '[' again with '[' as a plain atom byte, for the rest of the command,
+ * then the line end. */
+static void bracket_unclosed(struct imap_parser *p, int c)
+{
+	size_t from = p->bracket_at + 1, n = tok_len(p) - from;
+	char *again = malloc(n + 1);
+	if (again == NULL) {
+		fail_nomem(p);
+		return;
+	}
+	memcpy(again, tok_data(p) + from, n);
+	p->tok->used = from;
+	p->plain_brackets = true;
+	p->bdepth = 0;
+	p->state = S_ATOM;
+	for (size_t i = 0; i < n && p->state != S_ERROR; i++)
+		step(p, (unsigned char)again[i]);
+	free(again);
+	if (p->state != S_ERROR)
+		step(p, c);
+}
+
 static void step(struct imap_parser *p, int c)
 {
 	switch (p->state) {
@@ -797,8 +826,10 @@ static void step(struct imap_parser *p, int c)
 				fail_nomem(p);
 				return;
 			}
-			p->bdepth = c == '[' ? 1 : 0;
-			p->state = c == '[' ? S_BRACKET : S_ATOM;
+			bool section = c == '[' && !p->plain_brackets;
+			p->bdepth = section ? 1 : 0;
+			p->bracket_at = 0;
+			p->state = section ? S_BRACKET : S_ATOM;
 		} else if (c == ' ') {
 			fail(p, IMAP_PARSER_ERR_SYNTAX, "Unexpected space");
 		} else if (c == '\r' || c == '\n') {
@@ -838,8 +869,9 @@ static void step(struct imap_parser *p, int c)
 				fail_nomem(p);
 				return;
 			}
-			if (c == '[') {
+			if (c == '[' && !p->plain_brackets) {
 				p->bdepth = 1;
+				p->bracket_at = tok_len(p) - 1;
 				p->state = S_BRACKET;
 			}
 			return;
@@ -856,7 +888,7 @@ static void step(struct imap_parser *p, int c)
 		return;
 	case S_BRACKET:
 		if (c == '\r' || c == '\n') {
-			fail(p, IMAP_PARSER_ERR_SYNTAX, "Missing ']'");
+			bracket_unclosed(p, c);
 			return;
 		}
 		if ((c < 0x20 && c != '\t') || c >= 0x7f) {
@@ -1175,6 +1207,8 @@ void imap_parser_reset(struct imap_parser *p)
 	p->line_len = 0;
 	p->lit_mem = 0;
 	p->bdepth = 0;
+	p->bracket_at = 0;
+	p->plain_brackets = false;
 	p->lit_remaining = 0;
 
 	if (p->state == S_DISCARD || p->state == S_DISCARD_LIT)

@@ -56,10 +56,17 @@ void imap_send_tagged(struct imap_session *s, const struct imap_command *cmd, co
 	imap_send(s, "%s %s %s\r\n", tag, status, n >= 0 ? text : "");
 	if (n >= 0)
 		free(text);
-	if (strcmp(status, "BAD") == 0 && session_error_limit(&s->base, IMAP_MAX_BAD_COMMANDS)) {
+	if (strcmp(status, "BAD") != 0)
+		imap_send_good(s);
+	else if (session_error_limit(&s->base, IMAP_MAX_BAD_COMMANDS)) {
 		imap_send(s, "* BYE Too many invalid commands\r\n");
 		s->base.closing = true;
 	}
+}
+
+void imap_send_good(struct imap_session *s)
+{
+	s->base.errors = 0;
 }
 
 void imap_send_store_error(struct imap_session *s, const struct imap_command *cmd,
@@ -133,6 +140,7 @@ void imap_send_flags(struct imap_session *s, uint32_t flags, uint32_t keywords)
 		{ STORE_F_ANSWERED, "\\Answered" }, { STORE_F_FLAGGED, "\\Flagged" },
 		{ STORE_F_DELETED, "\\Deleted" },   { STORE_F_SEEN, "\\Seen" },
 		{ STORE_F_DRAFT, "\\Draft" },	    { STORE_F_PASSED, "$Forwarded" },
+		{ IMAP_FLAG_RECENT, "\\Recent" },
 	};
 	/* Sent for every message of a FETCH FLAGS: no printf here. */
 	char buf[2048];

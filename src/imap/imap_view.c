@@ -14,7 +14,22 @@
  *
  * Order of untagged responses in one sync: EXPUNGE (descending sequence
  * numbers, so each is valid when sent) or VANISHED under QRESYNC, then FLAGS
- * if new keywords appeared, then FETCH for changed flags, then EXISTS.
+ * if new keywords appeared, then FETCH for changed flags, then EXISTS (and
+ * RECENT, RFC 3501 7.3.2, to IMAP4rev1 sessions).
+ *
+ * \Recent (RFC 3501 2.3.2; the store's side: store_mailbox_recent.c). A
+ * read-write view claims the mailbox's unclaimed messages when it opens and
+ * at every sync that finds changes, before it reads them: whatever it
+ * claimed, it is about to see. Each message that enters the view inside the
+ * last claim gets IMAP_FLAG_RECENT in its flags word (no memory beyond the
+ * view's arrays: one bit of a word each message has anyway; the bit is kept
+ * when flags change and goes away with the message). A read-only view
+ * (EXAMINE) looks without claiming (RFC 3501 6.3.2: EXAMINE does not clear
+ * \Recent). Claiming is best effort: \Recent is advisory, and a failed
+ * claim (index busy) leaves the messages recent for another session rather
+ * than failing the SELECT or the sync. Sessions that ENABLEd IMAP4rev2
+ * claim too (as Dovecot does: RFC 9051 says nothing; a rev2 client that has
+ * seen the mail has seen it) but are never shown \Recent or RECENT.
  */
 #include "imap/imap_int.h"
 
@@ -72,6 +87,8 @@ static int append_msg(void *ctx, const struct store_msg *m)
 		return -1;
 	v->uids[v->n] = m->uid;
 	v->flags[v->n] = m->flags;
+	if (m->uid >= v->recent_lo && m->uid < v->recent_hi)
+		v->flags[v->n] |= IMAP_FLAG_RECENT;
 	v->keywords[v->n] = m->keywords;
 	v->modseqs[v->n] = m->modseq;
 	v->n++;
@@ -92,6 +109,10 @@ int imap_view_open(struct imap_session *s, const char *name, bool readonly, stru
 		free(v);
 		return -1;
 	}
+	/* Claim before reading the messages (see the note). */
+	struct error ignore;
+	if (store_mailbox_recent(v->mbox, !readonly, &v->recent_lo, &v->recent_hi, &ignore) < 0)
+		v->recent_lo = v->recent_hi = 0;
 	/* Status first, then the messages: a change in between is reported
 	 * again by the next sync, never lost. */
 	err->code = ERR_OK;
@@ -135,13 +156,29 @@ uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid)
 	return 0;
 }
 
+uint32_t imap_view_recent(const struct imap_session *s, uint32_t uid)
+{
+	if (s->rev2 || s->view == NULL)
+		return 0;
+	uint32_t seq = imap_view_seq(s->view, uid);
+	return seq != 0 ? s->view->flags[seq - 1] & IMAP_FLAG_RECENT : 0;
+}
+
+size_t imap_view_recent_count(const struct imap_view *v)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < v->n; i++)
+		n += (v->flags[i] & IMAP_FLAG_RECENT) != 0;
+	return n;
+}
+
 void imap_view_update(struct imap_view *v, uint32_t uid, uint32_t flags, uint32_t keywords,
 		      uint64_t modseq)
 {
 	uint32_t seq = imap_view_seq(v, uid);
 	if (seq == 0)
 		return;
-	v->flags[seq - 1] = flags;
+	v->flags[seq - 1] = flags | (v->flags[seq - 1] & IMAP_FLAG_RECENT);
 	v->keywords[seq - 1] = keywords;
 	v->modseqs[seq - 1] = modseq;
 }
@@ -159,9 +196,16 @@ static int apply_change(struct imap_session *s, const struct store_msg *m)
 		return (int)(v->n - before);
 	}
 	size_t i = seq - 1;
-	bool flags_changed = v->flags[i] != m->flags || v->keywords[i] != m->keywords;
+	uint32_t recent = v->flags[i] & IMAP_FLAG_RECENT;
+	/* Already in the view but claimed just now: it came in between
+	 * imap_view_open's claim and its read (a new claim takes only what
+	 * no one has, so it is ours). */
+	if (m->uid >= v->recent_lo && m->uid < v->recent_hi)
+		recent = IMAP_FLAG_RECENT;
+	bool flags_changed = (v->flags[i] & ~IMAP_FLAG_RECENT) != m->flags ||
+			     v->keywords[i] != m->keywords;
 	bool modseq_changed = v->modseqs[i] != m->modseq;
-	v->flags[i] = m->flags;
+	v->flags[i] = m->flags | recent;
 	v->keywords[i] = m->keywords;
 	v->modseqs[i] = m->modseq;
 	if (!flags_changed && !(s->condstore && modseq_changed))
@@ -170,7 +214,7 @@ static int apply_change(struct imap_session *s, const struct store_msg *m)
 	if (s->qresync)
 		imap_send(s, "UID %u ", m->uid);
 	imap_send(s, "FLAGS ");
-	imap_send_flags(s, m->flags, m->keywords);
+	imap_send_flags(s, m->flags | imap_view_recent(s, m->uid), m->keywords);
 	if (s->condstore)
 		imap_send(s, " MODSEQ (%llu)", (unsigned long long)m->modseq);
 	imap_send(s, ")\r\n");
@@ -253,6 +297,13 @@ int imap_view_changes_read(const struct imap_view *v, bool with_expunges,
 	if (c->uidvalidity != v->uidvalidity)
 		return 0; /* imap_view_changes_apply says BYE */
 	c->with_expunges = with_expunges;
+	if (c->highestmodseq > v->seen_modseq) {
+		/* Something changed, perhaps new mail: claim it before reading
+		 * (see the note; a failure only costs the claim). */
+		struct error ignore;
+		c->recent_read = store_mailbox_recent(v->mbox, !v->readonly, &c->recent_lo,
+						      &c->recent_hi, &ignore) == 0;
+	}
 	if (with_expunges && c->highestmodseq > v->expunge_modseq && v->n > 0 &&
 	    store_mailbox_expunged_since(v->mbox, v->expunge_modseq, collect_expunged, c, err) < 0)
 		return -1;
@@ -336,8 +387,13 @@ int imap_view_changes_apply(struct imap_session *s, const struct imap_view_chang
 	if (c->with_expunges)
 		v->expunge_modseq = c->highestmodseq;
 	if (c->highestmodseq > v->seen_modseq) {
+		if (c->recent_read) {
+			v->recent_lo = c->recent_lo;
+			v->recent_hi = c->recent_hi;
+		}
 		if (keyword_count(v) > v->nkeywords_announced)
 			imap_view_send_flags(s);
+		size_t recent_before = imap_view_recent_count(v);
 		size_t added = 0;
 		for (size_t i = 0; i < c->nchanged; i++) {
 			int r = apply_change(s, &c->changed[i]);
@@ -347,9 +403,27 @@ int imap_view_changes_apply(struct imap_session *s, const struct imap_view_chang
 		}
 		if (added > 0)
 			imap_send(s, "* %zu EXISTS\r\n", v->n);
+		size_t recent = imap_view_recent_count(v);
+		if ((added > 0 || recent != recent_before) && !s->rev2)
+			imap_send(s, "* %zu RECENT\r\n", recent);
 		v->seen_modseq = c->highestmodseq;
 	}
 	return 0;
+}
+
+void imap_view_enable_condstore(struct imap_session *s)
+{
+	if (s->condstore)
+		return;
+	s->condstore = true;
+	/* RFC 7162 3.1: a CONDSTORE-enabling command while a mailbox is
+	 * selected whose SELECT did not enable it: tell the client the
+	 * mailbox's HIGHESTMODSEQ now (as Dovecot does), before the command's
+	 * own responses. seen_modseq, not the store's: changes above it are
+	 * still to come to this client as FETCH responses. */
+	if (s->view != NULL)
+		imap_send(s, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
+			  (unsigned long long)s->view->seen_modseq);
 }
 
 int imap_view_sync(struct imap_session *s, bool allow_expunge)

@@ -34,8 +34,23 @@
  * BODYSTRUCTURE and RFC822.SIZE use virtual sizes. For a CRLF file they are
  * equal. Line counts are the number of LF bytes in the range.
  *
- * RFC 2046 5.1.1: the CRLF that precedes a boundary delimiter belongs to the
- * delimiter, so a part's body ends before it.
+ * Where a body ends (RFC 2046 5.1.1): the CRLF that precedes a boundary
+ * delimiter belongs to the delimiter, so a part's body ends before it. The
+ * rule, case by case:
+ *   - a single-part message (or the body of an encapsulated message that is
+ *     not followed by a delimiter) ends at the end of the message: its last
+ *     CRLF is its own (BODY[1] of "a\r\nb\r\n" is "a\r\nb\r\n");
+ *   - the last part before a close-delimiter ends before the CRLF of
+ *     "\r\n--b--", like every other part ("B\r\n\r\n--b--" gives "B\r\n");
+ *   - a part that ends without close-delimiter ends at the end of the message;
+ *   - a multipart whose close-delimiter line is directly followed by an
+ *     outer delimiter ("--in--\r\n--out--") ends at "--in--": the grammar
+ *     (multipart-body ends in close-delimiter transport-padding [CRLF
+ *     epilogue], and delimiter := CRLF dash-boundary) leaves that one CRLF
+ *     to the outer delimiter. Dovecot counts it in the inner part, so its
+ *     BODY[n] is 2 bytes longer there and a message/rfc822 holding such a
+ *     multipart is 2 bytes and 1 line longer in its BODYSTRUCTURE; we follow
+ *     the RFC (NESTED-CLOSE-CRLF in tests/e2e/mime_known_deviations.txt).
  *
  * Limits
  * ------
@@ -97,9 +112,10 @@ struct mime_param {
 	size_t value_len;
 };
 
-/* Header fields a part keeps. Raw values are unfolded (CR and LF removed),
- * NUL replaced by 0x80, leading and trailing whitespace trimmed; the first
- * occurrence of a field wins. */
+/* Header fields a part keeps. Raw values are unfolded (CRLF and LF removed,
+ * a bare CR made a space: mime_unfold), NUL replaced by 0x80, leading and
+ * trailing whitespace trimmed; the first occurrence of a field wins (see
+ * mime_parser.c, field_dispatch, for why). */
 enum mime_field {
 	MIME_FIELD_CONTENT_TYPE,
 	MIME_FIELD_CONTENT_TRANSFER_ENCODING,
@@ -194,10 +210,29 @@ void mime_tree_free(struct mime_tree **tree);
 /* Returns the part `path` (IMAP section part numbers, RFC 9051 6.4.5) names,
  * or NULL if there is none. path_len 0 gives the root. Number 1 of a
  * non-multipart part is the part itself (its body), and the numbers inside a
- * message/rfc822 part address the encapsulated message's body. The pointer
- * borrows from the tree. */
+ * message/rfc822 part address the encapsulated message's body. Number 1 of a
+ * multipart without parts is an empty text/plain placeholder (below). The
+ * pointer borrows from the tree (or is the static placeholder). */
 const struct mime_part *mime_tree_find(const struct mime_tree *tree,
 				       const unsigned int *path, unsigned int path_len);
+/* A multipart in which the parser found no body part still has one (RFC 3501
+ * 7.4.2 body-type-mpart needs 1*body): number 1 is an empty text/plain part
+ * that mime_tree_find returns as a static placeholder (not in the tree: no
+ * parent, empty ranges). This tells whether `part` is that placeholder. */
+bool mime_part_is_placeholder(const struct mime_part *part);
+
+/* Version of what a store caches per message: the serialised tree's format
+ * and the parser whose ENVELOPE/BODY/BODYSTRUCTURE strings sit beside it.
+ * Bump it whenever the output changes for some message, so that no row an
+ * older parser computed is served: a store takes a row whose tree is of
+ * another version for a miss and parses the file again (store_cache.c).
+ *   2: the tree keeps each part's charset
+ *   3: a bare CR in a header field is a space (mime_unfold), not nothing;
+ *      a header whose blank line is the next delimiter's CRLF stops before it */
+#define MIME_TREE_FORMAT 3
+/* Is `data` a serialised tree of the current MIME_TREE_FORMAT? (Reads only
+ * its first bytes; says nothing about the rest being well formed.) */
+bool mime_tree_blob_current(const void *data, size_t len);
 
 /* Compact serialisation of the tree for the index: offsets, sizes, flags,
  * type/subtype/charset and encoding of every part; enough to resolve

@@ -18,8 +18,10 @@
  *     NIL where absent; body-fld-lang is always a parenthesised list;
  *   - a text part without a charset parameter gets ("charset" "us-ascii")
  *     (RFC 2046 4.1.2 makes US-ASCII the default);
- *   - a multipart in which no body part was found (1*body needs one) is
- *     given one empty text/plain part;
+ *   - a multipart in which no body part was found is given one empty
+ *     text/plain part: RFC 3501 7.4.2 (and RFC 9051 7.5.2) body-type-mpart
+ *     is "1*body SP media-subtype", so it needs one, and Dovecot does the
+ *     same; FETCH BODY[n.1] of it is "" (mime_tree_find's placeholder);
  *   - the encoding is the field's token as written, "7bit" when absent.
  * Parts the parser left opaque because of a limit are written as
  * body-type-basic; an opaque message/rfc822 would break body-type-msg (it

@@ -244,6 +244,17 @@ static void field_dispatch(struct mime_parser *p, uint64_t end_offset)
 		};
 		p->set.header_cb(p->set.ctx, part, &hf);
 	}
+	/* A field that occurs twice: the first one wins, for every field we
+	 * keep. RFC 2045 and RFC 2183 allow each Content-* field once and say
+	 * nothing about a message with two (RFC 5322 3.6 allows Date, From,
+	 * Subject, ... once too). Thunderbird's libmime reads the first
+	 * (MimeHeaders_get without all_p), and so does Dovecot for
+	 * Content-Type, Content-Transfer-Encoding (in BODYSTRUCTURE) and a
+	 * Content-Disposition with parameters; for a first Content-Disposition
+	 * without parameters Dovecot takes a later one (message-part-data.c
+	 * tests content_disposition_params == NULL). We keep one rule, the
+	 * first, so that BODYSTRUCTURE and BINARY agree; the difference is
+	 * DISP-FIRST in tests/e2e/mime_known_deviations.txt. */
 	int idx = field_lookup(f, name_len, (part->flags & MIME_PART_MESSAGE_HEADER) != 0);
 	if (idx < 0 || part->field[idx] != NULL)
 		return; /* uninteresting, or not the first occurrence */
@@ -377,13 +388,26 @@ static void header_end(struct mime_parser *p, const struct mark *at, bool start_
 	p->mode = MODE_HEADER;
 }
 
-/* Closes `part`'s body at `*end`, raised to its body start if it is before
- * it (a header whose blank line is also the line ending that a delimiter
- * owns); *end is updated so that the ancestors closed next end no earlier
- * than this part (parts nest). */
+/* Closes `part`'s body at `*end`. An end before the body start means the
+ * line ending that the delimiter owns was taken for the header's blank line
+ * ("H: v\r\n" "\r\n--b"): RFC 2046 5.1.1 gives it to the delimiter and
+ * body-part := MIME-part-headers [CRLF *OCTET] lets a part end without one,
+ * so the header stops before it and the body is empty (as in Dovecot:
+ * BODY[n.MIME] is "H: v\r\n"). An end before the header start too (an
+ * encapsulated message cut short) is raised to the body start. *end is
+ * updated so that the ancestors closed next end no earlier than this part
+ * (parts nest). */
 static void part_end(struct mime_parser *p, struct mime_part *part, struct mark *end)
 {
-	const struct part_marks *m = &p->marks[part->depth];
+	struct part_marks *m = &p->marks[part->depth];
+	if (end->offset < m->body_start.offset && end->offset >= m->header_start.offset &&
+	    part->parent != NULL && (part->parent->flags & MIME_PART_MULTIPART)) {
+		part->header_size = end->offset - part->header_offset;
+		part->header_lines = end->lf - m->header_start.lf;
+		part->header_vsize = part->header_size + (end->bare_lf - m->header_start.bare_lf);
+		part->body_offset = end->offset;
+		m->body_start = *end;
+	}
 	if (end->offset < m->body_start.offset)
 		*end = m->body_start;
 	const struct mark e = *end;
@@ -659,6 +683,27 @@ int mime_parse_buffer(const void *data, size_t len, struct mime_tree **tree_r, s
 /* ------------------------------------------------------------------ */
 /* tree navigation                                                     */
 
+/* The one body part of a multipart in which none was found (no delimiter
+ * line, only the close-delimiter, no usable boundary, or a limit made it
+ * opaque). RFC 3501 7.4.2 (and RFC 9051 7.5.2) body-type-mpart is
+ * "1*body SP media-subtype": a multipart has at least one part, so
+ * BODYSTRUCTURE shows an empty text/plain one there (as Dovecot does, which
+ * keeps clients that index parts from 1 working), and FETCH BODY[n],
+ * BODY[n.MIME], BINARY[n] and BINARY.SIZE[n] of that part must answer with
+ * what it is: an existing, empty part ("" and 0, never NIL, which means "no
+ * such part"). Its ranges are empty, so its offsets are never read. */
+static const struct mime_part empty_part = {
+	.flags = MIME_PART_TEXT | MIME_PART_DEFAULT_TYPE,
+	.type = "text",
+	.subtype = "plain",
+	.cte = MIME_CTE_7BIT,
+};
+
+bool mime_part_is_placeholder(const struct mime_part *part)
+{
+	return part == &empty_part;
+}
+
 const struct mime_part *mime_tree_find(const struct mime_tree *tree, const unsigned int *path,
 				       unsigned int path_len)
 {
@@ -678,13 +723,18 @@ const struct mime_part *mime_tree_find(const struct mime_tree *tree, const unsig
 		if (i > 0 && (part->flags & MIME_PART_MESSAGE)) {
 			part = part->children;
 		} else if (i > 0 && !(part->flags & MIME_PART_MULTIPART)) {
-			if (n != 1 || self_used || part->parent == NULL ||
-			    !(part->parent->flags & MIME_PART_MULTIPART))
+			if (n != 1 || self_used ||
+			    (part != &empty_part && (part->parent == NULL ||
+						     !(part->parent->flags & MIME_PART_MULTIPART))))
 				return NULL;
 			self_used = true;
 			continue;
 		}
-		if (part->flags & MIME_PART_MULTIPART) {
+		if ((part->flags & MIME_PART_MULTIPART) && part->children == NULL) {
+			if (n != 1)
+				return NULL;
+			part = &empty_part;
+		} else if (part->flags & MIME_PART_MULTIPART) {
 			const struct mime_part *c = part->children;
 			while (c != NULL && --n > 0)
 				c = c->next;

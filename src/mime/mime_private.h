@@ -69,9 +69,15 @@ size_t mime_lex_atom(const char **pos, const char *end, const char **start_r);
 void mime_lex_quoted(const char **pos, const char *end, struct mime_buf *out);
 
 /* ---- field unfolding ---- */
-/* Appends `value` to out with every CR and LF removed (RFC 5322 2.2.3
- * unfolding) and every NUL replaced by 0x80, trimming leading and trailing
- * whitespace when `trim`. */
+/* Appends `value` to out with every LF and every CR before an LF removed
+ * (RFC 5322 2.2.3 unfolding), every other CR replaced by a space and every
+ * NUL replaced by 0x80, trimming leading and trailing whitespace when `trim`.
+ * A bare CR is not a line ending (RFC 5322 2.2 allows CR only in CRLF, and
+ * the parser, like Dovecot's, ends lines at LF), but it must not join the
+ * text around it: "charset=UTF-8\rReturn-Path: <x>" would otherwise give
+ * the charset "UTF-8Return-Path". As a space it ends the token, and the
+ * field value reads as Dovecot reads it (its rfc822 lexer skips CR as
+ * whitespace; Content-ID "<a\rb@c>" is "<a b@c>" in its BODYSTRUCTURE). */
 void mime_unfold(struct mime_buf *out, const char *value, size_t len, bool trim);
 
 /* ---- IMAP string output (mime_imap_*) ---- */

@@ -6,15 +6,18 @@
  * just enough of the tree from it to resolve sections. The format is text,
  * one line per part in pre-order, so `sqlite3` shows it:
  *
- *   mime-tree 2 FLAGS PARTS SIZE VSIZE
+ *   mime-tree 3 FLAGS PARTS SIZE VSIZE
  *   DEPTH FLAGS HOFF HSIZE HVSIZE HLINES BOFF BSIZE BVSIZE BLINES CTE TYPE SUBTYPE CHARSET
  *
  * CHARSET is the part's charset parameter, or "-" when it has none (SEARCH
- * needs it to decode bodies). Version 1 lines (no CHARSET) are still read.
+ * needs it to decode bodies). Version 1 lines (no CHARSET) are still read;
+ * version 3 lines are version 2's (the number says which parser wrote them,
+ * see MIME_TREE_FORMAT: the store reparses a row of an older version).
  *
  * The index is another component's data, hence distrusted: every number is
  * range-checked, depths must nest, parts must lie inside the message.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -46,7 +49,8 @@ static void ser_part(struct mime_buf *b, const struct mime_part *p)
 char *mime_tree_serialize(const struct mime_tree *tree, size_t *len_r)
 {
 	struct mime_buf b = { 0 };
-	mime_buf_printf(&b, "mime-tree 2 %u %u %llu %llu\n", tree->flags, tree->part_count,
+	mime_buf_printf(&b, "mime-tree %d %u %u %llu %llu\n", MIME_TREE_FORMAT, tree->flags,
+			tree->part_count,
 			(unsigned long long)tree->size, (unsigned long long)tree->vsize);
 	/* iterative pre-order walk */
 	const struct mime_part *p = tree->root;
@@ -95,6 +99,13 @@ static const char *word(struct mime_arena *a, const char **p, const char *end)
 	return w;
 }
 
+bool mime_tree_blob_current(const void *data, size_t len)
+{
+	char head[32];
+	int n = snprintf(head, sizeof(head), "mime-tree %d ", MIME_TREE_FORMAT);
+	return data != NULL && n > 0 && len >= (size_t)n && memcmp(data, head, (size_t)n) == 0;
+}
+
 int mime_tree_deserialize(const char *data, size_t len, struct mime_tree **tree_r,
 			  struct error *err)
 {
@@ -102,11 +113,12 @@ int mime_tree_deserialize(const char *data, size_t len, struct mime_tree **tree_
 	static const char magic[] = "mime-tree ";
 	uint64_t tflags, count, size, vsize;
 	if (len < sizeof(magic) + 1 || memcmp(p, magic, sizeof(magic) - 1) != 0 ||
-	    (p[sizeof(magic) - 1] != '1' && p[sizeof(magic) - 1] != '2') || p[sizeof(magic)] != ' ') {
+	    p[sizeof(magic) - 1] < '1' || p[sizeof(magic) - 1] > '0' + MIME_TREE_FORMAT ||
+	    p[sizeof(magic)] != ' ') {
 		error_set(err, ERR_DATA, "Not a serialised MIME tree");
 		return -1;
 	}
-	bool with_charset = p[sizeof(magic) - 1] == '2';
+	bool with_charset = p[sizeof(magic) - 1] != '1';
 	p += sizeof(magic) + 1;
 	if (!num(&p, end, &tflags) || !num(&p, end, &count) || !num(&p, end, &size) ||
 	    !num(&p, end, &vsize) || p >= end || *p != '\n' || count == 0 ||

@@ -341,6 +341,8 @@ void mime_unfold(struct mime_buf *out, const char *value, size_t len, bool trim)
 			mime_buf_append(out, value + run, i - run);
 			if (c == '\0')
 				mime_buf_putc(out, (char)0x80);
+			else if (c == '\r' && (i + 1 >= len || value[i + 1] != '\n'))
+				mime_buf_putc(out, ' ');
 			run = i + 1;
 		}
 	}

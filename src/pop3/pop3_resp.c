@@ -3,9 +3,11 @@
  * format; the lowest file of src/pop3 that does I/O (through the session
  * core's writer, so nothing is written once the client has gone).
  *
- * UIDL (RFC 1939 7). "%08X%08X" of the UID and the mailbox's UIDVALIDITY:
- * 16 hex digits, Dovecot's default format ("%08Xu%08Xv"), so a maildrop
- * migrated from Dovecot keeps its UIDLs when its UIDs are kept. Both numbers
+ * UIDL (RFC 1939 7). "%08x%08x" of the UID and the mailbox's UIDVALIDITY:
+ * 16 lowercase hex digits, what Dovecot's default format ("%08Xu%08Xv")
+ * gives (its %X is lowercase hex: "000000016b17639c"), so a maildrop
+ * migrated from Dovecot keeps its UIDLs when its UIDs are kept. UIDLs are
+ * compared as exact strings by clients (fetchmail), so the case matters. Both numbers
  * live in the files (U= in the file name, UIDVALIDITY in mailroom-box), so
  * the UIDL survives restarts and an index rebuild, and a message has the
  * same UIDL whether POP3 or IMAP saw it first. A message imported from a
@@ -72,5 +74,5 @@ void pop3_resp_uidl(const struct pop3_session *s, const struct pop3_msg *m,
 	if (m->uidl != NULL)
 		snprintf(out, POP3_UIDL_SIZE, "%s", m->uidl);
 	else
-		snprintf(out, POP3_UIDL_SIZE, "%08X%08X", (unsigned)m->uid, (unsigned)s->uidvalidity);
+		snprintf(out, POP3_UIDL_SIZE, "%08x%08x", (unsigned)m->uid, (unsigned)s->uidvalidity);
 }

@@ -155,6 +155,16 @@ int store_mailbox_modseq(struct store_mailbox *mbox, uint32_t *uidvalidity_r,
  * renamed or removed in cur/). full forces a complete rescan of cur/. */
 int store_mailbox_sync(struct store_mailbox *mbox, int full, struct error *err);
 
+/* \Recent (RFC 3501 2.3.2), store_mailbox_recent.c (its design note):
+ * the messages with lo <= UID < hi are recent and claimed by nobody yet
+ * (hi is UIDNEXT). claim = 1 (a read-write session that learns of them:
+ * SELECT, or a sync while selected) makes them the caller's: no later
+ * call returns them again. claim = 0 (EXAMINE) only looks. TEMP errors. */
+int store_mailbox_recent(struct store_mailbox *mbox, int claim, uint32_t *lo_r, uint32_t *hi_r,
+			 struct error *err);
+/* Number of messages recent and not claimed (STATUS RECENT). */
+int store_mailbox_recent_count(struct store_mailbox *mbox, uint32_t *count_r, struct error *err);
+
 /* Keyword names of the mailbox, by bit index (NULL where unused). Valid until
  * the mailbox is closed or synced. */
 const char *store_mailbox_keyword(const struct store_mailbox *mbox, unsigned idx);

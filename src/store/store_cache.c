@@ -15,6 +15,9 @@
  *    writes the whole row.
  *  - A cached tree that does not deserialise (a corrupt or foreign blob) is
  *    a miss too: the file is parsed again and the row rewritten.
+ *  - So is a row an older parser wrote: its tree blob carries the version
+ *    (MIME_TREE_FORMAT, mime.h), bumped whenever the parser's output
+ *    changes, and a row of another version is not served (row_current).
  *
  * Whichever path fills a row, its strings come from mime_tree_cache_strings
  * (here, and only here, mapped from its positions to names), so the cache
@@ -121,6 +124,15 @@ static int column_copy(sqlite3_stmt *st, int col, char **v_r, size_t *len_r)
 	return 0;
 }
 
+/* Was the row of a "SELECT uid, envelope, body, bodystructure, mimetree"
+ * written by this parser version? (Its strings are only as current as its
+ * tree, which says its version.) */
+static bool row_current(sqlite3_stmt *st)
+{
+	const void *tree = sqlite3_column_blob(st, 4);
+	return mime_tree_blob_current(tree, (size_t)sqlite3_column_bytes(st, 4));
+}
+
 /* The columns of a "SELECT uid, envelope, body, bodystructure, mimetree"
  * row that want asks for; only those are read (the others may sit in
  * overflow pages that need not be touched). */
@@ -199,7 +211,7 @@ static int read_row(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 	sqlite3_bind_int64(st, 1, mbox->id);
 	sqlite3_bind_int64(st, 2, uid);
 	int rc = sqlite3_step(st);
-	int found = rc == SQLITE_ROW;
+	int found = rc == SQLITE_ROW && row_current(st); /* an old row is a miss */
 	if (found && row_from_stmt(st, want, row) < 0) {
 		sqlite3_reset(st);
 		error_set(err, ERR_TEMP, "out of memory");
@@ -338,6 +350,8 @@ int store_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsi
 		struct store_cache_row row;
 		struct store_parsed parsed = { 0 };
 		struct error why;
+		if (!row_current(st))
+			continue; /* left out: store_cache_get reparses it */
 		if (row_from_stmt(st, want, &row) < 0) {
 			sqlite3_reset(st);
 			error_set(err, ERR_TEMP, "out of memory");

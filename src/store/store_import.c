@@ -769,6 +769,12 @@ int store_import_end(struct store_import **imp_p, struct error *err)
 			store_lock_mailbox_release(imp->mbox);
 		}
 	}
+	/* Mail moved in is not new mail: the old server showed it without
+	 * \Recent (Dovecot and Courier: a message in cur/ is not recent), so
+	 * the import claims it for no session (store_mailbox_recent.c). */
+	uint32_t lo, hi;
+	if (ret == 0 && store_mailbox_recent(imp->mbox, 1, &lo, &hi, err) < 0)
+		ret = -1;
 	import_free(imp_p);
 	return ret;
 }

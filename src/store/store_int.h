@@ -110,7 +110,8 @@ struct store_mailbox {
  *   store_mailbox.c  store_subs.c  store_rename.c  store_user.c  store_message.c
  *   store_cache.c  store_stage.c  store_link.c  store_mailbox_add.c
  *   store_mailbox_copy.c  store_mailbox_expunge.c  store_mailbox_set_flags.c
- *   store_mailbox_move.c  store_mailbox_rename.c  store_deliver.c  store_import.c
+ *   store_mailbox_move.c  store_mailbox_rename.c  store_mailbox_recent.c  store_deliver.c
+ *   store_import.c
  *   store_check.c  store_notify.c  store_pop3lock.c
  */
 

@@ -150,11 +150,14 @@ class Server:
             pass
 
 
-def start(data, extra_opts=None, protocols=("imap",), timeout=15):
-    """Start `mailroom serve` on DATA; returns a Server (see module doc)."""
+def start(data, extra_opts=None, protocols=("imap",), timeout=15, ports=None):
+    """Start `mailroom serve` on DATA; returns a Server (see module doc).
+    ports: {protocol: port} to listen on chosen ports (the ones another
+    server just left, for a migration test) instead of random free ones."""
     last = None
+    chosen = dict(ports or {})
     for _attempt in range(5):
-        ports = {p: _free_port() for p in protocols}
+        ports = {p: chosen.get(p) or _free_port() for p in protocols}
         opts = {
             "imap_listen": f"127.0.0.1:{ports['imap']}" if "imap" in ports else "",
             "imaps_listen": "",
@@ -182,6 +185,8 @@ def start(data, extra_opts=None, protocols=("imap",), timeout=15):
         srv.stop()
         if "in use" not in last.lower():
             break
+        if chosen:
+            time.sleep(0.5)  # a chosen port may take a moment to be released
     raise RuntimeError(f"mailroom serve did not start: {last}")
 
 

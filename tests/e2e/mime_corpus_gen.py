@@ -1,7 +1,8 @@
 """Deterministic generator of varied test messages for the MIME corpus test.
 
-generate(n) returns n messages (bytes, CRLF line endings). Message i depends
-only on i, so a failure can be reproduced by its index. The mix covers what
+generate(n) returns n messages (bytes, CRLF line endings), then the fixed
+ISSUE10_CASES. Message i depends only on i, so a failure can be reproduced
+by its index. The mix covers what
 RFC 5322/2045-2049/2231 allow and a share of what real mail gets wrong:
 plain and 8-bit bodies, multipart/alternative, mixed, digest, nested
 message/rfc822, base64 and quoted-printable attachments, RFC 2047 words in
@@ -307,7 +308,77 @@ def malformed(r, idx):
     return render(top + ["Content-Type: multipart/mixed"], b"--b\r\n\r\nx\r\n--b--\r\n")
 
 
+ISSUE10_TOP = (b"Date: Mon, 4 Mar 2024 10:00:00 +0100\r\nFrom: Real Mail <real@example.com>\r\n"
+               b"To: bob@example.org\r\nSubject: issue 10 case\r\nMIME-Version: 1.0\r\n")
+
+
+def _mp(ctype, body):
+    return ISSUE10_TOP + b"Content-Type: " + ctype + b"\r\n\r\n" + body
+
+
+# One message per MIME case of issue 10 (IMAP completeness), seen in real mail.
+# Each is also a unit test (tests/unit/test_mime.c) and an IMAP test
+# (tests/e2e/test_imap_mime_cases.py).
+ISSUE10_CASES = [
+    # existing but empty parts: BODY[n] and BINARY[n] "", BINARY.SIZE 0
+    ("empty-parts", _mp(b"multipart/mixed; boundary=X",
+                        b"--X\r\nContent-Type: text/plain\r\n\r\n\r\n"
+                        b"--X\r\nContent-Type: application/octet-stream\r\n"
+                        b"Content-Transfer-Encoding: base64\r\n\r\n"
+                        b"--X\r\nContent-Type: text/plain\r\n\r\n--X--\r\n")),
+    # BINARY.SIZE is the decoded size
+    ("decoded-sizes", _mp(b"multipart/mixed; boundary=X",
+                          b"--X\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8g\r\nd29ybGQ=\r\n"
+                          b"--X\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                          b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+                          b"caf=C3=A9 =3D soft=\r\nbreak \r\n--X--\r\n")),
+    # the final CRLF of a single-part body is its own (blank lines too)
+    ("single-final-crlf", ISSUE10_TOP + b"\r\nline one\r\nline two\r\n\r\n"),
+    # the last part before the close-delimiter, with and without a blank line,
+    # and a message that ends right after the close-delimiter
+    ("last-part-crlf", _mp(b"multipart/mixed; boundary=X",
+                           b"--X\r\n\r\nA\r\n--X\r\n\r\nB\r\n\r\n--X--\r\n")),
+    ("last-part-eof", _mp(b"multipart/mixed; boundary=X",
+                          b"--X\r\n\r\nA\r\n\r\n--X\r\n\r\nB\r\n--X--")),
+    # a close-delimiter right before the outer one (NESTED-CLOSE-CRLF)
+    ("nested-close", _mp(b"multipart/mixed; boundary=X",
+                         b"--X\r\nContent-Type: multipart/alternative; boundary=Y\r\n\r\n"
+                         b"--Y\r\n\r\nA\r\n--Y\r\n\r\nB\r\n--Y--\r\n--X--\r\n")),
+    ("nested-close-rfc822", _mp(b"multipart/mixed; boundary=X",
+                                b"--X\r\n\r\nA\r\n--X\r\nContent-Type: message/rfc822\r\n\r\n"
+                                b"Subject: inner\r\nContent-Type: multipart/mixed; boundary=Y\r\n\r\n"
+                                b"--Y\r\n\r\ninner\r\n--Y--\r\n--X--\r\n")),
+    # a header line ending in a bare CR, CR CR LF, a lone CR inside a value
+    ("bare-cr-header", ISSUE10_TOP.replace(b"MIME-Version: 1.0\r\n", b"")
+     + b"Content-Type: text/plain; charset=UTF-8\rReturn-Path: <bounce@example.com>\r\n"
+       b"MIME-Version: 1.0\r\n\r\nbody\r\n"),
+    ("bare-cr-part-header", _mp(b"multipart/mixed; boundary=X",
+                                b"--X\r\nContent-Type: text/plain; charset=UTF-8\r"
+                                b"Content-Disposition: inline\r\n\r\nA\r\n"
+                                b"--X\r\nContent-Type: text/plain;\r charset=iso-8859-1\r\n"
+                                b"Content-ID: <a\rb@example.com>\r\nContent-Description: two\rwords\r\n"
+                                b"\r\nB\r\n--X--\r\n")),
+    ("cr-cr-lf-header", ISSUE10_TOP + b"Content-Type: text/plain; charset=UTF-8\r\r\n"
+                        b"X-After: yes\r\r\n\r\nbody\r\n"),
+    # multiparts with no parts: no delimiter line, only the close-delimiter,
+    # an empty body
+    ("mp-no-delimiter", _mp(b"multipart/mixed; boundary=X", b"just text\r\nno parts\r\n")),
+    ("mp-only-close", _mp(b"multipart/mixed; boundary=X", b"preamble\r\n--X--\r\nepilogue\r\n")),
+    ("mp-empty", _mp(b"multipart/alternative; boundary=X", b"")),
+    # two Content-Disposition / Content-Type fields (DISP-FIRST)
+    ("two-disp", _mp(b"multipart/mixed; boundary=X",
+                     b"--X\r\nContent-Type: text/plain\r\nContent-Disposition: inline\r\n"
+                     b"Content-Disposition: attachment; filename=a.txt\r\n\r\nA\r\n"
+                     b"--X\r\nContent-Type: text/plain\r\n"
+                     b"Content-Disposition: attachment; filename=first.txt\r\n"
+                     b"Content-Disposition: inline; filename=second.txt\r\n\r\nB\r\n--X--\r\n")),
+    ("two-ctype", ISSUE10_TOP + b"Content-Type: text/html; charset=iso-8859-1\r\n"
+                  b"Content-Type: text/plain; charset=utf-8\r\n\r\n<p>x</p>\r\n"),
+]
+
+
 def generate(n=520):
+    """n generated messages, then the fixed ISSUE10_CASES."""
     out = []
     for i in range(n):
         r = random.Random(1000 + i)
@@ -317,7 +388,7 @@ def generate(n=520):
             h, b = random_part(r, 0)
             msg = render(top_headers(r, i) + h, b)
         out.append(msg)
-    return out
+    return out + [m for _, m in ISSUE10_CASES]
 
 
 if __name__ == "__main__":

@@ -287,11 +287,13 @@ def test_seen_set_by_body_fetch(tmp_path):
         _, items = one(cl, "FETCH 1 (BODY.PEEK[])")
         assert "FLAGS" not in items
         _, items = one(cl, "FETCH 1 (BODY[TEXT])")
-        assert items["FLAGS"] == ["\\Seen"]   # RFC 9051 6.4.5: reported with the data
+        # RFC 9051 6.4.5: reported with the data; \Recent: the EXAMINE
+        # before left the message recent for this SELECT (RFC 3501 2.3.2)
+        assert items["FLAGS"] == ["\\Seen", "\\Recent"]
         _, items = one(cl, "FETCH 2 (RFC822)")
-        assert items["FLAGS"] == ["\\Seen"]
+        assert items["FLAGS"] == ["\\Seen", "\\Recent"]
         _, items = one(cl, "FETCH 3 (BINARY[1])")
-        assert items["FLAGS"] == ["\\Seen"]
+        assert items["FLAGS"] == ["\\Seen", "\\Recent"]
         # the disk agrees (file names carry the flags)
         assert [f for _, f, _ in cur_files(data, "alice")] == ["S", "S", "S"]
         # a second fetch of a seen message does not repeat FLAGS
@@ -337,7 +339,7 @@ def test_modseq_changedsince_vanished(tmp_path):
         assert tagged.startswith(b"OK")
         got = [fetch_items(u) for u in untagged if b"FETCH" in u]
         assert [seq for seq, _ in got] == [2]
-        assert got[0][1]["FLAGS"] == ["\\Flagged"]
+        assert got[0][1]["FLAGS"] == ["\\Flagged", "\\Recent"]   # first SELECT: RFC 3501 2.3.2
         assert int(got[0][1]["MODSEQ"][0]) > top      # RFC 7162 3.1.4.1: MODSEQ implied
         # expunge message 3 (UID 3) from another session
         other = Client(srv.port)
@@ -524,7 +526,7 @@ def test_flag_change_elsewhere_is_still_reported(tmp_path):
         b.ok("STORE 1 +FLAGS.SILENT (\\Flagged)")
         untagged = a.ok("FETCH 1 (UID)") + a.ok("NOOP")
         flags = [it.get("FLAGS") for _, it in map(fetch_items, [u for u in untagged if b"FETCH" in u])]
-        assert ["\\Flagged"] in flags, untagged
+        assert ["\\Flagged", "\\Recent"] in flags, untagged   # a selected first (RFC 3501 2.3.2)
         a.close()
         b.close()
     finally:

@@ -268,8 +268,8 @@ def test_pop3_uidls_kept(data, tmp_path, feeder):
         p.user("alice")
         p.pass_("secret")
         uidls = [l.decode().split() for l in p.uidl()[1]]
-        assert uidls == [["1", "UID1-1234abcd"], ["2", "%08X%08X" % (2, 1234)],
-                         ["3", "%08X%08X" % (3, 1234)]]
+        assert uidls == [["1", "UID1-1234abcd"], ["2", "%08x%08x" % (2, 1234)],
+                         ["3", "%08x%08x" % (3, 1234)]]
         assert p.uidl(1).decode().split()[2] == "UID1-1234abcd"
         sizes = [int(l.split()[1]) for l in p.list()[1]]
         assert sizes[0] == len(served(a.read_bytes()))

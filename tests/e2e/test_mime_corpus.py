@@ -333,6 +333,17 @@ def is_multipart(node):
     return isinstance(node, list) and len(node) > 0 and isinstance(node[0], list)
 
 
+def mp_kids(node):
+    """The body parts of a parsed multipart: the lists before its subtype
+    (the lists after it are its parameters and extension data)."""
+    kids = []
+    for x in node:
+        if not isinstance(x, list):
+            break
+        kids.append(x)
+    return kids
+
+
 def part_at(bs, section):
     """The BODYSTRUCTURE node (parsed) that a numeric section names."""
     node = bs
@@ -340,13 +351,83 @@ def part_at(bs, section):
         if i > 0 and is_message(node):
             node = node[8]
         if is_multipart(node):
-            kids = [x for x in node if isinstance(x, list)]
+            kids = mp_kids(node)
             if n > len(kids):
                 return None
             node = kids[n - 1]
         elif n != 1:
             return None
     return node
+
+
+def part_exists(bs, section):
+    """Does the section's part exist by the strict rule (a child of a
+    multipart, the parts of an encapsulated message, or part 1 of a
+    single-part message), in a parsed BODYSTRUCTURE? "n.MIME" asks about n.
+    Not the lenient "n.1 of a leaf" both servers also answer."""
+    nums = section.split(".")
+    if nums[-1] == "MIME":
+        nums = nums[:-1]
+    if not nums or not all(x.isdigit() for x in nums):
+        return False
+    node = bs
+    for i, n in enumerate(int(x) for x in nums):
+        if i > 0 and is_message(node):
+            node = node[8]
+        if is_multipart(node):
+            kids = mp_kids(node)
+            if n < 1 or n > len(kids):
+                return False
+            node = kids[n - 1]
+        elif i == 0 and n == 1:
+            continue
+        else:
+            return False
+    return True
+
+
+CLOSE_LINE = re.compile(rb"(?:^|\n)--[^\r\n]*--[ \t]*$")
+
+
+def nested_close_bytes(ours, theirs):
+    """NESTED-CLOSE-CRLF on section bytes: ours ends with a close-delimiter
+    line, Dovecot's has the CRLF after it too."""
+    return theirs == ours + b"\r\n" and CLOSE_LINE.search(ours) is not None
+
+
+def nested_close_structure(a, b):
+    """NESTED-CLOSE-CRLF on a parsed BODYSTRUCTURE: a copy of b (Dovecot's)
+    where each message/rfc822 part holding a multipart that is exactly
+    2 bytes and 1 line longer than ours has our size and lines."""
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        out = [nested_close_structure(x, y) for x, y in zip(a, b)]
+        if (is_message(a) and is_message(b) and is_multipart(a[8]) and len(a) > 9
+                and isinstance(a[6], bytes) and isinstance(b[6], bytes)
+                and isinstance(a[9], bytes) and isinstance(b[9], bytes)
+                and int(b[6]) == int(a[6]) + 2 and int(b[9]) == int(a[9]) + 1):
+            out[6], out[9] = a[6], a[9]
+        return out
+    return b
+
+
+def is_dsp(v):
+    return (isinstance(v, list) and len(v) == 2 and isinstance(v[0], tuple)
+            and (v[1] is None or isinstance(v[1], list)))
+
+
+def disp_first(a, b):
+    """DISP-FIRST on a parsed BODYSTRUCTURE: a copy of b where each
+    body-fld-dsp that differs from ours, ours being one without parameters
+    (the first of two Content-Disposition fields), is ours."""
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        out = []
+        for x, y in zip(a, b):
+            if x != y and is_dsp(x) and x[1] is None and is_dsp(y):
+                out.append(x)
+            else:
+                out.append(disp_first(x, y))
+        return out
+    return b
 
 
 def basic_default(a, b):
@@ -368,12 +449,34 @@ def basic_default(a, b):
 
 def explain(kind, ours, theirs, ctx=None):
     """The id of the deviation rule that explains the difference, or None."""
+    if kind == "BINARY.SIZE" and ctx is not None:
+        # the size of what BINARY sent on each side, and that difference
+        # was explained by a rule: the same rule
+        our_bin, their_bin, bin_rule = ctx
+        if (bin_rule is not None and our_bin is not None and their_bin is not None
+                and ours == b"%d" % len(our_bin) and theirs == b"%d" % len(their_bin)):
+            return bin_rule
+        # a composite part: Dovecot's size is that of its re-encoding (or
+        # refused); ours is that of what our BINARY sends (BODY's bytes)
+        if (bin_rule == "BINARY-COMPOSITE" and our_bin is not None
+                and ours == b"%d" % len(our_bin)):
+            return bin_rule
+        return None
     if kind == "BINARY" and ctx is not None:
         section, bs, our_body, their_body = ctx
         node = part_at(bs, section) if bs is not None else None
         if (node is not None and (is_multipart(node) or is_message(node))
                 and ours == our_body and our_body == their_body):
             return "BINARY-COMPOSITE"
+        if (node is not None and (is_multipart(node) or is_message(node))
+                and ours == our_body and theirs == their_body and our_body is not None
+                and their_body is not None and nested_close_bytes(our_body, their_body)):
+            return "NESTED-CLOSE-CRLF"
+    if kind == "BODY":
+        if nested_close_bytes(ours, theirs):
+            return "NESTED-CLOSE-CRLF"
+        if b"\r\r\n" in ours and ours.replace(b"\r\r\n", b"\r\n") == theirs:
+            return "CRCRLF-STORED"
     if kind in ("ENVELOPE", "BODYSTRUCTURE"):
         try:
             a, _ = parse_sexp(ours)
@@ -395,6 +498,10 @@ def explain(kind, ours, theirs, ctx=None):
                 return "ENV-WHITESPACE"
             if basic_default(a, b):
                 return "CT-INVALID-DEFAULT"
+            if a == nested_close_structure(a, b):
+                return "NESTED-CLOSE-CRLF"
+            if a == disp_first(a, b):
+                return "DISP-FIRST"
     return None
 
 
@@ -423,6 +530,7 @@ def test_corpus_against_dovecot(dovecot, tmp_path):
     assert os.path.exists(MAILROOM), "build mailroom first (MAILROOM=%s)" % MAILROOM
     msgs = mime_corpus_gen.generate(N_MESSAGES)
     assert len(msgs) >= 500
+    first_issue10 = len(msgs) - len(mime_corpus_gen.ISSUE10_CASES)
     files = []
     for i, m in enumerate(msgs):
         p = tmp_path / ("%04d.eml" % i)
@@ -447,25 +555,30 @@ def test_corpus_against_dovecot(dovecot, tmp_path):
             lines.append("body\t%s\t%s\n" % (f, s))
         for s in BINARY_SECTIONS:
             lines.append("binary\t%s\t%s\n" % (f, s))
+            lines.append("binary-size\t%s\t%s\n" % (f, s))
     ours = iter(run_batch(lines))
 
     rules = load_deviations()
+    dovecot_size_wrong = []
     compared = 0
     deviations = {}
     failures = []
 
     def record(i, what, mine, theirs, ctx=None):
+        """Compare; returns None if equal, else the rule id that explains
+        the difference (or "" for a failure)."""
         nonlocal compared
         compared += 1
         if mine == theirs:
-            return
+            return None
         kind = what.split("[")[0]
         rid = explain(kind, mine or b"", theirs or b"", ctx)
         if rid is not None and rid in rules:
             deviations.setdefault(rid, []).append((i, what))
-            return
+            return rid
         failures.append("message %d (%s) %s:\n  mailroom: %r\n  dovecot:  %r" % (
             i, files[i], what, mine, theirs))
+        return ""
 
     for i in range(len(msgs)):
         seq = b"%d" % (i + 1)
@@ -484,27 +597,46 @@ def test_corpus_against_dovecot(dovecot, tmp_path):
             mine = next(ours)
             theirs = string_value(got["BODY[%s]" % s])
             bodies[s] = (mine, theirs)
-            # a part that does not exist: Dovecot sends NIL or "", we refuse
-            if mine is None and theirs in (None, b""):
+            # a part that does not exist: Dovecot sends NIL or "", we refuse;
+            # but a part that exists (in Dovecot's BODYSTRUCTURE, which ours
+            # equals) is never NIL, even when empty (RFC 9051 7.5.2)
+            if mine is None and theirs in (None, b"") and not part_exists(their_bs, s):
                 compared += 1
                 continue
             record(i, "BODY[%s]" % s, mine, theirs)
         for s in BINARY_SECTIONS:
             mine = next(ours)
+            mine_size = next(ours)
+            theirs = theirs_size = None
             tagged, untagged = imap.command(b"FETCH " + seq + b" (BINARY.PEEK[%s])" % s.encode())
-            if b" OK" not in tagged:
-                # UNKNOWN-CTE or a part Dovecot cannot decode: we must refuse too
-                theirs = None
-            else:
-                theirs = None
+            if b" OK" in tagged:
+                # else UNKNOWN-CTE or a part Dovecot cannot decode: we must refuse too
                 for u in untagged:
                     if b" FETCH " in u:
                         v = fetch_items(u).get("BINARY[%s]" % s)
                         theirs = string_value(v) if v is not None else None
-            if mine is None and theirs in (None, b""):
+            # RFC 3516 4.2: BINARY.SIZE is the size of what BINARY sends. Ours
+            # is compared with the length of Dovecot's BINARY, not with
+            # Dovecot's BINARY.SIZE: Dovecot 2.3 gets that wrong (331 for a
+            # 343-byte 7bit part, 2^64-29 for a multipart, NO [UNKNOWN-CTE]
+            # for parts it decodes fine); how often is counted and printed.
+            tagged, untagged = imap.command(b"FETCH " + seq + b" (BINARY.SIZE[%s])" % s.encode())
+            for u in untagged:
+                if b" FETCH " in u and b" OK" in tagged:
+                    theirs_size = fetch_items(u).get("BINARY.SIZE[%s]" % s)
+            if theirs is not None:
+                if theirs_size != b"%d" % len(theirs):
+                    dovecot_size_wrong.append((i, s, theirs_size, len(theirs)))
+                theirs_size = b"%d" % len(theirs)
+            if mine is None and theirs in (None, b"") and not part_exists(their_bs, s):
                 compared += 1
                 continue
-            record(i, "BINARY[%s]" % s, mine, theirs, (s, their_bs) + bodies[s])
+            rid = record(i, "BINARY[%s]" % s, mine, theirs, (s, their_bs) + bodies[s])
+            # RFC 3516 4.2: BINARY.SIZE is the size of what BINARY sends
+            if mine is not None:
+                assert mine_size == b"%d" % len(mine), (i, s, mine_size, len(mine))
+            if theirs is not None or mine is not None:
+                record(i, "BINARY.SIZE[%s]" % s, mine_size, theirs_size, (mine, theirs, rid))
     imap.command(b"LOGOUT")
 
     summary = ", ".join("%s: %d" % (k, len(v)) for k, v in sorted(deviations.items()))
@@ -514,6 +646,12 @@ def test_corpus_against_dovecot(dovecot, tmp_path):
     print("\nmime corpus: %d messages, %d comparisons, %d known deviations (%s), %d failures"
           % (len(msgs), compared, sum(len(v) for v in deviations.values()), summary or "none",
              len(failures)))
+    fixed = sorted({(mime_corpus_gen.ISSUE10_CASES[i - first_issue10][0], rid)
+                    for rid, v in deviations.items() for i, _ in v if i >= first_issue10})
+    print("Dovecot's own BINARY.SIZE differed from the length of its BINARY %d times "
+          "(ours never: asserted)" % len(dovecot_size_wrong))
+    print("issue 10 cases: %d messages; their known deviations: %s"
+          % (len(mime_corpus_gen.ISSUE10_CASES), ", ".join("%s %s" % x for x in fixed) or "none"))
     if os.environ.get("MIME_CORPUS_DUMP"):
         with open(os.environ["MIME_CORPUS_DUMP"], "w") as f:
             f.write("\n".join(failures))

@@ -5,7 +5,7 @@ Python's poplib and with raw sockets where the exact bytes matter.
 Expected values come from the RFCs and from the bytes delivered: a message's
 size is the length of its wire form (bare LF -> CRLF, conftest.wire), RETR
 must give back exactly those bytes with RFC 1939 byte-stuffing, and a UIDL
-is "%08X%08X" of the UID (from the file name, U=) and the mailbox's
+is "%08x%08x" of the UID (from the file name, U=) and the mailbox's
 UIDVALIDITY (from INBOX/mailroom-box), never numbers read from mailroom's
 own POP3 answers.
 
@@ -87,7 +87,7 @@ def uidvalidity(data, user, mailbox="INBOX"):
 
 def expected_uidls(data, user):
     uv = uidvalidity(data, user)
-    return [b"%08X%08X" % (uid, uv) for uid, _, _ in cur_files(data, user)]
+    return [b"%08x%08x" % (uid, uv) for uid, _, _ in cur_files(data, user)]
 
 
 def store_snapshot(data, user):
@@ -466,7 +466,7 @@ def test_uidl_stable_across_restart_rebuild_and_imap(data, mailbox):
         m.select("INBOX")
         typ, fetched = m.uid("FETCH", "1:*", "(UID)")
         imap_uids = [int(re.search(rb"UID (\d+)", f).group(1)) for f in fetched]
-        assert [b"%08X%08X" % (u, uv) for u in imap_uids] == want
+        assert [b"%08x%08x" % (u, uv) for u in imap_uids] == want
         m.logout()
         p = pop3(srv)
         p.user("alice")

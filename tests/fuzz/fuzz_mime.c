@@ -68,10 +68,14 @@ static void exercise_part(const struct mime_tree *t, const struct mime_source *s
 		}
 		mime_section_clear(&s);
 	}
-	uint64_t size, n = 0;
+	uint64_t size, size2, n = 0;
 	bool unknown;
 	struct error error;
-	(void)mime_section_binary(t, path, plen, src, sink, &n, &size, &unknown, &error);
+	/* BINARY.SIZE (no output) is the size of what BINARY writes */
+	if (mime_section_binary(t, path, plen, src, sink, &n, &size, &unknown, &error) == 0) {
+		check(mime_section_binary(t, path, plen, src, NULL, NULL, &size2, &unknown, &error) == 0);
+		check(size == size2);
+	}
 }
 
 static void walk(const struct mime_tree *t, const struct mime_source *src, unsigned int *path,

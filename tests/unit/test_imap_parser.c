@@ -373,14 +373,25 @@ static void test_brackets(void **state)
 	       "CMD a FETCH 1 BINARY.PEEK[1.2]<0.10> BODY[1.MIME] x[a[b]c]y\nEND idle\n");
 	/* a "]" outside brackets is an ASTRING-CHAR */
 	expect("a X a]b\r\n", "CMD a X a]b\nEND idle\n");
+	/* A '[' that is not closed by the end of the line opened no section:
+	 * it is an ASTRING-CHAR (RFC 3501 9), as in a mailbox "a[b"; the bytes
+	 * after it are read again as plain arguments (FETCH answers BAD for
+	 * BODY[HEADER itself). */
 	expect("a FETCH 1 BODY[HEADER\r\nb NOOP\r\n",
-	       "ERR SYNTAX a ok Missing ']'\nCMD b NOOP\nEND idle\n");
+	       "CMD a FETCH 1 BODY[HEADER\nCMD b NOOP\nEND idle\n");
+	expect("a SELECT !#$&-'+,-.0123456789:;<=>?@^_`|[}\r\n",
+	       "CMD a SELECT !#$&-'+,-.0123456789:;<=>?@^_`|[}\nEND idle\n");
+	expect("a LIST \"\" a[b% (x[y z)\r\n", "CMD a LIST \"\" a[b% (x[y z)\nEND idle\n");
+	expect("a RENAME a[b c[d]e\r\n", "CMD a RENAME a[b c[d]e\nEND idle\n");
 	expect("a FETCH 1 BODY[\"x]\r\nb NOOP\r\n",
 	       "ERR SYNTAX a ok Unterminated quoted string\nCMD b NOOP\nEND idle\n");
-	/* a non-synchronizing literal announced inside an unterminated [ is
-	 * skipped, never run as a command */
+	expect("a X a[b\"c\"\r\nb NOOP\r\n",
+	       "ERR SYNTAX a ok Invalid character in atom\nCMD b NOOP\nEND idle\n");
+	/* a non-synchronizing literal announced after an unclosed [ is a
+	 * literal like any other: its bytes never run as a command */
 	expect("a FETCH 1 BODY[HEADER.FIELDS {5+}\r\nb BAD\r\nc NOOP\r\n",
-	       "ERR SYNTAX a ok Missing ']'\nCMD c NOOP\nEND idle\n");
+	       "START FETCH 2 5 nonsync\nCMD a FETCH 1 BODY[HEADER.FIELDS {5+}b BAD\nCMD c NOOP\n"
+	       "END idle\n");
 }
 
 static void test_pipelined(void **state)

@@ -1006,7 +1006,13 @@ static void test_deep_nesting(void **state)
 	assert_non_null(deepest);
 	assert_int_equal(deepest->depth, MIME_MAX_DEPTH);
 	assert_true(deepest->flags & MIME_PART_OPAQUE);
-	assert_null(mime_tree_find(t, path, MIME_MAX_DEPTH + 1)); /* opaque: a multipart without parts */
+	/* opaque: a multipart without parts, whose one part (RFC 3501 7.4.2
+	 * 1*body, as BODYSTRUCTURE shows it) is the empty placeholder */
+	const struct mime_part *ph = mime_tree_find(t, path, MIME_MAX_DEPTH + 1);
+	assert_non_null(ph);
+	assert_true(mime_part_is_placeholder(ph));
+	assert_int_equal(ph->body_size, 0);
+	assert_ptr_equal(mime_tree_find(t, path, MIME_MAX_DEPTH + 2), ph); /* n.1 of a leaf */
 	size_t len;
 	char *bs = mime_bodystructure_imap(t, true, &len);
 	assert_non_null(bs);
@@ -1113,6 +1119,222 @@ static void test_header_callback(void **state)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* issue 10: MIME cases from real mail (each also in the Dovecot corpus) */
+
+/* An existing part with no content is "" (RFC 9051 7.5.2: NIL means no such
+ * part), its BINARY is "" and its BINARY.SIZE 0. */
+static void test_empty_part_is_empty_string(void **state)
+{
+	(void)state;
+	static const char m[] = "Content-Type: multipart/mixed; boundary=X\r\n\r\n"
+				"--X\r\nContent-Type: text/plain\r\n\r\n\r\n"
+				"--X\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+				"--X--\r\n";
+	struct mime_tree *t = parse(m);
+	assert_section(t, m, "1", "");
+	assert_section(t, m, "2", "");
+	assert_section(t, m, "1.MIME", "Content-Type: text/plain\r\n\r\n");
+	/* part 2's only CRLF after its header is the delimiter's (RFC 2046
+	 * 5.1.1; body-part := MIME-part-headers [CRLF *OCTET]): its header
+	 * has no blank line, as in Dovecot */
+	assert_section(t, m, "2.MIME",
+		       "Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n");
+	unsigned int p2[] = { 2 }, p3[] = { 3 };
+	char *b = binary(t, m, p2, 1, NULL); /* also checks BINARY.SIZE == bytes */
+	assert_non_null(b);
+	assert_string_equal(b, "");
+	free(b);
+	assert_null(binary(t, m, p3, 1, NULL));
+	assert_null(section(t, m, "3", 0, UINT64_MAX));
+	mime_tree_free(&t);
+}
+
+/* BINARY.SIZE is the decoded size (RFC 3516 4.2): binary() asserts that
+ * the size reported with and without output equals the bytes written. */
+static void test_binary_size_is_decoded_size(void **state)
+{
+	(void)state;
+	static const char m[] = "Content-Type: multipart/mixed; boundary=X\r\n\r\n"
+				"--X\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8g\r\nd29ybGQ=\r\n"
+				"--X\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nab=3Dc=\r\nd \r\n"
+				"--X--\r\n";
+	struct mime_tree *t = parse(m);
+	unsigned int p1[] = { 1 }, p2[] = { 2 };
+	char *b = binary(t, m, p1, 1, NULL);
+	assert_string_equal(b, "hello world");
+	free(b);
+	b = binary(t, m, p2, 1, NULL);
+	assert_string_equal(b, "ab=cd");
+	free(b);
+	mime_tree_free(&t);
+}
+
+/* RFC 2046 5.1.1: the CRLF before a delimiter belongs to the delimiter; the
+ * end of a single-part body is the end of the message. */
+static void test_final_crlf(void **state)
+{
+	(void)state;
+	static const char single[] = "Subject: s\r\n\r\nline1\r\nline2\r\n";
+	struct mime_tree *t = parse(single);
+	assert_section(t, single, "1", "line1\r\nline2\r\n");
+	assert_section(t, single, "TEXT", "line1\r\nline2\r\n");
+	mime_tree_free(&t);
+	static const char mp[] = "Content-Type: multipart/mixed; boundary=X\r\n\r\n"
+				 "--X\r\n\r\nA\r\n--X\r\n\r\nB\r\n\r\n--X--\r\n";
+	t = parse(mp);
+	assert_section(t, mp, "1", "A");
+	assert_section(t, mp, "2", "B\r\n"); /* one CRLF is the close-delimiter's */
+	mime_tree_free(&t);
+	/* A close-delimiter directly followed by the outer one: the single CRLF
+	 * between them starts the outer delimiter (RFC 2046 grammar: delimiter
+	 * := CRLF dash-boundary), so the inner multipart ends at "--Y--".
+	 * Dovecot counts it in the inner part (NESTED-CLOSE-CRLF in
+	 * mime_known_deviations.txt). */
+	static const char nested[] = "Content-Type: multipart/mixed; boundary=X\r\n\r\n"
+				     "--X\r\nContent-Type: message/rfc822\r\n\r\n"
+				     "Subject: in\r\nContent-Type: multipart/mixed; boundary=Y\r\n\r\n"
+				     "--Y\r\n\r\ninner\r\n--Y--\r\n--X--\r\n";
+	t = parse(nested);
+	assert_section(t, nested, "1.TEXT", "--Y\r\n\r\ninner\r\n--Y--");
+	assert_section(t, nested, "1.1", "inner");
+	assert_int_equal(t->root->children->body_size,
+			 strlen("Subject: in\r\nContent-Type: multipart/mixed; boundary=Y\r\n\r\n"
+				"--Y\r\n\r\ninner\r\n--Y--"));
+	mime_tree_free(&t);
+}
+
+/* A bare CR (or CR CR LF) in a header does not glue the next header's text
+ * to a parameter; offsets and sizes are those of the bytes. */
+static void test_bare_cr_in_header(void **state)
+{
+	(void)state;
+	static const char cr[] = "From: a@b.c\r\n"
+				 "Content-Type: text/plain; charset=UTF-8\rReturn-Path: <x@y>\r\n"
+				 "Content-ID: <a\rb@c>\r\nSubject: s\r\n\r\nbody\r\n";
+	struct mime_tree *t = parse(cr);
+	assert_bodystructure(t, true,
+			     "(\"text\" \"plain\" (\"charset\" \"UTF-8\") \"<a b@c>\" NIL \"7bit\" 6 1"
+			     " NIL NIL NIL NIL)");
+	assert_int_equal(t->root->header_size, strlen(cr) - strlen("body\r\n"));
+	assert_int_equal(t->root->header_lines, 5);
+	assert_section(t, cr, "1", "body\r\n");
+	mime_tree_free(&t);
+	static const char crcrlf[] = "Subject: s\r\r\n"
+				     "Content-Type: text/plain; charset=UTF-8\r\r\n\r\nbody\r\n";
+	t = parse(crcrlf);
+	assert_bodystructure(t, false, "(\"text\" \"plain\" (\"charset\" \"UTF-8\") NIL NIL \"7bit\" 6 1)");
+	assert_section(t, crcrlf, "HEADER", "Subject: s\r\r\nContent-Type: text/plain; charset=UTF-8\r\r\n\r\n");
+	mime_tree_free(&t);
+	/* in a part header: the text after the CR is not a field of its own
+	 * (lines end at LF, as in Dovecot), so no disposition */
+	static const char part[] = "Content-Type: multipart/mixed; boundary=X\r\n\r\n"
+				   "--X\r\nContent-Type: text/plain; charset=UTF-8\r"
+				   "Content-Disposition: inline\r\n\r\nA\r\n--X--\r\n";
+	t = parse(part);
+	assert_bodystructure(t, true,
+			     "((\"text\" \"plain\" (\"charset\" \"UTF-8\") NIL NIL \"7bit\" 1 0 NIL NIL NIL"
+			     " NIL) \"mixed\" (\"boundary\" \"X\") NIL NIL NIL)");
+	mime_tree_free(&t);
+}
+
+/* A multipart without parts still has one (RFC 3501 7.4.2 1*body): an empty
+ * text/plain in BODYSTRUCTURE, "" for BODY[1], BODY[1.MIME], BINARY[1]. */
+static void test_multipart_without_parts(void **state)
+{
+	(void)state;
+	static const char *const msgs[] = {
+		"Content-Type: multipart/mixed; boundary=X\r\n\r\njust text\r\n",
+		"Content-Type: multipart/mixed; boundary=X\r\n\r\npre\r\n--X--\r\nepi\r\n",
+		"Content-Type: multipart/mixed; boundary=X\r\n\r\n",
+		"Content-Type: multipart/mixed\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n",
+	};
+	for (size_t i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++) {
+		const char *m = msgs[i];
+		struct mime_tree *t = parse(m);
+		assert_true(t->root->flags & MIME_PART_MULTIPART);
+		assert_null(t->root->children);
+		size_t len;
+		char *bs = mime_bodystructure_imap(t, false, &len);
+		assert_non_null(bs);
+		assert_true(strncmp(bs, "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)"
+					" \"mixed\"", 66) == 0);
+		free(bs);
+		assert_section(t, m, "1", "");
+		assert_section(t, m, "1.MIME", "");
+		assert_section(t, m, "1.1", "");
+		assert_null(section(t, m, "2", 0, UINT64_MAX));
+		unsigned int p1[] = { 1 }, p2[] = { 2 };
+		char *b = binary(t, m, p1, 1, NULL);
+		assert_non_null(b);
+		assert_string_equal(b, "");
+		free(b);
+		assert_null(binary(t, m, p2, 1, NULL));
+		/* the same after the index round trip */
+		size_t sl;
+		char *ser = mime_tree_serialize(t, &sl);
+		struct mime_tree *d = NULL;
+		struct error error;
+		assert_int_equal(mime_tree_deserialize(ser, sl, &d, &error), 0);
+		assert_section(d, m, "1", "");
+		assert_true(mime_part_is_placeholder(mime_tree_find(d, p1, 1)));
+		mime_tree_free(&d);
+		free(ser);
+		mime_tree_free(&t);
+	}
+}
+
+/* Two Content-Disposition (or Content-Type) fields: the first wins (see
+ * field_dispatch in mime_parser.c; Dovecot differs when the first has no
+ * parameters: DISP-FIRST in mime_known_deviations.txt). */
+static void test_duplicate_content_fields(void **state)
+{
+	(void)state;
+	static const char d1[] = "Content-Type: text/plain\r\n"
+				 "Content-Disposition: inline\r\n"
+				 "Content-Disposition: attachment; filename=a.txt\r\n\r\nA";
+	struct mime_tree *t = parse(d1);
+	assert_string_equal(t->root->disposition, "inline");
+	assert_int_equal(t->root->disp_param_count, 0);
+	mime_tree_free(&t);
+	static const char d2[] = "Content-Type: text/plain\r\n"
+				 "Content-Disposition: attachment; filename=a.txt\r\n"
+				 "Content-Disposition: inline; filename=b.txt\r\n\r\nA";
+	t = parse(d2);
+	assert_string_equal(t->root->disposition, "attachment");
+	assert_string_equal(t->root->disp_params[0].value, "a.txt");
+	mime_tree_free(&t);
+	static const char c2[] = "Content-Type: text/html\r\n"
+				 "Content-Type: text/plain; charset=utf-8\r\n\r\nA";
+	t = parse(c2);
+	assert_bodystructure(t, false, "(\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 1 0)");
+	mime_tree_free(&t);
+}
+
+/* The cache version: a tree of the current MIME_TREE_FORMAT says so, an
+ * older one does not (and still deserialises). */
+static void test_tree_format_version(void **state)
+{
+	(void)state;
+	struct mime_tree *t = parse("Subject: x\r\n\r\nbody\r\n");
+	size_t len;
+	char *ser = mime_tree_serialize(t, &len);
+	assert_true(mime_tree_blob_current(ser, len));
+	char head[32];
+	snprintf(head, sizeof(head), "mime-tree %d ", MIME_TREE_FORMAT);
+	assert_true(strncmp(ser, head, strlen(head)) == 0);
+	ser[10] = '2';
+	assert_false(mime_tree_blob_current(ser, len));
+	assert_false(mime_tree_blob_current(NULL, 0));
+	assert_false(mime_tree_blob_current("mime-tree", 9));
+	struct mime_tree *d = NULL;
+	struct error error;
+	assert_int_equal(mime_tree_deserialize(ser, len, &d, &error), 0);
+	mime_tree_free(&d);
+	free(ser);
+	mime_tree_free(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1147,6 +1369,13 @@ int main(void)
 		cmocka_unit_test(test_parts_limit),
 		cmocka_unit_test(test_long_boundary_and_padding),
 		cmocka_unit_test(test_header_callback),
+		cmocka_unit_test(test_empty_part_is_empty_string),
+		cmocka_unit_test(test_binary_size_is_decoded_size),
+		cmocka_unit_test(test_final_crlf),
+		cmocka_unit_test(test_bare_cr_in_header),
+		cmocka_unit_test(test_multipart_without_parts),
+		cmocka_unit_test(test_duplicate_content_fields),
+		cmocka_unit_test(test_tree_format_version),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

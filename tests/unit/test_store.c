@@ -314,6 +314,58 @@ static void test_status_counts(void **state)
 	store_mailbox_close(&mbox);
 }
 
+/* \Recent (store_mailbox_recent.c): what one handle claims no other gets;
+ * peeking claims nothing; RENAME keeps the state, a mailbox deleted and
+ * created again under the same name starts afresh. */
+static void test_recent(void **state)
+{
+	struct fx *f = *state;
+	struct store_mailbox *a, *b;
+	struct error err;
+	uint32_t lo, hi, n;
+	assert_int_equal(store_mailbox_create(f->user, "Box", NULL, &err), 0);
+	assert_int_equal(store_mailbox_open(f->user, "Box", &a, &err), 0);
+	assert_int_equal(store_mailbox_open(f->user, "Box", &b, &err), 0);
+	add_msg(a, f->store, "Subject: 1\n\n1\n", 0);
+	add_msg(a, f->store, "Subject: 2\n\n2\n", 0);
+	assert_int_equal(store_mailbox_recent_count(b, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(store_mailbox_recent(b, 0, &lo, &hi, &err), 0); /* EXAMINE */
+	assert_int_equal(lo, 1);
+	assert_int_equal(hi, 3);
+	assert_int_equal(store_mailbox_recent(a, 1, &lo, &hi, &err), 0); /* SELECT */
+	assert_int_equal(lo, 1);
+	assert_int_equal(hi, 3);
+	assert_int_equal(store_mailbox_recent(b, 1, &lo, &hi, &err), 0);
+	assert_int_equal(lo, hi); /* nothing left for b */
+	assert_int_equal(store_mailbox_recent_count(a, &n, &err), 0);
+	assert_int_equal(n, 0);
+	add_msg(a, f->store, "Subject: 3\n\n3\n", 0);
+	assert_int_equal(store_mailbox_recent(b, 1, &lo, &hi, &err), 0);
+	assert_int_equal(lo, 3);
+	assert_int_equal(hi, 4);
+	assert_int_equal(store_mailbox_recent(a, 1, &lo, &hi, &err), 0);
+	assert_int_equal(lo, hi);
+	store_mailbox_close(&a);
+	store_mailbox_close(&b);
+	assert_int_equal(store_mailbox_open(f->user, "Box", &a, &err), 0);
+	add_msg(a, f->store, "Subject: 4\n\n4\n", 0);
+	store_mailbox_close(&a);
+	assert_int_equal(store_mailbox_rename(f->user, "Box", "Box2", &err), 0);
+	assert_int_equal(store_mailbox_open(f->user, "Box2", &a, &err), 0);
+	assert_int_equal(store_mailbox_recent_count(a, &n, &err), 0);
+	assert_int_equal(n, 1); /* the one added before the rename */
+	store_mailbox_close(&a);
+	assert_int_equal(store_mailbox_delete(f->user, "Box2", &err), 0);
+	assert_int_equal(store_mailbox_create(f->user, "Box2", NULL, &err), 0);
+	assert_int_equal(store_mailbox_open(f->user, "Box2", &a, &err), 0);
+	add_msg(a, f->store, "Subject: 5\n\n5\n", 0);
+	assert_int_equal(store_mailbox_recent(a, 1, &lo, &hi, &err), 0);
+	assert_int_equal(lo, 1);
+	assert_int_equal(hi, 2);
+	store_mailbox_close(&a);
+}
+
 /* store_mailbox_set_flags reports each message of the set as it left it:
  * changed (new modseq), already as asked (untouched), failed UNCHANGEDSINCE
  * (untouched); a UID not in the mailbox is not reported. */
@@ -1113,6 +1165,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fanout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_release_fds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_counts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_flags_report, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flags_copy_move_expunge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mailbox_ops, setup, teardown),
