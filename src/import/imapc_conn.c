@@ -42,7 +42,7 @@ struct imapc_conn {
 
 static int wait_io(struct imapc_conn *c, short events, struct error *err)
 {
-	struct pollfd p = { .fd = c->fd, .events = events };
+	struct pollfd p = {.fd = c->fd, .events = events};
 	for (;;) {
 		int n = poll(&p, 1, IMAPC_TIMEOUT_MS);
 		if (n > 0)
@@ -66,8 +66,8 @@ static void ssl_error(struct imapc_conn *c, const char *what, struct error *err)
 	if (e != 0)
 		ERR_error_string_n(e, buf, sizeof(buf));
 	ERR_clear_error();
-	error_set(err, ERR_TEMP, "IMAP server %s: TLS %s failed%s%s", c->host, what, buf[0] ? ": " : "",
-		  buf);
+	error_set(err, ERR_TEMP, "IMAP server %s: TLS %s failed%s%s", c->host, what,
+		  buf[0] ? ": " : "", buf);
 }
 
 /* Returns bytes read, 0 at the end of the stream, -1 on error. */
@@ -99,7 +99,8 @@ static long raw_read(struct imapc_conn *c, char *buf, size_t len, struct error *
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			error_set(err, ERR_TEMP, "IMAP server %s: read: %s", c->host, strerror(errno));
+			error_set(err, ERR_TEMP, "IMAP server %s: read: %s", c->host,
+				  strerror(errno));
 			return -1;
 		}
 		if (wait_io(c, POLLIN, err) < 0)
@@ -136,7 +137,8 @@ static int raw_write(struct imapc_conn *c, const char *data, size_t len, struct 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-			error_set(err, ERR_TEMP, "IMAP server %s: write: %s", c->host, strerror(errno));
+			error_set(err, ERR_TEMP, "IMAP server %s: write: %s", c->host,
+				  strerror(errno));
 			return -1;
 		}
 		if (wait_io(c, POLLOUT, err) < 0)
@@ -149,7 +151,8 @@ static int raw_write(struct imapc_conn *c, const char *data, size_t len, struct 
 
 static int connect_one(struct imapc_conn *c, const struct addrinfo *ai, struct error *err)
 {
-	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			ai->ai_protocol);
 	if (fd < 0) {
 		error_errno(err, "socket");
 		return -1;
@@ -157,7 +160,8 @@ static int connect_one(struct imapc_conn *c, const struct addrinfo *ai, struct e
 	c->fd = fd;
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
 		if (errno != EINPROGRESS) {
-			error_set(err, ERR_TEMP, "IMAP server %s: connect: %s", c->host, strerror(errno));
+			error_set(err, ERR_TEMP, "IMAP server %s: connect: %s", c->host,
+				  strerror(errno));
 			goto fail;
 		}
 		if (wait_io(c, POLLOUT, err) < 0)
@@ -180,14 +184,14 @@ fail:
 
 static int tcp_connect(struct imapc_conn *c, unsigned port, struct error *err)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res = NULL;
 	char portstr[16];
 	snprintf(portstr, sizeof(portstr), "%u", port);
 	int rc = getaddrinfo(c->host, portstr, &hints, &res);
 	if (rc != 0) {
-		error_set(err, rc == EAI_AGAIN ? ERR_TEMP : ERR_INVALID, "IMAP server %s: %s", c->host,
-			  gai_strerror(rc));
+		error_set(err, rc == EAI_AGAIN ? ERR_TEMP : ERR_INVALID, "IMAP server %s: %s",
+			  c->host, gai_strerror(rc));
 		return -1;
 	}
 	rc = -1;
@@ -248,10 +252,11 @@ int imapc_conn_starttls(struct imapc_conn *c, struct error *err)
 		long v = SSL_get_verify_result(c->ssl);
 		if (v != X509_V_OK) {
 			ERR_clear_error();
-			error_set(err, ERR_INVALID,
-				  "IMAP server %s: TLS certificate refused: %s (to accept it anyway, "
-				  "add ?tls-verify=no to the source)",
-				  c->host, X509_verify_cert_error_string(v));
+			error_set(
+				err, ERR_INVALID,
+				"IMAP server %s: TLS certificate refused: %s (to accept it anyway, "
+				"add ?tls-verify=no to the source)",
+				c->host, X509_verify_cert_error_string(v));
 			return -1;
 		}
 		ssl_error(c, "handshake", err);
@@ -428,8 +433,8 @@ static int read_until(struct imapc_conn *c, imapc_untagged_fn *fn, void *ctx, st
 		if (strcmp(tag, c->tag) == 0)
 			return 0;
 		if (strcmp(tag, "*") != 0) {
-			error_set(err, ERR_INVALID, "IMAP server %s: reply with an unknown tag \"%s\"",
-				  c->host, tag);
+			error_set(err, ERR_INVALID,
+				  "IMAP server %s: reply with an unknown tag \"%s\"", c->host, tag);
 			return -1;
 		}
 		if (imapc_resp_is(&c->resp, 0, "BYE")) {

@@ -15,19 +15,19 @@
 
 enum state {
 	S_TAG,
-	S_SEP,	      /* between tokens */
+	S_SEP, /* between tokens */
 	S_ATOM,
 	S_QUOTED,
 	S_QUOTED_ESC,
-	S_LIT_HDR,    /* inside {N} */
-	S_LIT_CR,     /* after }: CR LF or LF */
+	S_LIT_HDR, /* inside {N} */
+	S_LIT_CR,  /* after }: CR LF or LF */
 	S_LIT_LF,
 	S_LIT_BODY,
-	S_STATUS_SP,  /* after OK/NO/BAD/BYE/PREAUTH */
-	S_STATUS_CODE,/* after its space: a [code] or the text */
+	S_STATUS_SP,   /* after OK/NO/BAD/BYE/PREAUTH */
+	S_STATUS_CODE, /* after its space: a [code] or the text */
 	S_AFTER_CODE,
 	S_TEXT,
-	S_CR,	      /* a CR that ends the line: LF must follow */
+	S_CR, /* a CR that ends the line: LF must follow */
 	S_DONE,
 };
 
@@ -141,7 +141,7 @@ static int list_close(struct imapc_resp *r, enum imapc_tok_type type)
 
 static int is_status_word(const char *s)
 {
-	static const char *const words[] = { "OK", "NO", "BAD", "BYE", "PREAUTH" };
+	static const char *const words[] = {"OK", "NO", "BAD", "BYE", "PREAUTH"};
 	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
 		if (strcasecmp(s, words[i]) == 0)
 			return 1;
@@ -205,7 +205,8 @@ static long lit_body(struct imapc_resp *r, const char *d, size_t n)
 	size_t take = r->lit_left < n ? (size_t)r->lit_left : n;
 	if (take > 0) {
 		if (r->lit_streamed) {
-			if (r->hooks.literal_data != NULL && r->hooks.literal_data(r->hooks.ctx, d, take) < 0)
+			if (r->hooks.literal_data != NULL &&
+			    r->hooks.literal_data(r->hooks.ctx, d, take) < 0)
 				return fail(r, "stopped by the reader");
 		} else if (put(r, d, take) < 0) {
 			return -1;
@@ -312,7 +313,8 @@ static int on_sep(struct imapc_resp *r, char c)
 		r->lit_digits = 0;
 		return 0;
 	case ']':
-		if (r->in_code && r->depth > 0 && r->tok[r->open[r->depth - 1]].type == IMAPC_TOK_CODE) {
+		if (r->in_code && r->depth > 0 &&
+		    r->tok[r->open[r->depth - 1]].type == IMAPC_TOK_CODE) {
 			r->in_code = 0;
 			r->state = S_AFTER_CODE;
 			return list_close(r, IMAPC_TOK_CODE);
@@ -508,8 +510,8 @@ enum imapc_resp_result imapc_resp_feed(struct imapc_resp *r, const char *data, s
 error:
 	*used_r = i;
 	if (err != NULL)
-		error_set(err, r->oom ? ERR_TEMP : ERR_INVALID,
-			  "IMAP response: %s", r->errtext[0] ? r->errtext : "bad syntax");
+		error_set(err, r->oom ? ERR_TEMP : ERR_INVALID, "IMAP response: %s",
+			  r->errtext[0] ? r->errtext : "bad syntax");
 	return IMAPC_RESP_ERROR;
 }
 

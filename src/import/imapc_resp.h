@@ -41,9 +41,9 @@
 #include "lib/buf.h"
 #include "lib/error.h"
 
-#define IMAPC_RESP_MAX_TEXT (4u << 20)
+#define IMAPC_RESP_MAX_TEXT   (4u << 20)
 #define IMAPC_RESP_MAX_TOKENS 100000u
-#define IMAPC_RESP_MAX_DEPTH 32
+#define IMAPC_RESP_MAX_DEPTH  32
 
 enum imapc_resp_result {
 	IMAPC_RESP_NEED_MORE,
@@ -53,17 +53,17 @@ enum imapc_resp_result {
 
 enum imapc_tok_type {
 	IMAPC_TOK_ATOM,
-	IMAPC_TOK_STRING,   /* quoted or literal */
+	IMAPC_TOK_STRING, /* quoted or literal */
 	IMAPC_TOK_NIL,
-	IMAPC_TOK_LIST,     /* children follow; end: one past the last */
-	IMAPC_TOK_CODE,     /* a status response's [code]: children as LIST */
-	IMAPC_TOK_TEXT,     /* the rest of a status or continuation line */
+	IMAPC_TOK_LIST,	    /* children follow; end: one past the last */
+	IMAPC_TOK_CODE,	    /* a status response's [code]: children as LIST */
+	IMAPC_TOK_TEXT,	    /* the rest of a status or continuation line */
 	IMAPC_TOK_STREAMED, /* a literal handed to the hooks: size only */
 };
 
 struct imapc_tok {
 	enum imapc_tok_type type;
-	uint32_t off;  /* text in the response's arena (NUL-terminated) */
+	uint32_t off; /* text in the response's arena (NUL-terminated) */
 	uint32_t len;
 	uint32_t end;  /* LIST, CODE: index one past its last descendant */
 	uint64_t size; /* STREAMED: the literal's size */
@@ -84,7 +84,7 @@ struct imapc_resp_hooks {
 
 struct imapc_resp {
 	/* the response, valid after DONE until the next feed or reset */
-	struct buf text;	/* arena: the tag at offset 0, then token texts */
+	struct buf text; /* arena: the tag at offset 0, then token texts */
 	struct imapc_tok *tok;
 	size_t ntok, tokcap;
 	struct imapc_resp_hooks hooks; /* may be set by the owner at any time */
@@ -98,7 +98,7 @@ struct imapc_resp {
 	int bracket;	   /* inside [...] of an atom */
 	uint64_t lit_left; /* bytes of the current literal still to come */
 	int lit_streamed;
-	char lit_digits;   /* a digit was seen in {N} */
+	char lit_digits; /* a digit was seen in {N} */
 	int oom;
 	char errtext[160];
 };

@@ -101,8 +101,8 @@ static int greet(struct imp *imp, int *preauth_r)
 	const struct imapc_resp *r = imapc_conn_resp(imp->c);
 	if (strcmp(imapc_resp_tag(r), "*") != 0 ||
 	    !(imapc_resp_is(r, 0, "OK") || imapc_resp_is(r, 0, "PREAUTH"))) {
-		error_set(imp->err, ERR_TEMP, "IMAP server %s does not greet us: %s", imp->src->host,
-			  imapc_conn_reply_text(imp->c));
+		error_set(imp->err, ERR_TEMP, "IMAP server %s does not greet us: %s",
+			  imp->src->host, imapc_conn_reply_text(imp->c));
 		return -1;
 	}
 	*preauth_r = imapc_resp_is(r, 0, "PREAUTH");
@@ -126,8 +126,8 @@ static int secure(struct imp *imp)
 		if (st < 0)
 			return -1;
 		if (st != IMAPC_OK) {
-			error_set(imp->err, ERR_TEMP, "IMAP server %s refused STARTTLS: %s", imp->src->host,
-				  imapc_conn_reply_text(imp->c));
+			error_set(imp->err, ERR_TEMP, "IMAP server %s refused STARTTLS: %s",
+				  imp->src->host, imapc_conn_reply_text(imp->c));
 			return -1;
 		}
 		if (imapc_conn_starttls(imp->c, imp->err) < 0)
@@ -135,16 +135,18 @@ static int secure(struct imp *imp)
 		buf_truncate(&imp->caps, 0); /* RFC 3501 6.2.1: forget what was said in clear */
 		if (imp_run(imp, "CAPABILITY", on_capability) != IMAPC_OK) {
 			if (imp->err->code == ERR_OK)
-				error_set(imp->err, ERR_TEMP, "IMAP server %s: CAPABILITY failed", imp->src->host);
+				error_set(imp->err, ERR_TEMP, "IMAP server %s: CAPABILITY failed",
+					  imp->src->host);
 			return -1;
 		}
 		return 0;
 	}
 	if (!imapc_conn_is_loopback(imp->c)) {
-		error_set(imp->err, ERR_INVALID,
-			  "IMAP server %s offers no STARTTLS: refusing to send the password in clear "
-			  "(use imaps://)",
-			  imp->src->host);
+		error_set(
+			imp->err, ERR_INVALID,
+			"IMAP server %s offers no STARTTLS: refusing to send the password in clear "
+			"(use imaps://)",
+			imp->src->host);
 		return -1;
 	}
 	return 0;
@@ -167,11 +169,12 @@ static void login_refused(struct imp *imp, int status)
 		   (strcasecmp(code, "UNAVAILABLE") == 0 || strcasecmp(code, "SERVERBUG") == 0 ||
 		    strcasecmp(code, "INUSE") == 0 || strcasecmp(code, "LIMIT") == 0);
 	if (temp)
-		error_set(imp->err, ERR_TEMP, "IMAP server %s cannot log %s in now: %s", imp->src->host,
-			  imp->src->login, imapc_conn_reply_text(imp->c));
+		error_set(imp->err, ERR_TEMP, "IMAP server %s cannot log %s in now: %s",
+			  imp->src->host, imp->src->login, imapc_conn_reply_text(imp->c));
 	else
 		error_set(imp->err, ERR_INVALID,
-			  "IMAP server %s refused the login of %s: wrong user name or password (server "
+			  "IMAP server %s refused the login of %s: wrong user name or password "
+			  "(server "
 			  "said: %s)",
 			  imp->src->host, imp->src->login, imapc_conn_reply_text(imp->c));
 }
@@ -182,8 +185,10 @@ static int login(struct imp *imp)
 	struct buf cmd = BUF_INIT, cont = BUF_INIT;
 	int plain = has_cap(imp, "LOGINDISABLED") || needs_literal(user) || needs_literal(pass);
 	if (plain && !has_cap(imp, "AUTH=PLAIN")) {
-		error_set(imp->err, ERR_INVALID, "IMAP server %s allows no LOGIN%s and no AUTHENTICATE PLAIN",
-			  imp->src->host, has_cap(imp, "LOGINDISABLED") ? "" : " for this name or password");
+		error_set(imp->err, ERR_INVALID,
+			  "IMAP server %s allows no LOGIN%s and no AUTHENTICATE PLAIN",
+			  imp->src->host,
+			  has_cap(imp, "LOGINDISABLED") ? "" : " for this name or password");
 		return -1;
 	}
 	int st;
@@ -242,7 +247,8 @@ static int login(struct imp *imp)
 	caps_from_code(imp, imapc_conn_resp(imp->c));
 	if (imp->caps.len == 0 && imp_run(imp, "CAPABILITY", on_capability) != IMAPC_OK) {
 		if (imp->err->code == ERR_OK)
-			error_set(imp->err, ERR_TEMP, "IMAP server %s: CAPABILITY failed", imp->src->host);
+			error_set(imp->err, ERR_TEMP, "IMAP server %s: CAPABILITY failed",
+				  imp->src->host);
 		return -1;
 	}
 	return 0;
@@ -276,13 +282,14 @@ static int on_namespace(void *ctx, const struct imapc_resp *r)
 
 /* The server's name raw (delimiter delim, 0 if none) as mailroom's, in out.
  * Returns 0, or -1 with the reason in why. */
-static int convert_name(struct imp *imp, const char *raw, size_t rawlen, char delim, struct buf *out,
-			const char **why)
+static int convert_name(struct imp *imp, const char *raw, size_t rawlen, char delim,
+			struct buf *out, const char **why)
 {
-	struct error e = { ERR_OK, "" };
+	struct error e = {ERR_OK, ""};
 	struct buf u = BUF_INIT;
 	int rc = -1;
-	if (imp->utf8 ? imap_utf7_utf8_check(raw, rawlen, &e) : imap_utf7_decode(raw, rawlen, &u, &e)) {
+	if (imp->utf8 ? imap_utf7_utf8_check(raw, rawlen, &e)
+		      : imap_utf7_decode(raw, rawlen, &u, &e)) {
 		/* servers that send raw UTF-8 without UTF8=ACCEPT exist */
 		if (imap_utf7_utf8_check(raw, rawlen, &e) < 0) {
 			*why = "the name is neither modified UTF-7 nor UTF-8";
@@ -301,7 +308,8 @@ static int convert_name(struct imp *imp, const char *raw, size_t rawlen, char de
 		n += 5;
 	}
 	if (delim != '/' && strchr(n, '/') != NULL) {
-		*why = "the name holds '/', mailroom's hierarchy delimiter, and the server's is another";
+		*why = "the name holds '/', mailroom's hierarchy delimiter, and the server's is "
+		       "another";
 		goto out;
 	}
 	for (; *n; n++)
@@ -314,8 +322,8 @@ out:
 
 static const char *special_use(const struct imapc_resp *r, size_t from, size_t to)
 {
-	static const char *const uses[] = { "\\All", "\\Archive", "\\Drafts", "\\Flagged",
-					    "\\Junk", "\\Sent", "\\Trash", "\\Important" };
+	static const char *const uses[] = {"\\All",  "\\Archive", "\\Drafts", "\\Flagged",
+					   "\\Junk", "\\Sent",	  "\\Trash",  "\\Important"};
 	for (size_t i = from; i < to; i++)
 		for (size_t k = 0; k < sizeof(uses) / sizeof(uses[0]); k++)
 			if (imapc_resp_is(r, i, uses[k]))
@@ -395,7 +403,8 @@ static int on_lsub(void *ctx, const struct imapc_resp *r)
 	const char *raw = imapc_resp_str(r, ni), *why = NULL;
 	struct buf name = BUF_INIT;
 	int rc = 0;
-	if (convert_name(imp, raw, imapc_resp_tok(r, ni)->len, delim, &name, &why) < 0 || name.len == 0)
+	if (convert_name(imp, raw, imapc_resp_tok(r, ni)->len, delim, &name, &why) < 0 ||
+	    name.len == 0)
 		imp_skip(imp, raw, why ? why : "empty name");
 	else if (imp->sink->subscribe != NULL &&
 		 imp->sink->subscribe(imp->sink->ctx, buf_cstr(&name), &imp->stop_err) < 0)
@@ -407,7 +416,8 @@ static int on_lsub(void *ctx, const struct imapc_resp *r)
 static int list_folders(struct imp *imp)
 {
 	int ext = has_cap(imp, "LIST-EXTENDED") && has_cap(imp, "SPECIAL-USE");
-	int st = imp_run(imp, ext ? "LIST \"\" \"*\" RETURN (SPECIAL-USE)" : "LIST \"\" \"*\"", on_list);
+	int st = imp_run(imp, ext ? "LIST \"\" \"*\" RETURN (SPECIAL-USE)" : "LIST \"\" \"*\"",
+			 on_list);
 	if (st == IMAPC_OK) {
 		st = imp_run(imp, "LSUB \"\" \"*\"", on_lsub);
 		if (st == IMAPC_BAD && has_cap(imp, "LIST-EXTENDED"))
@@ -452,13 +462,13 @@ static int session(struct imp *imp)
 int import_imap(const struct import_imap_source *src, const struct import_sink *sink,
 		struct error *err)
 {
-	struct error local = { ERR_OK, "" };
-	struct imp imp = { .src = src, .sink = sink, .err = &local };
+	struct error local = {ERR_OK, ""};
+	struct imp imp = {.src = src, .sink = sink, .err = &local};
 	if (src->host == NULL || src->login == NULL) {
 		error_set(err, ERR_INVALID, "IMAP source without host or login");
 		return -1;
 	}
-	struct sigaction ign = { .sa_handler = SIG_IGN }, old;
+	struct sigaction ign = {.sa_handler = SIG_IGN}, old;
 	/* OpenSSL writes with write(2): a peer that goes away must not kill us */
 	sigaction(SIGPIPE, &ign, &old);
 	int rc = session(&imp);

@@ -17,7 +17,7 @@
 
 #include "import/import_imap_int.h"
 
-#define BATCH_UIDS 50
+#define BATCH_UIDS  50
 #define BATCH_BYTES (16u << 20)
 
 /* ---- INTERNALDATE ----------------------------------------------------------- */
@@ -67,12 +67,13 @@ int64_t import_imap_fetch_date(const char *s)
 	    digits(s + 6, 2, &ss) < 0 || s[8] != ' ')
 		return -1;
 	s += 9;
-	if ((s[0] != '+' && s[0] != '-') || digits(s + 1, 2, &zh) < 0 || digits(s + 3, 2, &zm) < 0 ||
-	    s[5] != '\0')
+	if ((s[0] != '+' && s[0] != '-') || digits(s + 1, 2, &zh) < 0 ||
+	    digits(s + 3, 2, &zm) < 0 || s[5] != '\0')
 		return -1;
 	if (day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60 || zm > 59)
 		return -1;
-	int64_t t = days_from_civil(year, (unsigned)mon, (unsigned)day) * 86400 + hh * 3600 + mm * 60 + ss;
+	int64_t t = days_from_civil(year, (unsigned)mon, (unsigned)day) * 86400 + hh * 3600 +
+		    mm * 60 + ss;
 	int64_t zone = (zh * 3600 + zm * 60) * (s[0] == '-' ? -1 : 1);
 	return t - zone;
 }
@@ -122,9 +123,9 @@ static void set_flags(struct imp *imp, struct msg *m, const struct imapc_resp *r
 	static const struct {
 		const char *name;
 		uint32_t bit;
-	} sys[] = { { "\\Seen", STORE_F_SEEN },	      { "\\Answered", STORE_F_ANSWERED },
-		    { "\\Flagged", STORE_F_FLAGGED }, { "\\Deleted", STORE_F_DELETED },
-		    { "\\Draft", STORE_F_DRAFT },     { "$Forwarded", STORE_F_PASSED } };
+	} sys[] = {{"\\Seen", STORE_F_SEEN},	   {"\\Answered", STORE_F_ANSWERED},
+		   {"\\Flagged", STORE_F_FLAGGED}, {"\\Deleted", STORE_F_DELETED},
+		   {"\\Draft", STORE_F_DRAFT},	   {"$Forwarded", STORE_F_PASSED}};
 	m->flags = 0;
 	m->nkw = 0;
 	m->kw_off = (uint32_t)imp->kw.len;
@@ -152,7 +153,8 @@ static void fetch_meta(struct imp *imp, struct msg *m, const struct imapc_resp *
 	for (size_t i = 3; i + 1 < list->end; i = imapc_resp_next(r, i + 1)) {
 		const struct imapc_tok *v = imapc_resp_tok(r, i + 1);
 		uint64_t n;
-		if (imapc_resp_is(r, i, "UID") && imapc_resp_num(r, i + 1, &n) == 0 && n <= UINT32_MAX)
+		if (imapc_resp_is(r, i, "UID") && imapc_resp_num(r, i + 1, &n) == 0 &&
+		    n <= UINT32_MAX)
 			m->uid = (uint32_t)n;
 		else if (imapc_resp_is(r, i, "FLAGS") && v->type == IMAPC_TOK_LIST)
 			set_flags(imp, m, r, i + 2, v->end);
@@ -208,7 +210,8 @@ static uint32_t fetch_uid(struct imp *imp, const struct imapc_resp *r)
 	uint64_t n;
 	size_t nt = imapc_resp_ntok(r);
 	for (size_t i = 3; i + 1 < nt; i = imapc_resp_next(r, i + 1))
-		if (imapc_resp_is(r, i, "UID") && imapc_resp_num(r, i + 1, &n) == 0 && n <= UINT32_MAX)
+		if (imapc_resp_is(r, i, "UID") && imapc_resp_num(r, i + 1, &n) == 0 &&
+		    n <= UINT32_MAX)
 			return (uint32_t)n;
 	if (imapc_resp_num(r, 0, &n) == 0 && n >= 1 && n <= imp->nmsgs)
 		return imp->msgs[n - 1].uid;
@@ -289,10 +292,10 @@ static int fetch_bodies(struct imp *imp, const uint32_t *uids, size_t n)
 		buf_printf(&cmd, "%s%u", i ? "," : "", uids[i]);
 	buf_puts(&cmd, " (UID BODY.PEEK[])");
 	struct imapc_resp *r = imapc_conn_resp(imp->c);
-	r->hooks = (struct imapc_resp_hooks){ imp, body_begin, body_data, body_end };
+	r->hooks = (struct imapc_resp_hooks){imp, body_begin, body_data, body_end};
 	int st = cmd.failed ? (error_set(imp->err, ERR_TEMP, "out of memory"), -1)
 			    : imp_run(imp, buf_cstr(&cmd), on_folder);
-	r->hooks = (struct imapc_resp_hooks){ 0 };
+	r->hooks = (struct imapc_resp_hooks){0};
 	buf_free(&cmd);
 	return st;
 }
@@ -315,8 +318,9 @@ static int fetch_batch(struct imp *imp, const uint32_t *uids, size_t n)
 			char what[STORE_MAX_MAILBOX_NAME + 32];
 			snprintf(what, sizeof(what), "%s UID %u", imp->cur->name, uids[i]);
 			imp_skip(imp, what,
-			     st == IMAPC_OK ? "the server sent no body for it (expunged there meanwhile?)"
-					    : imapc_conn_reply_text(imp->c));
+				 st == IMAPC_OK ? "the server sent no body for it (expunged there "
+						  "meanwhile?)"
+						: imapc_conn_reply_text(imp->c));
 		}
 	}
 	return 0;
@@ -368,7 +372,7 @@ int import_imap_fetch_folder(struct imp *imp, const struct folder *f)
 		imp_skip(imp, f->name, imapc_conn_reply_text(imp->c));
 		return 0;
 	}
-	struct import_folder fo = { f->name, imp->uidvalidity, imp->uidnext, f->special_use };
+	struct import_folder fo = {f->name, imp->uidvalidity, imp->uidnext, f->special_use};
 	if (imp->sink->folder_begin(imp->sink->ctx, &fo, &imp->stop_err) < 0)
 		return imp_stop(imp);
 	if (imp->exists > 0) {

@@ -27,8 +27,8 @@ struct msg {
 	uint64_t size;	 /* RFC822.SIZE */
 	uint32_t kw_off; /* keywords: NUL-separated in imp->kw */
 	uint32_t nkw;
-	int want;	 /* to be fetched in this run */
-	int done;	 /* its body went to the sink */
+	int want; /* to be fetched in this run */
+	int done; /* its body went to the sink */
 };
 
 struct imp {
@@ -37,7 +37,7 @@ struct imp {
 	struct error *err; /* connection and protocol errors */
 	int stopped;	   /* a callback failed: stop_err says why */
 	struct imapc_conn *c;
-	struct buf caps;  /* " CAP1 CAP2 ... " in upper case */
+	struct buf caps; /* " CAP1 CAP2 ... " in upper case */
 	int utf8;
 	char *ns_prefix;
 	struct folder *folders;
@@ -52,7 +52,7 @@ struct imp {
 	size_t msgcap;
 	struct msg *streaming; /* the message whose body is coming */
 	int discarding;
-	const char **kwptrs;   /* its keywords, for import_msg */
+	const char **kwptrs; /* its keywords, for import_msg */
 	char id[STORE_MAX_MAILBOX_NAME + 32];
 	struct error stop_err; /* why a callback stopped the import (stopped) */
 	uint64_t nimported, nskipped;

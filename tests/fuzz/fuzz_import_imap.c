@@ -75,7 +75,8 @@ static void check_tokens(const struct imapc_resp *r, size_t from, size_t to)
 			check_tokens(r, i + 1, t->end);
 			continue;
 		}
-		if (t->type == IMAPC_TOK_ATOM || t->type == IMAPC_TOK_STRING || t->type == IMAPC_TOK_TEXT) {
+		if (t->type == IMAPC_TOK_ATOM || t->type == IMAPC_TOK_STRING ||
+		    t->type == IMAPC_TOK_TEXT) {
 			check((size_t)t->off + t->len < r->text.len);
 			check(imapc_resp_str(r, i)[t->len] == '\0');
 		}
@@ -99,7 +100,7 @@ static void parse(const uint8_t *d, size_t len, uint8_t seed, int sliced, struct
 	uint32_t rng = seed;
 	size_t pos = 0;
 	imapc_resp_init(&r);
-	r.hooks = (struct imapc_resp_hooks){ u, h_begin, h_data, h_end };
+	r.hooks = (struct imapc_resp_hooks){u, h_begin, h_data, h_end};
 	while (pos < len) {
 		size_t n = len - pos;
 		if (sliced) {
@@ -108,8 +109,9 @@ static void parse(const uint8_t *d, size_t len, uint8_t seed, int sliced, struct
 			n = k < n ? k : n;
 		}
 		size_t used = 0;
-		struct error err = { ERR_OK, "" };
-		enum imapc_resp_result res = imapc_resp_feed(&r, (const char *)d + pos, n, &used, &err);
+		struct error err = {ERR_OK, ""};
+		enum imapc_resp_result res =
+			imapc_resp_feed(&r, (const char *)d + pos, n, &used, &err);
 		check(r.text.len <= IMAPC_RESP_MAX_TEXT);
 		if (res == IMAPC_RESP_ERROR) {
 			check(err.code != ERR_OK && err.text[0] != '\0');
@@ -135,7 +137,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	struct run whole = { BUF_INIT, 0 }, sliced = { BUF_INIT, 0 };
+	struct run whole = {BUF_INIT, 0}, sliced = {BUF_INIT, 0};
 	parse(data + 1, size - 1, data[0], 0, &whole);
 	parse(data + 1, size - 1, data[0], 1, &sliced);
 	check(whole.out.len == sliced.out.len);

@@ -148,10 +148,10 @@ static enum imapc_resp_result feed(struct imapc_resp *r, const char *in, size_t 
  * and all of `in` consumed. */
 static void okn(const char *in, size_t len, const char *want)
 {
-	size_t steps[] = { 0, 1, 2, 7 };
+	size_t steps[] = {0, 1, 2, 7};
 	for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
 		struct imapc_resp r;
-		struct error err = { ERR_OK, "" };
+		struct error err = {ERR_OK, ""};
 		size_t used = 0;
 		imapc_resp_init(&r);
 		enum imapc_resp_result res = feed(&r, in, len, steps[k], &used, &err);
@@ -173,10 +173,10 @@ static void ok(const char *in, const char *want)
 
 static void bad(const char *in, size_t len)
 {
-	size_t steps[] = { 0, 1 };
+	size_t steps[] = {0, 1};
 	for (size_t k = 0; k < 2; k++) {
 		struct imapc_resp r;
-		struct error err = { ERR_OK, "" };
+		struct error err = {ERR_OK, ""};
 		size_t used = 0;
 		imapc_resp_init(&r);
 		enum imapc_resp_result res = feed(&r, in, len, steps[k], &used, &err);
@@ -194,7 +194,8 @@ static void test_status(void **state)
 {
 	(void)state;
 	ok("* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR AUTH=PLAIN] Dovecot ready.\r\n",
-	   "*: a:OK [ a:CAPABILITY a:IMAP4rev1 a:LITERAL+ a:SASL-IR a:AUTH=PLAIN ] t:\"Dovecot ready.\"");
+	   "*: a:OK [ a:CAPABILITY a:IMAP4rev1 a:LITERAL+ a:SASL-IR a:AUTH=PLAIN ] t:\"Dovecot "
+	   "ready.\"");
 	ok("m1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
 	   "m1: a:NO [ a:AUTHENTICATIONFAILED ] t:\"Authentication failed.\"");
 	ok("* OK [PERMANENTFLAGS (\\Answered \\Seen \\*)] Flags permitted.\r\n",
@@ -208,7 +209,8 @@ static void test_status(void **state)
 	ok("* OK\r\n", "*: a:OK");
 	ok("* OK \r\n", "*: a:OK t:\"\"");
 	ok("* OK [ALERT]\r\n", "*: a:OK [ a:ALERT ]");
-	ok("* PREAUTH [CAPABILITY IMAP4rev2] hi\n", "*: a:PREAUTH [ a:CAPABILITY a:IMAP4rev2 ] t:\"hi\"");
+	ok("* PREAUTH [CAPABILITY IMAP4rev2] hi\n",
+	   "*: a:PREAUTH [ a:CAPABILITY a:IMAP4rev2 ] t:\"hi\"");
 	ok("* OK [HIGHESTMODSEQ 5]text\r\n", "*: a:OK [ a:HIGHESTMODSEQ a:5 ] t:\"text\"");
 	/* OK that is not the first word is an atom like any other */
 	ok("* 3 OK\r\n", "*: a:3 a:OK");
@@ -233,12 +235,15 @@ static void test_list(void **state)
 	/* a literal in the name, holding what a quoted string cannot */
 	ok("* LIST () \"/\" {11}\r\nname \"with\"\r\n",
 	   "*: a:LIST ( ) s:\"/\" s:\"name \\x22with\\x22\"");
-	ok("* LIST (\\Marked) \".\" {4}\r\na\r\nb\r\n", "*: a:LIST ( a:\\Marked ) s:\".\" s:\"a\\x0d\\x0ab\"");
+	ok("* LIST (\\Marked) \".\" {4}\r\na\r\nb\r\n",
+	   "*: a:LIST ( a:\\Marked ) s:\".\" s:\"a\\x0d\\x0ab\"");
 	/* quoted specials: \" and \\ */
-	ok("* LIST () \"\\\\\" \"a\\\"b\\\\c\"\r\n", "*: a:LIST ( ) s:\"\\x5c\" s:\"a\\x22b\\x5cc\"");
+	ok("* LIST () \"\\\\\" \"a\\\"b\\\\c\"\r\n",
+	   "*: a:LIST ( ) s:\"\\x5c\" s:\"a\\x22b\\x5cc\"");
 	/* modified UTF-7 and 8-bit (UTF8=ACCEPT) names pass as they are */
 	ok("* LIST () \".\" Entw&APw-rfe\r\n", "*: a:LIST ( ) s:\".\" a:Entw&APw-rfe");
-	ok("* LIST () \".\" \"Entw\xc3\xbcrfe\"\r\n", "*: a:LIST ( ) s:\".\" s:\"Entw\\xc3\\xbcrfe\"");
+	ok("* LIST () \".\" \"Entw\xc3\xbcrfe\"\r\n",
+	   "*: a:LIST ( ) s:\".\" s:\"Entw\\xc3\\xbcrfe\"");
 	/* an astring atom may hold ']' */
 	ok("* LSUB () \".\" a]b\r\n", "*: a:LSUB ( ) s:\".\" a:a]b");
 	/* LIST-EXTENDED's extended items */
@@ -252,13 +257,15 @@ static void test_spacing(void **state)
 	ok("*  3   EXISTS\r\n", "*: a:3 a:EXISTS");
 	ok("* LIST  ( \\Noselect )  NIL  \"\" \r\n", "*: a:LIST ( a:\\Noselect ) nil s:\"\"");
 	ok("* 1 FETCH (FLAGS())\r\n", "*: a:1 a:FETCH ( a:FLAGS ( ) )");
-	ok("* 1 FETCH (FLAGS(\\Seen)UID 4)\r\n", "*: a:1 a:FETCH ( a:FLAGS ( a:\\Seen ) a:UID a:4 )");
+	ok("* 1 FETCH (FLAGS(\\Seen)UID 4)\r\n",
+	   "*: a:1 a:FETCH ( a:FLAGS ( a:\\Seen ) a:UID a:4 )");
 }
 
 static void test_fetch(void **state)
 {
 	(void)state;
-	ok("* 12 FETCH (UID 7 FLAGS (\\Seen $Forwarded) INTERNALDATE \"17-Jul-1996 02:44:25 -0700\" "
+	ok("* 12 FETCH (UID 7 FLAGS (\\Seen $Forwarded) INTERNALDATE \"17-Jul-1996 02:44:25 "
+	   "-0700\" "
 	   "RFC822.SIZE 44 BODY[] {5}\r\nhello)\r\n",
 	   "*: a:12 a:FETCH ( a:UID a:7 a:FLAGS ( a:\\Seen a:$Forwarded ) a:INTERNALDATE "
 	   "s:\"17-Jul-1996 02:44:25 -0700\" a:RFC822.SIZE a:44 a:BODY[] s:\"hello\" )");
@@ -267,19 +274,21 @@ static void test_fetch(void **state)
 	   "*: a:1 a:FETCH ( a:BODY[HEADER.FIELDS (FROM TO)] s:\"ab\\x0a\" )");
 	ok("* 1 FETCH (BODY[]<0> \"x\")\r\n", "*: a:1 a:FETCH ( a:BODY[]<0> s:\"x\" )");
 	/* literal8 (RFC 3516), a zero-length literal, LITERAL+ syntax, NIL body */
-	okn("* 1 FETCH (BINARY[] ~{3}\r\na\0c)\r\n", 32, "*: a:1 a:FETCH ( a:BINARY[] s:\"a\\x00c\" )");
+	okn("* 1 FETCH (BINARY[] ~{3}\r\na\0c)\r\n", 32,
+	    "*: a:1 a:FETCH ( a:BINARY[] s:\"a\\x00c\" )");
 	ok("* 1 FETCH (BODY[] {0}\r\n)\r\n", "*: a:1 a:FETCH ( a:BODY[] s:\"\" )");
 	ok("* 1 FETCH (BODY[] {2+}\r\nab)\r\n", "*: a:1 a:FETCH ( a:BODY[] s:\"ab\" )");
 	ok("* 1 FETCH (BODY[] NIL UID 3)\r\n", "*: a:1 a:FETCH ( a:BODY[] nil a:UID a:3 )");
 	ok("* 2 FETCH (ENVELOPE (NIL \"s\" ((\"A\" NIL \"a\" \"b.c\")) NIL))\r\n",
-	   "*: a:2 a:FETCH ( a:ENVELOPE ( nil s:\"s\" ( ( s:\"A\" nil s:\"a\" s:\"b.c\" ) ) nil ) )");
+	   "*: a:2 a:FETCH ( a:ENVELOPE ( nil s:\"s\" ( ( s:\"A\" nil s:\"a\" s:\"b.c\" ) ) nil ) "
+	   ")");
 }
 
 static void test_numbers(void **state)
 {
 	(void)state;
 	struct imapc_resp r;
-	struct error err = { ERR_OK, "" };
+	struct error err = {ERR_OK, ""};
 	size_t used;
 	const char *in = "* 4294967295 EXISTS 18446744073709551615 18446744073709551616 12a\r\n";
 	imapc_resp_init(&r);
@@ -304,14 +313,15 @@ static void test_pipelined(void **state)
 {
 	(void)state;
 	struct imapc_resp r;
-	struct error err = { ERR_OK, "" };
+	struct error err = {ERR_OK, ""};
 	const char *in = "* 2 EXISTS\r\n* 1 RECENT\r\nm3 OK done\r\n";
 	size_t pos = 0, used;
-	const char *want[] = { "*: a:2 a:EXISTS", "*: a:1 a:RECENT", "m3: a:OK t:\"done\"" };
+	const char *want[] = {"*: a:2 a:EXISTS", "*: a:1 a:RECENT", "m3: a:OK t:\"done\""};
 	imapc_resp_init(&r);
 	for (int k = 0; k < 3; k++) {
 		imapc_resp_reset(&r);
-		assert_int_equal(imapc_resp_feed(&r, in + pos, strlen(in) - pos, &used, &err), IMAPC_RESP_DONE);
+		assert_int_equal(imapc_resp_feed(&r, in + pos, strlen(in) - pos, &used, &err),
+				 IMAPC_RESP_DONE);
 		pos += used;
 		char *d = dump(&r);
 		assert_string_equal(d, want[k]);
@@ -367,7 +377,7 @@ static void test_limit(void **state)
 	memset(in + 4, 'a', n - 4);
 	memcpy(in + n, "\r\n", 2);
 	struct imapc_resp r;
-	struct error err = { ERR_OK, "" };
+	struct error err = {ERR_OK, ""};
 	size_t used;
 	imapc_resp_init(&r);
 	assert_int_equal(imapc_resp_feed(&r, in, n + 2, &used, &err), IMAPC_RESP_ERROR);
@@ -390,14 +400,14 @@ static void test_streaming(void **state)
 	buf_printf(&in, "* 3 FETCH (UID 9 BODY[] {%zu}\r\n", body_len);
 	buf_append(&in, body, body_len);
 	buf_puts(&in, " FLAGS (x))\r\n");
-	size_t steps[] = { 0, 1, 4096, 65537 };
+	size_t steps[] = {0, 1, 4096, 65537};
 	for (size_t k = 0; k < 4; k++) {
-		struct sink s = { BUF_INIT, 0, 0, 0, 0 };
+		struct sink s = {BUF_INIT, 0, 0, 0, 0};
 		struct imapc_resp r;
-		struct error err = { ERR_OK, "" };
+		struct error err = {ERR_OK, ""};
 		size_t used;
 		imapc_resp_init(&r);
-		r.hooks = (struct imapc_resp_hooks){ &s, h_begin, h_data, h_end };
+		r.hooks = (struct imapc_resp_hooks){&s, h_begin, h_data, h_end};
 		assert_int_equal(feed(&r, in.data, in.len, steps[k], &used, &err), IMAPC_RESP_DONE);
 		assert_int_equal(used, in.len);
 		assert_int_equal(s.begins, 1);
@@ -408,20 +418,20 @@ static void test_streaming(void **state)
 		assert_true(r.text.len < 200); /* the body was not kept */
 		char *d = dump(&r);
 		char want[128];
-		snprintf(want, sizeof(want), "*: a:3 a:FETCH ( a:UID a:9 a:BODY[] lit:%zu a:FLAGS ( a:x ) )",
-			 body_len);
+		snprintf(want, sizeof(want),
+			 "*: a:3 a:FETCH ( a:UID a:9 a:BODY[] lit:%zu a:FLAGS ( a:x ) )", body_len);
 		assert_string_equal(d, want);
 		free(d);
 		buf_free(&s.streamed);
 		imapc_resp_free(&r);
 	}
 	/* a hook that fails stops the parse */
-	struct sink s = { BUF_INIT, 0, 0, 0, 1 };
+	struct sink s = {BUF_INIT, 0, 0, 0, 1};
 	struct imapc_resp r;
-	struct error err = { ERR_OK, "" };
+	struct error err = {ERR_OK, ""};
 	size_t used;
 	imapc_resp_init(&r);
-	r.hooks = (struct imapc_resp_hooks){ &s, h_begin, h_data, h_end };
+	r.hooks = (struct imapc_resp_hooks){&s, h_begin, h_data, h_end};
 	assert_int_equal(imapc_resp_feed(&r, in.data, in.len, &used, &err), IMAPC_RESP_ERROR);
 	assert_int_equal(s.ends, 0);
 	imapc_resp_free(&r);
@@ -437,10 +447,17 @@ static void test_date(void **state)
 	assert_true(import_imap_fetch_date("01-Jan-1970 00:00:00 +0000") == 0);
 	assert_true(import_imap_fetch_date(" 7-Jan-2001 10:00:00 -1200") == 978904800);
 	assert_true(import_imap_fetch_date("7-jan-2001 10:00:00 -1200") == 978904800);
-	const char *bad_dates[] = { "", " ", "17-Jux-1996 02:44:25 -0700", "17-Jul-1996 02:44:25",
-				    "17-Jul-1996 02:44:25 0700", "17-Jul-1996 24:00:00 +0000",
-				    "32-Jul-1996 02:44:25 -0700", "17-Jul-1996 02:44:25 -0700x",
-				    "17-Jul-96 02:44:25 -0700", "17-Jul-1996 2:44:25 -0700", "1" };
+	const char *bad_dates[] = {"",
+				   " ",
+				   "17-Jux-1996 02:44:25 -0700",
+				   "17-Jul-1996 02:44:25",
+				   "17-Jul-1996 02:44:25 0700",
+				   "17-Jul-1996 24:00:00 +0000",
+				   "32-Jul-1996 02:44:25 -0700",
+				   "17-Jul-1996 02:44:25 -0700x",
+				   "17-Jul-96 02:44:25 -0700",
+				   "17-Jul-1996 2:44:25 -0700",
+				   "1"};
 	for (size_t i = 0; i < sizeof(bad_dates) / sizeof(bad_dates[0]); i++)
 		if (import_imap_fetch_date(bad_dates[i]) != -1)
 			fail_msg("accepted date \"%s\"", bad_dates[i]);
