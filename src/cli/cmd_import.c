@@ -72,7 +72,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: mailroom import -d DATA [--dry-run] [--password-file F] USER SOURCE\n"
 		   "       mailroom import -d DATA [--dry-run] [--password-file F] --all SOURCE\n"
 		   "  SOURCE: dovecot:PATH  courier:PATH  mbox:PATH\n"
-		   "          imap://[LOGIN@]HOST[:PORT]  imaps://[LOGIN@]HOST[:PORT]\n"
+		   "          imap://[LOGIN@]HOST[:PORT]  imaps://[LOGIN@]HOST[:PORT][?tls-verify=no]\n"
 		   "  Keeps UIDVALIDITY, UIDs, flags, keywords, dates, POP3 UIDLs and subscriptions;\n"
 		   "  hard-links message files on the same file system. Safe to run again (what is\n"
 		   "  there is skipped) and while the server runs. --all: every user of DATA/passwd,\n"
@@ -159,9 +159,17 @@ static int pct_decode(char *s)
 	return 0;
 }
 
-/* "[LOGIN@]HOST[:PORT]" (after the scheme), into buf (modified). */
+/* "[LOGIN@]HOST[:PORT][?tls-verify=no]" (after the scheme), into buf (modified). */
 static int parse_imap(char *buf, const char *user, struct import_imap_source *src)
 {
+	char *query = strchr(buf, '?');
+	if (query != NULL) {
+		*query++ = '\0';
+		if (strcmp(query, "tls-verify=no") == 0)
+			src->tls_no_verify = 1;
+		else if (strcmp(query, "tls-verify=yes") != 0)
+			return -1;
+	}
 	char *at = strrchr(buf, '@');
 	char *host = buf;
 	src->login = user;
@@ -273,7 +281,7 @@ static int import_user(struct run *r, const char *user, const char *source, int 
 	struct import_imap_source isrc = { 0 };
 	if (sources[si].local == NULL) {
 		if (parse_imap(spec, user, &isrc) < 0) {
-			fprintf(stderr, "mailroom import: %s: not imap[s]://[LOGIN@]HOST[:PORT]\n", source);
+			fprintf(stderr, "mailroom import: %s: not imap[s]://[LOGIN@]HOST[:PORT][?tls-verify=no]\n", source);
 			rc = EX_USAGE;
 			goto out;
 		}

@@ -104,6 +104,8 @@ struct import_imap_source {
 	int tls;		/* 1: implicit TLS (imaps://); 0: STARTTLS when offered */
 	const char *login;
 	const char *password;
+	int tls_no_verify;	/* 1: accept any TLS certificate (SOURCE ?tls-verify=no);
+				 * 0, the default: verify it against the system's CAs */
 };
 /* Any IMAP server, online. */
 int import_imap(const struct import_imap_source *src, const struct import_sink *sink,
