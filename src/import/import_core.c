@@ -504,6 +504,15 @@ static int sink_has_uid(void *ctx, uint32_t uid)
 	return r == 1;
 }
 
+/* A message that is there already (a UID taken since has_uid said no). */
+static int already(struct import_core *c)
+{
+	c->c.already++;
+	c->f_already++;
+	progress(c);
+	return 0;
+}
+
 static void counted(struct import_core *c, const struct store_import_result *res)
 {
 	c->c.imported++;
@@ -637,6 +646,8 @@ static int sink_msg_file(void *ctx, const struct import_msg *m, int dirfd, const
 	struct store_import_msg sm = { m->uid, m->flags, m->keywords, m->nkeywords, m->internaldate };
 	struct store_import_result res;
 	if (store_import_file(c->imp, &sm, dirfd, path, &res, err) < 0) {
+		if (err->code == ERR_EXISTS)
+			return already(c);
 		if (!per_message(err))
 			return -1;
 		skip_msg(c, m, err->text);
@@ -746,6 +757,10 @@ static int sink_msg_end(void *ctx, struct error *err)
 				       c->nkw, c->msg.internaldate };
 	struct store_import_result res;
 	if (store_import_stage(c->imp, &sm, c->stage, &res, err) < 0) {
+		if (err->code == ERR_EXISTS) {
+			ret = already(c);
+			goto out;
+		}
 		if (!per_message(err))
 			goto out;
 		skip_msg(c, &c->msg, err->text);

@@ -410,7 +410,8 @@ struct store_import_result {
  * batch's flush (every 1000 messages, store_import_flush, store_import_end).
  * Errors for this message only (the caller reports it and goes on):
  * NOTFOUND (no such file), DATA (not a regular file, not readable by the
- * store owner, changed while read). Others (TEMP, NOSPACE, LIMIT: out of
+ * store owner, changed while read), EXISTS (the UID is there already, or
+ * was expunged: what store_import_has_uid says). Others (TEMP, NOSPACE, LIMIT: out of
  * UIDs) are the mailbox's. */
 int store_import_file(struct store_import *imp, const struct store_import_msg *m, int dirfd,
 		      const char *path, struct store_import_result *res_r, struct error *err);

@@ -376,6 +376,18 @@ static int prepare(struct store_import *imp, const struct store_import_msg *m, u
 	memset(e, 0, sizeof(*e));
 	memset(&f, 0, sizeof(f));
 	uint32_t uid = imp->state == STORE_IMPORT_APPEND ? 0 : m->uid;
+	if (uid != 0) {
+		/* Two files with one UID would leave the second to the next
+		 * rescan, under a new UID: refuse it here, whatever the caller
+		 * asked has_uid. */
+		int has = store_import_has_uid(imp, uid, err);
+		if (has < 0)
+			return -1;
+		if (has) {
+			error_set(err, ERR_EXISTS, "UID %u is in the mailbox already", uid);
+			return -1;
+		}
+	}
 	if (uid == 0) {
 		if (imp->next_uid == UINT32_MAX) {
 			error_set(err, ERR_LIMIT, "mailbox has run out of UIDs");

@@ -232,6 +232,10 @@ static void test_rerun_adds_nothing(void **state)
 			}
 		}
 		assert_int_equal(added, run == 0 ? 2 : 0);
+		/* asked without has_uid: refused, not a second file for the UID */
+		struct store_import_msg m = { 1, 0, NULL, 0, -1 };
+		assert_int_equal(store_import_file(imp, &m, f->src_fd, "a", &res, &err), -1);
+		assert_int_equal(err.code, ERR_EXISTS);
 		assert_int_equal(store_import_end(&imp, &err), 0);
 	}
 	struct seen s;
