@@ -373,7 +373,8 @@ static int sink_folder_begin(void *ctx, const struct import_folder *f, struct er
 	if (c->o.dry_run) {
 		if (store_import_peek(c->store, c->o.user, norm, &c->peek, err) < 0)
 			return -1;
-		const char *what = !c->peek.exists ? "to be created"
+		const char *what = !c->peek.user_exists ? "to be created, with the user"
+				   : !c->peek.exists ? "to be created"
 				   : f->uidvalidity == 0 && c->peek.messages > 0
 					   ? "holds mail and the source gives no UIDVALIDITY: would append with new UIDs"
 				   : f->uidvalidity == 0 || c->peek.uidvalidity == f->uidvalidity

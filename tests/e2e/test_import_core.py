@@ -19,6 +19,7 @@ import imaplib
 import os
 import poplib
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -312,6 +313,13 @@ def test_import_while_a_session_has_the_folder_selected(data, tmp_path, feeder):
 
         t = threading.Thread(target=poll)
         t.start()
+        # and a third waits in IDLE: the import's commits wake it
+        idler = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+        idle_in = idler.makefile("rb")
+        idle_in.readline()
+        idler.sendall(b"a LOGIN alice secret\r\nb SELECT Work\r\nc IDLE\r\n")
+        while not idle_in.readline().startswith(b"+"):
+            pass
         try:
             counts, out = feed(feeder, data, "alice",
                                [("folder", "Work", 5150, 3), ("dir", bulk), ("end",)], tmp_path)
@@ -320,6 +328,13 @@ def test_import_while_a_session_has_the_folder_selected(data, tmp_path, feeder):
             t.join(60)
         assert not errors
         assert counts["imported"] == N and counts["linked"] == N, out
+        pushed = b""
+        deadline = time.monotonic() + 20
+        while b"* %d EXISTS" % (2 + N) not in pushed and time.monotonic() < deadline:
+            pushed += idle_in.readline()
+        assert b"* %d EXISTS" % (2 + N) in pushed, pushed[-300:]
+        idler.sendall(b"DONE\r\nz LOGOUT\r\n")
+        idler.close()
         assert "re-run" in out
         typ, d = cl.noop()
         assert typ == "OK"
