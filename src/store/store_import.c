@@ -34,6 +34,12 @@
  * between batches and see the new messages at their next sync; a session
  * that waits for the lock waits for at most one batch.
  *
+ * Which UIDs the mailbox holds (or has expunged: those stay gone) is read
+ * once when the folder opens and kept in memory, then brought up to date at
+ * the start of each batch, under the lock, with the rows whose modseq is
+ * above the highest seen: has_uid costs no query, and a re-run of 100,000
+ * messages is one pass over them.
+ *
  * POP3 UIDLs kept from the old server: mailroom-pop3-uidl in the mailbox's
  * folder, lines "UID UIDL", replaced atomically at the end of each folder
  * (merged with what is there), so that the loss of the index keeps them.
@@ -84,7 +90,72 @@ struct store_import {
 	struct import_uidl *uidls;
 	size_t nuidls;
 	size_t cap_uidls;
+	/* the UIDs the mailbox holds or has expunged (see the note above) */
+	uint32_t *uids;
+	size_t nuids, cap_uids;
+	int uids_sorted;
+	int uids_loaded;
+	uint64_t seen_modseq;
+	dev_t cur_dev;
 };
+
+static int uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int uids_add(struct store_import *imp, uint32_t uid)
+{
+	if (imp->nuids == imp->cap_uids) {
+		size_t cap = imp->cap_uids ? imp->cap_uids * 2 : 1024;
+		uint32_t *p = realloc(imp->uids, cap * sizeof(*p));
+		if (p == NULL)
+			return -1;
+		imp->uids = p;
+		imp->cap_uids = cap;
+	}
+	if (imp->nuids > 0 && uid <= imp->uids[imp->nuids - 1])
+		imp->uids_sorted = 0;
+	imp->uids[imp->nuids++] = uid;
+	return 0;
+}
+
+/* Add the UIDs of rows (held or expunged) with a modseq above seen_modseq;
+ * caller holds the mailbox lock, after a sync. */
+static int uids_refresh(struct store_import *imp, struct error *err)
+{
+	struct store_user *user = imp->mbox->user;
+	uint32_t uv;
+	uint64_t hms;
+	if (store_mailbox_modseq(imp->mbox, &uv, &hms, err) < 0)
+		return -1;
+	if (imp->uids_loaded && hms <= imp->seen_modseq)
+		return 0;
+	sqlite3_stmt *st = store_index_stmt(
+		user,
+		"SELECT uid FROM msg WHERE mailbox=?1 AND modseq>?2"
+		" UNION ALL SELECT uid FROM expunged WHERE mailbox=?1 AND modseq>?2",
+		err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, imp->mbox->id);
+	/* the first time every row: one that a crash left pending and a sync
+	 * adopted keeps modseq 0 */
+	sqlite3_bind_int64(st, 2, imp->uids_loaded ? (int64_t)imp->seen_modseq : -1);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (uids_add(imp, (uint32_t)sqlite3_column_int64(st, 0)) < 0) {
+			sqlite3_reset(st);
+			error_set(err, ERR_TEMP, "out of memory");
+			return -1;
+		}
+	if (store_index_done(user, st, rc, "import uids", err) < 0)
+		return -1;
+	imp->seen_modseq = hms;
+	imp->uids_loaded = 1;
+	return 0;
+}
 
 /* ---- open ------------------------------------------------------------------- */
 
@@ -193,7 +264,10 @@ int store_import_begin(struct store_user *user, const char *name, const char *sp
 		goto fail;
 	if (store_lock_mailbox(imp->mbox, err) < 0)
 		goto fail;
+	imp->uids_sorted = 1;
 	int r = settle_box(imp, uidvalidity, uidnext, err);
+	if (r == 0)
+		r = uids_refresh(imp, err);
 	store_lock_mailbox_release(imp->mbox);
 	if (r < 0)
 		goto fail;
@@ -202,6 +276,7 @@ int store_import_begin(struct store_user *user, const char *name, const char *sp
 	return 0;
 fail:
 	store_mailbox_close(&imp->mbox);
+	free(imp->uids);
 	free(imp);
 	return -1;
 }
@@ -221,29 +296,36 @@ int store_import_has_uid(struct store_import *imp, uint32_t uid, struct error *e
 		for (size_t i = 0; i < imp->n; i++)
 			if (imp->batch[i].uid == uid)
 				return 1;
-	struct store_user *user = imp->mbox->user;
 	/* A UID expunged here since the last run stays expunged: a client
-	 * was told it is gone. */
-	sqlite3_stmt *st = store_index_stmt(
-		user,
-		"SELECT EXISTS(SELECT 1 FROM msg WHERE mailbox=?1 AND uid=?2)"
-		" OR EXISTS(SELECT 1 FROM expunged WHERE mailbox=?1 AND uid=?2)",
-		err);
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, imp->mbox->id);
-	sqlite3_bind_int64(st, 2, uid);
-	int rc = sqlite3_step(st);
-	int has = rc == SQLITE_ROW && sqlite3_column_int(st, 0) != 0;
-	sqlite3_reset(st);
-	if (rc != SQLITE_ROW) {
-		store_index_sqlerr(user, err, "has uid");
-		return -1;
+	 * was told it is gone (the set holds those too). */
+	if (!imp->uids_sorted) {
+		qsort(imp->uids, imp->nuids, sizeof(*imp->uids), uid_cmp);
+		imp->uids_sorted = 1;
 	}
-	return has;
+	(void)err;
+	return bsearch(&uid, imp->uids, imp->nuids, sizeof(uid), uid_cmp) != NULL;
 }
 
 /* ---- batches ------------------------------------------------------------------ */
+
+/* The mailbox's UIDNEXT in the index (one row, not store_mailbox_status's
+ * pass over every message). */
+static int index_uidnext(struct store_mailbox *mbox, uint32_t *uidnext_r, struct error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(mbox->user, "SELECT uidnext FROM mailbox WHERE id=?", err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mbox->id);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*uidnext_r = (uint32_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW) {
+		store_index_sqlerr(mbox->user, err, "uidnext");
+		return -1;
+	}
+	return 0;
+}
 
 /* Take the lock for a new batch and learn where UIDs continue. */
 static int batch_start(struct store_import *imp, struct error *err)
@@ -253,12 +335,23 @@ static int batch_start(struct store_import *imp, struct error *err)
 		return 0;
 	if (store_lock_mailbox(mbox, err) < 0)
 		return -1;
-	struct store_status s;
-	if (store_mailbox_sync(mbox, 0, err) < 0 || store_mailbox_status(mbox, &s, err) < 0) {
+	uint32_t uidnext;
+	if (store_mailbox_sync(mbox, 0, err) < 0 || index_uidnext(mbox, &uidnext, err) < 0) {
 		store_lock_mailbox_release(mbox);
 		return -1;
 	}
-	imp->next_uid = s.uidnext > mbox->box.uid_floor ? s.uidnext : mbox->box.uid_floor;
+	if (uids_refresh(imp, err) < 0) {
+		store_lock_mailbox_release(mbox);
+		return -1;
+	}
+	struct stat cst;
+	if (fstat(mbox->cur_fd, &cst) < 0) {
+		error_errno(err, "stat cur");
+		store_lock_mailbox_release(mbox);
+		return -1;
+	}
+	imp->cur_dev = cst.st_dev;
+	imp->next_uid = uidnext > mbox->box.uid_floor ? uidnext : mbox->box.uid_floor;
 	if (imp->next_uid == 0)
 		imp->next_uid = 1;
 	if (imp->batch == NULL) {
@@ -336,6 +429,12 @@ int store_import_flush(struct store_import *imp, struct error *err)
 		}
 		if (ret < 0) /* the files are there: the next open adopts them */
 			store_sync_mark_rescan(mbox);
+		/* they are in the mailbox either way */
+		for (size_t i = 0; i < imp->n; i++)
+			if (uids_add(imp, imp->batch[i].uid) < 0 && ret == 0) {
+				error_set(err, ERR_TEMP, "out of memory");
+				ret = -1;
+			}
 	}
 	imp->n = 0;
 	imp->batch_max_uid = 0;
@@ -485,7 +584,7 @@ static int add_file_locked(struct store_import *imp, const struct store_import_m
 			   const char *path, struct store_import_result *res, struct error *err)
 {
 	struct store_mailbox *mbox = imp->mbox;
-	struct stat st, cur;
+	struct stat st;
 	struct import_ent e;
 	if (fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		error_errno(err, "cannot stat the message");
@@ -502,14 +601,10 @@ static int add_file_locked(struct store_import *imp, const struct store_import_m
 	}
 	if (prepare(imp, m, (uint64_t)st.st_size, &e, res, err) < 0)
 		return -1;
-	if (fstat(mbox->cur_fd, &cur) < 0) {
-		error_errno(err, "stat cur");
-		return -1;
-	}
 	int64_t when = m->internaldate >= 0 ? m->internaldate : (int64_t)st.st_mtim.tv_sec;
 	res->how = STORE_IMPORT_LINKED;
 	res->why = STORE_IMPORT_WHY_NONE;
-	if (st.st_dev != cur.st_dev)
+	if (st.st_dev != imp->cur_dev)
 		res->why = STORE_IMPORT_WHY_XDEV;
 	else if (when != (int64_t)st.st_mtim.tv_sec)
 		res->why = STORE_IMPORT_WHY_DATE;
@@ -761,6 +856,7 @@ static void import_free(struct store_import **imp_p)
 	for (size_t i = 0; i < imp->nuidls; i++)
 		free(imp->uidls[i].uidl);
 	free(imp->uidls);
+	free(imp->uids);
 	free(imp->batch);
 	store_mailbox_close(&imp->mbox);
 	free(imp);

@@ -243,6 +243,21 @@ static void test_rerun_adds_nothing(void **state)
 	list(f, "Work", &s, &ss);
 	assert_int_equal(ss.messages, 2);
 	assert_int_equal(src_stat(f, "a").st_nlink, 2);
+
+	/* a message expunged here since stays expunged: a client was told */
+	struct store_mailbox *mbox;
+	uint32_t one = 1;
+	assert_int_equal(store_mailbox_open(f->user, "Work", &mbox, &err), 0);
+	assert_int_equal(store_mailbox_expunge(mbox, &one, 1, &err), 0);
+	store_mailbox_close(&mbox);
+	assert_int_equal(store_import_begin(f->user, "Work", NULL, 4242, 3, &imp, &st, &err), 0);
+	assert_int_equal(store_import_has_uid(imp, 1, &err), 1);
+	struct store_import_msg m = { 1, 0, NULL, 0, -1 };
+	assert_int_equal(store_import_file(imp, &m, f->src_fd, "a", &res, &err), -1);
+	assert_int_equal(err.code, ERR_EXISTS);
+	assert_int_equal(store_import_end(&imp, &err), 0);
+	list(f, "Work", &s, &ss);
+	assert_int_equal(ss.messages, 1);
 }
 
 /* The files are the truth: the index deleted after an import gives the
