@@ -373,7 +373,9 @@ int store_import_begin(struct store_user *user, const char *name, const char *sp
 /* The open mailbox (borrowed, valid until end/abort). */
 struct store_mailbox *store_import_mailbox(struct store_import *imp);
 /* 1 if the mailbox holds uid already, or a client was told it was expunged
- * (a re-run skips it), 0 if not (always 0 when appending), -1 TEMP. */
+ * (a re-run skips it), 0 if not (always 0 when appending). From memory (the
+ * UIDs are read when the folder opens and at each batch): no error today,
+ * -1 with err reserved for one. */
 int store_import_has_uid(struct store_import *imp, uint32_t uid, struct error *err);
 
 struct store_import_msg {

@@ -277,6 +277,9 @@ def test_pop3_uidls_kept(data, tmp_path, feeder):
         p.quit()
     finally:
         srv.stop()
+    # the new user's INBOX took the source's UIDVALIDITY: the index agrees
+    p = check(data, users=["alice"])
+    assert p.returncode == 0 and not check_problems(p), p.stdout
 
 
 def test_import_while_a_session_has_the_folder_selected(data, tmp_path, feeder):

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/fsx.h"
 #include "store/store.h"
 
 struct fx {
@@ -495,6 +496,36 @@ static void test_batches(void **state)
 	assert_int_equal(s.uid[1], 2); /* the message without a UID after UID 1 */
 }
 
+/* The batch's fsync fails (as a crash before the commit would leave it):
+ * the files in cur/ carry UID and flags, and the next open adopts them. */
+static void test_failed_flush_adopted(void **state)
+{
+	struct fx *f = *state;
+	struct error err;
+	struct store_import *imp;
+	enum store_import_state st;
+	struct store_import_result res;
+	src_file(f, "k1", "k1@x", 1600000501);
+	src_file(f, "k2", "k2@x", 1600000502);
+	assert_int_equal(store_import_begin(f->user, "Crash", NULL, 6060, 30, &imp, &st, &err), 0);
+	import_one(imp, f, "k1", 11, STORE_F_SEEN, NULL, 0, -1, &res);
+	import_one(imp, f, "k2", 12, STORE_F_FLAGGED, NULL, 0, -1, &res);
+	fsx_fault_set(FSX_FSYNC, 1, EIO);
+	assert_int_equal(store_import_end(&imp, &err), -1);
+	fsx_fault_set(FSX_FSYNC, 0, 0);
+	assert_int_equal(err.code, ERR_TEMP);
+	struct seen s;
+	struct store_status ss;
+	list(f, "Crash", &s, &ss);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.uid[0], 11);
+	assert_int_equal(s.uid[1], 12);
+	assert_int_equal(s.flags[0], STORE_F_SEEN);
+	assert_int_equal(s.flags[1], STORE_F_FLAGGED);
+	assert_int_equal(ss.uidvalidity, 6060);
+	assert_true(ss.uidnext >= 30);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -506,6 +537,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pop3_uidl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_flush_adopted, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
