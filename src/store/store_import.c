@@ -298,6 +298,8 @@ int store_import_has_uid(struct store_import *imp, uint32_t uid, struct error *e
 				return 1;
 	/* A UID expunged here since the last run stays expunged: a client
 	 * was told it is gone (the set holds those too). */
+	if (imp->nuids == 0)
+		return 0;
 	if (!imp->uids_sorted) {
 		qsort(imp->uids, imp->nuids, sizeof(*imp->uids), uid_cmp);
 		imp->uids_sorted = 1;

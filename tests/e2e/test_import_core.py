@@ -38,14 +38,19 @@ EX_USAGE, EX_DATAERR, EX_NOINPUT = 64, 65, 66
 
 @pytest.fixture(scope="session")
 def feeder(tmp_path_factory):
-    """import_feeder compiled against the library of this tree."""
-    subprocess.run(["make", "--no-print-directory", "build/libmailroom.a"], cwd=REPO, check=True,
+    """import_feeder compiled against the library of this tree (the
+    ASan+UBSan one when $MAILROOM is the sanitizer build)."""
+    asan = "/asan/" in imap_server.MAILROOM
+    lib = "build/asan/libmailroom.a" if asan else "build/libmailroom.a"
+    san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+           "-fno-sanitize-recover=all"] if asan else []
+    subprocess.run(["make", "--no-print-directory", lib], cwd=REPO, check=True,
                    capture_output=True, timeout=900)
     out = tmp_path_factory.mktemp("feeder") / "import_feeder"
     libs = subprocess.run(["pkg-config", "--libs", "sqlite3", "libxcrypt", "libevent", "openssl",
                            "zlib"], capture_output=True, text=True, check=True).stdout.split()
-    subprocess.run(["cc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-Isrc", "-D_GNU_SOURCE",
-                    "tests/e2e/import_feeder.c", "build/libmailroom.a", *libs, "-lpthread",
+    subprocess.run(["cc", "-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-Isrc",
+                    "-D_GNU_SOURCE", *san, "tests/e2e/import_feeder.c", lib, *libs, "-lpthread",
                     "-o", str(out)], cwd=REPO, check=True, timeout=300)
     return str(out)
 
