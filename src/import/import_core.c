@@ -59,6 +59,7 @@ struct import_core {
 	int created_user;
 	struct import_core_counts c;
 	dev_t store_dev;
+	uid_t store_uid; /* owner of DATA/mail */
 	int protected_hardlinks;
 	/* the open folder */
 	int in_folder;
@@ -139,6 +140,9 @@ static const char *why_text(enum store_import_why why)
 		return "the store owner may not link it (fs.protected_hardlinks: it neither owns nor may write the file)";
 	case STORE_IMPORT_WHY_DATE: return "its INTERNALDATE is not the file's mtime";
 	case STORE_IMPORT_WHY_MLINK: return "the file has the most links its file system allows";
+	case STORE_IMPORT_WHY_NOT_HANDED_OVER:
+		return "run as root on a store the server has not taken over yet, which would chown a "
+		       "linked file (run `mailroom serve` once first to have files linked)";
 	case STORE_IMPORT_WHY_NONE: break;
 	}
 	return "";
@@ -579,6 +583,8 @@ static void dry_file(struct import_core *c, const struct import_msg *m, int dirf
 	enum store_import_why why = STORE_IMPORT_WHY_NONE;
 	if (st.st_dev != c->store_dev)
 		why = STORE_IMPORT_WHY_XDEV;
+	else if (geteuid() == 0 && c->store_uid == 0)
+		why = STORE_IMPORT_WHY_NOT_HANDED_OVER;
 	else if (m->internaldate >= 0 && m->internaldate != (int64_t)st.st_mtim.tv_sec)
 		why = STORE_IMPORT_WHY_DATE;
 	else if (c->protected_hardlinks && st.st_uid != geteuid() &&
@@ -839,7 +845,7 @@ int import_core_new(struct store *store, const struct import_core_opts *opts,
 	c->store = store;
 	c->o = *opts;
 	c->protected_hardlinks = read_protected_hardlinks();
-	if (store_import_dev(store, &c->store_dev) < 0) {
+	if (store_import_dev(store, &c->store_dev, &c->store_uid) < 0) {
 		error_errno(err, "stat DATA/mail");
 		goto fail;
 	}

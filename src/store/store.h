@@ -396,6 +396,9 @@ enum store_import_why {
 	STORE_IMPORT_WHY_DATE,	    /* INTERNALDATE is not the file's mtime, and a link cannot
 				     * change it without changing the source */
 	STORE_IMPORT_WHY_MLINK,	    /* the source file has the most links its file system allows */
+	STORE_IMPORT_WHY_NOT_HANDED_OVER, /* running as root on a store `mailroom serve` has not
+					   * yet handed to its run_user: that chowns everything
+					   * in it, a linked source file too */
 };
 struct store_import_result {
 	uint32_t uid;
@@ -407,7 +410,8 @@ struct store_import_result {
 
 /* Add the message that is the file path (relative to dirfd, or absolute):
  * a hard link into cur/ when it can be (the source is never changed: no
- * chmod, chown or utime of a linked inode), otherwise a copy of its bytes
+ * chmod, chown or utime of a linked inode, now or later; see
+ * STORE_IMPORT_WHY_NOT_HANDED_OVER), otherwise a copy of its bytes
  * as they are, with mtime = INTERNALDATE. Durable and visible after the
  * batch's flush (every 1000 messages, store_import_flush, store_import_end).
  * Errors for this message only (the caller reports it and goes on):
@@ -457,8 +461,9 @@ struct store_import_peek {
 };
 int store_import_peek(struct store *store, const char *user, const char *name,
 		      struct store_import_peek *peek_r, struct error *err);
-/* The device of DATA/mail (a source on another one is copied): 0, -1 errno. */
-int store_import_dev(struct store *store, dev_t *dev_r);
+/* The device of DATA/mail (a source on another one is copied) and its
+ * owner (root: not handed to the server's user yet): 0, -1 errno. */
+int store_import_dev(struct store *store, dev_t *dev_r, uid_t *uid_r);
 
 /* ---- consistency check and repair (`mailroom check`) ---------------------- */
 

@@ -18,6 +18,11 @@
  * that is not the file's mtime, which a link cannot change without touching
  * the source), then cur/ is fsynced once and the index rows of the whole
  * batch are written in one transaction, which also records cur/'s mtime.
+ * Never a link while running as root on a store that `mailroom serve` has
+ * not handed to its run_user yet (DATA/mail owned by root): the hand-over
+ * chowns everything under DATA/mail (src/server/master.c), a linked source
+ * file with it. Those are copied, and the report says so.
+ *
  * A crash between the links and that commit leaves files with U= names in
  * cur/ and a cur/ mtime the index does not know: the next open of the
  * mailbox rescans cur/ and adopts them with their UIDs and flags. No
@@ -97,6 +102,7 @@ struct store_import {
 	int uids_loaded;
 	uint64_t seen_modseq;
 	dev_t cur_dev;
+	int no_links; /* root, and the store not handed over yet (see the note) */
 };
 
 static int uid_cmp(const void *a, const void *b)
@@ -353,6 +359,9 @@ static int batch_start(struct store_import *imp, struct error *err)
 		return -1;
 	}
 	imp->cur_dev = cst.st_dev;
+	struct stat mst;
+	imp->no_links = geteuid() == 0 &&
+			(fstat(mbox->user->store->mail_fd, &mst) < 0 || mst.st_uid == 0);
 	imp->next_uid = uidnext > mbox->box.uid_floor ? uidnext : mbox->box.uid_floor;
 	if (imp->next_uid == 0)
 		imp->next_uid = 1;
@@ -608,6 +617,8 @@ static int add_file_locked(struct store_import *imp, const struct store_import_m
 	res->why = STORE_IMPORT_WHY_NONE;
 	if (st.st_dev != imp->cur_dev)
 		res->why = STORE_IMPORT_WHY_XDEV;
+	else if (imp->no_links)
+		res->why = STORE_IMPORT_WHY_NOT_HANDED_OVER;
 	else if (when != (int64_t)st.st_mtim.tv_sec)
 		res->why = STORE_IMPORT_WHY_DATE;
 	else if (fsx_linkat(dirfd, path, mbox->cur_fd, e.fname) < 0) {
@@ -944,11 +955,12 @@ out:
 	return ret;
 }
 
-int store_import_dev(struct store *store, dev_t *dev_r)
+int store_import_dev(struct store *store, dev_t *dev_r, uid_t *uid_r)
 {
 	struct stat st;
 	if (fstat(store->mail_fd, &st) < 0)
 		return -1;
 	*dev_r = st.st_dev;
+	*uid_r = st.st_uid;
 	return 0;
 }

@@ -81,6 +81,27 @@ def served(b):
     return re.sub(rb"(?<!\r)\n", b"\r\n", b)
 
 
+def hand_over(data, *sources):
+    """Start and stop the server once: as root it hands DATA/mail to its
+    run_user, after which an import links files (before, it copies them:
+    the hand-over would chown a linked source file). The sources are then
+    given to the store owner, as when run_user is the old server's mail
+    user: fs.protected_hardlinks lets a user link only files it owns (or may
+    write). Returns the owner's uid."""
+    st = os.stat(data / "mail")
+    if st.st_uid == 0:
+        srv = imap_server.start(data)
+        srv.stop()
+        st = os.stat(data / "mail")
+    assert st.st_uid != 0
+    for s in sources:
+        for d, dirs, files in os.walk(s):
+            os.chown(d, st.st_uid, st.st_gid)
+            for n in files:
+                os.chown(os.path.join(d, n), st.st_uid, st.st_gid)
+    return st.st_uid
+
+
 def tree(top):
     """Every path under top with its size and mtime: what a dry run must leave as it is."""
     out = {}
@@ -179,6 +200,12 @@ def test_uids_flags_keywords_dates_kept_and_linked(data, tmp_path, feeder):
     a = src_message(src / "a", 1, 1600000001)
     b = src_message(src / "b", 2, 1600000002, crlf=True)
     c = src_message(src / "c", 3, 1600000003)
+    hand_over(data, src)
+    # a file the store owner may read but neither owns nor may write:
+    # fs.protected_hardlinks refuses the link, it is copied
+    e = src_message(src / "e", 5, 1600000005)
+    os.chown(e, 0, 0)
+    os.chmod(e, 0o644)
     a_stat = a.stat()
     counts, out = feed(feeder, data, "alice", [
         ("folder", "Work/2024", 4000000001, 20),
@@ -186,10 +213,12 @@ def test_uids_flags_keywords_dates_kept_and_linked(data, tmp_path, feeder):
         ("file", b, 9, 16 | 8, -1, 0, "-", "-"),
         # an INTERNALDATE other than the mtime: copied, the source untouched
         ("file", c, 12, 2, 1500000000, 0, "-", "Project"),
+        ("file", e, 14, 0, -1, 0, "-", "-"),
         ("end",),
         ("subscribe", "Work/2024"),
     ], tmp_path)
-    assert counts["imported"] == 3 and counts["linked"] == 2 and counts["copied"] == 1, out
+    assert counts["imported"] == 4 and counts["linked"] == 2 and counts["copied"] == 2, out
+    assert "protected_hardlinks" in out and e.stat().st_nlink == 1
     assert counts["sizes"] == 0, out
     assert "copied: Work/2024: " in out and "INTERNALDATE is not the file's mtime" in out
     # the sources: linked, not changed
@@ -204,7 +233,7 @@ def test_uids_flags_keywords_dates_kept_and_linked(data, tmp_path, feeder):
         assert cl.untagged_responses["UIDVALIDITY"] == [b"4000000001"]
         assert int(cl.untagged_responses["UIDNEXT"][0]) >= 20
         msgs = uid_fetch(cl)
-        assert sorted(msgs) == [7, 9, 12]
+        assert sorted(msgs) == [7, 9, 12, 14]
         assert "\\Seen" in msgs[7] and "$Label1" in msgs[7] and "Project" in msgs[7]
         assert "\\Seen" in msgs[9] and "\\Answered" in msgs[9]
         assert "\\Flagged" in msgs[12] and "\\Seen" not in msgs[12]
@@ -219,15 +248,17 @@ def test_uids_flags_keywords_dates_kept_and_linked(data, tmp_path, feeder):
         cl.logout()
     finally:
         srv.stop()
+    assert a.stat().st_uid == a_stat.st_uid and a.stat().st_mode == a_stat.st_mode
     # a re-run adds nothing
     counts, out = feed(feeder, data, "alice", [
         ("folder", "Work/2024", 4000000001, 20),
         ("file", a, 7, 16, -1, 0, "-", "-"),
         ("file", b, 9, 16, -1, 0, "-", "-"),
         ("file", c, 12, 2, 1500000000, 0, "-", "-"),
+        ("file", e, 14, 0, -1, 0, "-", "-"),
         ("end",),
     ], tmp_path)
-    assert counts["imported"] == 0 and counts["already"] == 3, out
+    assert counts["imported"] == 0 and counts["already"] == 4, out
     p = check(data, users=["alice"])
     assert p.returncode == 0 and not check_problems(p), p.stdout
 
@@ -237,6 +268,7 @@ def test_dry_run_writes_nothing(data, tmp_path, feeder):
     src = tmp_path / "src"
     src.mkdir()
     files = [src_message(src / str(n), n, 1600000000 + n) for n in (3, 4, 5, 9)]
+    hand_over(data, src)
     before = tree(data)
     counts, out = feed(feeder, data, "alice", [
         ("folder", "INBOX", 77, 10),
@@ -301,6 +333,7 @@ def test_import_while_a_session_has_the_folder_selected(data, tmp_path, feeder):
     for uid in range(3, 3 + N):
         src_message(bulk / str(uid), uid, 1600000000 + uid)
     srv = imap_server.start(data)
+    hand_over(data, bulk)
     try:
         cl = imap_login(srv)
         typ, d = cl.select("Work")
@@ -397,3 +430,22 @@ def test_append_under_another_uidvalidity_skips_duplicates(data, tmp_path, feede
         cl.logout()
     finally:
         srv.stop()
+
+
+def test_root_links_nothing_into_a_store_not_handed_over(data, tmp_path, feeder):
+    """Run as root before the server ever ran: DATA/mail is root's, and the
+    server's first start chowns everything in it to run_user, so a linked
+    source file would change owner. Such files are copied, the report says
+    why, and the source keeps its owner after the server has started."""
+    assert os.geteuid() == 0, "this test needs root (as make test runs)"
+    add_user(data, "alice")
+    src = tmp_path / "src"
+    src.mkdir()
+    a = src_message(src / "a", 1, 1600000001)
+    owner = a.stat().st_uid
+    counts, out = feed(feeder, data, "alice", [("folder", "INBOX", 42, 2),
+                                               ("file", a, 1, 0, -1, 0, "-", "-"), ("end",)], tmp_path)
+    assert counts["copied"] == 1 and counts["linked"] == 0, out
+    assert "has not taken over yet" in out
+    hand_over(data)
+    assert a.stat().st_uid == owner and a.stat().st_nlink == 1

@@ -55,6 +55,19 @@ static int setup(void **state)
 	return 0;
 }
 
+/* As `mailroom serve` leaves it: DATA/mail handed to its run_user (a
+ * store root still owns gets no links, see test_root_store_not_handed_over). */
+static int setup_handed_over(void **state)
+{
+	setup(state);
+	struct fx *f = *state;
+	char path[128];
+	snprintf(path, sizeof(path), "%s/mail", f->dir);
+	if (geteuid() == 0)
+		assert_int_equal(chown(path, 65534, 65534), 0);
+	return 0;
+}
+
 static int teardown(void **state)
 {
 	struct fx *f = *state;
@@ -526,18 +539,46 @@ static void test_failed_flush_adopted(void **state)
 	assert_true(ss.uidnext >= 30);
 }
 
+/* Root importing into a store the server has not taken over yet: the
+ * hand-over would chown a linked source file, so every file is copied. */
+static void test_root_store_not_handed_over(void **state)
+{
+	struct fx *f = *state;
+	struct error err;
+	struct store_import *imp;
+	enum store_import_state st;
+	struct store_import_result res;
+	src_file(f, "r1", "r1@x", 1600000601);
+	assert_int_equal(store_import_begin(f->user, "Root", NULL, 7070, 0, &imp, &st, &err), 0);
+	import_one(imp, f, "r1", 1, 0, NULL, 0, -1, &res);
+	assert_int_equal(store_import_end(&imp, &err), 0);
+	if (geteuid() == 0) {
+		assert_int_equal(res.how, STORE_IMPORT_COPIED);
+		assert_int_equal(res.why, STORE_IMPORT_WHY_NOT_HANDED_OVER);
+		assert_int_equal(src_stat(f, "r1").st_nlink, 1);
+	} else {
+		assert_int_equal(res.how, STORE_IMPORT_LINKED);
+	}
+	struct seen s;
+	struct store_status ss;
+	list(f, "Root", &s, &ss);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.date[0], 1600000601);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_uids_kept_and_linked, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rerun_adds_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_index_lost, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_adopt_and_append, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_copy_keeps_source, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_pop3_uidl, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_failed_flush_adopted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uids_kept_and_linked, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_rerun_adds_nothing, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_index_lost, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_and_append, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_keeps_source, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_stream, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_pop3_uidl, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_batches, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_flush_adopted, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_root_store_not_handed_over, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
