@@ -673,8 +673,9 @@ static int sink_msg_begin(void *ctx, const struct import_msg *m, struct error *e
 		error_set(err, ERR_INVALID, "import driver: a message outside a folder");
 		return -1;
 	}
+	store_stage_free(&c->stage); /* a message the driver began and never ended */
 	c->msg = *m;
-	c->msg.keywords = NULL; /* borrowed: only valid during this call */
+	c->msg.keywords = NULL; /* the driver's: copied below (copy_strings) */
 	c->msg.nkeywords = 0;
 	c->msg.pop3_uidl = NULL;
 	c->msg.id = NULL;
