@@ -141,8 +141,9 @@ static const char *why_text(enum store_import_why why)
 	case STORE_IMPORT_WHY_DATE: return "its INTERNALDATE is not the file's mtime";
 	case STORE_IMPORT_WHY_MLINK: return "the file has the most links its file system allows";
 	case STORE_IMPORT_WHY_NOT_HANDED_OVER:
-		return "run as root on a store the server has not taken over yet, which would chown a "
-		       "linked file (run `mailroom serve` once first to have files linked)";
+		return "run as root on a store the server has not taken over yet, whose first start "
+		       "would chown a linked file not owned by run_user (start `mailroom serve` once "
+		       "first, or give the files to run_user, to have them linked)";
 	case STORE_IMPORT_WHY_NONE: break;
 	}
 	return "";
@@ -401,6 +402,8 @@ static int sink_folder_begin(void *ctx, const struct import_folder *f, struct er
 		report(c, "skipped folder: %s: %s", norm, err->text);
 		return 0;
 	}
+	if (c->o.owner_known)
+		store_import_set_owner(c->imp, c->o.owner_uid, c->o.owner_gid);
 	report(c, "folder %s: UIDVALIDITY %u, UIDNEXT %u: %s", norm, f->uidvalidity, f->uidnext,
 	       state_text(c->state));
 	if (c->state == STORE_IMPORT_APPEND && keys_load(c, err) < 0)
@@ -583,7 +586,8 @@ static void dry_file(struct import_core *c, const struct import_msg *m, int dirf
 	enum store_import_why why = STORE_IMPORT_WHY_NONE;
 	if (st.st_dev != c->store_dev)
 		why = STORE_IMPORT_WHY_XDEV;
-	else if (geteuid() == 0 && c->store_uid == 0)
+	else if (geteuid() == 0 && c->store_uid == 0 &&
+		 !(c->o.owner_known && st.st_uid == c->o.owner_uid && st.st_gid == c->o.owner_gid))
 		why = STORE_IMPORT_WHY_NOT_HANDED_OVER;
 	else if (m->internaldate >= 0 && m->internaldate != (int64_t)st.st_mtim.tv_sec)
 		why = STORE_IMPORT_WHY_DATE;

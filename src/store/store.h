@@ -370,6 +370,11 @@ enum store_import_state {
 int store_import_begin(struct store_user *user, const char *name, const char *special_use,
 		       uint32_t uidvalidity, uint32_t uidnext, struct store_import **imp_r,
 		       enum store_import_state *state_r, struct error *err);
+/* Run as root on a store `mailroom serve` has not yet handed to its
+ * run_user (DATA/mail owned by root), a linked file would be chowned by the
+ * hand-over; so then only files already owned by uid:gid (run_user and its
+ * group) are linked, and without this call none. */
+void store_import_set_owner(struct store_import *imp, uid_t uid, gid_t gid);
 /* The open mailbox (borrowed, valid until end/abort). */
 struct store_mailbox *store_import_mailbox(struct store_import *imp);
 /* 1 if the mailbox holds uid already, or a client was told it was expunged
@@ -398,7 +403,7 @@ enum store_import_why {
 	STORE_IMPORT_WHY_MLINK,	    /* the source file has the most links its file system allows */
 	STORE_IMPORT_WHY_NOT_HANDED_OVER, /* running as root on a store `mailroom serve` has not
 					   * yet handed to its run_user: that chowns everything
-					   * in it, a linked source file too */
+					   * in it not run_user's, a linked source file too */
 };
 struct store_import_result {
 	uint32_t uid;

@@ -18,10 +18,11 @@
  * that is not the file's mtime, which a link cannot change without touching
  * the source), then cur/ is fsynced once and the index rows of the whole
  * batch are written in one transaction, which also records cur/'s mtime.
- * Never a link while running as root on a store that `mailroom serve` has
- * not handed to its run_user yet (DATA/mail owned by root): the hand-over
- * chowns everything under DATA/mail (src/server/master.c), a linked source
- * file with it. Those are copied, and the report says so.
+ * Running as root on a store that `mailroom serve` has not handed to its
+ * run_user yet (DATA/mail owned by root), a file is linked only if it is
+ * owned by run_user and its group already (store_import_set_owner): the
+ * hand-over chowns everything else under DATA/mail (src/server/master.c), a
+ * linked source file with it. Others are copied, and the report says so.
  *
  * A crash between the links and that commit leaves files with U= names in
  * cur/ and a cur/ mtime the index does not know: the next open of the
@@ -103,6 +104,9 @@ struct store_import {
 	uint64_t seen_modseq;
 	dev_t cur_dev;
 	int no_links; /* root, and the store not handed over yet (see the note) */
+	uid_t owner_uid; /* ...but files of the owner-to-be may be linked */
+	gid_t owner_gid;
+	int owner_known;
 };
 
 static int uid_cmp(const void *a, const void *b)
@@ -285,6 +289,13 @@ fail:
 	free(imp->uids);
 	free(imp);
 	return -1;
+}
+
+void store_import_set_owner(struct store_import *imp, uid_t uid, gid_t gid)
+{
+	imp->owner_uid = uid;
+	imp->owner_gid = gid;
+	imp->owner_known = 1;
 }
 
 struct store_mailbox *store_import_mailbox(struct store_import *imp)
@@ -617,7 +628,8 @@ static int add_file_locked(struct store_import *imp, const struct store_import_m
 	res->why = STORE_IMPORT_WHY_NONE;
 	if (st.st_dev != imp->cur_dev)
 		res->why = STORE_IMPORT_WHY_XDEV;
-	else if (imp->no_links)
+	else if (imp->no_links && !(imp->owner_known && st.st_uid == imp->owner_uid &&
+				     st.st_gid == imp->owner_gid))
 		res->why = STORE_IMPORT_WHY_NOT_HANDED_OVER;
 	else if (when != (int64_t)st.st_mtim.tv_sec)
 		res->why = STORE_IMPORT_WHY_DATE;

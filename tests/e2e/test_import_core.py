@@ -434,18 +434,26 @@ def test_append_under_another_uidvalidity_skips_duplicates(data, tmp_path, feede
 
 def test_root_links_nothing_into_a_store_not_handed_over(data, tmp_path, feeder):
     """Run as root before the server ever ran: DATA/mail is root's, and the
-    server's first start chowns everything in it to run_user, so a linked
-    source file would change owner. Such files are copied, the report says
-    why, and the source keeps its owner after the server has started."""
+    server's first start chowns everything in it that is not run_user's, so
+    a linked source file of another owner would change owner. Such files are
+    copied, the report says why, and the source keeps its owner after the
+    server has started; a file run_user owns already is linked (the old
+    server ran as the same user)."""
     assert os.geteuid() == 0, "this test needs root (as make test runs)"
+    import pwd
+    mail = pwd.getpwnam("mail")
     add_user(data, "alice")
     src = tmp_path / "src"
     src.mkdir()
     a = src_message(src / "a", 1, 1600000001)
+    b = src_message(src / "b", 2, 1600000002)
+    os.chown(b, mail.pw_uid, mail.pw_gid)
     owner = a.stat().st_uid
-    counts, out = feed(feeder, data, "alice", [("folder", "INBOX", 42, 2),
-                                               ("file", a, 1, 0, -1, 0, "-", "-"), ("end",)], tmp_path)
-    assert counts["copied"] == 1 and counts["linked"] == 0, out
-    assert "has not taken over yet" in out
+    counts, out = feed(feeder, data, "alice", [("folder", "INBOX", 42, 3),
+                                               ("file", a, 1, 0, -1, 0, "-", "-"),
+                                               ("file", b, 2, 0, -1, 0, "-", "-"), ("end",)], tmp_path)
+    assert counts["copied"] == 1 and counts["linked"] == 1, out
+    assert "has not taken over yet" in out and "/src/a:" in out
     hand_over(data)
     assert a.stat().st_uid == owner and a.stat().st_nlink == 1
+    assert b.stat().st_uid == mail.pw_uid and b.stat().st_nlink == 2

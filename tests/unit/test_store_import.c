@@ -548,9 +548,15 @@ static void test_root_store_not_handed_over(void **state)
 	struct store_import *imp;
 	enum store_import_state st;
 	struct store_import_result res;
+	struct store_import_result res2;
 	src_file(f, "r1", "r1@x", 1600000601);
+	src_file(f, "r2", "r2@x", 1600000602);
+	if (geteuid() == 0) /* the owner-to-be's file: the hand-over leaves it alone */
+		assert_int_equal(fchownat(f->src_fd, "r2", 65534, 65534, 0), 0);
 	assert_int_equal(store_import_begin(f->user, "Root", NULL, 7070, 0, &imp, &st, &err), 0);
+	store_import_set_owner(imp, 65534, 65534);
 	import_one(imp, f, "r1", 1, 0, NULL, 0, -1, &res);
+	import_one(imp, f, "r2", 2, 0, NULL, 0, -1, &res2);
 	assert_int_equal(store_import_end(&imp, &err), 0);
 	if (geteuid() == 0) {
 		assert_int_equal(res.how, STORE_IMPORT_COPIED);
@@ -559,10 +565,11 @@ static void test_root_store_not_handed_over(void **state)
 	} else {
 		assert_int_equal(res.how, STORE_IMPORT_LINKED);
 	}
+	assert_int_equal(res2.how, STORE_IMPORT_LINKED);
 	struct seen s;
 	struct store_status ss;
 	list(f, "Root", &s, &ss);
-	assert_int_equal(s.n, 1);
+	assert_int_equal(s.n, 2);
 	assert_int_equal(s.date[0], 1600000601);
 }
 
