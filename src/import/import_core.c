@@ -75,6 +75,7 @@ struct import_core {
 	struct buf ranges;
 	uint32_t range_lo, range_hi;
 	uint32_t dry_next_uid;
+	int dry_rerun;
 	/* a message given as bytes */
 	struct store_stage *stage;
 	struct import_msg msg;
@@ -83,6 +84,7 @@ struct import_core {
 	char **kw;
 	size_t nkw;
 	int msg_skip;
+	int msg_already;
 	int msg_open;
 	uint64_t msg_bytes;
 	struct buf hdr;
@@ -376,6 +378,7 @@ static int sink_folder_begin(void *ctx, const struct import_folder *f, struct er
 	if (ensure_user(c, err) < 0)
 		return -1;
 	if (c->o.dry_run) {
+		store_import_peek_clear(&c->peek);
 		if (store_import_peek(c->store, c->o.user, norm, &c->peek, err) < 0)
 			return -1;
 		const char *what = !c->peek.user_exists ? "to be created, with the user"
@@ -387,6 +390,9 @@ static int sink_folder_begin(void *ctx, const struct import_folder *f, struct er
 				   : c->peek.messages == 0 && c->peek.uid_floor <= 1
 					   ? "exists, empty: would take the source's UIDVALIDITY"
 					   : "holds other mail: would append with new UIDs, skipping duplicates";
+		/* a re-run: the UIDs already there would be skipped */
+		c->dry_rerun = c->peek.exists && f->uidvalidity != 0 &&
+			       c->peek.uidvalidity == f->uidvalidity;
 		c->dry_next_uid = f->uidnext > c->peek.max_uid + 1 ? f->uidnext : c->peek.max_uid + 1;
 		if (c->dry_next_uid == 0)
 			c->dry_next_uid = 1;
@@ -456,9 +462,10 @@ static int folder_end_dry(struct import_core *c)
 {
 	range_flush(c);
 	if (!c->folder_skip)
-		report(c, "folder %s: would import %llu (%llu to link, %llu to copy), UIDs %s",
+		report(c, "folder %s: would import %llu (%llu to link, %llu to copy), UIDs %s; %llu already there",
 		       c->folder, (unsigned long long)c->f_imported, (unsigned long long)c->f_linked,
-		       (unsigned long long)c->f_copied, c->ranges.len ? buf_cstr(&c->ranges) : "none");
+		       (unsigned long long)c->f_copied, c->ranges.len ? buf_cstr(&c->ranges) : "none",
+		       (unsigned long long)c->f_already);
 	return 0;
 }
 
@@ -501,6 +508,13 @@ static int sink_has_uid(void *ctx, uint32_t uid)
 {
 	struct import_core *c = ctx;
 	struct error err;
+	if (c->o.dry_run && c->dry_rerun && uid != 0 && !c->folder_skip &&
+	    store_import_peek_has(&c->peek, uid)) {
+		c->c.already++;
+		c->f_already++;
+		progress(c);
+		return 1;
+	}
 	if (c->o.dry_run || c->imp == NULL || uid == 0)
 		return 0;
 	int r = store_import_has_uid(c->imp, uid, &err);
@@ -626,7 +640,8 @@ static int sink_msg_file(void *ctx, const struct import_msg *m, int dirfd, const
 		return 0;
 	}
 	if (c->o.dry_run) {
-		dry_file(c, m, dirfd, path);
+		if (!sink_has_uid(c, m->uid))
+			dry_file(c, m, dirfd, path);
 		return 0;
 	}
 	if (sink_has_uid(c, m->uid))
@@ -690,7 +705,9 @@ static int sink_msg_begin(void *ctx, const struct import_msg *m, struct error *e
 	c->msg_bytes = 0;
 	c->hdr_done = 0;
 	buf_free(&c->hdr);
-	c->msg_skip = c->folder_skip || c->o.dry_run || sink_has_uid(c, m->uid);
+	/* there already (counted by has_uid), in a dry run too */
+	c->msg_already = !c->folder_skip && sink_has_uid(c, m->uid);
+	c->msg_skip = c->folder_skip || c->msg_already || c->o.dry_run;
 	if (c->msg_skip)
 		return 0;
 	/* The driver's strings need not live until msg_end: keep copies. */
@@ -736,6 +753,8 @@ static int sink_msg_end(void *ctx, struct error *err)
 		c->f_skipped++;
 		return 0;
 	}
+	if (c->msg_already)
+		return 0; /* counted by has_uid */
 	if (c->o.dry_run) {
 		uint32_t uid = c->msg.uid != 0 ? c->msg.uid : c->dry_next_uid;
 		if (uid >= c->dry_next_uid)
@@ -918,6 +937,7 @@ void import_core_free(struct import_core **core)
 	buf_free(&c->ranges);
 	buf_free(&c->hdr);
 	free(c->folder);
+	store_import_peek_clear(&c->peek);
 	if (c->user != NULL)
 		store_user_close(&c->user);
 	free(c);

@@ -463,9 +463,14 @@ struct store_import_peek {
 	uint32_t uid_floor;
 	uint32_t messages;    /* message files in cur/ */
 	uint32_t max_uid;     /* highest U= among them */
+	uint32_t *uids;	      /* their U=, ascending (malloc'ed; store_import_peek_clear) */
+	size_t nuids;
 };
 int store_import_peek(struct store *store, const char *user, const char *name,
 		      struct store_import_peek *peek_r, struct error *err);
+/* 1 if peek saw a file with U=uid in cur/. */
+int store_import_peek_has(const struct store_import_peek *peek, uint32_t uid);
+void store_import_peek_clear(struct store_import_peek *peek);
 /* The device of DATA/mail (a source on another one is copied) and its
  * owner (root: not handed to the server's user yet): 0, -1 errno. */
 int store_import_dev(struct store *store, dev_t *dev_r, uid_t *uid_r);

@@ -939,6 +939,7 @@ int store_import_peek(struct store *store, const char *user, const char *name,
 			p.uid_floor = box.uid_floor;
 			store_box_clear(&box);
 		}
+		size_t cap = 0;
 		int cfd = fsx_opendir_beneath(mfd, "cur");
 		DIR *d = cfd >= 0 ? fdopendir(cfd) : NULL;
 		if (d == NULL && cfd >= 0)
@@ -951,9 +952,24 @@ int store_import_peek(struct store *store, const char *user, const char *name,
 			p.messages++;
 			if (f.uid >= p.max_uid)
 				p.max_uid = f.uid;
+			if (f.uid != 0 && p.nuids == cap) {
+				cap = cap ? cap * 2 : 256;
+				uint32_t *v = realloc(p.uids, cap * sizeof(*v));
+				if (v == NULL) {
+					closedir(d);
+					free(p.uids);
+					error_set(err, ERR_TEMP, "out of memory");
+					goto out;
+				}
+				p.uids = v;
+			}
+			if (f.uid != 0)
+				p.uids[p.nuids++] = f.uid;
 		}
 		if (d != NULL)
 			closedir(d);
+		if (p.nuids > 1)
+			qsort(p.uids, p.nuids, sizeof(*p.uids), uid_cmp);
 	}
 	*peek_r = p;
 	ret = 0;
@@ -965,6 +981,19 @@ out:
 	free(norm);
 	free(dir);
 	return ret;
+}
+
+int store_import_peek_has(const struct store_import_peek *peek, uint32_t uid)
+{
+	if (peek->nuids == 0)
+		return 0;
+	return bsearch(&uid, peek->uids, peek->nuids, sizeof(uid), uid_cmp) != NULL;
+}
+
+void store_import_peek_clear(struct store_import_peek *peek)
+{
+	free(peek->uids);
+	memset(peek, 0, sizeof(*peek));
 }
 
 int store_import_dev(struct store *store, dev_t *dev_r, uid_t *uid_r)

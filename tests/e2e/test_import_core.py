@@ -282,6 +282,17 @@ def test_dry_run_writes_nothing(data, tmp_path, feeder):
     assert "UIDVALIDITY 77" in out
     assert tree(data) == before
     assert all(f.stat().st_nlink == 1 for f in files)
+    # after the import, a dry run of the same says every UID is there
+    spec = [("folder", "INBOX", 77, 10), *[("file", f, int(f.name), 0, -1, 0, "-", "-") for f in files],
+            ("end",)]
+    counts, out = feed(feeder, data, "alice", spec, tmp_path)
+    assert counts["imported"] == 4, out
+    counts, out = feed(feeder, data, "alice", spec + [("folder", "INBOX", 77, 10),
+                                                      ("stream", files[0], 3, 0, -1, 0, "-", "-"),
+                                                      ("stream", files[0], 11, 0, -1, 0, "-", "-"),
+                                                      ("end",)], tmp_path, dry=True)
+    assert counts["imported"] == 1 and counts["already"] == 5, out
+    assert "UIDs 11;" in out
 
 
 def test_pop3_uidls_kept(data, tmp_path, feeder):
