@@ -26,6 +26,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,9 @@ struct run {
 	struct timespec start;
 	struct timespec last_progress;
 	const char *cur_user;
+	int owner_known; /* run_user, for a store not handed over yet */
+	uid_t owner_uid;
+	gid_t owner_gid;
 };
 
 static void usage(FILE *f)
@@ -301,7 +305,8 @@ static int import_user(struct run *r, const char *user, const char *source, int 
 			goto out;
 		}
 	}
-	struct import_core_opts o = { user, r->dry_run, stdout, progress, r };
+	struct import_core_opts o = { user, r->dry_run, stdout, progress, r,
+				      r->owner_known, r->owner_uid, r->owner_gid };
 	if (import_core_new(r->store, &o, &core, &err) < 0) {
 		fprintf(stderr, "mailroom import: %s: %s\n", user, err.text);
 		rc = exit_of(&err);
@@ -466,6 +471,14 @@ int cmd_import(int argc, char **argv)
 	if ((rc = cli_open_store("import", r.data, &config, &r.store)) != 0)
 		goto out;
 
+	/* Still root: the store has not been handed to run_user yet, which
+	 * the server's first start does (chowning what is not run_user's). */
+	struct passwd *pw = geteuid() == 0 ? getpwnam(config_str(config, "run_user")) : NULL;
+	if (pw != NULL) {
+		r.owner_known = 1;
+		r.owner_uid = pw->pw_uid;
+		r.owner_gid = pw->pw_gid;
+	}
 	r.tty = isatty(STDERR_FILENO);
 	clock_gettime(CLOCK_MONOTONIC, &r.start);
 	if (all) {

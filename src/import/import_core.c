@@ -59,6 +59,7 @@ struct import_core {
 	int created_user;
 	struct import_core_counts c;
 	dev_t store_dev;
+	uid_t store_uid; /* owner of DATA/mail */
 	int protected_hardlinks;
 	/* the open folder */
 	int in_folder;
@@ -74,6 +75,7 @@ struct import_core {
 	struct buf ranges;
 	uint32_t range_lo, range_hi;
 	uint32_t dry_next_uid;
+	int dry_rerun;
 	/* a message given as bytes */
 	struct store_stage *stage;
 	struct import_msg msg;
@@ -82,6 +84,7 @@ struct import_core {
 	char **kw;
 	size_t nkw;
 	int msg_skip;
+	int msg_already;
 	int msg_open;
 	uint64_t msg_bytes;
 	struct buf hdr;
@@ -139,6 +142,10 @@ static const char *why_text(enum store_import_why why)
 		return "the store owner may not link it (fs.protected_hardlinks: it neither owns nor may write the file)";
 	case STORE_IMPORT_WHY_DATE: return "its INTERNALDATE is not the file's mtime";
 	case STORE_IMPORT_WHY_MLINK: return "the file has the most links its file system allows";
+	case STORE_IMPORT_WHY_NOT_HANDED_OVER:
+		return "run as root on a store the server has not taken over yet, whose first start "
+		       "would chown a linked file not owned by run_user (start `mailroom serve` once "
+		       "first, or give the files to run_user, to have them linked)";
 	case STORE_IMPORT_WHY_NONE: break;
 	}
 	return "";
@@ -371,9 +378,11 @@ static int sink_folder_begin(void *ctx, const struct import_folder *f, struct er
 	if (ensure_user(c, err) < 0)
 		return -1;
 	if (c->o.dry_run) {
+		store_import_peek_clear(&c->peek);
 		if (store_import_peek(c->store, c->o.user, norm, &c->peek, err) < 0)
 			return -1;
-		const char *what = !c->peek.exists ? "to be created"
+		const char *what = !c->peek.user_exists ? "to be created, with the user"
+				   : !c->peek.exists ? "to be created"
 				   : f->uidvalidity == 0 && c->peek.messages > 0
 					   ? "holds mail and the source gives no UIDVALIDITY: would append with new UIDs"
 				   : f->uidvalidity == 0 || c->peek.uidvalidity == f->uidvalidity
@@ -381,6 +390,9 @@ static int sink_folder_begin(void *ctx, const struct import_folder *f, struct er
 				   : c->peek.messages == 0 && c->peek.uid_floor <= 1
 					   ? "exists, empty: would take the source's UIDVALIDITY"
 					   : "holds other mail: would append with new UIDs, skipping duplicates";
+		/* a re-run: the UIDs already there would be skipped */
+		c->dry_rerun = c->peek.exists && f->uidvalidity != 0 &&
+			       c->peek.uidvalidity == f->uidvalidity;
 		c->dry_next_uid = f->uidnext > c->peek.max_uid + 1 ? f->uidnext : c->peek.max_uid + 1;
 		if (c->dry_next_uid == 0)
 			c->dry_next_uid = 1;
@@ -396,6 +408,8 @@ static int sink_folder_begin(void *ctx, const struct import_folder *f, struct er
 		report(c, "skipped folder: %s: %s", norm, err->text);
 		return 0;
 	}
+	if (c->o.owner_known)
+		store_import_set_owner(c->imp, c->o.owner_uid, c->o.owner_gid);
 	report(c, "folder %s: UIDVALIDITY %u, UIDNEXT %u: %s", norm, f->uidvalidity, f->uidnext,
 	       state_text(c->state));
 	if (c->state == STORE_IMPORT_APPEND && keys_load(c, err) < 0)
@@ -448,9 +462,10 @@ static int folder_end_dry(struct import_core *c)
 {
 	range_flush(c);
 	if (!c->folder_skip)
-		report(c, "folder %s: would import %llu (%llu to link, %llu to copy), UIDs %s",
+		report(c, "folder %s: would import %llu (%llu to link, %llu to copy), UIDs %s; %llu already there",
 		       c->folder, (unsigned long long)c->f_imported, (unsigned long long)c->f_linked,
-		       (unsigned long long)c->f_copied, c->ranges.len ? buf_cstr(&c->ranges) : "none");
+		       (unsigned long long)c->f_copied, c->ranges.len ? buf_cstr(&c->ranges) : "none",
+		       (unsigned long long)c->f_already);
 	return 0;
 }
 
@@ -493,6 +508,13 @@ static int sink_has_uid(void *ctx, uint32_t uid)
 {
 	struct import_core *c = ctx;
 	struct error err;
+	if (c->o.dry_run && c->dry_rerun && uid != 0 && !c->folder_skip &&
+	    store_import_peek_has(&c->peek, uid)) {
+		c->c.already++;
+		c->f_already++;
+		progress(c);
+		return 1;
+	}
 	if (c->o.dry_run || c->imp == NULL || uid == 0)
 		return 0;
 	int r = store_import_has_uid(c->imp, uid, &err);
@@ -502,6 +524,15 @@ static int sink_has_uid(void *ctx, uint32_t uid)
 		progress(c);
 	}
 	return r == 1;
+}
+
+/* A message that is there already (a UID taken since has_uid said no). */
+static int already(struct import_core *c)
+{
+	c->c.already++;
+	c->f_already++;
+	progress(c);
+	return 0;
 }
 
 static void counted(struct import_core *c, const struct store_import_result *res)
@@ -569,6 +600,9 @@ static void dry_file(struct import_core *c, const struct import_msg *m, int dirf
 	enum store_import_why why = STORE_IMPORT_WHY_NONE;
 	if (st.st_dev != c->store_dev)
 		why = STORE_IMPORT_WHY_XDEV;
+	else if (geteuid() == 0 && c->store_uid == 0 &&
+		 !(c->o.owner_known && st.st_uid == c->o.owner_uid && st.st_gid == c->o.owner_gid))
+		why = STORE_IMPORT_WHY_NOT_HANDED_OVER;
 	else if (m->internaldate >= 0 && m->internaldate != (int64_t)st.st_mtim.tv_sec)
 		why = STORE_IMPORT_WHY_DATE;
 	else if (c->protected_hardlinks && st.st_uid != geteuid() &&
@@ -606,7 +640,8 @@ static int sink_msg_file(void *ctx, const struct import_msg *m, int dirfd, const
 		return 0;
 	}
 	if (c->o.dry_run) {
-		dry_file(c, m, dirfd, path);
+		if (!sink_has_uid(c, m->uid))
+			dry_file(c, m, dirfd, path);
 		return 0;
 	}
 	if (sink_has_uid(c, m->uid))
@@ -637,6 +672,8 @@ static int sink_msg_file(void *ctx, const struct import_msg *m, int dirfd, const
 	struct store_import_msg sm = { m->uid, m->flags, m->keywords, m->nkeywords, m->internaldate };
 	struct store_import_result res;
 	if (store_import_file(c->imp, &sm, dirfd, path, &res, err) < 0) {
+		if (err->code == ERR_EXISTS)
+			return already(c);
 		if (!per_message(err))
 			return -1;
 		skip_msg(c, m, err->text);
@@ -655,8 +692,9 @@ static int sink_msg_begin(void *ctx, const struct import_msg *m, struct error *e
 		error_set(err, ERR_INVALID, "import driver: a message outside a folder");
 		return -1;
 	}
+	store_stage_free(&c->stage); /* a message the driver began and never ended */
 	c->msg = *m;
-	c->msg.keywords = NULL; /* borrowed: only valid during this call */
+	c->msg.keywords = NULL; /* the driver's: copied below (copy_strings) */
 	c->msg.nkeywords = 0;
 	c->msg.pop3_uidl = NULL;
 	c->msg.id = NULL;
@@ -667,7 +705,9 @@ static int sink_msg_begin(void *ctx, const struct import_msg *m, struct error *e
 	c->msg_bytes = 0;
 	c->hdr_done = 0;
 	buf_free(&c->hdr);
-	c->msg_skip = c->folder_skip || c->o.dry_run || sink_has_uid(c, m->uid);
+	/* there already (counted by has_uid), in a dry run too */
+	c->msg_already = !c->folder_skip && sink_has_uid(c, m->uid);
+	c->msg_skip = c->folder_skip || c->msg_already || c->o.dry_run;
 	if (c->msg_skip)
 		return 0;
 	/* The driver's strings need not live until msg_end: keep copies. */
@@ -713,6 +753,8 @@ static int sink_msg_end(void *ctx, struct error *err)
 		c->f_skipped++;
 		return 0;
 	}
+	if (c->msg_already)
+		return 0; /* counted by has_uid */
 	if (c->o.dry_run) {
 		uint32_t uid = c->msg.uid != 0 ? c->msg.uid : c->dry_next_uid;
 		if (uid >= c->dry_next_uid)
@@ -746,6 +788,10 @@ static int sink_msg_end(void *ctx, struct error *err)
 				       c->nkw, c->msg.internaldate };
 	struct store_import_result res;
 	if (store_import_stage(c->imp, &sm, c->stage, &res, err) < 0) {
+		if (err->code == ERR_EXISTS) {
+			ret = already(c);
+			goto out;
+		}
 		if (!per_message(err))
 			goto out;
 		skip_msg(c, &c->msg, err->text);
@@ -823,7 +869,7 @@ int import_core_new(struct store *store, const struct import_core_opts *opts,
 	c->store = store;
 	c->o = *opts;
 	c->protected_hardlinks = read_protected_hardlinks();
-	if (store_import_dev(store, &c->store_dev) < 0) {
+	if (store_import_dev(store, &c->store_dev, &c->store_uid) < 0) {
 		error_errno(err, "stat DATA/mail");
 		goto fail;
 	}
@@ -891,6 +937,7 @@ void import_core_free(struct import_core **core)
 	buf_free(&c->ranges);
 	buf_free(&c->hdr);
 	free(c->folder);
+	store_import_peek_clear(&c->peek);
 	if (c->user != NULL)
 		store_user_close(&c->user);
 	free(c);

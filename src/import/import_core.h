@@ -15,6 +15,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "import/import.h"
 
@@ -39,6 +40,12 @@ struct import_core_opts {
 	/* Called after each message (may be NULL): progress on a terminal. */
 	void (*progress)(void *ctx, const struct import_core_counts *c);
 	void *progress_ctx;
+	/* The server's run_user and its group, when known (run as root on a
+	 * store not handed over yet: files of theirs may still be linked,
+	 * store_import_set_owner). */
+	int owner_known;
+	uid_t owner_uid;
+	gid_t owner_gid;
 };
 
 struct import_core;

@@ -380,10 +380,17 @@ enum store_import_state {
 int store_import_begin(struct store_user *user, const char *name, const char *special_use,
 		       uint32_t uidvalidity, uint32_t uidnext, struct store_import **imp_r,
 		       enum store_import_state *state_r, struct error *err);
+/* Run as root on a store `mailroom serve` has not yet handed to its
+ * run_user (DATA/mail owned by root), a linked file would be chowned by the
+ * hand-over; so then only files already owned by uid:gid (run_user and its
+ * group) are linked, and without this call none. */
+void store_import_set_owner(struct store_import *imp, uid_t uid, gid_t gid);
 /* The open mailbox (borrowed, valid until end/abort). */
 struct store_mailbox *store_import_mailbox(struct store_import *imp);
 /* 1 if the mailbox holds uid already, or a client was told it was expunged
- * (a re-run skips it), 0 if not (always 0 when appending), -1 TEMP. */
+ * (a re-run skips it), 0 if not (always 0 when appending). From memory (the
+ * UIDs are read when the folder opens and at each batch): no error today,
+ * -1 with err reserved for one. */
 int store_import_has_uid(struct store_import *imp, uint32_t uid, struct error *err);
 
 struct store_import_msg {
@@ -404,6 +411,9 @@ enum store_import_why {
 	STORE_IMPORT_WHY_DATE,	    /* INTERNALDATE is not the file's mtime, and a link cannot
 				     * change it without changing the source */
 	STORE_IMPORT_WHY_MLINK,	    /* the source file has the most links its file system allows */
+	STORE_IMPORT_WHY_NOT_HANDED_OVER, /* running as root on a store `mailroom serve` has not
+					   * yet handed to its run_user: that chowns everything
+					   * in it not run_user's, a linked source file too */
 };
 struct store_import_result {
 	uint32_t uid;
@@ -415,12 +425,14 @@ struct store_import_result {
 
 /* Add the message that is the file path (relative to dirfd, or absolute):
  * a hard link into cur/ when it can be (the source is never changed: no
- * chmod, chown or utime of a linked inode), otherwise a copy of its bytes
+ * chmod, chown or utime of a linked inode, now or later; see
+ * STORE_IMPORT_WHY_NOT_HANDED_OVER), otherwise a copy of its bytes
  * as they are, with mtime = INTERNALDATE. Durable and visible after the
  * batch's flush (every 1000 messages, store_import_flush, store_import_end).
  * Errors for this message only (the caller reports it and goes on):
  * NOTFOUND (no such file), DATA (not a regular file, not readable by the
- * store owner, changed while read). Others (TEMP, NOSPACE, LIMIT: out of
+ * store owner, changed while read), EXISTS (the UID is there already, or
+ * was expunged: what store_import_has_uid says). Others (TEMP, NOSPACE, LIMIT: out of
  * UIDs) are the mailbox's. */
 int store_import_file(struct store_import *imp, const struct store_import_msg *m, int dirfd,
 		      const char *path, struct store_import_result *res_r, struct error *err);
@@ -461,11 +473,17 @@ struct store_import_peek {
 	uint32_t uid_floor;
 	uint32_t messages;    /* message files in cur/ */
 	uint32_t max_uid;     /* highest U= among them */
+	uint32_t *uids;	      /* their U=, ascending (malloc'ed; store_import_peek_clear) */
+	size_t nuids;
 };
 int store_import_peek(struct store *store, const char *user, const char *name,
 		      struct store_import_peek *peek_r, struct error *err);
-/* The device of DATA/mail (a source on another one is copied): 0, -1 errno. */
-int store_import_dev(struct store *store, dev_t *dev_r);
+/* 1 if peek saw a file with U=uid in cur/. */
+int store_import_peek_has(const struct store_import_peek *peek, uint32_t uid);
+void store_import_peek_clear(struct store_import_peek *peek);
+/* The device of DATA/mail (a source on another one is copied) and its
+ * owner (root: not handed to the server's user yet): 0, -1 errno. */
+int store_import_dev(struct store *store, dev_t *dev_r, uid_t *uid_r);
 
 /* ---- consistency check and repair (`mailroom check`) ---------------------- */
 

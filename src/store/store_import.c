@@ -18,6 +18,12 @@
  * that is not the file's mtime, which a link cannot change without touching
  * the source), then cur/ is fsynced once and the index rows of the whole
  * batch are written in one transaction, which also records cur/'s mtime.
+ * Running as root on a store that `mailroom serve` has not handed to its
+ * run_user yet (DATA/mail owned by root), a file is linked only if it is
+ * owned by run_user and its group already (store_import_set_owner): the
+ * hand-over chowns everything else under DATA/mail (src/server/master.c), a
+ * linked source file with it. Others are copied, and the report says so.
+ *
  * A crash between the links and that commit leaves files with U= names in
  * cur/ and a cur/ mtime the index does not know: the next open of the
  * mailbox rescans cur/ and adopts them with their UIDs and flags. No
@@ -33,6 +39,12 @@
  * The lock is held for one batch at a time, so sessions and deliveries go on
  * between batches and see the new messages at their next sync; a session
  * that waits for the lock waits for at most one batch.
+ *
+ * Which UIDs the mailbox holds (or has expunged: those stay gone) is read
+ * once when the folder opens and kept in memory, then brought up to date at
+ * the start of each batch, under the lock, with the rows whose modseq is
+ * above the highest seen: has_uid costs no query, and a re-run of 100,000
+ * messages is one pass over them.
  *
  * POP3 UIDLs kept from the old server: mailroom-pop3-uidl in the mailbox's
  * folder, lines "UID UIDL", replaced atomically at the end of each folder
@@ -84,7 +96,76 @@ struct store_import {
 	struct import_uidl *uidls;
 	size_t nuidls;
 	size_t cap_uidls;
+	/* the UIDs the mailbox holds or has expunged (see the note above) */
+	uint32_t *uids;
+	size_t nuids, cap_uids;
+	int uids_sorted;
+	int uids_loaded;
+	uint64_t seen_modseq;
+	dev_t cur_dev;
+	int no_links; /* root, and the store not handed over yet (see the note) */
+	uid_t owner_uid; /* ...but files of the owner-to-be may be linked */
+	gid_t owner_gid;
+	int owner_known;
 };
+
+static int uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int uids_add(struct store_import *imp, uint32_t uid)
+{
+	if (imp->nuids == imp->cap_uids) {
+		size_t cap = imp->cap_uids ? imp->cap_uids * 2 : 1024;
+		uint32_t *p = realloc(imp->uids, cap * sizeof(*p));
+		if (p == NULL)
+			return -1;
+		imp->uids = p;
+		imp->cap_uids = cap;
+	}
+	if (imp->nuids > 0 && uid <= imp->uids[imp->nuids - 1])
+		imp->uids_sorted = 0;
+	imp->uids[imp->nuids++] = uid;
+	return 0;
+}
+
+/* Add the UIDs of rows (held or expunged) with a modseq above seen_modseq;
+ * caller holds the mailbox lock, after a sync. */
+static int uids_refresh(struct store_import *imp, struct error *err)
+{
+	struct store_user *user = imp->mbox->user;
+	uint32_t uv;
+	uint64_t hms;
+	if (store_mailbox_modseq(imp->mbox, &uv, &hms, err) < 0)
+		return -1;
+	if (imp->uids_loaded && hms <= imp->seen_modseq)
+		return 0;
+	sqlite3_stmt *st = store_index_stmt(
+		user,
+		"SELECT uid FROM msg WHERE mailbox=?1 AND modseq>?2"
+		" UNION ALL SELECT uid FROM expunged WHERE mailbox=?1 AND modseq>?2",
+		err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, imp->mbox->id);
+	/* the first time every row: one that a crash left pending and a sync
+	 * adopted keeps modseq 0 */
+	sqlite3_bind_int64(st, 2, imp->uids_loaded ? (int64_t)imp->seen_modseq : -1);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (uids_add(imp, (uint32_t)sqlite3_column_int64(st, 0)) < 0) {
+			sqlite3_reset(st);
+			error_set(err, ERR_TEMP, "out of memory");
+			return -1;
+		}
+	if (store_index_done(user, st, rc, "import uids", err) < 0)
+		return -1;
+	imp->seen_modseq = hms;
+	imp->uids_loaded = 1;
+	return 0;
+}
 
 /* ---- open ------------------------------------------------------------------- */
 
@@ -193,7 +274,10 @@ int store_import_begin(struct store_user *user, const char *name, const char *sp
 		goto fail;
 	if (store_lock_mailbox(imp->mbox, err) < 0)
 		goto fail;
+	imp->uids_sorted = 1;
 	int r = settle_box(imp, uidvalidity, uidnext, err);
+	if (r == 0)
+		r = uids_refresh(imp, err);
 	store_lock_mailbox_release(imp->mbox);
 	if (r < 0)
 		goto fail;
@@ -202,8 +286,16 @@ int store_import_begin(struct store_user *user, const char *name, const char *sp
 	return 0;
 fail:
 	store_mailbox_close(&imp->mbox);
+	free(imp->uids);
 	free(imp);
 	return -1;
+}
+
+void store_import_set_owner(struct store_import *imp, uid_t uid, gid_t gid)
+{
+	imp->owner_uid = uid;
+	imp->owner_gid = gid;
+	imp->owner_known = 1;
 }
 
 struct store_mailbox *store_import_mailbox(struct store_import *imp)
@@ -221,29 +313,38 @@ int store_import_has_uid(struct store_import *imp, uint32_t uid, struct error *e
 		for (size_t i = 0; i < imp->n; i++)
 			if (imp->batch[i].uid == uid)
 				return 1;
-	struct store_user *user = imp->mbox->user;
 	/* A UID expunged here since the last run stays expunged: a client
-	 * was told it is gone. */
-	sqlite3_stmt *st = store_index_stmt(
-		user,
-		"SELECT EXISTS(SELECT 1 FROM msg WHERE mailbox=?1 AND uid=?2)"
-		" OR EXISTS(SELECT 1 FROM expunged WHERE mailbox=?1 AND uid=?2)",
-		err);
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, imp->mbox->id);
-	sqlite3_bind_int64(st, 2, uid);
-	int rc = sqlite3_step(st);
-	int has = rc == SQLITE_ROW && sqlite3_column_int(st, 0) != 0;
-	sqlite3_reset(st);
-	if (rc != SQLITE_ROW) {
-		store_index_sqlerr(user, err, "has uid");
-		return -1;
+	 * was told it is gone (the set holds those too). */
+	if (imp->nuids == 0)
+		return 0;
+	if (!imp->uids_sorted) {
+		qsort(imp->uids, imp->nuids, sizeof(*imp->uids), uid_cmp);
+		imp->uids_sorted = 1;
 	}
-	return has;
+	(void)err;
+	return bsearch(&uid, imp->uids, imp->nuids, sizeof(uid), uid_cmp) != NULL;
 }
 
 /* ---- batches ------------------------------------------------------------------ */
+
+/* The mailbox's UIDNEXT in the index (one row, not store_mailbox_status's
+ * pass over every message). */
+static int index_uidnext(struct store_mailbox *mbox, uint32_t *uidnext_r, struct error *err)
+{
+	sqlite3_stmt *st = store_index_stmt(mbox->user, "SELECT uidnext FROM mailbox WHERE id=?", err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, mbox->id);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*uidnext_r = (uint32_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW) {
+		store_index_sqlerr(mbox->user, err, "uidnext");
+		return -1;
+	}
+	return 0;
+}
 
 /* Take the lock for a new batch and learn where UIDs continue. */
 static int batch_start(struct store_import *imp, struct error *err)
@@ -253,12 +354,26 @@ static int batch_start(struct store_import *imp, struct error *err)
 		return 0;
 	if (store_lock_mailbox(mbox, err) < 0)
 		return -1;
-	struct store_status s;
-	if (store_mailbox_sync(mbox, 0, err) < 0 || store_mailbox_status(mbox, &s, err) < 0) {
+	uint32_t uidnext;
+	if (store_mailbox_sync(mbox, 0, err) < 0 || index_uidnext(mbox, &uidnext, err) < 0) {
 		store_lock_mailbox_release(mbox);
 		return -1;
 	}
-	imp->next_uid = s.uidnext > mbox->box.uid_floor ? s.uidnext : mbox->box.uid_floor;
+	if (uids_refresh(imp, err) < 0) {
+		store_lock_mailbox_release(mbox);
+		return -1;
+	}
+	struct stat cst;
+	if (fstat(mbox->cur_fd, &cst) < 0) {
+		error_errno(err, "stat cur");
+		store_lock_mailbox_release(mbox);
+		return -1;
+	}
+	imp->cur_dev = cst.st_dev;
+	struct stat mst;
+	imp->no_links = geteuid() == 0 &&
+			(fstat(mbox->user->store->mail_fd, &mst) < 0 || mst.st_uid == 0);
+	imp->next_uid = uidnext > mbox->box.uid_floor ? uidnext : mbox->box.uid_floor;
 	if (imp->next_uid == 0)
 		imp->next_uid = 1;
 	if (imp->batch == NULL) {
@@ -336,6 +451,12 @@ int store_import_flush(struct store_import *imp, struct error *err)
 		}
 		if (ret < 0) /* the files are there: the next open adopts them */
 			store_sync_mark_rescan(mbox);
+		/* they are in the mailbox either way */
+		for (size_t i = 0; i < imp->n; i++)
+			if (uids_add(imp, imp->batch[i].uid) < 0 && ret == 0) {
+				error_set(err, ERR_TEMP, "out of memory");
+				ret = -1;
+			}
 	}
 	imp->n = 0;
 	imp->batch_max_uid = 0;
@@ -376,6 +497,18 @@ static int prepare(struct store_import *imp, const struct store_import_msg *m, u
 	memset(e, 0, sizeof(*e));
 	memset(&f, 0, sizeof(f));
 	uint32_t uid = imp->state == STORE_IMPORT_APPEND ? 0 : m->uid;
+	if (uid != 0) {
+		/* Two files with one UID would leave the second to the next
+		 * rescan, under a new UID: refuse it here, whatever the caller
+		 * asked has_uid. */
+		int has = store_import_has_uid(imp, uid, err);
+		if (has < 0)
+			return -1;
+		if (has) {
+			error_set(err, ERR_EXISTS, "UID %u is in the mailbox already", uid);
+			return -1;
+		}
+	}
 	if (uid == 0) {
 		if (imp->next_uid == UINT32_MAX) {
 			error_set(err, ERR_LIMIT, "mailbox has run out of UIDs");
@@ -473,7 +606,7 @@ static int add_file_locked(struct store_import *imp, const struct store_import_m
 			   const char *path, struct store_import_result *res, struct error *err)
 {
 	struct store_mailbox *mbox = imp->mbox;
-	struct stat st, cur;
+	struct stat st;
 	struct import_ent e;
 	if (fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		error_errno(err, "cannot stat the message");
@@ -490,15 +623,14 @@ static int add_file_locked(struct store_import *imp, const struct store_import_m
 	}
 	if (prepare(imp, m, (uint64_t)st.st_size, &e, res, err) < 0)
 		return -1;
-	if (fstat(mbox->cur_fd, &cur) < 0) {
-		error_errno(err, "stat cur");
-		return -1;
-	}
 	int64_t when = m->internaldate >= 0 ? m->internaldate : (int64_t)st.st_mtim.tv_sec;
 	res->how = STORE_IMPORT_LINKED;
 	res->why = STORE_IMPORT_WHY_NONE;
-	if (st.st_dev != cur.st_dev)
+	if (st.st_dev != imp->cur_dev)
 		res->why = STORE_IMPORT_WHY_XDEV;
+	else if (imp->no_links && !(imp->owner_known && st.st_uid == imp->owner_uid &&
+				     st.st_gid == imp->owner_gid))
+		res->why = STORE_IMPORT_WHY_NOT_HANDED_OVER;
 	else if (when != (int64_t)st.st_mtim.tv_sec)
 		res->why = STORE_IMPORT_WHY_DATE;
 	else if (fsx_linkat(dirfd, path, mbox->cur_fd, e.fname) < 0) {
@@ -749,6 +881,7 @@ static void import_free(struct store_import **imp_p)
 	for (size_t i = 0; i < imp->nuidls; i++)
 		free(imp->uidls[i].uidl);
 	free(imp->uidls);
+	free(imp->uids);
 	free(imp->batch);
 	store_mailbox_close(&imp->mbox);
 	free(imp);
@@ -812,6 +945,7 @@ int store_import_peek(struct store *store, const char *user, const char *name,
 			p.uid_floor = box.uid_floor;
 			store_box_clear(&box);
 		}
+		size_t cap = 0;
 		int cfd = fsx_opendir_beneath(mfd, "cur");
 		DIR *d = cfd >= 0 ? fdopendir(cfd) : NULL;
 		if (d == NULL && cfd >= 0)
@@ -824,9 +958,24 @@ int store_import_peek(struct store *store, const char *user, const char *name,
 			p.messages++;
 			if (f.uid >= p.max_uid)
 				p.max_uid = f.uid;
+			if (f.uid != 0 && p.nuids == cap) {
+				cap = cap ? cap * 2 : 256;
+				uint32_t *v = realloc(p.uids, cap * sizeof(*v));
+				if (v == NULL) {
+					closedir(d);
+					free(p.uids);
+					error_set(err, ERR_TEMP, "out of memory");
+					goto out;
+				}
+				p.uids = v;
+			}
+			if (f.uid != 0)
+				p.uids[p.nuids++] = f.uid;
 		}
 		if (d != NULL)
 			closedir(d);
+		if (p.nuids > 1)
+			qsort(p.uids, p.nuids, sizeof(*p.uids), uid_cmp);
 	}
 	*peek_r = p;
 	ret = 0;
@@ -840,11 +989,25 @@ out:
 	return ret;
 }
 
-int store_import_dev(struct store *store, dev_t *dev_r)
+int store_import_peek_has(const struct store_import_peek *peek, uint32_t uid)
+{
+	if (peek->nuids == 0)
+		return 0;
+	return bsearch(&uid, peek->uids, peek->nuids, sizeof(uid), uid_cmp) != NULL;
+}
+
+void store_import_peek_clear(struct store_import_peek *peek)
+{
+	free(peek->uids);
+	memset(peek, 0, sizeof(*peek));
+}
+
+int store_import_dev(struct store *store, dev_t *dev_r, uid_t *uid_r)
 {
 	struct stat st;
 	if (fstat(store->mail_fd, &st) < 0)
 		return -1;
 	*dev_r = st.st_dev;
+	*uid_r = st.st_uid;
 	return 0;
 }

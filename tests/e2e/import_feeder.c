@@ -20,13 +20,20 @@
  * UIDL and KEYWORDS "-" for none, KEYWORDS separated by spaces. -n: dry run.
  * Prints the sink's report, then one line of counts:
  *   counts imported=N linked=L copied=C streamed=S already=A skipped=K folders=F subscriptions=B sizes=M
- * Exit 0, or 1 with the error when a sink call failed.
+ * Exit 0, or 1 with the error when a sink call failed. Run as root on a
+ * store the server has taken over, it takes the store owner's identity
+ * first, as `mailroom import` does (cli_become_store_owner); on one it has
+ * not, it names the default run_user (mail) as the owner-to-be, as the
+ * command names the configured one.
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "import/import_core.h"
@@ -125,6 +132,16 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *data = argv[1 + dry], *user = argv[2 + dry];
+	char mail[4096];
+	struct stat mst;
+	snprintf(mail, sizeof(mail), "%s/mail", data);
+	if (geteuid() == 0 && stat(mail, &mst) == 0 && mst.st_uid != 0) {
+		gid_t gid = mst.st_gid;
+		if (setgroups(1, &gid) < 0 || setgid(mst.st_gid) < 0 || setuid(mst.st_uid) < 0) {
+			perror("become the store owner");
+			return 1;
+		}
+	}
 	struct store *store;
 	struct import_core *core;
 	struct error err;
@@ -132,7 +149,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "store: %s\n", err.text);
 		return 1;
 	}
-	struct import_core_opts o = { user, dry, stdout, NULL, NULL };
+	struct import_core_opts o = { .user = user, .dry_run = dry, .report = stdout };
+	struct passwd *pw = geteuid() == 0 ? getpwnam("mail") : NULL; /* run_user's default */
+	if (pw != NULL) {
+		o.owner_known = 1;
+		o.owner_uid = pw->pw_uid;
+		o.owner_gid = pw->pw_gid;
+	}
 	if (import_core_new(store, &o, &core, &err) < 0) {
 		fprintf(stderr, "core: %s\n", err.text);
 		return 1;

@@ -19,6 +19,7 @@ import imaplib
 import os
 import poplib
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -37,14 +38,19 @@ EX_USAGE, EX_DATAERR, EX_NOINPUT = 64, 65, 66
 
 @pytest.fixture(scope="session")
 def feeder(tmp_path_factory):
-    """import_feeder compiled against the library of this tree."""
-    subprocess.run(["make", "--no-print-directory", "build/libmailroom.a"], cwd=REPO, check=True,
+    """import_feeder compiled against the library of this tree (the
+    ASan+UBSan one when $MAILROOM is the sanitizer build)."""
+    asan = "/asan/" in imap_server.MAILROOM
+    lib = "build/asan/libmailroom.a" if asan else "build/libmailroom.a"
+    san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+           "-fno-sanitize-recover=all"] if asan else []
+    subprocess.run(["make", "--no-print-directory", lib], cwd=REPO, check=True,
                    capture_output=True, timeout=900)
     out = tmp_path_factory.mktemp("feeder") / "import_feeder"
     libs = subprocess.run(["pkg-config", "--libs", "sqlite3", "libxcrypt", "libevent", "openssl",
                            "zlib"], capture_output=True, text=True, check=True).stdout.split()
-    subprocess.run(["cc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-Isrc", "-D_GNU_SOURCE",
-                    "tests/e2e/import_feeder.c", "build/libmailroom.a", *libs, "-lpthread",
+    subprocess.run(["cc", "-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-Isrc",
+                    "-D_GNU_SOURCE", *san, "tests/e2e/import_feeder.c", lib, *libs, "-lpthread",
                     "-o", str(out)], cwd=REPO, check=True, timeout=300)
     return str(out)
 
@@ -73,6 +79,27 @@ def src_message(path, n, date, crlf=False, extra=""):
 def served(b):
     """The bytes as mailroom serves them: bare LF as CRLF."""
     return re.sub(rb"(?<!\r)\n", b"\r\n", b)
+
+
+def hand_over(data, *sources):
+    """Start and stop the server once: as root it hands DATA/mail to its
+    run_user, after which an import links files (before, it copies them:
+    the hand-over would chown a linked source file). The sources are then
+    given to the store owner, as when run_user is the old server's mail
+    user: fs.protected_hardlinks lets a user link only files it owns (or may
+    write). Returns the owner's uid."""
+    st = os.stat(data / "mail")
+    if st.st_uid == 0:
+        srv = imap_server.start(data)
+        srv.stop()
+        st = os.stat(data / "mail")
+    assert st.st_uid != 0
+    for s in sources:
+        for d, dirs, files in os.walk(s):
+            os.chown(d, st.st_uid, st.st_gid)
+            for n in files:
+                os.chown(os.path.join(d, n), st.st_uid, st.st_gid)
+    return st.st_uid
 
 
 def tree(top):
@@ -173,6 +200,12 @@ def test_uids_flags_keywords_dates_kept_and_linked(data, tmp_path, feeder):
     a = src_message(src / "a", 1, 1600000001)
     b = src_message(src / "b", 2, 1600000002, crlf=True)
     c = src_message(src / "c", 3, 1600000003)
+    hand_over(data, src)
+    # a file the store owner may read but neither owns nor may write:
+    # fs.protected_hardlinks refuses the link, it is copied
+    e = src_message(src / "e", 5, 1600000005)
+    os.chown(e, 0, 0)
+    os.chmod(e, 0o644)
     a_stat = a.stat()
     counts, out = feed(feeder, data, "alice", [
         ("folder", "Work/2024", 4000000001, 20),
@@ -180,10 +213,12 @@ def test_uids_flags_keywords_dates_kept_and_linked(data, tmp_path, feeder):
         ("file", b, 9, 16 | 8, -1, 0, "-", "-"),
         # an INTERNALDATE other than the mtime: copied, the source untouched
         ("file", c, 12, 2, 1500000000, 0, "-", "Project"),
+        ("file", e, 14, 0, -1, 0, "-", "-"),
         ("end",),
         ("subscribe", "Work/2024"),
     ], tmp_path)
-    assert counts["imported"] == 3 and counts["linked"] == 2 and counts["copied"] == 1, out
+    assert counts["imported"] == 4 and counts["linked"] == 2 and counts["copied"] == 2, out
+    assert "protected_hardlinks" in out and e.stat().st_nlink == 1
     assert counts["sizes"] == 0, out
     assert "copied: Work/2024: " in out and "INTERNALDATE is not the file's mtime" in out
     # the sources: linked, not changed
@@ -198,7 +233,7 @@ def test_uids_flags_keywords_dates_kept_and_linked(data, tmp_path, feeder):
         assert cl.untagged_responses["UIDVALIDITY"] == [b"4000000001"]
         assert int(cl.untagged_responses["UIDNEXT"][0]) >= 20
         msgs = uid_fetch(cl)
-        assert sorted(msgs) == [7, 9, 12]
+        assert sorted(msgs) == [7, 9, 12, 14]
         assert "\\Seen" in msgs[7] and "$Label1" in msgs[7] and "Project" in msgs[7]
         assert "\\Seen" in msgs[9] and "\\Answered" in msgs[9]
         assert "\\Flagged" in msgs[12] and "\\Seen" not in msgs[12]
@@ -213,15 +248,17 @@ def test_uids_flags_keywords_dates_kept_and_linked(data, tmp_path, feeder):
         cl.logout()
     finally:
         srv.stop()
+    assert a.stat().st_uid == a_stat.st_uid and a.stat().st_mode == a_stat.st_mode
     # a re-run adds nothing
     counts, out = feed(feeder, data, "alice", [
         ("folder", "Work/2024", 4000000001, 20),
         ("file", a, 7, 16, -1, 0, "-", "-"),
         ("file", b, 9, 16, -1, 0, "-", "-"),
         ("file", c, 12, 2, 1500000000, 0, "-", "-"),
+        ("file", e, 14, 0, -1, 0, "-", "-"),
         ("end",),
     ], tmp_path)
-    assert counts["imported"] == 0 and counts["already"] == 3, out
+    assert counts["imported"] == 0 and counts["already"] == 4, out
     p = check(data, users=["alice"])
     assert p.returncode == 0 and not check_problems(p), p.stdout
 
@@ -231,6 +268,7 @@ def test_dry_run_writes_nothing(data, tmp_path, feeder):
     src = tmp_path / "src"
     src.mkdir()
     files = [src_message(src / str(n), n, 1600000000 + n) for n in (3, 4, 5, 9)]
+    hand_over(data, src)
     before = tree(data)
     counts, out = feed(feeder, data, "alice", [
         ("folder", "INBOX", 77, 10),
@@ -244,6 +282,17 @@ def test_dry_run_writes_nothing(data, tmp_path, feeder):
     assert "UIDVALIDITY 77" in out
     assert tree(data) == before
     assert all(f.stat().st_nlink == 1 for f in files)
+    # after the import, a dry run of the same says every UID is there
+    spec = [("folder", "INBOX", 77, 10), *[("file", f, int(f.name), 0, -1, 0, "-", "-") for f in files],
+            ("end",)]
+    counts, out = feed(feeder, data, "alice", spec, tmp_path)
+    assert counts["imported"] == 4, out
+    counts, out = feed(feeder, data, "alice", spec + [("folder", "INBOX", 77, 10),
+                                                      ("stream", files[0], 3, 0, -1, 0, "-", "-"),
+                                                      ("stream", files[0], 11, 0, -1, 0, "-", "-"),
+                                                      ("end",)], tmp_path, dry=True)
+    assert counts["imported"] == 1 and counts["already"] == 5, out
+    assert "UIDs 11;" in out
 
 
 def test_pop3_uidls_kept(data, tmp_path, feeder):
@@ -276,6 +325,9 @@ def test_pop3_uidls_kept(data, tmp_path, feeder):
         p.quit()
     finally:
         srv.stop()
+    # the new user's INBOX took the source's UIDVALIDITY: the index agrees
+    p = check(data, users=["alice"])
+    assert p.returncode == 0 and not check_problems(p), p.stdout
 
 
 def test_import_while_a_session_has_the_folder_selected(data, tmp_path, feeder):
@@ -292,6 +344,7 @@ def test_import_while_a_session_has_the_folder_selected(data, tmp_path, feeder):
     for uid in range(3, 3 + N):
         src_message(bulk / str(uid), uid, 1600000000 + uid)
     srv = imap_server.start(data)
+    hand_over(data, bulk)
     try:
         cl = imap_login(srv)
         typ, d = cl.select("Work")
@@ -312,6 +365,13 @@ def test_import_while_a_session_has_the_folder_selected(data, tmp_path, feeder):
 
         t = threading.Thread(target=poll)
         t.start()
+        # and a third waits in IDLE: the import's commits wake it
+        idler = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+        idle_in = idler.makefile("rb")
+        idle_in.readline()
+        idler.sendall(b"a LOGIN alice secret\r\nb SELECT Work\r\nc IDLE\r\n")
+        while not idle_in.readline().startswith(b"+"):
+            pass
         try:
             counts, out = feed(feeder, data, "alice",
                                [("folder", "Work", 5150, 3), ("dir", bulk), ("end",)], tmp_path)
@@ -320,6 +380,13 @@ def test_import_while_a_session_has_the_folder_selected(data, tmp_path, feeder):
             t.join(60)
         assert not errors
         assert counts["imported"] == N and counts["linked"] == N, out
+        pushed = b""
+        deadline = time.monotonic() + 20
+        while b"* %d EXISTS" % (2 + N) not in pushed and time.monotonic() < deadline:
+            pushed += idle_in.readline()
+        assert b"* %d EXISTS" % (2 + N) in pushed, pushed[-300:]
+        idler.sendall(b"DONE\r\nz LOGOUT\r\n")
+        idler.close()
         assert "re-run" in out
         typ, d = cl.noop()
         assert typ == "OK"
@@ -374,3 +441,30 @@ def test_append_under_another_uidvalidity_skips_duplicates(data, tmp_path, feede
         cl.logout()
     finally:
         srv.stop()
+
+
+def test_root_links_nothing_into_a_store_not_handed_over(data, tmp_path, feeder):
+    """Run as root before the server ever ran: DATA/mail is root's, and the
+    server's first start chowns everything in it that is not run_user's, so
+    a linked source file of another owner would change owner. Such files are
+    copied, the report says why, and the source keeps its owner after the
+    server has started; a file run_user owns already is linked (the old
+    server ran as the same user)."""
+    assert os.geteuid() == 0, "this test needs root (as make test runs)"
+    import pwd
+    mail = pwd.getpwnam("mail")
+    add_user(data, "alice")
+    src = tmp_path / "src"
+    src.mkdir()
+    a = src_message(src / "a", 1, 1600000001)
+    b = src_message(src / "b", 2, 1600000002)
+    os.chown(b, mail.pw_uid, mail.pw_gid)
+    owner = a.stat().st_uid
+    counts, out = feed(feeder, data, "alice", [("folder", "INBOX", 42, 3),
+                                               ("file", a, 1, 0, -1, 0, "-", "-"),
+                                               ("file", b, 2, 0, -1, 0, "-", "-"), ("end",)], tmp_path)
+    assert counts["copied"] == 1 and counts["linked"] == 1, out
+    assert "has not taken over yet" in out and "/src/a:" in out
+    hand_over(data)
+    assert a.stat().st_uid == owner and a.stat().st_nlink == 1
+    assert b.stat().st_uid == mail.pw_uid and b.stat().st_nlink == 2

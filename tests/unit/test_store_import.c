@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/fsx.h"
 #include "store/store.h"
 
 struct fx {
@@ -51,6 +52,19 @@ static int setup(void **state)
 	assert_int_equal(store_user_create(f->store, "alice", &err), 0);
 	assert_int_equal(store_user_open(f->store, "alice", &f->user, &err), 0);
 	*state = f;
+	return 0;
+}
+
+/* As `mailroom serve` leaves it: DATA/mail handed to its run_user (a
+ * store root still owns gets no links, see test_root_store_not_handed_over). */
+static int setup_handed_over(void **state)
+{
+	setup(state);
+	struct fx *f = *state;
+	char path[128];
+	snprintf(path, sizeof(path), "%s/mail", f->dir);
+	if (geteuid() == 0)
+		assert_int_equal(chown(path, 65534, 65534), 0);
 	return 0;
 }
 
@@ -232,6 +246,10 @@ static void test_rerun_adds_nothing(void **state)
 			}
 		}
 		assert_int_equal(added, run == 0 ? 2 : 0);
+		/* asked without has_uid: refused, not a second file for the UID */
+		struct store_import_msg m = { 1, 0, NULL, 0, -1 };
+		assert_int_equal(store_import_file(imp, &m, f->src_fd, "a", &res, &err), -1);
+		assert_int_equal(err.code, ERR_EXISTS);
 		assert_int_equal(store_import_end(&imp, &err), 0);
 	}
 	struct seen s;
@@ -239,6 +257,21 @@ static void test_rerun_adds_nothing(void **state)
 	list(f, "Work", &s, &ss);
 	assert_int_equal(ss.messages, 2);
 	assert_int_equal(src_stat(f, "a").st_nlink, 2);
+
+	/* a message expunged here since stays expunged: a client was told */
+	struct store_mailbox *mbox;
+	uint32_t one = 1;
+	assert_int_equal(store_mailbox_open(f->user, "Work", &mbox, &err), 0);
+	assert_int_equal(store_mailbox_expunge(mbox, &one, 1, &err), 0);
+	store_mailbox_close(&mbox);
+	assert_int_equal(store_import_begin(f->user, "Work", NULL, 4242, 3, &imp, &st, &err), 0);
+	assert_int_equal(store_import_has_uid(imp, 1, &err), 1);
+	struct store_import_msg m = { 1, 0, NULL, 0, -1 };
+	assert_int_equal(store_import_file(imp, &m, f->src_fd, "a", &res, &err), -1);
+	assert_int_equal(err.code, ERR_EXISTS);
+	assert_int_equal(store_import_end(&imp, &err), 0);
+	list(f, "Work", &s, &ss);
+	assert_int_equal(ss.messages, 1);
 }
 
 /* The files are the truth: the index deleted after an import gives the
@@ -476,17 +509,83 @@ static void test_batches(void **state)
 	assert_int_equal(s.uid[1], 2); /* the message without a UID after UID 1 */
 }
 
+/* The batch's fsync fails (as a crash before the commit would leave it):
+ * the files in cur/ carry UID and flags, and the next open adopts them. */
+static void test_failed_flush_adopted(void **state)
+{
+	struct fx *f = *state;
+	struct error err;
+	struct store_import *imp;
+	enum store_import_state st;
+	struct store_import_result res;
+	src_file(f, "k1", "k1@x", 1600000501);
+	src_file(f, "k2", "k2@x", 1600000502);
+	assert_int_equal(store_import_begin(f->user, "Crash", NULL, 6060, 30, &imp, &st, &err), 0);
+	import_one(imp, f, "k1", 11, STORE_F_SEEN, NULL, 0, -1, &res);
+	import_one(imp, f, "k2", 12, STORE_F_FLAGGED, NULL, 0, -1, &res);
+	fsx_fault_set(FSX_FSYNC, 1, EIO);
+	assert_int_equal(store_import_end(&imp, &err), -1);
+	fsx_fault_set(FSX_FSYNC, 0, 0);
+	assert_int_equal(err.code, ERR_TEMP);
+	struct seen s;
+	struct store_status ss;
+	list(f, "Crash", &s, &ss);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.uid[0], 11);
+	assert_int_equal(s.uid[1], 12);
+	assert_int_equal(s.flags[0], STORE_F_SEEN);
+	assert_int_equal(s.flags[1], STORE_F_FLAGGED);
+	assert_int_equal(ss.uidvalidity, 6060);
+	assert_true(ss.uidnext >= 30);
+}
+
+/* Root importing into a store the server has not taken over yet: the
+ * hand-over would chown a linked source file, so every file is copied. */
+static void test_root_store_not_handed_over(void **state)
+{
+	struct fx *f = *state;
+	struct error err;
+	struct store_import *imp;
+	enum store_import_state st;
+	struct store_import_result res;
+	struct store_import_result res2;
+	src_file(f, "r1", "r1@x", 1600000601);
+	src_file(f, "r2", "r2@x", 1600000602);
+	if (geteuid() == 0) /* the owner-to-be's file: the hand-over leaves it alone */
+		assert_int_equal(fchownat(f->src_fd, "r2", 65534, 65534, 0), 0);
+	assert_int_equal(store_import_begin(f->user, "Root", NULL, 7070, 0, &imp, &st, &err), 0);
+	store_import_set_owner(imp, 65534, 65534);
+	import_one(imp, f, "r1", 1, 0, NULL, 0, -1, &res);
+	import_one(imp, f, "r2", 2, 0, NULL, 0, -1, &res2);
+	assert_int_equal(store_import_end(&imp, &err), 0);
+	if (geteuid() == 0) {
+		assert_int_equal(res.how, STORE_IMPORT_COPIED);
+		assert_int_equal(res.why, STORE_IMPORT_WHY_NOT_HANDED_OVER);
+		assert_int_equal(src_stat(f, "r1").st_nlink, 1);
+	} else {
+		assert_int_equal(res.how, STORE_IMPORT_LINKED);
+	}
+	assert_int_equal(res2.how, STORE_IMPORT_LINKED);
+	struct seen s;
+	struct store_status ss;
+	list(f, "Root", &s, &ss);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.date[0], 1600000601);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_uids_kept_and_linked, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rerun_adds_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_index_lost, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_adopt_and_append, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_copy_keeps_source, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_pop3_uidl, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uids_kept_and_linked, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_rerun_adds_nothing, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_index_lost, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_and_append, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_keeps_source, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_stream, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_pop3_uidl, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_batches, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_flush_adopted, setup_handed_over, teardown),
+		cmocka_unit_test_setup_teardown(test_root_store_not_handed_over, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
