@@ -176,8 +176,25 @@ def assert_same(before, after, new_uids=0):
             assert new == [] and auidnext >= uidnext
 
 
-def deliver_both(data, srv, tag):
-    lmtp_deliver(srv.ports["lmtp"], make_message(f"{tag}-lmtp", 100))
+def deliver_both(data, srv, tag, allow_cut=False):
+    """One message by LMTP, one by `mailroom deliver`. allow_cut: the truncated
+    -shm case of served_state, whose SIGBUS may strike the first index access of
+    any session, the LMTP one included, before anything is linked: the MTA sees
+    the connection drop before its reply and tries again, as Postfix would;
+    the final state check then proves the message arrived exactly once."""
+    deadline = time.monotonic() + (30 if allow_cut else 0)
+    while True:
+        try:
+            lmtp_deliver(srv.ports["lmtp"], make_message(f"{tag}-lmtp", 100))
+            break
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException,
+                ConnectionError) as e:
+            if isinstance(e, smtplib.SMTPResponseException) and e.smtp_code != 421:
+                raise
+            if time.monotonic() > deadline:
+                raise
+            assert srv.alive(), srv.log()
+            time.sleep(0.2)
     p = deliver(data, USER, make_message(f"{tag}-cli", 100))
     assert p.returncode == 0, p.stderr
     return p.stderr.decode(errors="replace")
@@ -225,7 +242,7 @@ def test_damaged_file(data, server, what, how, running):
                    or what == "message" and how == "truncated")
         after = served_state(srv, may_cut)
         assert_same(expected_after(before, what, how, damaged_uid, damaged_bytes), after)
-        cli_err = deliver_both(data, srv, "after")
+        cli_err = deliver_both(data, srv, "after", may_cut)
         final = imap_state(srv.port)
         assert_same(expected_after(before, what, how, damaged_uid, damaged_bytes), final, new_uids=2)
         if what == "mailroom-uidvalidity":
