@@ -57,6 +57,8 @@ struct import_core {
 	struct import_sink sink;
 	struct store_user *user;
 	int created_user;
+	int fresh;	/* the user had never held mail when the import began */
+	int subs_reset; /* a fresh user's default subscriptions are gone */
 	struct import_core_counts c;
 	dev_t store_dev;
 	uid_t store_uid; /* owner of DATA/mail */
@@ -324,8 +326,61 @@ static int ensure_user(struct import_core *c, struct error *err)
 	if (store_user_open(c->store, c->o.user, &c->user, err) < 0)
 		return -1;
 	c->created_user = 1;
+	c->fresh = 1;
 	report(c, "created the user's mail folder");
 	return 0;
+}
+
+/* ---- a fresh user's subscriptions ------------------------------------------------------
+ * `user add` subscribes INBOX and the special-use mailboxes it makes. A user who
+ * has never held mail has chosen none of them, so when the source has
+ * subscriptions of its own they replace those defaults: the user's LSUB is then
+ * the old server's, as a migration should leave it. A user who already had mail
+ * keeps every subscription (a re-run included). */
+
+static int fresh_box(void *ctx, const struct store_mailbox_info *info)
+{
+	struct import_core *c = ctx;
+	struct store_mailbox *mbox = NULL;
+	struct store_status st;
+	struct error err;
+	if (store_mailbox_open(c->user, info->name, &mbox, &err) < 0 ||
+	    store_mailbox_status(mbox, &st, &err) < 0 || st.uidnext != 1)
+		c->fresh = 0;
+	store_mailbox_close(&mbox);
+	return !c->fresh;
+}
+
+static void find_fresh(struct import_core *c)
+{
+	struct error err;
+	c->fresh = 1;
+	if (store_mailbox_list(c->user, fresh_box, c, &err) < 0)
+		c->fresh = 0;
+}
+
+static int collect_sub(void *ctx, const char *name)
+{
+	struct buf *names = ctx;
+	buf_append(names, name, strlen(name) + 1);
+	return 0;
+}
+
+static int reset_subscriptions(struct import_core *c, struct error *err)
+{
+	c->subs_reset = 1;
+	struct buf names = { 0 };
+	if (store_subscriptions(c->user, collect_sub, &names, err) < 0)
+		return -1;
+	int ret = names.failed ? -1 : 0;
+	if (ret < 0)
+		error_set(err, ERR_TEMP, "out of memory");
+	for (size_t at = 0; ret == 0 && at < names.len; at += strlen(names.data + at) + 1)
+		ret = store_subscribe(c->user, names.data + at, 0, err);
+	if (ret == 0 && names.len > 0)
+		report(c, "the new user's default subscriptions give way to the source's");
+	buf_free(&names);
+	return ret;
 }
 
 static const char *state_text(enum store_import_state s)
@@ -822,7 +877,8 @@ static int sink_subscribe(void *ctx, const char *name, struct error *err)
 	} else if (ensure_user(c, err) < 0) {
 		free(norm);
 		return -1;
-	} else if (store_subscribe(c->user, norm, 1, err) < 0) {
+	} else if ((c->fresh && !c->subs_reset && reset_subscriptions(c, err) < 0) ||
+		   store_subscribe(c->user, norm, 1, err) < 0) {
 		free(norm);
 		if (!per_message(err))
 			return -1;
@@ -884,6 +940,8 @@ int import_core_new(struct store *store, const struct import_core_opts *opts,
 	if (!opts->dry_run && store_user_open(store, opts->user, &c->user, err) < 0 &&
 	    err->code != ERR_NOUSER)
 		goto fail;
+	if (c->user != NULL)
+		find_fresh(c);
 	c->sink.ctx = c;
 	c->sink.folder_begin = sink_folder_begin;
 	c->sink.has_uid = sink_has_uid;
