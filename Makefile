@@ -178,7 +178,7 @@ bench:
 bench-parts:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory build/mailroom
-	@set -e; for b in bench/store/run bench/mime/run bench/imap/run bench/lmtp/run; do echo "== $$b"; $$b; done
+	@set -e; for b in bench/store/run bench/mime/run bench/imap/run bench/lmtp/run bench/import/run; do echo "== $$b"; $$b; done
 
 # make bench-import: `mailroom import` of a 100,000-message maildir (QUICK=1:
 # 10,000): messages/s, bytes written, index size; bench/import/run says how.
