@@ -304,8 +304,38 @@ int store_box_next_uidvalidity(struct store_user *user, uint32_t *uv_r, struct e
 	return 0;
 }
 
+/* What another process wrote since mbox->box was read (a keyword added by
+ * another session, a UID floor or modseq reserve raised by a delivery) must
+ * survive this write: a session that expunged with a stale copy in memory
+ * once wrote its old keyword list back, and a keyword letter on disk lost its
+ * name. So, under the mailbox lock every caller holds, the file is read again
+ * and merged: keyword slots empty here are taken from the file, the floor and
+ * the reserve are the larger of the two. What this process set on purpose
+ * (UIDVALIDITY, GUID, special-use, its own keywords) wins. */
+static void box_merge_disk(struct store_mailbox *mbox)
+{
+	struct store_box disk;
+	struct error ignore;
+	if (store_box_read(mbox->dir_fd, &disk, &ignore) < 0)
+		return; /* missing or damaged: what is in memory is all there is */
+	struct store_box *b = &mbox->box;
+	if (disk.uidvalidity == b->uidvalidity) {
+		if (disk.uid_floor > b->uid_floor)
+			b->uid_floor = disk.uid_floor;
+		if (disk.modseq_reserved > b->modseq_reserved)
+			b->modseq_reserved = disk.modseq_reserved;
+		for (unsigned i = 0; i < STORE_MAX_KEYWORDS; i++)
+			if (b->keywords[i] == NULL && disk.keywords[i] != NULL) {
+				b->keywords[i] = disk.keywords[i];
+				disk.keywords[i] = NULL;
+			}
+	}
+	store_box_clear(&disk);
+}
+
 int store_box_save(struct store_mailbox *mbox, struct error *err)
 {
+	box_merge_disk(mbox);
 	return store_box_write(mbox->dir_fd, &mbox->box, err);
 }
 
