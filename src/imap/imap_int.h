@@ -78,6 +78,7 @@ struct imap_session {
 	bool utf8;	/* ENABLE UTF8=ACCEPT (or IMAP4rev2) */
 	bool condstore; /* CONDSTORE enabled (ENABLE, or a command used it) */
 	bool qresync;
+	bool uidonly;	/* ENABLE UIDONLY (RFC 9586) */
 	/* AUTHENTICATE in progress */
 	bool authenticating;
 	struct sasl sasl;
@@ -229,6 +230,7 @@ extern const struct imap_cmd_family imap_cmd_msg;     /* CLOSE UNSELECT EXPUNGE 
 extern const struct imap_cmd_family imap_cmd_fetch;   /* FETCH */
 extern const struct imap_cmd_family imap_cmd_store;   /* STORE */
 extern const struct imap_cmd_family imap_cmd_search;  /* SEARCH */
+extern const struct imap_cmd_family imap_cmd_unauth;  /* UNAUTHENTICATE */
 
 /* AUTHENTICATE input: a continuation line (imap_cmd_auth.c). */
 void imap_cmd_auth_line(struct imap_session *s, const char *line, size_t len);
