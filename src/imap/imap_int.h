@@ -224,7 +224,7 @@ extern const struct imap_cmd_family imap_cmd_auth;    /* STARTTLS LOGIN AUTHENTI
 extern const struct imap_cmd_family imap_cmd_mailbox; /* SELECT EXAMINE CREATE DELETE RENAME ... */
 extern const struct imap_cmd_family imap_cmd_status;  /* STATUS */
 extern const struct imap_cmd_family imap_cmd_list;    /* LIST LSUB */
-extern const struct imap_cmd_family imap_cmd_append;  /* APPEND */
+extern const struct imap_cmd_family imap_cmd_append;  /* APPEND REPLACE */
 extern const struct imap_cmd_family imap_cmd_idle;    /* IDLE */
 extern const struct imap_cmd_family imap_cmd_msg;     /* CLOSE UNSELECT EXPUNGE COPY MOVE */
 extern const struct imap_cmd_family imap_cmd_fetch;   /* FETCH */

@@ -73,7 +73,8 @@ static enum imap_literal_action literal_start(void *ctx, const char *name, size_
 					      uint64_t size, bool is_sync, bool is_literal8)
 {
 	struct imap_session *s = ctx;
-	if (strcmp(name, "APPEND") == 0 && s->state != IMAP_NOT_AUTH)
+	if ((strcmp(name, "APPEND") == 0 && s->state != IMAP_NOT_AUTH) ||
+	    (strcmp(name, "REPLACE") == 0 && s->state == IMAP_SELECTED))
 		return imap_cmd_append_literal_start(s, name, argc, size, is_sync, is_literal8);
 	return size <= IMAP_PARSER_MAX_LITERAL_MEMORY ? IMAP_LITERAL_BUFFER : IMAP_LITERAL_REJECT;
 }
@@ -165,6 +166,7 @@ static enum session_step imap_input(struct session *base, struct evbuffer *in)
 		break;
 	}
 	dispatch(s, imap_parser_command(s->parser));
+	imap_cmd_append_abort(s); /* literals staged for a command refused unrun */
 	if (s->base.busy == 0 && s->base.pump.step == NULL && !s->authenticating && !s->idling) {
 		free(s->cmd_tag);
 		s->cmd_tag = NULL;
