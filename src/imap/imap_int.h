@@ -170,6 +170,17 @@ int imap_arg_uidset(struct imap_session *s, const struct imap_command *cmd,
  * SEARCH 1000 and so do we (a client's idea of the mailbox may be stale). */
 int imap_arg_uidset_search(struct imap_session *s, const struct imap_command *cmd,
 			   const struct imap_arg *arg, uint32_t **uids_r, size_t *n_r);
+/* PARTIAL (RFC 9394): a range of positions in a result, 1:100 from the
+ * first or -1:-100 from the last; text is the range as the client wrote
+ * it, for the response. imap_arg_partial: -1 if arg is no partial-range.
+ * imap_partial_slice: the results [first, first + count) of n. */
+struct imap_partial {
+	bool last;
+	uint32_t lo, hi;
+	char text[24];
+};
+int imap_arg_partial(const struct imap_arg *arg, struct imap_partial *p);
+void imap_partial_slice(const struct imap_partial *p, size_t n, size_t *first_r, size_t *count_r);
 
 /* ---- the view (imap_view.c) ---- */
 int imap_view_open(struct imap_session *s, const char *name, bool readonly, struct error *err);

@@ -272,3 +272,109 @@ def test_replace_rfc8508_3_3_over_size_limit_is_refused(data):
         c.close()
     finally:
         srv.stop()
+
+
+# ---- PARTIAL (RFC 9394) ----------------------------------------------------------
+
+
+def esearch(c, text):
+    """The ESEARCH response to text, as {name: value} (values as str)."""
+    for r in c.ok(text):
+        if r.startswith(b"* ESEARCH"):
+            t = imap_server.parse(r)
+            out, i = {}, 3  # "*", "ESEARCH", (TAG ...)
+            if len(t) > i and t[i] == "UID":
+                i += 1
+            while i < len(t):
+                out[t[i]] = t[i + 1]
+                i += 2
+            return out
+    raise AssertionError(f"no ESEARCH to {text}")
+
+
+def expand(s):
+    out = []
+    for part in s.split(","):
+        a, _, b = part.partition(":")
+        out += list(range(int(a), int(b or a) + 1))
+    return out
+
+
+def test_partial_rfc9394_3_1_search_pages_from_either_end(data, srv):
+    """RFC 9394 3.1: SEARCH RETURN (PARTIAL 1:n) gives the first n results,
+    PARTIAL -1:-n the last n, as (range set) with the range as asked;
+    beyond the results: NIL; COUNT/MIN/MAX still describe all results;
+    PARTIAL with ALL, a zero or mixed-sign range is BAD."""
+    for n in range(12):
+        put(data, "alice", n)
+    c = imap_server.Client(srv.port)
+    c.login("alice", "secret")
+    assert "PARTIAL" in caps(c)
+    c.ok("SELECT INBOX")
+    c.ok("STORE 1:12 +FLAGS.SILENT (\\Seen)")
+    c.ok("STORE 2,4 -FLAGS.SILENT (\\Seen)")  # results: 1,3,5:12 (10 messages)
+    allr = expand(esearch(c, "SEARCH RETURN (ALL) SEEN")["ALL"])
+    assert allr == [1, 3] + list(range(5, 13))
+    r = esearch(c, "SEARCH RETURN (PARTIAL 1:3) SEEN")
+    assert r["PARTIAL"][0] == "1:3" and expand(r["PARTIAL"][1]) == allr[:3]
+    r = esearch(c, "SEARCH RETURN (PARTIAL -1:-4 COUNT MIN) SEEN")
+    assert r["PARTIAL"][0] == "-1:-4" and expand(r["PARTIAL"][1]) == allr[-4:]
+    assert r["COUNT"] == "10" and r["MIN"] == "1"
+    r = esearch(c, "SEARCH RETURN (PARTIAL 9:20) SEEN")  # runs past the end
+    assert expand(r["PARTIAL"][1]) == allr[8:]
+    r = esearch(c, "SEARCH RETURN (PARTIAL 11:20) SEEN")
+    assert r["PARTIAL"] == ["11:20", None]
+    r = esearch(c, "SEARCH RETURN (PARTIAL -10:-20) SEEN")
+    assert expand(r["PARTIAL"][1]) == allr[:1]
+    # UID SEARCH: UIDs, not sequence numbers (after an expunge they differ).
+    c.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    c.ok("EXPUNGE")
+    uids = expand(esearch(c, "UID SEARCH RETURN (ALL) SEEN")["ALL"])
+    r = esearch(c, "UID SEARCH RETURN (PARTIAL -1:-2) SEEN")
+    assert expand(r["PARTIAL"][1]) == uids[-2:]
+    for bad in ("PARTIAL 0:5", "PARTIAL 1:-5", "PARTIAL -0:-5", "PARTIAL 1:5 ALL", "PARTIAL",
+                "PARTIAL x:y"):
+        _, tagged = c.cmd(f"SEARCH RETURN ({bad}) ALL")
+        assert tagged.startswith(b"BAD"), (bad, tagged)
+    c.close()
+
+
+def test_partial_rfc9394_3_1_save_keeps_the_page(data, srv):
+    """RFC 9394 3.1 with RFC 5182 2.4: SAVE with PARTIAL saves what was
+    returned, so FETCH $ reaches the page the client got."""
+    for n in range(6):
+        put(data, "alice", n)
+    c = imap_server.Client(srv.port)
+    c.login("alice", "secret")
+    c.ok("SELECT INBOX")
+    c.ok("SEARCH RETURN (SAVE PARTIAL -1:-2) ALL")
+    seqs = sorted(int(r.split()[1]) for r in c.ok("FETCH $ (FLAGS)") if b" FETCH " in r)
+    assert seqs == [5, 6]
+    c.close()
+
+
+def test_partial_rfc9394_3_2_fetch_pages_the_set(data, srv):
+    """RFC 9394 3.2: UID FETCH set items (PARTIAL range) answers only the
+    messages at those positions of the set; with CHANGEDSINCE, positions
+    among the changed messages."""
+    for n in range(8):
+        put(data, "alice", n)
+    c = imap_server.Client(srv.port)
+    c.login("alice", "secret")
+    c.ok("SELECT INBOX")
+    def fetched(text):
+        return [int(re.search(rb"UID (\d+)", r).group(1)) for r in c.ok(text) if b" FETCH " in r]
+    uids = fetched("UID FETCH 1:* (UID)")
+    assert len(uids) == 8
+    assert fetched("UID FETCH 1:* (FLAGS) (PARTIAL -1:-3)") == uids[-3:]
+    assert fetched("UID FETCH 1:* (FLAGS) (PARTIAL 2:3)") == uids[1:3]
+    assert fetched("FETCH 1:* (UID) (PARTIAL 1:2)") == uids[:2]
+    assert fetched("UID FETCH 1:* (FLAGS) (PARTIAL 20:30)") == []
+    r = [x for x in c.ok("UID FETCH 1:* (MODSEQ)") if b" FETCH " in x]
+    top = max(int(re.search(rb"MODSEQ \((\d+)\)", x).group(1)) for x in r)
+    c.ok(f"UID STORE {uids[1]},{uids[4]},{uids[6]} +FLAGS.SILENT (\\Flagged)")
+    assert fetched(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {top} PARTIAL 1:2)") == [uids[1], uids[4]]
+    assert fetched(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {top} PARTIAL -1:-1)") == [uids[6]]
+    _, tagged = c.cmd("UID FETCH 1:* (FLAGS) (PARTIAL 0:1)")
+    assert tagged.startswith(b"BAD")
+    c.close()
