@@ -500,8 +500,9 @@ static int parse_items(struct fetch_ctx *fc, const struct imap_command *cmd, str
 	if (cmd->argc == 3 && parse_modifiers(fc, &cmd->args[2], why) < 0)
 		return -1;
 	/* RFC 9051 6.4.9: UID FETCH responses always hold UID. RFC 7162
-	 * 3.1.4.1: CHANGEDSINCE implies MODSEQ. */
-	if (fc->uid_cmd) {
+	 * 3.1.4.1: CHANGEDSINCE implies MODSEQ. After ENABLE UIDONLY the
+	 * response number is the UID (RFC 9586 3.3): UID only if asked. */
+	if (fc->uid_cmd && !fc->s->uidonly) {
 		struct fetch_item *u = add_item(fc, IT_UID);
 		if (u == NULL) {
 			error_set(why, ERR_INVALID, "Too many fetch attributes");
@@ -844,7 +845,10 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 		imap_send_tagged(s, NULL, "NO", "[UNKNOWN-CTE] Cannot decode the part's content");
 		return -1;
 	}
-	send_u32(s, "* ", seq, " FETCH (");
+	if (s->uidonly)
+		send_u32(s, "* ", m->uid, " UIDFETCH (");
+	else
+		send_u32(s, "* ", seq, " FETCH (");
 	bool first = true;
 	bool flags_done = false, modseq_done = false;
 	int ret = 0;

@@ -411,6 +411,11 @@ static int set_node(struct search *se, const struct imap_arg *a, bool uid)
 	if (id < 0)
 		return -1;
 	struct node *n = &se->nodes[id];
+	if (!uid && se->s->uidonly && !(a->type == IMAP_ARG_ATOM && strcmp(a->str, "$") == 0)) {
+		/* RFC 9586 3.1: no message sequence numbers after ENABLE UIDONLY */
+		se->error = "[UIDREQUIRED] Message sequence numbers are not allowed with UIDONLY";
+		return -1;
+	}
 	if (!uid && se->s->view->n == 0 && a->type == IMAP_ARG_ATOM && a->str[0] != '$') {
 		/* an empty mailbox: "1:*" names no message (and "*" has no value) */
 		n->type = N_NONE;

@@ -91,14 +91,14 @@ static void report(void *ctx, const struct store_flag_report *r)
 		if (ef != r->flags || ek != r->keywords)
 			return; /* changed elsewhere too: the sync reports it */
 		if (s->condstore && modseq_changed) {
-			imap_send(s, "* %u FETCH (", seq);
-			if (sc->uid_cmd || s->qresync)
+			imap_send_fetch_open(s, seq, r->uid);
+			if ((sc->uid_cmd || s->qresync) && !s->uidonly)
 				imap_send(s, "UID %u ", r->uid);
 			imap_send(s, "MODSEQ (%" PRIu64 "))\r\n", r->modseq);
 		}
 	} else {
-		imap_send(s, "* %u FETCH (", seq);
-		if (sc->uid_cmd || s->qresync)
+		imap_send_fetch_open(s, seq, r->uid);
+		if ((sc->uid_cmd || s->qresync) && !s->uidonly)
 			imap_send(s, "UID %u ", r->uid);
 		imap_send(s, "FLAGS ");
 		imap_send_flags(s, r->flags | imap_view_recent(s, r->uid), r->keywords);

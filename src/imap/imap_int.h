@@ -133,6 +133,10 @@ void imap_send_good(struct imap_session *s);
  * [OVERQUOTA], [NONEXISTENT], [ALREADYEXISTS], [LIMIT], [CANNOT]. */
 void imap_send_store_error(struct imap_session *s, const struct imap_command *cmd,
 			   const struct error *err);
+/* The start of a FETCH response: "* seq FETCH (", or after ENABLE
+ * UIDONLY "* uid UIDFETCH (" (RFC 9586 3.3), whose number is the UID and
+ * which then carries no UID item of its own. */
+void imap_send_fetch_open(struct imap_session *s, uint32_t seq, uint32_t uid);
 /* Write s as an IMAP string: quoted when it can be, else a literal. */
 void imap_send_string(struct imap_session *s, const char *str, size_t len);
 /* A mailbox name as the client expects it (mUTF-7 unless UTF-8 enabled). */

@@ -170,3 +170,11 @@ void imap_send_flags(struct imap_session *s, uint32_t flags, uint32_t keywords)
 	buf[o++] = ')';
 	imap_send_raw(s, buf, o);
 }
+
+void imap_send_fetch_open(struct imap_session *s, uint32_t seq, uint32_t uid)
+{
+	if (s->uidonly)
+		imap_send(s, "* %u UIDFETCH (", uid);
+	else
+		imap_send(s, "* %u FETCH (", seq);
+}

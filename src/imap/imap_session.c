@@ -64,6 +64,14 @@ static void dispatch(struct imap_session *s, const struct imap_command *cmd)
 							   : "Command not valid in this state");
 		return;
 	}
+	/* RFC 9586 3.1: after ENABLE UIDONLY, the forms that take message
+	 * sequence numbers are BAD [UIDREQUIRED]; EXPUNGE takes none. */
+	if (s->uidonly && !cmd->uid && (def->flags & IMAP_CMD_UID) &&
+	    strcmp(cmd->name, "EXPUNGE") != 0) {
+		imap_send_tagged(s, cmd, "BAD", "[UIDREQUIRED] Use the UID form of %s with UIDONLY",
+				 cmd->name);
+		return;
+	}
 	free(s->cmd_tag);
 	s->cmd_tag = strdup(cmd->tag);
 	def->handler(s, cmd);

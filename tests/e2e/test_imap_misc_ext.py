@@ -378,3 +378,81 @@ def test_partial_rfc9394_3_2_fetch_pages_the_set(data, srv):
     _, tagged = c.cmd("UID FETCH 1:* (FLAGS) (PARTIAL 0:1)")
     assert tagged.startswith(b"BAD")
     c.close()
+
+
+# ---- UIDONLY (RFC 9586) -----------------------------------------------------------
+
+
+def uidonly_session(srv):
+    c = imap_server.Client(srv.port)
+    c.login("alice", "secret")
+    assert "UIDONLY" in caps(c)
+    assert b"* ENABLED UIDONLY" in c.ok("ENABLE UIDONLY")
+    return c
+
+
+def test_uidonly_rfc9586_3_1_sequence_numbers_are_uidrequired(data, srv):
+    """RFC 9586 3.1: after ENABLE UIDONLY, FETCH, STORE, SEARCH, COPY and
+    MOVE with message sequence numbers, and UID SEARCH with a sequence-set
+    key, are BAD [UIDREQUIRED]; their UID forms and EXPUNGE work."""
+    for n in range(3):
+        put(data, "alice", n)
+    c = uidonly_session(srv)
+    c.ok("SELECT INBOX")
+    for cmd in ("FETCH 1 (FLAGS)", "STORE 1 +FLAGS (\\Seen)", "SEARCH ALL", "COPY 1 INBOX",
+                "MOVE 1 INBOX", "UID SEARCH 1:2", "UID SEARCH NOT 1"):
+        _, tagged = c.cmd(cmd)
+        assert tagged.startswith(b"BAD [UIDREQUIRED]"), (cmd, tagged)
+    r = [x for x in c.ok("UID SEARCH ALL") if x.startswith(b"* SEARCH")][0]
+    assert len(r.split()) == 5
+    c.ok("UID STORE 1:* +FLAGS.SILENT (\\Deleted)")
+    c.ok("EXPUNGE")
+    c.close()
+
+
+def test_uidonly_rfc9586_3_3_uidfetch_and_vanished(data, srv):
+    """RFC 9586 3.3, 3.2: FETCH responses become "* uid UIDFETCH (...)",
+    numbered by UID, both answers to UID FETCH/UID STORE and unsolicited
+    flag changes from another session; expunges are reported by VANISHED,
+    never EXPUNGE, without QRESYNC; EXISTS is still sent."""
+    for n in range(4):
+        put(data, "alice", n)
+    c = uidonly_session(srv)
+    c.ok("SELECT INBOX")
+    # Make UIDs and sequence numbers differ.
+    c.ok("UID STORE 1 +FLAGS.SILENT (\\Deleted)")
+    c.ok("EXPUNGE")
+    untagged = c.ok("UID FETCH 1:* (FLAGS)")
+    uids = [int(r.split()[1]) for r in untagged]
+    assert uids == [2, 3, 4]
+    assert all(re.fullmatch(rb"\* \d+ UIDFETCH \(FLAGS \([^)]*\)\)", r) for r in untagged), untagged
+    untagged = c.ok("UID STORE 3 +FLAGS (\\Flagged)")
+    assert re.fullmatch(rb"\* 3 UIDFETCH \(FLAGS \(\\Flagged( \\Recent)?\)\)", untagged[0]), untagged
+    # Another session's changes: flags, an expunge, a new message.
+    o = imap_server.Client(srv.port)
+    o.login("alice", "secret")
+    o.ok("SELECT INBOX")
+    o.ok("UID STORE 4 +FLAGS.SILENT (\\Seen)")
+    o.ok("UID STORE 2 +FLAGS.SILENT (\\Deleted)")
+    o.ok("UID EXPUNGE 2")
+    o.close()
+    put(data, "alice", 9)
+    untagged = c.ok("NOOP")
+    assert b"* VANISHED 2" in untagged, untagged
+    assert not any(r.endswith(b" EXPUNGE") for r in untagged)
+    assert any(re.fullmatch(rb"\* 4 UIDFETCH \(FLAGS \(\\Seen( \\Recent)?\)\)", r) for r in untagged), untagged
+    assert b"* 3 EXISTS" in untagged
+    assert not any(b" FETCH " in r for r in untagged)
+    c.close()
+
+
+def test_uidonly_rfc9586_ends_with_unauthenticate(data, srv):
+    """RFC 9586 with RFC 8437 3: ENABLE UIDONLY is a session state that a
+    new login does not inherit: FETCH answers FETCH again."""
+    put(data, "alice", 1)
+    c = uidonly_session(srv)
+    c.ok("UNAUTHENTICATE")
+    c.login("alice", "secret")
+    c.ok("SELECT INBOX")
+    assert re.fullmatch(rb"\* 1 FETCH \(FLAGS \(.*\)\)", c.ok("FETCH 1 (FLAGS)")[0])
+    c.close()
