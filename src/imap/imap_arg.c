@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "imap/imap_seqset.h"
+#include "lib/config.h"
 #include "imap/imap_utf7.h"
 #include "lib/buf.h"
 
@@ -238,4 +239,21 @@ void imap_partial_slice(const struct imap_partial *p, size_t n, size_t *first_r,
 		*first_r = n - hi;
 		*count_r = hi - p->lo + 1;
 	}
+}
+
+/* ---- MESSAGELIMIT (RFC 9738) -------------------------------------------------- */
+
+int imap_arg_limit(struct imap_session *s, const struct imap_command *cmd, size_t *n)
+{
+	uint64_t limit = config_uint(s->base.env->config, "imap_message_limit");
+	if (limit == 0 || *n <= limit)
+		return 0;
+	if (!cmd->uid) {
+		imap_send_tagged(s, cmd, "NO", "[LIMIT] More than %llu messages; use UID ranges",
+				 (unsigned long long)limit);
+		return -1;
+	}
+	*n = (size_t)limit;
+	s->limit_hit = true;
+	return 0;
 }

@@ -1145,6 +1145,10 @@ static int cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 	}
 	if (fc->has_partial)
 		apply_partial(fc);
+	if (imap_arg_limit(s, cmd, &fc->n) < 0) {
+		ctx_free(fc);
+		return 0;
+	}
 	fc->rows = malloc(BATCH * sizeof(*fc->rows));
 	fc->buf = malloc(COPY_CHUNK);
 	if (fc->rows == NULL || fc->buf == NULL) {

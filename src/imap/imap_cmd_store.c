@@ -175,6 +175,10 @@ static int cmd_store(struct imap_session *s, const struct imap_command *cmd)
 	}
 	if (imap_arg_uidset(s, cmd, &cmd->args[0], cmd->uid, &uids, &n) < 0)
 		return 0;
+	if (imap_arg_limit(s, cmd, &n) < 0) {
+		free(uids);
+		return 0;
+	}
 	if (v->readonly) {
 		/* RFC 9051 6.4.6 / 6.3.3: flags of an EXAMINEd mailbox are fixed */
 		free(uids);

@@ -79,6 +79,7 @@ struct imap_session {
 	bool condstore; /* CONDSTORE enabled (ENABLE, or a command used it) */
 	bool qresync;
 	bool uidonly;	/* ENABLE UIDONLY (RFC 9586) */
+	bool limit_hit; /* this command did only imap_message_limit messages */
 	/* AUTHENTICATE in progress */
 	bool authenticating;
 	struct sasl sasl;
@@ -185,6 +186,12 @@ struct imap_partial {
 };
 int imap_arg_partial(const struct imap_arg *arg, struct imap_partial *p);
 void imap_partial_slice(const struct imap_partial *p, size_t n, size_t *first_r, size_t *count_r);
+/* MESSAGELIMIT (RFC 9738): a set of n messages (ascending UIDs) against
+ * imap_message_limit. Within it, or no limit: 0. Over it: a UID command
+ * keeps the n lowest UIDs (*n = limit) and its tagged OK will carry
+ * [LIMIT] (s->limit_hit), so the client goes on from the last UID it got;
+ * a command with sequence numbers does nothing: -1 after NO [LIMIT]. */
+int imap_arg_limit(struct imap_session *s, const struct imap_command *cmd, size_t *n);
 
 /* ---- the view (imap_view.c) ---- */
 int imap_view_open(struct imap_session *s, const char *name, bool readonly, struct error *err);

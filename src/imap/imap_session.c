@@ -74,6 +74,7 @@ static void dispatch(struct imap_session *s, const struct imap_command *cmd)
 	}
 	free(s->cmd_tag);
 	s->cmd_tag = strdup(cmd->tag);
+	s->limit_hit = false;
 	def->handler(s, cmd);
 }
 

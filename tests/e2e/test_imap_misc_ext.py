@@ -456,3 +456,96 @@ def test_uidonly_rfc9586_ends_with_unauthenticate(data, srv):
     c.ok("SELECT INBOX")
     assert re.fullmatch(rb"\* 1 FETCH \(FLAGS \(.*\)\)", c.ok("FETCH 1 (FLAGS)")[0])
     c.close()
+
+
+# ---- MESSAGELIMIT (RFC 9738) -------------------------------------------------------
+
+
+@pytest.fixture
+def srv_limit(data):
+    """A server whose commands handle at most 3 messages each."""
+    add_user(data, "alice")
+    s = imap_server.start(data, extra_opts={"imap_message_limit": "3"})
+    yield s
+    s.stop()
+
+
+def test_messagelimit_rfc9738_not_advertised_without_a_limit(data, srv):
+    """RFC 9738: a server with no limit (imap_message_limit = 0, the
+    default) does not advertise MESSAGELIMIT."""
+    c = imap_server.Client(srv.port)
+    c.login("alice", "secret")
+    assert not any(w.startswith("MESSAGELIMIT") for w in caps(c))
+    c.close()
+
+
+def test_messagelimit_rfc9738_advertised_when_configured(data, srv_limit):
+    """RFC 9738: MESSAGELIMIT=N names the configured limit."""
+    c = imap_server.Client(srv_limit.port)
+    c.login("alice", "secret")
+    assert "MESSAGELIMIT=3" in caps(c)
+    c.close()
+
+
+def test_messagelimit_rfc9738_uid_commands_do_the_lowest_n_then_continue(data, srv_limit):
+    """RFC 9738: a UID FETCH, UID STORE, UID COPY, UID MOVE or UID EXPUNGE
+    over more messages than the limit handles the limit's worth with the
+    lowest UIDs and completes OK [LIMIT] (RFC 5530), so the client repeats
+    from the UID after the last one it got; COPYUID then comes untagged."""
+    for n in range(5):
+        put(data, "alice", n)
+    c = imap_server.Client(srv_limit.port)
+    c.login("alice", "secret")
+    c.ok("CREATE Other")
+    c.ok("SELECT INBOX")
+    untagged, tagged = c.cmd("UID FETCH 1:* (FLAGS)")
+    assert tagged.startswith(b"OK [LIMIT]"), tagged
+    got = [int(re.search(rb"UID (\d+)", r).group(1)) for r in untagged if b" FETCH " in r]
+    assert got == [1, 2, 3]
+    untagged, tagged = c.cmd(f"UID FETCH {got[-1] + 1}:* (FLAGS)")
+    assert tagged == b"OK Fetch completed"
+    assert [int(re.search(rb"UID (\d+)", r).group(1)) for r in untagged if b" FETCH " in r] == [4, 5]
+    # UID STORE: the first three only.
+    _, tagged = c.cmd("UID STORE 1:5 +FLAGS.SILENT (\\Flagged)")
+    assert tagged.startswith(b"OK [LIMIT]"), tagged
+    flagged = [x for x in c.ok("UID SEARCH FLAGGED") if x.startswith(b"* SEARCH")][0]
+    assert flagged.split()[2:] == [b"1", b"2", b"3"]
+    # UID COPY: COPYUID untagged for the three copied, [LIMIT] tagged.
+    untagged, tagged = c.cmd("UID COPY 1:* Other")
+    assert tagged.startswith(b"OK [LIMIT]"), tagged
+    cu = [r for r in untagged if r.startswith(b"* OK [COPYUID ")]
+    assert len(cu) == 1 and cu[0].split()[4] == b"1:3", cu
+    # UID EXPUNGE: \Deleted on all five, only the three lowest go.
+    c.ok("UID STORE 1:3 +FLAGS.SILENT (\\Deleted)")
+    c.ok("UID STORE 4:5 +FLAGS.SILENT (\\Deleted)")
+    untagged, tagged = c.cmd("UID EXPUNGE 1:*")
+    assert tagged.startswith(b"OK [LIMIT]"), tagged
+    assert sum(1 for r in untagged if r.endswith(b" EXPUNGE")) == 3
+    untagged, tagged = c.cmd("UID EXPUNGE 1:*")
+    assert tagged.startswith(b"OK Expunge"), tagged
+    assert sum(1 for r in untagged if r.endswith(b" EXPUNGE")) == 2
+    c.ok("SELECT Other")
+    assert sorted(subjects(c).values()) == ["alice 0", "alice 1", "alice 2"]
+    c.close()
+
+
+def test_messagelimit_rfc9738_sequence_numbers_over_the_limit_are_refused(data, srv_limit):
+    """RFC 9738: with message sequence numbers the server cannot say where
+    to go on, so FETCH, STORE, COPY and MOVE over the limit answer NO
+    [LIMIT] and change nothing; within the limit they work."""
+    for n in range(5):
+        put(data, "alice", n)
+    c = imap_server.Client(srv_limit.port)
+    c.login("alice", "secret")
+    c.ok("CREATE Other")
+    c.ok("SELECT INBOX")
+    for cmd in ("FETCH 1:* (FLAGS)", "STORE 1:5 +FLAGS (\\Seen)", "COPY 1:4 Other", "MOVE 1:* Other"):
+        untagged, tagged = c.cmd(cmd)
+        assert tagged.startswith(b"NO [LIMIT]"), (cmd, tagged)
+        assert not any(b"FETCH" in r or b"EXPUNGE" in r for r in untagged), (cmd, untagged)
+    assert [x for x in c.ok("SEARCH SEEN") if x.startswith(b"* SEARCH")][0] == b"* SEARCH"
+    st = [x for x in c.ok("STATUS Other (MESSAGES)") if x.startswith(b"* STATUS")][0]
+    assert st.endswith(b"(MESSAGES 0)")
+    assert len([r for r in c.ok("FETCH 1:3 (FLAGS)") if b" FETCH " in r]) == 3
+    c.ok("MOVE 4:5 Other")
+    c.close()
