@@ -446,6 +446,33 @@ def test_uidonly_rfc9586_3_3_uidfetch_and_vanished(data, srv):
     c.close()
 
 
+def test_uidonly_rfc9586_with_qresync_select(data, srv):
+    """RFC 9586 with RFC 7162 3.2.5: a QRESYNC SELECT in a UIDONLY session
+    reports what changed since the client's modseq as UIDFETCH responses
+    and what went as VANISHED (EARLIER)."""
+    for n in range(3):
+        put(data, "alice", n)
+    c = uidonly_session(srv)
+    c.ok("ENABLE QRESYNC")
+    untagged = c.ok("SELECT INBOX")
+    uv = int(re.search(rb"UIDVALIDITY (\d+)", b"\n".join(untagged)).group(1))
+    ms = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"\n".join(untagged)).group(1))
+    c.ok("UNSELECT")
+    o = imap_server.Client(srv.port)
+    o.login("alice", "secret")
+    o.ok("SELECT INBOX")
+    o.ok("UID STORE 2 +FLAGS.SILENT (\\Answered)")
+    o.ok("UID STORE 1 +FLAGS.SILENT (\\Deleted)")
+    o.ok("UID EXPUNGE 1")
+    o.close()
+    untagged = c.ok(f"SELECT INBOX (QRESYNC ({uv} {ms}))")
+    assert b"* VANISHED (EARLIER) 1" in untagged, untagged
+    fetches = [r for r in untagged if b"FETCH" in r]
+    assert fetches and all(b" UIDFETCH " in r for r in fetches), fetches
+    assert any(r.startswith(b"* 2 UIDFETCH (") and b"\\Answered" in r for r in fetches), fetches
+    c.close()
+
+
 def test_uidonly_rfc9586_ends_with_unauthenticate(data, srv):
     """RFC 9586 with RFC 8437 3: ENABLE UIDONLY is a session state that a
     new login does not inherit: FETCH answers FETCH again."""
