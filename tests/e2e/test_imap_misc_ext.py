@@ -576,3 +576,26 @@ def test_messagelimit_rfc9738_sequence_numbers_over_the_limit_are_refused(data, 
     assert len([r for r in c.ok("FETCH 1:3 (FLAGS)") if b" FETCH " in r]) == 3
     c.ok("MOVE 4:5 Other")
     c.close()
+
+
+def test_replace_rfc8508_refused_commands_leave_no_staged_literal(data, srv):
+    """RFC 8508 6 (REPLACE's message literal streams as APPEND's): a
+    command refused before it runs (UID APPEND has no UID form, REPLACE
+    under UIDONLY with a sequence number, RFC 9586 3.1) drops the literal
+    it streamed, so the next APPEND stores exactly its own message."""
+    put(data, "alice", 1)
+    c = imap_server.Client(srv.port)
+    c.login("alice", "secret")
+    c.ok("SELECT INBOX")
+    _, tagged = c.cmd(f"UID APPEND INBOX {{{len(NEW)}}}", literal=NEW + b"\r\n")
+    assert tagged.startswith(b"BAD"), tagged
+    c.ok("ENABLE UIDONLY")
+    _, tagged = replace(c, "REPLACE 1 INBOX")
+    assert tagged.startswith(b"BAD [UIDREQUIRED]"), tagged
+    m = b"Subject: third\r\n\r\nthird\r\n"
+    untagged, tagged = c.cmd(f"APPEND INBOX {{{len(m)}}}", literal=m + b"\r\n")
+    assert tagged.startswith(b"OK [APPENDUID "), tagged
+    uid = int(tagged.split()[3].rstrip(b"]"))
+    r = [x for x in c.ok(f"UID FETCH {uid} (BODY.PEEK[])") if b"UIDFETCH" in x][0]
+    assert r.endswith(b"{%d}\r\n" % len(m) + m + b")"), r
+    c.close()
