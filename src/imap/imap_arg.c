@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "imap/imap_seqset.h"
+#include "lib/config.h"
 #include "imap/imap_utf7.h"
 #include "lib/buf.h"
 
@@ -178,4 +179,81 @@ int imap_arg_uidset_search(struct imap_session *s, const struct imap_command *cm
 			   const struct imap_arg *arg, uint32_t **uids_r, size_t *n_r)
 {
 	return uidset(s, cmd, arg, false, true, uids_r, n_r);
+}
+
+/* ---- PARTIAL (RFC 9394 3.1) -------------------------------------------------- */
+
+/* One nz-number of a partial range, with its sign. */
+static bool partial_number(const char *p, const char *end, bool *neg_r, uint32_t *n_r)
+{
+	uint64_t v = 0;
+	*neg_r = p < end && *p == '-';
+	if (*neg_r)
+		p++;
+	if (p == end || *p == '0')
+		return false;
+	for (; p < end; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		v = v * 10 + (uint64_t)(*p - '0');
+		if (v > UINT32_MAX)
+			return false;
+	}
+	*n_r = (uint32_t)v;
+	return true;
+}
+
+int imap_arg_partial(const struct imap_arg *arg, struct imap_partial *p)
+{
+	/* partial-range = partial-range-first / partial-range-last;
+	 * first = nz-number ":" nz-number, last = "-" nz-number ":" "-"
+	 * nz-number (RFC 9394 5). */
+	if (arg->type != IMAP_ARG_ATOM || arg->len >= sizeof(p->text))
+		return -1;
+	const char *s = arg->str, *end = s + arg->len, *colon = memchr(s, ':', arg->len);
+	bool neg1, neg2;
+	uint32_t a, b;
+	if (colon == NULL || !partial_number(s, colon, &neg1, &a) ||
+	    !partial_number(colon + 1, end, &neg2, &b) || neg1 != neg2)
+		return -1;
+	p->last = neg1;
+	/* 100:1 is the range 1:100, as a seq-range is (RFC 9051 9) */
+	p->lo = a < b ? a : b;
+	p->hi = a < b ? b : a;
+	memcpy(p->text, arg->str, arg->len);
+	p->text[arg->len] = '\0';
+	return 0;
+}
+
+void imap_partial_slice(const struct imap_partial *p, size_t n, size_t *first_r, size_t *count_r)
+{
+	*first_r = *count_r = 0;
+	if (p->lo > n)
+		return;
+	size_t hi = p->hi < n ? p->hi : n; /* positions lo..hi, 1-based */
+	if (!p->last) {
+		*first_r = p->lo - 1;
+		*count_r = hi - p->lo + 1;
+	} else {
+		/* -1 is the last: -lo..-hi are the positions n-hi+1..n-lo+1 */
+		*first_r = n - hi;
+		*count_r = hi - p->lo + 1;
+	}
+}
+
+/* ---- MESSAGELIMIT (RFC 9738) -------------------------------------------------- */
+
+int imap_arg_limit(struct imap_session *s, const struct imap_command *cmd, size_t *n)
+{
+	uint64_t limit = config_uint(s->base.env->config, "imap_message_limit");
+	if (limit == 0 || *n <= limit)
+		return 0;
+	if (!cmd->uid) {
+		imap_send_tagged(s, cmd, "NO", "[LIMIT] More than %llu messages; use UID ranges",
+				 (unsigned long long)limit);
+		return -1;
+	}
+	*n = (size_t)limit;
+	s->limit_hit = true;
+	return 0;
 }

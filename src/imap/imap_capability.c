@@ -28,7 +28,13 @@ static void capability_list(struct imap_session *s, char *buf, size_t size)
 			n += snprintf(buf + n, size - (size_t)n, " LOGINDISABLED");
 		return;
 	}
-	snprintf(buf + n, size - (size_t)n,
+	/* RFC 8437, RFC 9051 6.3.11 (STATUS DELETED, as an IMAP4rev1
+	 * extension), RFC 8508, RFC 9394, RFC 9586, RFC 9738. */
+	n += snprintf(buf + n, size - (size_t)n, " UNAUTHENTICATE STATUS=DELETED REPLACE PARTIAL UIDONLY");
+	uint64_t limit = config_uint(s->base.env->config, "imap_message_limit");
+	if (limit != 0)
+		n += snprintf(buf + n, size - (size_t)n, " MESSAGELIMIT=%llu", (unsigned long long)limit);
+	n += snprintf(buf + n, size - (size_t)n,
 		 " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE"
 		 " LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH SEARCHRES BINARY"
 		 " CONDSTORE QRESYNC MULTIAPPEND UTF8=ACCEPT APPENDLIMIT=%llu",

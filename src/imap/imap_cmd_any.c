@@ -75,6 +75,9 @@ static int cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 		} else if (strcasecmp(a->str, "UTF8=ACCEPT") == 0 && !s->utf8) {
 			s->utf8 = true;
 			add = "UTF8=ACCEPT";
+		} else if (strcasecmp(a->str, "UIDONLY") == 0 && !s->uidonly) {
+			s->uidonly = true; /* RFC 9586 */
+			add = "UIDONLY";
 		}
 		if (add != NULL && strlen(enabled) + strlen(add) + 2 < sizeof(enabled)) {
 			strcat(enabled, " ");

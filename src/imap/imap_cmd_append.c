@@ -18,6 +18,13 @@
  * and dropped and the command answers NO with the store's reason
  * (imap_send_store_error: NO [UNAVAILABLE] for a temporary failure), not
  * BAD or [TOOBIG] from the parser.
+ *
+ * REPLACE (RFC 8508 3): the new message is added first, then the old one
+ * expunged, in the same job; if the add fails the old message stays, and
+ * if the expunge fails the new one is expunged again, so the client sees
+ * both or neither change. It answers "* OK [APPENDUID ...]" (untagged,
+ * RFC 8508 3.2), then the EXPUNGE (or VANISHED) and EXISTS of the view
+ * sync, then the tagged OK.
  */
 #include "imap/imap_int.h"
 
@@ -44,10 +51,11 @@ enum imap_literal_action imap_cmd_append_literal_start(struct imap_session *s, c
 						   size_t argc, uint64_t size, bool is_sync,
 						   bool is_literal8)
 {
-	(void)name;
 	(void)is_sync;
 	(void)is_literal8;
-	if (argc == 0)
+	/* APPEND mailbox ...; REPLACE number mailbox ... (RFC 8508 6) */
+	bool replace = strcmp(name, "REPLACE") == 0;
+	if (argc <= (replace ? 1u : 0u))
 		return size <= 1024 ? IMAP_LITERAL_BUFFER : IMAP_LITERAL_REJECT; /* the mailbox name */
 	uint64_t limit = config_uint(s->base.env->config, "message_size_limit");
 	if (limit != 0 && size > limit)
@@ -60,8 +68,8 @@ enum imap_literal_action imap_cmd_append_literal_start(struct imap_session *s, c
 	struct imap_append *a = s->append;
 	if (a->failed)
 		return IMAP_LITERAL_STREAM; /* dropped: the command answers NO */
-	if (a->n == MAX_APPEND_MESSAGES)
-		return IMAP_LITERAL_REJECT;
+	if (a->n == (replace ? 1u : MAX_APPEND_MESSAGES))
+		return IMAP_LITERAL_REJECT; /* REPLACE: one message (RFC 8508 6) */
 	/* The previous message of a MULTIAPPEND is complete: close its file
 	 * until the command ends, so one client cannot hold a descriptor per
 	 * message. */
@@ -152,6 +160,10 @@ struct append_job {
 	uint32_t *uids;
 	struct error err;
 	int rc;
+	/* REPLACE: the message of the selected mailbox that the new one
+	 * replaces (0: APPEND), and the mailbox it is in */
+	uint32_t replace_uid;
+	struct store_mailbox *replace_mbox;
 };
 
 static void append_work(void *arg)
@@ -181,6 +193,10 @@ static void append_work(void *arg)
 			goto undo;
 		added++;
 	}
+	/* RFC 8508 3: the old message goes only once the new one is there. */
+	if (j->replace_uid != 0 &&
+	    store_mailbox_expunge(j->replace_mbox, &j->replace_uid, 1, &j->err) < 0)
+		goto undo;
 	j->rc = 0;
 	goto out;
 undo:
@@ -218,6 +234,13 @@ static void append_done(struct session *base, void *arg)
 			imap_send_tagged(s, NULL, "NO", "[TRYCREATE] No such mailbox");
 		else
 			imap_send_store_error(s, NULL, &j->err);
+	} else if (j->replace_uid != 0) {
+		/* RFC 8508 3.2: APPENDUID in an untagged OK, then the
+		 * expunge of the old message as any other. */
+		imap_send(s, "* OK [APPENDUID %u %u] Replacement Message ID\r\n", j->uidvalidity,
+			  j->uids[0]);
+		imap_view_sync(s, true);
+		imap_send_tagged(s, NULL, "OK", "Replace completed");
 	} else {
 		struct buf b = BUF_INIT;
 		imap_seqset_format_uids(j->uids, j->n, &b);
@@ -250,7 +273,11 @@ static int parse_flags(const struct imap_arg *a, struct append_msg *m)
 	return 0;
 }
 
-static int cmd_append(struct imap_session *s, const struct imap_command *cmd)
+/* The job for APPEND (first = 0: args are mailbox, messages) or REPLACE
+ * (first = 1: a message number before them), or NULL after a tagged
+ * reply. Takes the staged literals. */
+static struct append_job *append_prepare(struct imap_session *s, const struct imap_command *cmd,
+					 size_t first)
 {
 	struct imap_append *a = s->append;
 	s->append = NULL; /* the job owns the staged messages from here */
@@ -261,7 +288,7 @@ static int cmd_append(struct imap_session *s, const struct imap_command *cmd)
 			imap_cmd_append_abort(s);
 		}
 		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
-		return 0;
+		return NULL;
 	}
 	j->s = s;
 	j->a = a;
@@ -276,12 +303,13 @@ static int cmd_append(struct imap_session *s, const struct imap_command *cmd)
 		imap_send_store_error(s, cmd, &a->err);
 		goto fail;
 	}
-	if (cmd->argc < 2) {
-		imap_send_tagged(s, cmd, "BAD", "Usage: APPEND mailbox [(flags)] [date-time] message");
+	if (cmd->argc < first + 2) {
+		imap_send_tagged(s, cmd, "BAD", "Usage: %s%s mailbox [(flags)] [date-time] message",
+				 cmd->name, first ? " number" : "");
 		goto fail;
 	}
 	/* mailbox, then per message: [flags] [date-time] literal */
-	size_t i = 1;
+	size_t i = first + 1;
 	while (i < cmd->argc) {
 		struct append_msg *m = &j->msgs[j->n];
 		if (j->n >= nlit) {
@@ -315,24 +343,85 @@ static int cmd_append(struct imap_session *s, const struct imap_command *cmd)
 		}
 		i++;
 	}
-	if (j->n != nlit) {
-		imap_send_tagged(s, cmd, "BAD", "Invalid APPEND arguments");
+	if (j->n != nlit || (first != 0 && j->n != 1)) {
+		imap_send_tagged(s, cmd, "BAD", "Invalid %s arguments", cmd->name);
 		goto fail;
 	}
-	j->mailbox = imap_arg_mailbox(s, cmd, &cmd->args[0]);
+	j->mailbox = imap_arg_mailbox(s, cmd, &cmd->args[first]);
 	if (j->mailbox == NULL)
 		goto fail;
-	if (session_async(&s->base, append_work, append_done, j) < 0) {
-		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
-		goto fail;
-	}
-	return 0;
+	return j;
 fail:
 	append_job_free(j);
+	return NULL;
+}
+
+static void append_start(struct imap_session *s, const struct imap_command *cmd,
+			 struct append_job *j)
+{
+	if (session_async(&s->base, append_work, append_done, j) < 0) {
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		append_job_free(j);
+	}
+}
+
+static int cmd_append(struct imap_session *s, const struct imap_command *cmd)
+{
+	struct append_job *j = append_prepare(s, cmd, 0);
+	if (j != NULL)
+		append_start(s, cmd, j);
+	return 0;
+}
+
+/* The UID of the message REPLACE names, or 0 after a tagged reply. RFC
+ * 8508 3.3 (and RFC 9051 9, seq-number): a message sequence number must
+ * name a message of the mailbox, so one beyond it is BAD, as FETCH answers
+ * here; a UID that names no message (another session expunged it) is a
+ * valid UID, answered NO [NONEXISTENT] (RFC 5530), as Cyrus and Dovecot
+ * refuse to replace what is gone. */
+static uint32_t replace_target(struct imap_session *s, const struct imap_command *cmd)
+{
+	uint32_t n;
+	if (cmd->argc < 1 || !imap_parser_arg_number(&cmd->args[0], &n) || n == 0) {
+		imap_send_tagged(s, cmd, "BAD", "Usage: %sREPLACE number mailbox [(flags)] [date-time] message",
+				 cmd->uid ? "UID " : "");
+		return 0;
+	}
+	if (!cmd->uid) {
+		if (n > s->view->n) {
+			imap_send_tagged(s, cmd, "BAD", "Invalid message sequence number");
+			return 0;
+		}
+		return s->view->uids[n - 1];
+	}
+	if (imap_view_seq(s->view, n) == 0) {
+		imap_send_tagged(s, cmd, "NO", "[NONEXISTENT] No message with that UID");
+		return 0;
+	}
+	return n;
+}
+
+static int cmd_replace(struct imap_session *s, const struct imap_command *cmd)
+{
+	uint32_t uid = replace_target(s, cmd);
+	if (uid == 0)
+		return 0;
+	/* RFC 8508 3: the old message is expunged, which needs write access. */
+	if (s->view->readonly) {
+		imap_send_tagged(s, cmd, "NO", "[READ-ONLY] Mailbox is read-only");
+		return 0;
+	}
+	struct append_job *j = append_prepare(s, cmd, 1);
+	if (j == NULL)
+		return 0;
+	j->replace_uid = uid;
+	j->replace_mbox = s->view->mbox; /* the session's: kept while the job runs */
+	append_start(s, cmd, j);
 	return 0;
 }
 
 static const struct imap_cmd_def rows[] = {
 	{ { "APPEND", IMAP_IN_AUTH }, cmd_append, 0 },
+	{ { "REPLACE", IMAP_IN_SELECTED }, cmd_replace, IMAP_CMD_UID },
 };
 const struct imap_cmd_family imap_cmd_append = { rows, sizeof(rows) / sizeof(rows[0]) };

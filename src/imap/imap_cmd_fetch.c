@@ -130,6 +130,8 @@ struct fetch_ctx {
 	bool sets_seen;
 	uint64_t changedsince; /* 0: none */
 	bool vanished;
+	bool has_partial; /* PARTIAL range (RFC 9394 3.2) */
+	struct imap_partial partial;
 	uint32_t *uids; /* ascending */
 	size_t n, pos;
 	bool seen_set; /* \Seen was set on the whole set */
@@ -435,7 +437,8 @@ static int parse_one(struct fetch_ctx *fc, const struct imap_arg *a, bool top, s
 	return r;
 }
 
-/* (CHANGEDSINCE n [VANISHED]) (RFC 7162 3.1.4, 3.2.6). */
+/* (CHANGEDSINCE n [VANISHED] [PARTIAL range]) (RFC 7162 3.1.4, 3.2.6,
+ * RFC 9394 3.2). */
 static int parse_modifiers(struct fetch_ctx *fc, const struct imap_arg *a, struct error *why)
 {
 	if (a->type != IMAP_ARG_LIST) {
@@ -454,6 +457,14 @@ static int parse_modifiers(struct fetch_ctx *fc, const struct imap_arg *a, struc
 			i++;
 		} else if (imap_parser_arg_atom_eq(m, "VANISHED")) {
 			fc->vanished = true;
+		} else if (imap_parser_arg_atom_eq(m, "PARTIAL") && i + 1 < a->count &&
+			   !fc->has_partial) {
+			if (imap_arg_partial(&a->list[i + 1], &fc->partial) < 0) {
+				error_set(why, ERR_INVALID, "PARTIAL needs a range (1:100 or -1:-100)");
+				return -1;
+			}
+			fc->has_partial = true;
+			i++;
 		} else {
 			error_set(why, ERR_INVALID, "Unknown fetch modifier");
 			return -1;
@@ -489,8 +500,9 @@ static int parse_items(struct fetch_ctx *fc, const struct imap_command *cmd, str
 	if (cmd->argc == 3 && parse_modifiers(fc, &cmd->args[2], why) < 0)
 		return -1;
 	/* RFC 9051 6.4.9: UID FETCH responses always hold UID. RFC 7162
-	 * 3.1.4.1: CHANGEDSINCE implies MODSEQ. */
-	if (fc->uid_cmd) {
+	 * 3.1.4.1: CHANGEDSINCE implies MODSEQ. After ENABLE UIDONLY the
+	 * response number is the UID (RFC 9586 3.3): UID only if asked. */
+	if (fc->uid_cmd && !fc->s->uidonly) {
 		struct fetch_item *u = add_item(fc, IT_UID);
 		if (u == NULL) {
 			error_set(why, ERR_INVALID, "Too many fetch attributes");
@@ -833,7 +845,10 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 		imap_send_tagged(s, NULL, "NO", "[UNKNOWN-CTE] Cannot decode the part's content");
 		return -1;
 	}
-	send_u32(s, "* ", seq, " FETCH (");
+	if (s->uidonly)
+		send_u32(s, "* ", m->uid, " UIDFETCH (");
+	else
+		send_u32(s, "* ", seq, " FETCH (");
 	bool first = true;
 	bool flags_done = false, modseq_done = false;
 	int ret = 0;
@@ -1091,6 +1106,23 @@ static int set_seen(struct fetch_ctx *fc, struct error *err)
 				       STORE_F_SEEN, 0, 0, NULL, NULL, err);
 }
 
+/* RFC 9394 3.2: PARTIAL keeps the messages at the range's positions
+ * among those the set (and CHANGEDSINCE, by the view's modseqs, which are
+ * as current as the FETCH FLAGS this session reports) selects. */
+static void apply_partial(struct fetch_ctx *fc)
+{
+	const struct imap_view *v = fc->s->view;
+	size_t n = 0, first, count;
+	for (size_t i = 0; i < fc->n; i++) {
+		uint32_t seq = imap_view_seq(v, fc->uids[i]);
+		if (fc->changedsince == 0 || (seq != 0 && v->modseqs[seq - 1] > fc->changedsince))
+			fc->uids[n++] = fc->uids[i];
+	}
+	imap_partial_slice(&fc->partial, n, &first, &count);
+	memmove(fc->uids, fc->uids + first, count * sizeof(*fc->uids));
+	fc->n = count;
+}
+
 static int cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct fetch_ctx *fc = calloc(1, sizeof(*fc));
@@ -1108,6 +1140,12 @@ static int cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 		return 0;
 	}
 	if (imap_arg_uidset(s, cmd, &cmd->args[0], cmd->uid, &fc->uids, &fc->n) < 0) {
+		ctx_free(fc);
+		return 0;
+	}
+	if (fc->has_partial)
+		apply_partial(fc);
+	if (imap_arg_limit(s, cmd, &fc->n) < 0) {
 		ctx_free(fc);
 		return 0;
 	}

@@ -68,7 +68,10 @@ static int send_changed(void *ctx, const struct store_msg *m)
 	uint32_t seq = imap_view_seq(s->view, m->uid);
 	if (seq == 0)
 		return 0;
-	imap_send(s, "* %u FETCH (UID %u FLAGS ", seq, m->uid);
+	imap_send_fetch_open(s, seq, m->uid);
+	if (!s->uidonly)
+		imap_send(s, "UID %u ", m->uid);
+	imap_send(s, "FLAGS ");
 	imap_send_flags(s, m->flags | imap_view_recent(s, m->uid), m->keywords);
 	imap_send(s, " MODSEQ (%llu))\r\n", (unsigned long long)m->modseq);
 	return 0;

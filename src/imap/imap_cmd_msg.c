@@ -141,6 +141,7 @@ static int cmd_expunge(struct imap_session *s, const struct imap_command *cmd)
 			return 0;
 		}
 		j->has_filter = true;
+		imap_arg_limit(s, cmd, &j->nfilter); /* RFC 9738: UID form, never -1 */
 	}
 	if (session_async(&s->base, expunge_work, expunge_done, j) < 0) {
 		free(j->filter);
@@ -215,6 +216,13 @@ static void copy_done(struct session *base, void *arg)
 				  buf_cstr(&src), buf_cstr(&dst));
 		imap_view_sync(s, true);
 		imap_send_tagged(s, NULL, "OK", "Move completed");
+	} else if (k > 0 && s->limit_hit) {
+		/* RFC 9738: the tagged OK carries [LIMIT], so COPYUID comes
+		 * untagged, as MOVE sends it (RFC 6851 4.3) */
+		imap_send(s, "* OK [COPYUID %u %s %s] Copied\r\n", j->dst_uidvalidity,
+			  buf_cstr(&src), buf_cstr(&dst));
+		imap_view_sync(s, true);
+		imap_send_tagged(s, NULL, "OK", "Copy completed");
 	} else if (k > 0) {
 		imap_view_sync(s, true);
 		imap_send_tagged(s, NULL, "OK", "[COPYUID %u %s %s] Copy completed", j->dst_uidvalidity,
@@ -251,6 +259,11 @@ static int cmd_copy(struct imap_session *s, const struct imap_command *cmd)
 	j->s = s;
 	j->move = move;
 	if (imap_arg_uidset(s, cmd, &cmd->args[0], cmd->uid, &j->uids, &j->n) < 0) {
+		free(j);
+		return 0;
+	}
+	if (imap_arg_limit(s, cmd, &j->n) < 0) {
+		free(j->uids);
 		free(j);
 		return 0;
 	}

@@ -411,6 +411,11 @@ static int set_node(struct search *se, const struct imap_arg *a, bool uid)
 	if (id < 0)
 		return -1;
 	struct node *n = &se->nodes[id];
+	if (!uid && se->s->uidonly && !(a->type == IMAP_ARG_ATOM && strcmp(a->str, "$") == 0)) {
+		/* RFC 9586 3.1: no message sequence numbers after ENABLE UIDONLY */
+		se->error = "[UIDREQUIRED] Message sequence numbers are not allowed with UIDONLY";
+		return -1;
+	}
 	if (!uid && se->s->view->n == 0 && a->type == IMAP_ARG_ATOM && a->str[0] != '$') {
 		/* an empty mailbox: "1:*" names no message (and "*" has no value) */
 		n->type = N_NONE;
@@ -1281,8 +1286,9 @@ out:
 #define RET_COUNT 0x04
 #define RET_ALL 0x08
 #define RET_SAVE 0x10
+#define RET_PARTIAL 0x20 /* RFC 9394 */
 
-static int parse_return(const struct imap_arg *a, unsigned *ret_r)
+static int parse_return(const struct imap_arg *a, unsigned *ret_r, struct imap_partial *partial)
 {
 	unsigned r = 0;
 	if (a->type != IMAP_ARG_LIST)
@@ -1299,9 +1305,16 @@ static int parse_return(const struct imap_arg *a, unsigned *ret_r)
 			r |= RET_ALL;
 		else if (imap_parser_arg_atom_eq(o, "SAVE"))
 			r |= RET_SAVE;
-		else
+		else if (imap_parser_arg_atom_eq(o, "PARTIAL") && i + 1 < a->count &&
+			 !(r & RET_PARTIAL) && imap_arg_partial(&a->list[i + 1], partial) == 0) {
+			r |= RET_PARTIAL;
+			i++;
+		} else
 			return -1;
 	}
+	/* RFC 9394 3.1: PARTIAL and ALL are mutually exclusive */
+	if ((r & RET_PARTIAL) && (r & RET_ALL))
+		return -1;
 	/* RFC 4731 3.1: RETURN () means RETURN (ALL) */
 	*ret_r = r == 0 ? RET_ALL : r;
 	return 0;
@@ -1340,8 +1353,34 @@ static uint32_t shown(const struct imap_session *s, bool uid, uint32_t u)
 	return uid ? u : imap_view_seq(s->view, u);
 }
 
+/* " PARTIAL (range set)" or " PARTIAL (range NIL)" (RFC 9394 3.1): the
+ * results at the positions of the range, in ascending order. */
+static void partial_results(struct imap_session *s, const struct imap_command *cmd,
+			    const struct result *res, const struct imap_partial *partial,
+			    struct buf *b)
+{
+	size_t first, count;
+	imap_partial_slice(partial, res->n, &first, &count);
+	buf_printf(b, " PARTIAL (%s ", partial->text);
+	if (count == 0) {
+		buf_puts(b, "NIL)");
+		return;
+	}
+	uint32_t *nums = malloc(count * sizeof(*nums));
+	if (nums == NULL) {
+		b->failed = 1;
+		return;
+	}
+	for (size_t i = 0; i < count; i++)
+		nums[i] = shown(s, cmd->uid, res->uids[first + i]);
+	imap_seqset_format_uids(nums, count, b);
+	buf_puts(b, ")");
+	free(nums);
+}
+
 static void send_results(struct imap_session *s, const struct imap_command *cmd,
-			 const struct result *res, unsigned ret, bool esearch, bool has_modseq)
+			 const struct result *res, unsigned ret, bool esearch, bool has_modseq,
+			 const struct imap_partial *partial)
 {
 	struct buf b = BUF_INIT;
 	uint64_t top = 0;
@@ -1381,10 +1420,12 @@ static void send_results(struct imap_session *s, const struct imap_command *cmd,
 				free(nums);
 			}
 		}
+		if (ret & RET_PARTIAL)
+			partial_results(s, cmd, res, partial, &b);
 		if (has_modseq && res->n > 0) {
 			/* RFC 7162 3.1.5 / RFC 4731: the highest modseq of the
 			 * messages returned */
-			if (ret & (RET_ALL | RET_COUNT)) {
+			if (ret & (RET_ALL | RET_COUNT | RET_PARTIAL)) {
 				for (size_t i = 0; i < res->n; i++)
 					if (res->modseqs[i] > top)
 						top = res->modseqs[i];
@@ -1409,12 +1450,13 @@ static int cmd_search(struct imap_session *s, const struct imap_command *cmd)
 	struct error err;
 	struct result res = { 0 };
 	unsigned ret = 0;
+	struct imap_partial partial = { 0 };
 	bool have_return = false;
 	size_t i = 0;
 
 	/* search = "SEARCH" [search-return-opts] SP search-program (RFC 9051 9) */
 	if (i < cmd->argc && imap_parser_arg_atom_eq(&cmd->args[i], "RETURN")) {
-		if (i + 1 >= cmd->argc || parse_return(&cmd->args[i + 1], &ret) < 0) {
+		if (i + 1 >= cmd->argc || parse_return(&cmd->args[i + 1], &ret, &partial) < 0) {
 			imap_send_tagged(s, cmd, "BAD", "Invalid RETURN options");
 			return 0;
 		}
@@ -1478,6 +1520,13 @@ static int cmd_search(struct imap_session *s, const struct imap_command *cmd)
 			if ((ret & RET_MAX) && (k == 0 || res.uids[res.n - 1] != mm[0]))
 				mm[k++] = res.uids[res.n - 1];
 			save_result(s, mm, k);
+		} else if ((ret & RET_PARTIAL) && !(ret & (RET_COUNT | RET_MIN | RET_MAX))) {
+			/* As RFC 5182 2.4 for MIN/MAX: what PARTIAL returns
+			 * is what SAVE keeps (RFC 9394 3.1 pages a result;
+			 * $ then names the page the client got). */
+			size_t first, count;
+			imap_partial_slice(&partial, res.n, &first, &count);
+			save_result(s, res.uids + first, count);
 		} else {
 			save_result(s, res.uids, res.n);
 		}
@@ -1486,7 +1535,7 @@ static int cmd_search(struct imap_session *s, const struct imap_command *cmd)
 	bool esearch = have_return || s->rev2;
 	if (!have_return)
 		ret = RET_ALL;
-	send_results(s, cmd, &res, ret, esearch, se.has_modseq);
+	send_results(s, cmd, &res, ret, esearch, se.has_modseq, &partial);
 	free(res.uids);
 	free(res.modseqs);
 	imap_view_sync(s, cmd->uid);

@@ -91,14 +91,14 @@ static void report(void *ctx, const struct store_flag_report *r)
 		if (ef != r->flags || ek != r->keywords)
 			return; /* changed elsewhere too: the sync reports it */
 		if (s->condstore && modseq_changed) {
-			imap_send(s, "* %u FETCH (", seq);
-			if (sc->uid_cmd || s->qresync)
+			imap_send_fetch_open(s, seq, r->uid);
+			if ((sc->uid_cmd || s->qresync) && !s->uidonly)
 				imap_send(s, "UID %u ", r->uid);
 			imap_send(s, "MODSEQ (%" PRIu64 "))\r\n", r->modseq);
 		}
 	} else {
-		imap_send(s, "* %u FETCH (", seq);
-		if (sc->uid_cmd || s->qresync)
+		imap_send_fetch_open(s, seq, r->uid);
+		if ((sc->uid_cmd || s->qresync) && !s->uidonly)
 			imap_send(s, "UID %u ", r->uid);
 		imap_send(s, "FLAGS ");
 		imap_send_flags(s, r->flags | imap_view_recent(s, r->uid), r->keywords);
@@ -175,6 +175,10 @@ static int cmd_store(struct imap_session *s, const struct imap_command *cmd)
 	}
 	if (imap_arg_uidset(s, cmd, &cmd->args[0], cmd->uid, &uids, &n) < 0)
 		return 0;
+	if (imap_arg_limit(s, cmd, &n) < 0) {
+		free(uids);
+		return 0;
+	}
 	if (v->readonly) {
 		/* RFC 9051 6.4.6 / 6.3.3: flags of an EXAMINEd mailbox are fixed */
 		free(uids);

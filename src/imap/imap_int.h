@@ -78,6 +78,8 @@ struct imap_session {
 	bool utf8;	/* ENABLE UTF8=ACCEPT (or IMAP4rev2) */
 	bool condstore; /* CONDSTORE enabled (ENABLE, or a command used it) */
 	bool qresync;
+	bool uidonly;	/* ENABLE UIDONLY (RFC 9586) */
+	bool limit_hit; /* this command did only imap_message_limit messages */
 	/* AUTHENTICATE in progress */
 	bool authenticating;
 	struct sasl sasl;
@@ -132,6 +134,10 @@ void imap_send_good(struct imap_session *s);
  * [OVERQUOTA], [NONEXISTENT], [ALREADYEXISTS], [LIMIT], [CANNOT]. */
 void imap_send_store_error(struct imap_session *s, const struct imap_command *cmd,
 			   const struct error *err);
+/* The start of a FETCH response: "* seq FETCH (", or after ENABLE
+ * UIDONLY "* uid UIDFETCH (" (RFC 9586 3.3), whose number is the UID and
+ * which then carries no UID item of its own. */
+void imap_send_fetch_open(struct imap_session *s, uint32_t seq, uint32_t uid);
 /* Write s as an IMAP string: quoted when it can be, else a literal. */
 void imap_send_string(struct imap_session *s, const char *str, size_t len);
 /* A mailbox name as the client expects it (mUTF-7 unless UTF-8 enabled). */
@@ -169,6 +175,23 @@ int imap_arg_uidset(struct imap_session *s, const struct imap_command *cmd,
  * SEARCH 1000 and so do we (a client's idea of the mailbox may be stale). */
 int imap_arg_uidset_search(struct imap_session *s, const struct imap_command *cmd,
 			   const struct imap_arg *arg, uint32_t **uids_r, size_t *n_r);
+/* PARTIAL (RFC 9394): a range of positions in a result, 1:100 from the
+ * first or -1:-100 from the last; text is the range as the client wrote
+ * it, for the response. imap_arg_partial: -1 if arg is no partial-range.
+ * imap_partial_slice: the results [first, first + count) of n. */
+struct imap_partial {
+	bool last;
+	uint32_t lo, hi;
+	char text[24];
+};
+int imap_arg_partial(const struct imap_arg *arg, struct imap_partial *p);
+void imap_partial_slice(const struct imap_partial *p, size_t n, size_t *first_r, size_t *count_r);
+/* MESSAGELIMIT (RFC 9738): a set of n messages (ascending UIDs) against
+ * imap_message_limit. Within it, or no limit: 0. Over it: a UID command
+ * keeps the n lowest UIDs (*n = limit) and its tagged OK will carry
+ * [LIMIT] (s->limit_hit), so the client goes on from the last UID it got;
+ * a command with sequence numbers does nothing: -1 after NO [LIMIT]. */
+int imap_arg_limit(struct imap_session *s, const struct imap_command *cmd, size_t *n);
 
 /* ---- the view (imap_view.c) ---- */
 int imap_view_open(struct imap_session *s, const char *name, bool readonly, struct error *err);
@@ -223,12 +246,13 @@ extern const struct imap_cmd_family imap_cmd_auth;    /* STARTTLS LOGIN AUTHENTI
 extern const struct imap_cmd_family imap_cmd_mailbox; /* SELECT EXAMINE CREATE DELETE RENAME ... */
 extern const struct imap_cmd_family imap_cmd_status;  /* STATUS */
 extern const struct imap_cmd_family imap_cmd_list;    /* LIST LSUB */
-extern const struct imap_cmd_family imap_cmd_append;  /* APPEND */
+extern const struct imap_cmd_family imap_cmd_append;  /* APPEND REPLACE */
 extern const struct imap_cmd_family imap_cmd_idle;    /* IDLE */
 extern const struct imap_cmd_family imap_cmd_msg;     /* CLOSE UNSELECT EXPUNGE COPY MOVE */
 extern const struct imap_cmd_family imap_cmd_fetch;   /* FETCH */
 extern const struct imap_cmd_family imap_cmd_store;   /* STORE */
 extern const struct imap_cmd_family imap_cmd_search;  /* SEARCH */
+extern const struct imap_cmd_family imap_cmd_unauth;  /* UNAUTHENTICATE */
 
 /* AUTHENTICATE input: a continuation line (imap_cmd_auth.c). */
 void imap_cmd_auth_line(struct imap_session *s, const char *line, size_t len);

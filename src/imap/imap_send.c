@@ -53,7 +53,10 @@ void imap_send_tagged(struct imap_session *s, const struct imap_command *cmd, co
 	int n = vasprintf(&text, fmt, ap); /* no limit: a [MODIFIED set] can be long */
 	va_end(ap);
 	const char *tag = cmd != NULL ? cmd->tag : s->cmd_tag != NULL ? s->cmd_tag : "*";
-	imap_send(s, "%s %s %s\r\n", tag, status, n >= 0 ? text : "");
+	/* RFC 9738: a command cut at MESSAGELIMIT completes OK [LIMIT] */
+	bool limit = s->limit_hit && strcmp(status, "OK") == 0 && n >= 0 && text[0] != '[';
+	s->limit_hit = false;
+	imap_send(s, "%s %s %s%s\r\n", tag, status, limit ? "[LIMIT] " : "", n >= 0 ? text : "");
 	if (n >= 0)
 		free(text);
 	if (strcmp(status, "BAD") != 0)
@@ -169,4 +172,12 @@ void imap_send_flags(struct imap_session *s, uint32_t flags, uint32_t keywords)
 	}
 	buf[o++] = ')';
 	imap_send_raw(s, buf, o);
+}
+
+void imap_send_fetch_open(struct imap_session *s, uint32_t seq, uint32_t uid)
+{
+	if (s->uidonly)
+		imap_send(s, "* %u UIDFETCH (", uid);
+	else
+		imap_send(s, "* %u FETCH (", seq);
 }

@@ -35,6 +35,7 @@ static const struct imap_cmd_family *const families[] = {
 	&imap_cmd_any,	 &imap_cmd_auth,  &imap_cmd_mailbox, &imap_cmd_status,
 	&imap_cmd_list,	 &imap_cmd_append, &imap_cmd_idle,   &imap_cmd_msg,
 	&imap_cmd_fetch, &imap_cmd_store, &imap_cmd_search,
+	&imap_cmd_unauth,
 };
 
 static void dispatch(struct imap_session *s, const struct imap_command *cmd)
@@ -63,8 +64,17 @@ static void dispatch(struct imap_session *s, const struct imap_command *cmd)
 							   : "Command not valid in this state");
 		return;
 	}
+	/* RFC 9586 3.1: after ENABLE UIDONLY, the forms that take message
+	 * sequence numbers are BAD [UIDREQUIRED]; EXPUNGE takes none. */
+	if (s->uidonly && !cmd->uid && (def->flags & IMAP_CMD_UID) &&
+	    strcmp(cmd->name, "EXPUNGE") != 0) {
+		imap_send_tagged(s, cmd, "BAD", "[UIDREQUIRED] Use the UID form of %s with UIDONLY",
+				 cmd->name);
+		return;
+	}
 	free(s->cmd_tag);
 	s->cmd_tag = strdup(cmd->tag);
+	s->limit_hit = false;
 	def->handler(s, cmd);
 }
 
@@ -72,7 +82,8 @@ static enum imap_literal_action literal_start(void *ctx, const char *name, size_
 					      uint64_t size, bool is_sync, bool is_literal8)
 {
 	struct imap_session *s = ctx;
-	if (strcmp(name, "APPEND") == 0 && s->state != IMAP_NOT_AUTH)
+	if ((strcmp(name, "APPEND") == 0 && s->state != IMAP_NOT_AUTH) ||
+	    (strcmp(name, "REPLACE") == 0 && s->state == IMAP_SELECTED))
 		return imap_cmd_append_literal_start(s, name, argc, size, is_sync, is_literal8);
 	return size <= IMAP_PARSER_MAX_LITERAL_MEMORY ? IMAP_LITERAL_BUFFER : IMAP_LITERAL_REJECT;
 }
@@ -164,6 +175,7 @@ static enum session_step imap_input(struct session *base, struct evbuffer *in)
 		break;
 	}
 	dispatch(s, imap_parser_command(s->parser));
+	imap_cmd_append_abort(s); /* literals staged for a command refused unrun */
 	if (s->base.busy == 0 && s->base.pump.step == NULL && !s->authenticating && !s->idling) {
 		free(s->cmd_tag);
 		s->cmd_tag = NULL;

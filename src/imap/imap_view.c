@@ -210,8 +210,8 @@ static int apply_change(struct imap_session *s, const struct store_msg *m)
 	v->modseqs[i] = m->modseq;
 	if (!flags_changed && !(s->condstore && modseq_changed))
 		return 0;
-	imap_send(s, "* %u FETCH (", seq);
-	if (s->qresync)
+	imap_send_fetch_open(s, seq, m->uid);
+	if (s->qresync && !s->uidonly)
 		imap_send(s, "UID %u ", m->uid);
 	imap_send(s, "FLAGS ");
 	imap_send_flags(s, m->flags | imap_view_recent(s, m->uid), m->keywords);
@@ -328,7 +328,7 @@ void imap_view_changes_free(struct imap_view_changes *c)
 static void send_expunges(struct imap_session *s, const char *gone, size_t count)
 {
 	struct imap_view *v = s->view;
-	if (s->qresync) {
+	if (s->qresync || s->uidonly) { /* RFC 7162 3.2.10, RFC 9586 3.2 */
 		struct buf b = BUF_INIT;
 		uint32_t *gone_uids = malloc(count * sizeof(*gone_uids));
 		size_t k = 0;

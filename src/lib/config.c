@@ -50,6 +50,7 @@ static const struct key {
 	{ "max_userip_connections", C_UINT, "10", "logged-in sessions per protocol, user and IP, as Dovecot's mail_max_userip_connections (0: unlimited)" },
 	{ "auth_allow_plain", C_BOOL, "no", "accept {PLAIN} passwords in DATA/passwd" },
 	{ "imap_autologout", C_UINT, "1800", "seconds of silence before an IMAP session is closed" },
+	{ "imap_message_limit", C_UINT, "0", "MESSAGELIMIT (RFC 9738): most messages one FETCH, STORE, COPY, MOVE or UID EXPUNGE handles (0: none, not advertised)" },
 	{ "imap_idle_timeout", C_UINT, "7200", "seconds an IDLE may last without traffic" },
 	{ "max_connections_per_worker", C_UINT, "20000", "connections one worker accepts" },
 	{ "restart_min_uptime", C_UINT, "10",

@@ -227,6 +227,10 @@ typedef void session_login_cb(struct session *s, enum session_login_result resul
  * long, control characters) is answered at once with SESSION_LOGIN_FAILED,
  * as is a request the auth process cannot take (AUTH_UNAVAILABLE). */
 void session_login(struct session *s, const char *user, const char *pass, session_login_cb *done);
+/* The session's user logs out but the connection stays (IMAP
+ * UNAUTHENTICATE, RFC 8437): the auth process stops counting the session
+ * (max_userip_connections). The protocol closes its store user itself. */
+void session_logout(struct session *s);
 
 /* Server shutdown: proto->shutdown for every session still connected. */
 void session_shutdown_all(struct session_env *env);

@@ -145,3 +145,10 @@ void session_login(struct session *s, const char *user, const char *pass, sessio
 		session_resume(s);
 	}
 }
+
+void session_logout(struct session *s)
+{
+	if (s->auth_login != 0)
+		auth_client_logout(s->env->auth, s->auth_login);
+	s->auth_login = 0;
+}
