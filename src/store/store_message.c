@@ -50,8 +50,10 @@ int store_message_emailid(const struct store_mailbox *mbox, const char *fname,
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
 	char in[STORE_MAX_USERNAME + 1 + sizeof(f.base)];
-	if (fname == NULL || store_fname_parse(fname, &f) < 0)
+	if (fname == NULL)
 		return -1;
+	if (store_fname_parse(fname, &f) < 0) /* not one of our names: the name is all we have */
+		snprintf(f.base, sizeof(f.base), "%s", fname);
 	size_t ul = strlen(mbox->user->name), bl = strlen(f.base);
 	memcpy(in, mbox->user->name, ul + 1); /* with its NUL: "ab"+"c" != "a"+"bc" */
 	memcpy(in + ul + 1, f.base, bl);
