@@ -246,10 +246,11 @@ static void collapse(const char *s, size_t len, struct mime_buf *out)
 		if (n > len - i)
 			break; /* a sequence cut by the read limit */
 		if (space) {
+			if (chars + 1 >= MIME_PREVIEW_MAX)
+				break; /* no room for a character after it: no trailing space */
 			mime_buf_putc(out, ' ');
 			space = false;
-			if (++chars >= MIME_PREVIEW_MAX)
-				break;
+			chars++;
 		}
 		mime_buf_append(out, s + i, n);
 		chars++;
