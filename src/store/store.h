@@ -262,7 +262,7 @@ struct store_parsed {
  * the index's cache; on a miss (no row, a field missing, a cached tree that
  * does not deserialise) the message file is parsed, in bounded memory, and
  * the whole row written (a failed write is logged and costs a parse next
- * time, no more). 0 on success; -1 with err, *parsed unchanged: NOTFOUND if
+ * time, no more; a read that finds the index damaged is a miss too). 0 on success; -1 with err, *parsed unchanged: NOTFOUND if
  * the message is not cached and not (or no longer) in the mailbox, TEMP for
  * I/O, index and memory failures. Not from a store_cache_range callback. */
 int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,

@@ -33,7 +33,9 @@
  * depend on whether the cache was hit.
  *
  * A cache write that fails (disk full, index busy) is logged and costs a
- * parse next time, never the caller's answer. A row is written only while
+ * parse next time, never the caller's answer; so does a cache read that
+ * finds the index damaged (it is healed by the next command's
+ * store_index_verify, store_index.c): the file is parsed as on a miss. A row is written only while
  * its message has an index row (INSERT ... WHERE EXISTS), and it goes with
  * that row (trigger msg_cache_gc, store_index.c), or when reconcile gives the
  * UID to a file it did not know (store_sync.c).
@@ -223,6 +225,18 @@ static int take_row(struct store_parsed *parsed, struct store_cache_row *row, un
 	return 0;
 }
 
+/* After a cache statement failed with err: a damaged index (the statement
+ * marked it) is a miss, 0, for the caller to parse the file; anything else
+ * (busy, out of memory) -1. */
+static int damaged_miss(struct store_mailbox *mbox, const struct error *err)
+{
+	if (!mbox->user->ix_damaged)
+		return -1;
+	log_warn("store %s/%s: cache: %s; parsing the file instead", mbox->user->name, mbox->name,
+		 err->text);
+	return 0;
+}
+
 /* Read the cache row of uid (the columns want names). 1: found, 0: none. */
 static int read_row(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 		    struct store_cache_row *row, struct error *err)
@@ -245,7 +259,7 @@ static int read_row(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 		store_index_sqlerr(mbox->user, err, "cache");
-		return -1;
+		return damaged_miss(mbox, err);
 	}
 	return found;
 }
@@ -400,5 +414,7 @@ int store_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsi
 			break;
 		}
 	}
-	return store_index_done(mbox->user, st, rc, "cache", err);
+	if (store_index_done(mbox->user, st, rc, "cache", err) < 0)
+		return damaged_miss(mbox, err); /* the rest are misses: store_cache_get */
+	return 0;
 }
