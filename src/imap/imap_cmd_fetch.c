@@ -869,10 +869,12 @@ static void pre_take(struct fetch_ctx *fc, struct fmsg *fm);
 static void send_name_item(struct fetch_ctx *fc, const struct store_msg *m, enum item_kind kind)
 {
 	struct imap_session *s = fc->s;
-	const struct row_name *rn = &fc->names[m - fc->rows];
-	if (kind == IT_THREADID)
+	if (kind == IT_THREADID) {
 		imap_send_raw(s, "THREADID NIL", 12);
-	else if (kind == IT_EMAILID)
+		return;
+	}
+	const struct row_name *rn = &fc->names[m - fc->rows]; /* need_name: allocated */
+	if (kind == IT_EMAILID)
 		imap_send(s, "EMAILID (%s)", rn->emailid);
 	else if (rn->savedate > 0)
 		send_date(s, "SAVEDATE", rn->savedate);
