@@ -102,20 +102,25 @@ def test_capabilities_advertised(srv):
 
 
 def test_rfc8474_5_1_emailid_same_after_copy_and_move(srv, data):
-    deliver(data, "alice", msg("one", "first\r\n"))
-    deliver(data, "alice", msg("two", "second\r\n"))
     c = login(srv)
     c.ok("CREATE Work")
+    deliver(data, "alice", msg("one", "first\r\n"))
+    deliver(data, "alice", msg("two", "second\r\n"))
+    deliver(data, "alice", msg("zero", "in Work first\r\n"), mailbox="Work")  # Work's copies get UIDs 2, 3
     c.ok("SELECT INBOX")
     ids = emailids(c)
     assert len(ids) == 2 and ids[1] != ids[2]
     for v in ids.values():
         assert OBJECTID.match(v), v
+    time.sleep(1.1)  # another save date, so the copies' file names differ in A= as well as U=
     c.ok("UID COPY 1 Work")
     c.ok("UID MOVE 2 Work")
     c.ok("SELECT Work")
     work = emailids(c)
-    assert sorted(work.values()) == sorted(ids.values())
+    assert work[2] == ids[1] and work[3] == ids[2]
+    assert work[1] not in ids.values()
+    names = {p.name for _u, _f, p in cur_files(data, "alice", "Work")}
+    assert not names & {p.name for _u, _f, p in cur_files(data, "alice")}  # the ids are not the names'
     # RFC 8474 6: SEARCH EMAILID finds the message by its id
     assert search(c, f"UID SEARCH EMAILID {ids[2]}") == [u for u, v in work.items() if v == ids[2]]
     assert search(c, "UID SEARCH EMAILID Mnosuchmessage") == []
