@@ -1,7 +1,8 @@
 /*
  * imap_cmd_fetch.c: FETCH and UID FETCH (RFC 9051 6.4.5 and 7.5.2; RFC 3501
  * 6.4.5 for the rev1 items RFC822, RFC822.HEADER, RFC822.TEXT; RFC 3516
- * BINARY; RFC 7162 CONDSTORE MODSEQ / CHANGEDSINCE and QRESYNC VANISHED).
+ * BINARY; RFC 7162 CONDSTORE MODSEQ / CHANGEDSINCE and QRESYNC VANISHED;
+ * RFC 8474 EMAILID and THREADID, RFC 8514 SAVEDATE, RFC 8970 PREVIEW).
  *
  * Design note.
  *
@@ -15,7 +16,12 @@
  *
  * Data sources, cheapest first. FLAGS, UID, MODSEQ, INTERNALDATE and the
  * physical size come from the index (store_mailbox_messages, a batch of
- * UIDs per query). ENVELOPE, BODY, BODYSTRUCTURE and the MIME tree come
+ * UIDs per query); EMAILID and SAVEDATE from the file name in that row
+ * (store_message_emailid, store_message_savedate). PREVIEW is a cached
+ * field like ENVELOPE; PREVIEW (LAZY) takes it only from the cache and
+ * answers NIL where it is not there (RFC 8970 3.2), so that a client
+ * listing a mailbox whose index was rebuilt does not make the server
+ * parse every file; asked without LAZY it is computed and cached. ENVELOPE, BODY, BODYSTRUCTURE and the MIME tree come
  * from the store's parsed-message cache: for a dense batch in one query
  * (store_cache_range), then per message whatever that left out
  * (store_cache_get, which parses the file on a miss and caches the result;
@@ -94,6 +100,10 @@ enum item_kind {
 	IT_SECTION,	  /* BODY[...], BODY.PEEK[...], RFC822, RFC822.HEADER, RFC822.TEXT */
 	IT_BINARY,	  /* BINARY[...], BINARY.PEEK[...] */
 	IT_BINARY_SIZE,
+	IT_EMAILID,	  /* RFC 8474 */
+	IT_THREADID,
+	IT_SAVEDATE,	  /* RFC 8514 */
+	IT_PREVIEW,	  /* RFC 8970 */
 };
 
 struct fetch_item {
@@ -120,9 +130,19 @@ struct pre_ent {
 	struct store_parsed parsed; /* NULL where not cached */
 };
 
+/* What a row's file name says, for the items that need it (next to rows). */
+struct row_name {
+	char emailid[STORE_OBJECTID_SIZE];
+	int64_t savedate;		   /* 0: unknown */
+};
+
 struct fetch_ctx {
 	struct imap_session *s;
 	bool uid_cmd;
+	bool need_name;	   /* EMAILID or SAVEDATE: keep what rows' names say */
+	bool need_preview; /* PREVIEW without LAZY */
+	bool lazy_preview; /* PREVIEW (LAZY) only */
+	struct row_name *names; /* BATCH long, beside rows */
 	struct fetch_item items[MAX_ITEMS];
 	size_t nitems;
 	bool want_uid, want_flags, want_modseq;
@@ -189,6 +209,7 @@ static void ctx_free(struct fetch_ctx *fc)
 	}
 	free(fc->uids);
 	free(fc->rows);
+	free(fc->names);
 	free(fc->buf);
 	free(fc);
 }
@@ -398,6 +419,10 @@ static int parse_one(struct fetch_ctx *fc, const struct imap_arg *a, bool top, s
 		{ "BODY", IT_BODY },
 		{ "BODYSTRUCTURE", IT_BODYSTRUCTURE },
 		{ "MODSEQ", IT_MODSEQ },
+		{ "EMAILID", IT_EMAILID },
+		{ "THREADID", IT_THREADID },
+		{ "SAVEDATE", IT_SAVEDATE },
+		{ "PREVIEW", IT_PREVIEW },
 	};
 	if (a->type != IMAP_ARG_ATOM) {
 		error_set(why, ERR_INVALID, "Invalid fetch attribute");
@@ -479,6 +504,24 @@ static int parse_modifiers(struct fetch_ctx *fc, const struct imap_arg *a, struc
 	return 0;
 }
 
+/* RFC 8970 3.2: "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"], the
+ * only preview-mod being LAZY. 1: a is such a list (taken), 0: it is not. */
+static int preview_mods(struct fetch_ctx *fc, const struct imap_arg *a)
+{
+	if (a->type != IMAP_ARG_LIST || a->count == 0)
+		return 0;
+	for (size_t i = 0; i < a->count; i++)
+		if (!imap_parser_arg_atom_eq(&a->list[i], "LAZY"))
+			return 0;
+	fc->lazy_preview = true;
+	return 1;
+}
+
+static bool is_preview(const struct imap_arg *a)
+{
+	return imap_parser_arg_atom_eq(a, "PREVIEW");
+}
+
 static int parse_items(struct fetch_ctx *fc, const struct imap_command *cmd, struct error *why)
 {
 	if (cmd->argc < 2 || cmd->argc > 3) {
@@ -486,19 +529,44 @@ static int parse_items(struct fetch_ctx *fc, const struct imap_command *cmd, str
 		return -1;
 	}
 	const struct imap_arg *a = &cmd->args[1];
+	bool plain_preview = false; /* a PREVIEW without LAZY was asked for */
+	bool mods_taken = false;
 	if (a->type == IMAP_ARG_LIST) {
 		if (a->count == 0) {
 			error_set(why, ERR_INVALID, "Empty attribute list");
 			return -1;
 		}
-		for (size_t i = 0; i < a->count; i++)
+		for (size_t i = 0; i < a->count; i++) {
 			if (parse_one(fc, &a->list[i], false, why) < 0)
 				return -1;
-	} else if (parse_one(fc, a, true, why) < 0) {
-		return -1;
+			if (!is_preview(&a->list[i]))
+				continue;
+			if (i + 1 < a->count && a->list[i + 1].type == IMAP_ARG_LIST) {
+				if (!preview_mods(fc, &a->list[i + 1])) {
+					error_set(why, ERR_INVALID, "Unknown PREVIEW modifier");
+					return -1;
+				}
+				i++;
+			} else {
+				plain_preview = true;
+			}
+		}
+	} else {
+		if (parse_one(fc, a, true, why) < 0)
+			return -1;
+		/* FETCH 1 PREVIEW (LAZY): the list is the item's, not fetch
+		 * modifiers (LAZY is none) */
+		if (is_preview(a)) {
+			mods_taken = cmd->argc == 3 && preview_mods(fc, &cmd->args[2]);
+			plain_preview = !mods_taken;
+		}
 	}
-	if (cmd->argc == 3 && parse_modifiers(fc, &cmd->args[2], why) < 0)
+	if (cmd->argc == 3 && !mods_taken && parse_modifiers(fc, &cmd->args[2], why) < 0)
 		return -1;
+	/* "PREVIEW PREVIEW (LAZY)": one item, computed as the non-lazy one asks */
+	fc->need_preview = plain_preview;
+	if (plain_preview)
+		fc->lazy_preview = false;
 	/* RFC 9051 6.4.9: UID FETCH responses always hold UID. RFC 7162
 	 * 3.1.4.1: CHANGEDSINCE implies MODSEQ. After ENABLE UIDONLY the
 	 * response number is the UID (RFC 9586 3.3): UID only if asked. */
@@ -533,6 +601,8 @@ static int parse_items(struct fetch_ctx *fc, const struct imap_command *cmd, str
 		case IT_ENVELOPE: fc->need_env = true; break;
 		case IT_BODY: fc->need_body = true; break;
 		case IT_BODYSTRUCTURE: fc->need_bs = true; break;
+		case IT_EMAILID:
+		case IT_SAVEDATE: fc->need_name = true; break;
 		case IT_SECTION:
 		case IT_BINARY:
 		case IT_BINARY_SIZE:
@@ -561,7 +631,8 @@ static unsigned parsed_want(const struct fetch_ctx *fc)
 {
 	return (fc->need_env ? STORE_PARSED_ENVELOPE : 0) | (fc->need_body ? STORE_PARSED_BODY : 0) |
 	       (fc->need_bs ? STORE_PARSED_BODYSTRUCTURE : 0) |
-	       (fc->need_tree ? STORE_PARSED_TREE : 0);
+	       (fc->need_tree ? STORE_PARSED_TREE : 0) |
+	       (fc->need_preview ? STORE_PARSED_PREVIEW : 0);
 }
 
 /* ---- output ------------------------------------------------------------------- */
@@ -742,7 +813,8 @@ static int send_binary(struct fetch_ctx *fc, struct fmsg *fm, const struct fetch
 	return 0;
 }
 
-static void send_internaldate(struct imap_session *s, int64_t when)
+/* NAME "date-time" (INTERNALDATE; SAVEDATE, RFC 8514 3). */
+static void send_date(struct imap_session *s, const char *name, int64_t when)
 {
 	static const char mon[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
 					 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
@@ -758,7 +830,7 @@ static void send_internaldate(struct imap_session *s, int64_t when)
 		off = -off;
 	/* RFC 9051 9: date-time = DQUOTE date-day-fixed "-" date-month "-"
 	 * date-year SP time SP zone DQUOTE; date-day-fixed = (SP DIGIT) / 2DIGIT */
-	imap_send(s, "INTERNALDATE \"%2d-%s-%04d %02d:%02d:%02d %c%02ld%02ld\"", tm.tm_mday,
+	imap_send(s, "%s \"%2d-%s-%04d %02d:%02d:%02d %c%02ld%02ld\"", name, tm.tm_mday,
 		  mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, sign, off / 60,
 		  off % 60);
 }
@@ -772,6 +844,9 @@ static int fmsg_load(struct fetch_ctx *fc, struct fmsg *fm, struct error *err)
 		r = fmsg_open(fc, fm, err);
 	if (r == 0)
 		r = store_cache_get(fc->s->view->mbox, fm->m.uid, parsed_want(fc), &fm->parsed, err);
+	if (r == 0 && fc->lazy_preview && fm->parsed.preview == NULL)
+		r = store_cache_get(fc->s->view->mbox, fm->m.uid,
+				    STORE_PARSED_PREVIEW | STORE_PARSED_CACHED, &fm->parsed, err);
 	if (r < 0)
 		return err->code == ERR_NOTFOUND ? 0 : -1;
 	return 1;
@@ -797,6 +872,27 @@ static bool unknown_cte(const struct fetch_ctx *fc, const struct fmsg *fm)
 }
 
 static void pre_take(struct fetch_ctx *fc, struct fmsg *fm);
+
+/* EMAILID, THREADID (RFC 8474 7) and SAVEDATE (RFC 8514 3) of m, a row of
+ * fc->rows. THREADID is NIL: this server does not keep threads in a way
+ * that gives a thread a stable id (RFC 8474 5.2 allows NIL for a server
+ * that does not support threads). SAVEDATE NIL when the file name does not
+ * say it (RFC 8514 3: the server does not know). */
+static void send_name_item(struct fetch_ctx *fc, const struct store_msg *m, enum item_kind kind)
+{
+	struct imap_session *s = fc->s;
+	if (kind == IT_THREADID) {
+		imap_send_raw(s, "THREADID NIL", 12);
+		return;
+	}
+	const struct row_name *rn = &fc->names[m - fc->rows]; /* need_name: allocated */
+	if (kind == IT_EMAILID)
+		imap_send(s, "EMAILID (%s)", rn->emailid);
+	else if (rn->savedate > 0)
+		send_date(s, "SAVEDATE", rn->savedate);
+	else
+		imap_send_raw(s, "SAVEDATE NIL", 12);
+}
 
 /* "<pre><n><post>" without printf: FETCH writes these for every message
  * (pre and post are short literals). */
@@ -864,7 +960,18 @@ static int fetch_one(struct fetch_ctx *fc, const struct store_msg *m)
 			imap_send_flags(s, m->flags | imap_view_recent(s, m->uid), m->keywords);
 			flags_done = true;
 			break;
-		case IT_INTERNALDATE: send_internaldate(s, m->internaldate); break;
+		case IT_INTERNALDATE: send_date(s, "INTERNALDATE", m->internaldate); break;
+		case IT_EMAILID:
+		case IT_THREADID:
+		case IT_SAVEDATE: send_name_item(fc, m, it->kind); break;
+		case IT_PREVIEW:
+			/* RFC 8970 3: PREVIEW nstring; NIL only for LAZY, not cached */
+			imap_send_raw(s, "PREVIEW ", 8);
+			if (fm.parsed.preview == NULL)
+				imap_send_raw(s, "NIL", 3);
+			else
+				imap_send_string(s, fm.parsed.preview, fm.parsed.preview_len);
+			break;
 		case IT_SIZE: imap_send(s, "RFC822.SIZE %" PRIu64, fm.parsed.tree->vsize); break;
 		case IT_ENVELOPE:
 			imap_send_raw(s, "ENVELOPE ", 9);
@@ -929,6 +1036,12 @@ static int collect_row(void *ctx, const struct store_msg *m)
 		return 0; /* RFC 7162 3.1.4.1 */
 	fc->rows[fc->nrows] = *m;
 	fc->rows[fc->nrows].fname = NULL;
+	if (fc->need_name) {
+		struct row_name *rn = &fc->names[fc->nrows];
+		if (store_message_emailid(fc->s->view->mbox, m->fname, rn->emailid) < 0)
+			snprintf(rn->emailid, sizeof(rn->emailid), "M%u", m->uid); /* no name: cannot be */
+		rn->savedate = store_message_savedate(m->fname);
+	}
 	fc->nrows++;
 	return fc->nrows >= BATCH;
 }
@@ -948,7 +1061,7 @@ static int collect_pre(void *ctx, uint32_t uid, struct store_parsed *parsed)
 /* The cached fields this FETCH needs, for the whole batch lo..hi. */
 static int prefetch(struct fetch_ctx *fc, uint32_t lo, uint32_t hi, struct error *err)
 {
-	unsigned want = parsed_want(fc);
+	unsigned want = parsed_want(fc) | (fc->lazy_preview ? STORE_PARSED_PREVIEW : 0);
 	if (want == 0)
 		return 0;
 	if (fc->pre == NULL && (fc->pre = calloc(BATCH, sizeof(*fc->pre))) == NULL)
@@ -1151,7 +1264,9 @@ static int cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 	}
 	fc->rows = malloc(BATCH * sizeof(*fc->rows));
 	fc->buf = malloc(COPY_CHUNK);
-	if (fc->rows == NULL || fc->buf == NULL) {
+	if (fc->need_name)
+		fc->names = malloc(BATCH * sizeof(*fc->names));
+	if (fc->rows == NULL || fc->buf == NULL || (fc->need_name && fc->names == NULL)) {
 		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
 		ctx_free(fc);
 		return 0;

@@ -105,6 +105,9 @@ static void select_done(struct session *base, void *arg)
 	imap_send(s, "* OK [UIDVALIDITY %u] UIDs valid\r\n", st.uidvalidity);
 	imap_send(s, "* OK [UIDNEXT %u] Predicted next UID\r\n", st.uidnext);
 	imap_send(s, "* OK [HIGHESTMODSEQ %llu] Highest\r\n", (unsigned long long)v->seen_modseq);
+	const char *mailboxid = imap_cmd_status_mailboxid(v->mbox);
+	if (mailboxid != NULL) /* RFC 8474 4 */
+		imap_send(s, "* OK [MAILBOXID (%s)] Ok\r\n", mailboxid);
 	if (!s->rev2) {
 		for (size_t i = 0; i < v->n; i++)
 			if (!(v->flags[i] & STORE_F_SEEN)) {
@@ -226,6 +229,22 @@ static int cmd_select(struct imap_session *s, const struct imap_command *cmd)
 
 /* ---- CREATE / DELETE / RENAME / SUBSCRIBE -------------------------------- */
 
+/* RFC 8474 4: "OK [MAILBOXID (id)]" for the mailbox just created (a plain
+ * OK if it cannot be opened now: it was created all the same). */
+static void create_ok(struct imap_session *s, const struct imap_command *cmd, const char *name)
+{
+	struct store_mailbox *m = NULL;
+	struct error err;
+	const char *mid = NULL;
+	if (store_mailbox_open(s->suser, name, &m, &err) == 0)
+		mid = imap_cmd_status_mailboxid(m);
+	if (mid != NULL)
+		imap_send_tagged(s, cmd, "OK", "[MAILBOXID (%s)] CREATE completed", mid);
+	else
+		imap_send_tagged(s, cmd, "OK", "CREATE completed");
+	store_mailbox_close(&m);
+}
+
 static int cmd_create(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct error err;
@@ -261,7 +280,7 @@ static int cmd_create(struct imap_session *s, const struct imap_command *cmd)
 		else
 			imap_send_store_error(s, cmd, &err);
 	} else {
-		imap_send_tagged(s, cmd, "OK", "CREATE completed");
+		create_ok(s, cmd, name);
 	}
 	free(name);
 	return 0;

@@ -1,7 +1,9 @@
 /*
  * imap_cmd_search.c: SEARCH and UID SEARCH (RFC 9051 6.4.4; RFC 3501 6.4.4 for
  * NEW, OLD, RECENT), with ESEARCH result options (RFC 4731), SEARCHRES
- * (RFC 5182) and the MODSEQ criterion (RFC 7162 3.1.5).
+ * (RFC 5182), the MODSEQ criterion (RFC 7162 3.1.5), EMAILID and THREADID
+ * (RFC 8474 6) and SAVEDBEFORE, SAVEDON, SAVEDSINCE, SAVEDATESUPPORTED
+ * (RFC 8514 4).
  *
  * Design note.
  *
@@ -37,7 +39,15 @@
  * Dates. BEFORE/ON/SINCE compare the internal date's calendar day (server
  * local time); SENTBEFORE/SENTON/SENTSINCE the day written in the Date:
  * header, disregarding time and zone (RFC 9051 6.4.4); a message without a
- * usable Date: falls back to its internal date.
+ * usable Date: falls back to its internal date. SAVEDBEFORE/SAVEDON/
+ * SAVEDSINCE compare the save date's day (the A= of the file name,
+ * store_message_savedate); a message whose name has none (stored before
+ * save dates were kept) falls back to its internal date, as Dovecot does,
+ * so that old mail is not lost to every save-date search.
+ * SAVEDATESUPPORTED matches every message: every mailbox of this store
+ * keeps save dates (RFC 8514 4.3). EMAILID matches the message whose id is
+ * the argument, exactly (RFC 8474 6); THREADID matches nothing, as FETCH
+ * THREADID is NIL for every message (threads have no ids here).
  *
  * Messages the view still has but another session expunged (no EXPUNGE
  * during SEARCH, RFC 9051 7.5.1) simply do not match.
@@ -91,6 +101,10 @@ enum node_type {
 	N_TEXT,
 	N_UIDS, /* sequence set or UID set, resolved to UIDs */
 	N_MODSEQ,
+	N_SAVEDBEFORE, /* RFC 8514 */
+	N_SAVEDON,
+	N_SAVEDSINCE,
+	N_EMAILID,     /* RFC 8474: needle is the objectid */
 };
 
 enum cost { COST_CHEAP, COST_HEADER, COST_BODY };
@@ -119,6 +133,7 @@ struct search {
 	size_t maxneedle;
 	bool has_modseq; /* a MODSEQ criterion: report (MODSEQ n) */
 	bool need_sent;
+	bool need_name;	 /* SAVED* or EMAILID: what the file names say */
 	const char *error; /* BAD text (static or in errbuf) */
 	char errbuf[128];
 	bool replied;	   /* a tagged reply was already sent (imap_arg_*) */
@@ -135,6 +150,8 @@ struct msgeval {
 	uint8_t *match;	  /* per text node: matched */
 	struct mime_tree *tree;
 	char *buf; /* READ_CHUNK */
+	int64_t savedate;    /* from the file name; 0: unknown */
+	const char *emailid; /* from the file name */
 };
 
 /* ---- case folding ----------------------------------------------------------- */
@@ -494,6 +511,34 @@ static int number_node(struct search *se, enum node_type t, const struct imap_ar
 	return id;
 }
 
+/* EMAILID / THREADID objectid (RFC 8474 6): objectid = 1*255(ALPHA /
+ * DIGIT / "_" / "-"). THREADID matches nothing (no message has one). */
+static int objectid_node(struct search *se, const struct imap_arg *args, size_t argc, size_t *i,
+			 const char *k)
+{
+	const struct imap_arg *v = next_arg(se, args, argc, i, k);
+	if (v == NULL)
+		return -1;
+	if (v->type != IMAP_ARG_ATOM || v->len == 0 || v->len > 255 ||
+	    strspn(v->str, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+		    v->len) {
+		se->error = "Invalid objectid";
+		return -1;
+	}
+	if (toupper((unsigned char)k[0]) == 'T')
+		return new_node(se, N_NONE);
+	int id = new_node(se, N_EMAILID);
+	if (id < 0)
+		return -1;
+	se->nodes[id].needle = strdup(v->str);
+	if (se->nodes[id].needle == NULL) {
+		se->error = "Out of memory";
+		return -1;
+	}
+	se->need_name = true;
+	return id;
+}
+
 static int parse_key(struct search *se, const struct imap_arg *args, size_t argc, size_t *i,
 		     unsigned depth)
 {
@@ -536,6 +581,12 @@ static int parse_key(struct search *se, const struct imap_arg *args, size_t argc
 		{ "BEFORE", N_BEFORE },		{ "ON", N_ON },
 		{ "SINCE", N_SINCE },		{ "SENTBEFORE", N_SENTBEFORE },
 		{ "SENTON", N_SENTON },		{ "SENTSINCE", N_SENTSINCE },
+	};
+	static const struct {
+		const char *name;
+		enum node_type type;
+	} savedkeys[] = {
+		{ "SAVEDBEFORE", N_SAVEDBEFORE }, { "SAVEDON", N_SAVEDON }, { "SAVEDSINCE", N_SAVEDSINCE },
 	};
 	if (depth > MAX_DEPTH) {
 		se->error = "Search keys nested too deeply";
@@ -630,6 +681,16 @@ static int parse_key(struct search *se, const struct imap_arg *args, size_t argc
 		se->has_modseq = true;
 		return number_node(se, N_MODSEQ, v);
 	}
+	for (size_t f = 0; f < sizeof(savedkeys) / sizeof(savedkeys[0]); f++)
+		if (strcasecmp(k, savedkeys[f].name) == 0) {
+			const struct imap_arg *v = next_arg(se, args, argc, i, savedkeys[f].name);
+			se->need_name = true;
+			return v == NULL ? -1 : date_node(se, savedkeys[f].type, v);
+		}
+	if (strcasecmp(k, "SAVEDATESUPPORTED") == 0) /* RFC 8514 4.3: every mailbox does */
+		return new_node(se, N_ALL);
+	if (strcasecmp(k, "EMAILID") == 0 || strcasecmp(k, "THREADID") == 0)
+		return objectid_node(se, args, argc, i, k);
 	if (strcasecmp(k, "NOT") == 0) {
 		if (*i >= argc) {
 			se->error = "NOT needs a search key";
@@ -1192,6 +1253,17 @@ static bool eval(struct msgeval *me, int id)
 		return false;
 	}
 	case N_MODSEQ: return m->modseq >= n->num;
+	case N_SAVEDBEFORE:
+	case N_SAVEDON:
+	case N_SAVEDSINCE: {
+		int64_t day = internal_day(me->savedate > 0 ? me->savedate : m->internaldate);
+		if (n->type == N_SAVEDBEFORE)
+			return day < (int64_t)n->num;
+		if (n->type == N_SAVEDON)
+			return day == (int64_t)n->num;
+		return day >= (int64_t)n->num;
+	}
+	case N_EMAILID: return me->emailid != NULL && strcmp(me->emailid, n->needle) == 0;
 	}
 	return false;
 }
@@ -1204,9 +1276,16 @@ struct result {
 	size_t n;
 };
 
+/* What a row's file name says (need_name), beside rows. */
+struct row_name {
+	int64_t savedate;
+	char emailid[STORE_OBJECTID_SIZE];
+};
+
 struct run_ctx {
 	struct search *se;
 	struct store_msg *rows;
+	struct row_name *names; /* BATCH long when need_name */
 	size_t nrows;
 	const uint32_t *want; /* view UIDs of this batch */
 	size_t nwant;
@@ -1221,6 +1300,12 @@ static int collect(void *ctx, const struct store_msg *m)
 		if (rc->want[mid] == m->uid) {
 			rc->rows[rc->nrows] = *m;
 			rc->rows[rc->nrows].fname = NULL;
+			if (rc->names != NULL) {
+				struct row_name *rn = &rc->names[rc->nrows];
+				rn->savedate = store_message_savedate(m->fname);
+				if (store_message_emailid(rc->se->s->view->mbox, m->fname, rn->emailid) < 0)
+					rn->emailid[0] = '\0';
+			}
 			rc->nrows++;
 			return rc->nrows >= BATCH;
 		}
@@ -1240,11 +1325,13 @@ static int run_search(struct search *se, struct result *res, struct error *err)
 	char *buf = malloc(READ_CHUNK);
 	uint8_t *match = calloc((size_t)se->ntext + 1, 1);
 	rc.rows = malloc(BATCH * sizeof(*rc.rows));
+	if (se->need_name)
+		rc.names = malloc(BATCH * sizeof(*rc.names));
 	res->uids = malloc((v->n ? v->n : 1) * sizeof(*res->uids));
 	res->modseqs = malloc((v->n ? v->n : 1) * sizeof(*res->modseqs));
 	res->n = 0;
 	if (buf == NULL || match == NULL || rc.rows == NULL || res->uids == NULL ||
-	    res->modseqs == NULL) {
+	    res->modseqs == NULL || (se->need_name && rc.names == NULL)) {
 		err->code = ERR_TEMP;
 		strcpy(err->text, "out of memory");
 		goto out;
@@ -1262,6 +1349,10 @@ static int run_search(struct search *se, struct result *res, struct error *err)
 			struct msgeval me = { .se = se, .m = &rc.rows[r], .fd = -1,
 					      .sent_day = INT64_MIN, .match = match, .buf = buf };
 			memset(match, 0, (size_t)se->ntext + 1);
+			if (rc.names != NULL) {
+				me.savedate = rc.names[r].savedate;
+				me.emailid = rc.names[r].emailid;
+			}
 			bool hit = eval(&me, se->root);
 			if (me.fd >= 0)
 				close(me.fd);
@@ -1278,6 +1369,7 @@ out:
 	free(buf);
 	free(match);
 	free(rc.rows);
+	free(rc.names);
 	return ret;
 }
 

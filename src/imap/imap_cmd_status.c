@@ -1,12 +1,22 @@
 /*
  * imap_cmd_status.c: STATUS (RFC 9051 6.3.11, with STATUS=SIZE RFC 8438
- * and HIGHESTMODSEQ RFC 7162), and the "* STATUS" line that LIST-STATUS
- * (RFC 5819) also sends.
+ * and HIGHESTMODSEQ RFC 7162, MAILBOXID RFC 8474 4), and the "* STATUS"
+ * line that LIST-STATUS (RFC 5819) also sends.
  */
 #include "imap/imap_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+const char *imap_cmd_status_mailboxid(const struct store_mailbox *m)
+{
+	const char *g = store_mailbox_guid(m);
+	size_t n = strlen(g);
+	if (n == 0 || n > 255 || strspn(g, "0123456789abcdefABCDEF") != n)
+		return NULL; /* RFC 8474 4: objectid = 1*255(ALPHA / DIGIT / "_" / "-") */
+	return g;
+}
 
 
 int imap_cmd_status_items(const struct imap_arg *list, unsigned *items_r)
@@ -19,6 +29,7 @@ int imap_cmd_status_items(const struct imap_arg *list, unsigned *items_r)
 		{ "UIDVALIDITY", IMAP_STATUS_UIDVALIDITY }, { "UNSEEN", IMAP_STATUS_UNSEEN },
 		{ "DELETED", IMAP_STATUS_DELETED },	{ "SIZE", IMAP_STATUS_SIZE },
 		{ "HIGHESTMODSEQ", IMAP_STATUS_HIGHESTMODSEQ }, { "RECENT", IMAP_STATUS_RECENT },
+		{ "MAILBOXID", IMAP_STATUS_MAILBOXID },
 	};
 	unsigned items = 0;
 	if (list->type != IMAP_ARG_LIST || list->count == 0)
@@ -42,9 +53,13 @@ int imap_cmd_status_send(struct imap_session *s, const char *name, unsigned item
 	struct store_mailbox *m = NULL;
 	struct store_status st;
 	uint32_t recent = 0;
+	char mailboxid[300] = "";
 	if (store_mailbox_open(s->suser, name, &m, err) < 0)
 		return -1;
 	int rc = store_mailbox_status(m, &st, err);
+	const char *mid = imap_cmd_status_mailboxid(m);
+	if ((items & IMAP_STATUS_MAILBOXID) && mid != NULL) /* RFC 8474 4 */
+		snprintf(mailboxid, sizeof(mailboxid), "%s", mid);
 	/* RFC 3501 6.3.10: the messages no session has claimed as recent yet
 	 * (store_mailbox_recent.c); STATUS itself claims nothing. */
 	if (rc == 0 && (items & IMAP_STATUS_RECENT))
@@ -52,7 +67,7 @@ int imap_cmd_status_send(struct imap_session *s, const char *name, unsigned item
 	store_mailbox_close(&m);
 	if (rc < 0)
 		return -1;
-	char text[300];
+	char text[600];
 	size_t o = 0;
 #define ADD(bit, fmt, val) \
 	if (items & (bit)) \
@@ -65,6 +80,8 @@ int imap_cmd_status_send(struct imap_session *s, const char *name, unsigned item
 	ADD(IMAP_STATUS_DELETED, "DELETED %u", st.deleted);
 	ADD(IMAP_STATUS_SIZE, "SIZE %llu", (unsigned long long)st.size);
 	ADD(IMAP_STATUS_HIGHESTMODSEQ, "HIGHESTMODSEQ %llu", (unsigned long long)st.highestmodseq);
+	if (mailboxid[0] != '\0')
+		ADD(IMAP_STATUS_MAILBOXID, "MAILBOXID (%s)", mailboxid);
 #undef ADD
 	imap_send(s, "* STATUS ");
 	imap_send_mailbox(s, name);

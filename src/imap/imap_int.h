@@ -263,10 +263,14 @@ void imap_cmd_idle_unwatch(struct imap_session *s);
 /* STATUS items list -> bits, and one "* STATUS" line (imap_cmd_status.c,
  * also for LIST-STATUS). The line: -1 with err if the mailbox can't be read. */
 enum { IMAP_STATUS_MESSAGES = 1, IMAP_STATUS_UIDNEXT = 2, IMAP_STATUS_UIDVALIDITY = 4, IMAP_STATUS_UNSEEN = 8, IMAP_STATUS_DELETED = 16,
-       IMAP_STATUS_SIZE = 32, IMAP_STATUS_HIGHESTMODSEQ = 64, IMAP_STATUS_RECENT = 128 };
+       IMAP_STATUS_SIZE = 32, IMAP_STATUS_HIGHESTMODSEQ = 64, IMAP_STATUS_RECENT = 128,
+       IMAP_STATUS_MAILBOXID = 256 };
 int imap_cmd_status_items(const struct imap_arg *list, unsigned *items_r);
 int imap_cmd_status_send(struct imap_session *s, const char *name, unsigned items,
 			 struct error *err);
+/* The MAILBOXID (RFC 8474 4) of an open mailbox, or NULL if its GUID is not
+ * a valid objectid (a hand-edited mailroom-box): valid while m is open. */
+const char *imap_cmd_status_mailboxid(const struct store_mailbox *m);
 /* APPEND literal streaming (imap_cmd_append.c), called by the parser. */
 enum imap_literal_action imap_cmd_append_literal_start(struct imap_session *s, const char *name,
 						       size_t argc, uint64_t size, bool is_sync,

@@ -228,7 +228,9 @@ bool mime_part_is_placeholder(const struct mime_part *part);
  * another version for a miss and parses the file again (store_cache.c).
  *   2: the tree keeps each part's charset
  *   3: a bare CR in a header field is a space (mime_unfold), not nothing;
- *      a header whose blank line is the next delimiter's CRLF stops before it */
+ *      a header whose blank line is the next delimiter's CRLF stops before it
+ *   (the PREVIEW that mime_preview computes is cached beside them too: a
+ *   change of its output needs a bump as well) */
 #define MIME_TREE_FORMAT 3
 /* Is `data` a serialised tree of the current MIME_TREE_FORMAT? (Reads only
  * its first bytes; says nothing about the rest being well formed.) */
@@ -463,6 +465,22 @@ char *mime_decode_header_utf8(const char *value, size_t len, size_t *len_r);
  * ENOMEM; malloc'd otherwise. */
 char *mime_param_get_utf8(const struct mime_param *params, unsigned int count,
 			  const char *name);
+
+/* ==================================================================== */
+/* Preview (mime_preview.c)                                              */
+/* ==================================================================== */
+
+/* RFC 8970 3.1: a preview has at most this many characters. */
+#define MIME_PREVIEW_MAX 256
+/* The PREVIEW of the message (RFC 8970): the start of its first text part
+ * (text/plain preferred in multipart/alternative, text/html stripped of
+ * markup), decoded to UTF-8, whitespace collapsed, at most MIME_PREVIEW_MAX
+ * characters; "" when it has no text. Needs a tree from the parser (it
+ * reads Content-Disposition); reads at most 64 KiB of src. Returns 0 with
+ * a malloc'ed NUL-terminated string (length in *len_r), or -1 when src
+ * fails or memory runs out. */
+int mime_preview(const struct mime_tree *tree, const struct mime_source *src, char **out_r,
+		 size_t *len_r);
 
 /* ==================================================================== */
 /* Addresses (mime_address.c)                                            */

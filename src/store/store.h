@@ -146,6 +146,10 @@ void store_mailbox_close(struct store_mailbox **mbox);
  * less each, which is what lets one worker hold 10,000 of them. */
 void store_mailbox_release_fds(struct store_mailbox *mbox);
 const char *store_mailbox_name(const struct store_mailbox *mbox);
+/* The MAILBOXID (RFC 8474 4): the mailbox's GUID from mailroom-box, 32 hex
+ * digits, made when it is created and kept by RENAME (the file moves with
+ * the folder) and by a rebuilt index. Valid while mbox is open. */
+const char *store_mailbox_guid(const struct store_mailbox *mbox);
 int store_mailbox_status(struct store_mailbox *mbox, struct store_status *st_r, struct error *err);
 /* UIDVALIDITY and HIGHESTMODSEQ only: one indexed row, for sessions that
  * ask often whether anything changed. */
@@ -206,6 +210,20 @@ int store_mailbox_expunged_since(struct store_mailbox *mbox, uint64_t modseq,
 int store_message_open(struct store_mailbox *mbox, uint32_t uid, int *fd_r, uint64_t *size_r,
 		       struct error *err);
 
+/* What the name of a message file (store_msg.fname) says beyond UID and
+ * flags, store_message.c. The save date (RFC 8514): when the message
+ * entered this mailbox, Unix seconds; 0 if the name does not say (a file
+ * from before the save date was kept, or put in cur/ by another program). */
+int64_t store_message_savedate(const char *fname);
+/* The EMAILID (RFC 8474 5.1) of the message whose file is fname, as a
+ * NUL-terminated objectid in out: the same for every link of one file (COPY,
+ * MOVE, flag changes) and after the index is rebuilt or the store copied
+ * with rsync -aH; different for another user (see the note in
+ * store_message.c). 0, or -1 if fname is not a message name. */
+#define STORE_OBJECTID_SIZE 26
+int store_message_emailid(const struct store_mailbox *mbox, const char *fname,
+			  char out[STORE_OBJECTID_SIZE]);
+
 /* ---- the parsed message, store_cache.c ------------------------------------- */
 
 struct mime_tree;
@@ -215,6 +233,10 @@ struct mime_tree;
 #define STORE_PARSED_BODY	   0x02u /* IMAP BODY: BODYSTRUCTURE without extension data */
 #define STORE_PARSED_BODYSTRUCTURE 0x04u /* IMAP BODYSTRUCTURE */
 #define STORE_PARSED_TREE	   0x08u /* the MIME tree: where each part is, its size */
+#define STORE_PARSED_PREVIEW	   0x10u /* RFC 8970 PREVIEW text (mime_preview) */
+/* Not a field: store_cache_get gives only what the cache holds (the others
+ * stay NULL) and never reads the file (PREVIEW (LAZY), RFC 8970 3.2). */
+#define STORE_PARSED_CACHED	   0x100u
 
 /* A message's parsed data, by name. Every pointer is malloc'ed and belongs to
  * whoever holds the struct (store_cache_parsed_clear frees them); a field not
@@ -230,6 +252,8 @@ struct store_parsed {
 	size_t body_len;
 	char *bodystructure;
 	size_t bodystructure_len;
+	char *preview; /* UTF-8, at most 256 characters; "" for none */
+	size_t preview_len;
 	struct mime_tree *tree;
 };
 
@@ -238,7 +262,7 @@ struct store_parsed {
  * the index's cache; on a miss (no row, a field missing, a cached tree that
  * does not deserialise) the message file is parsed, in bounded memory, and
  * the whole row written (a failed write is logged and costs a parse next
- * time, no more). 0 on success; -1 with err, *parsed unchanged: NOTFOUND if
+ * time, no more; a read that finds the index damaged is a miss too). 0 on success; -1 with err, *parsed unchanged: NOTFOUND if
  * the message is not cached and not (or no longer) in the mailbox, TEMP for
  * I/O, index and memory failures. Not from a store_cache_range callback. */
 int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,

@@ -1,6 +1,7 @@
 /*
  * store_cache.c: the parsed form of each message (ENVELOPE, BODY,
- * BODYSTRUCTURE and the MIME tree), kept in the index's msg_cache table.
+ * BODYSTRUCTURE, the MIME tree and the PREVIEW, RFC 8970), kept in the
+ * index's msg_cache table.
  *
  * Design note. The store alone fills and reads the cache; callers ask for
  * named fields (struct store_parsed) and never parse a message themselves.
@@ -18,6 +19,12 @@
  *  - So is a row an older parser wrote: its tree blob carries the version
  *    (MIME_TREE_FORMAT, mime.h), bumped whenever the parser's output
  *    changes, and a row of another version is not served (row_current).
+ *  - The preview is the one field that needs the message's bytes besides
+ *    its tree (mime_preview reads the text part): it is computed wherever a
+ *    row is made, from the staged file or the file parsed on a miss. A row
+ *    written before the column existed has it NULL: asked for, that is a
+ *    miss like any missing field, unless the caller wants only what is
+ *    cached (STORE_PARSED_CACHED, for PREVIEW (LAZY)).
  *
  * Whichever path fills a row, its strings come from mime_tree_cache_strings
  * (here, and only here, mapped from its positions to names), so the cache
@@ -26,7 +33,9 @@
  * depend on whether the cache was hit.
  *
  * A cache write that fails (disk full, index busy) is logged and costs a
- * parse next time, never the caller's answer. A row is written only while
+ * parse next time, never the caller's answer; so does a cache read that
+ * finds the index damaged (it is healed by the next command's
+ * store_index_verify, store_index.c): the file is parsed as on a miss. A row is written only while
  * its message has an index row (INSERT ... WHERE EXISTS), and it goes with
  * that row (trigger msg_cache_gc, store_index.c), or when reconcile gives the
  * UID to a file it did not know (store_sync.c).
@@ -44,15 +53,22 @@
 /* Bytes read from the message file per parser call on a miss. */
 #define CHUNK (64 * 1024)
 
-#define PARSED_STRINGS (STORE_PARSED_ENVELOPE | STORE_PARSED_BODY | STORE_PARSED_BODYSTRUCTURE)
+#define PARSED_STRINGS                                                                   \
+	(STORE_PARSED_ENVELOPE | STORE_PARSED_BODY | STORE_PARSED_BODYSTRUCTURE |        \
+	 STORE_PARSED_PREVIEW)
 
-int store_cache_row_fill(struct store_cache_row *row, const struct mime_tree *tree)
+int store_cache_row_fill(struct store_cache_row *row, const struct mime_tree *tree, int fd)
 {
 	char *v[4];
 	size_t len[4];
 	memset(row, 0, sizeof(*row));
 	if (mime_tree_cache_strings(tree, v, len) < 0)
 		return -1;
+	if (fd >= 0) {
+		struct mime_source src = { mime_source_fd_pread, (void *)(intptr_t)fd };
+		if (mime_preview(tree, &src, &row->text.preview, &row->text.preview_len) < 0)
+			row->text.preview = NULL; /* a miss next time, no more */
+	}
 	/* mime_tree_cache_strings' order: ENVELOPE, BODY, BODYSTRUCTURE, tree */
 	row->text.envelope = v[0];
 	row->text.envelope_len = len[0];
@@ -70,6 +86,7 @@ void store_cache_parsed_clear(struct store_parsed *parsed)
 	free(parsed->envelope);
 	free(parsed->body);
 	free(parsed->bodystructure);
+	free(parsed->preview);
 	mime_tree_free(&parsed->tree);
 	memset(parsed, 0, sizeof(*parsed));
 }
@@ -88,7 +105,7 @@ int store_cache_put(struct store_mailbox *mbox, uint32_t uid, const struct store
 	sqlite3_stmt *st = store_index_stmt(
 		mbox->user,
 		"INSERT OR REPLACE INTO msg_cache(mailbox, uid, envelope, body, bodystructure,"
-		" mimetree) SELECT ?1, ?2, ?3, ?4, ?5, ?6"
+		" mimetree, preview) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7"
 		" WHERE EXISTS(SELECT 1 FROM msg WHERE mailbox=?1 AND uid=?2)",
 		err);
 	if (st == NULL)
@@ -100,6 +117,11 @@ int store_cache_put(struct store_mailbox *mbox, uint32_t uid, const struct store
 	sqlite3_bind_text(st, 5, row->text.bodystructure, (int)row->text.bodystructure_len,
 			  SQLITE_STATIC);
 	sqlite3_bind_blob(st, 6, row->tree, (int)row->tree_len, SQLITE_STATIC);
+	if (row->text.preview != NULL)
+		sqlite3_bind_text(st, 7, row->text.preview, (int)row->text.preview_len,
+				  SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 7);
 	int rc = sqlite3_step(st);
 	return store_index_done(mbox->user, st, rc, "cache", err);
 }
@@ -124,8 +146,8 @@ static int column_copy(sqlite3_stmt *st, int col, char **v_r, size_t *len_r)
 	return 0;
 }
 
-/* Was the row of a "SELECT uid, envelope, body, bodystructure, mimetree"
- * written by this parser version? (Its strings are only as current as its
+/* Was the row of a "SELECT uid, envelope, body, bodystructure, mimetree,
+ * preview" written by this parser version? (Its strings are only as current as its
  * tree, which says its version.) */
 static bool row_current(sqlite3_stmt *st)
 {
@@ -133,8 +155,8 @@ static bool row_current(sqlite3_stmt *st)
 	return mime_tree_blob_current(tree, (size_t)sqlite3_column_bytes(st, 4));
 }
 
-/* The columns of a "SELECT uid, envelope, body, bodystructure, mimetree"
- * row that want asks for; only those are read (the others may sit in
+/* The columns of a "SELECT uid, envelope, body, bodystructure, mimetree,
+ * preview" row that want asks for; only those are read (the others may sit in
  * overflow pages that need not be touched). */
 static int row_from_stmt(sqlite3_stmt *st, unsigned want, struct store_cache_row *row)
 {
@@ -145,7 +167,9 @@ static int row_from_stmt(sqlite3_stmt *st, unsigned want, struct store_cache_row
 	    ((want & STORE_PARSED_BODY) && column_copy(st, 2, &t->body, &t->body_len) < 0) ||
 	    ((want & STORE_PARSED_BODYSTRUCTURE) &&
 	     column_copy(st, 3, &t->bodystructure, &t->bodystructure_len) < 0) ||
-	    ((want & STORE_PARSED_TREE) && column_copy(st, 4, &row->tree, &row->tree_len) < 0)) {
+	    ((want & STORE_PARSED_TREE) && column_copy(st, 4, &row->tree, &row->tree_len) < 0) ||
+	    ((want & STORE_PARSED_PREVIEW) &&
+	     column_copy(st, 5, &t->preview, &t->preview_len) < 0)) {
 		store_cache_row_clear(row);
 		return -1;
 	}
@@ -158,6 +182,7 @@ static unsigned held(const struct store_parsed *p)
 	return (p->envelope != NULL ? STORE_PARSED_ENVELOPE : 0) |
 	       (p->body != NULL ? STORE_PARSED_BODY : 0) |
 	       (p->bodystructure != NULL ? STORE_PARSED_BODYSTRUCTURE : 0) |
+	       (p->preview != NULL ? STORE_PARSED_PREVIEW : 0) |
 	       (p->tree != NULL ? STORE_PARSED_TREE : 0);
 }
 
@@ -195,6 +220,20 @@ static int take_row(struct store_parsed *parsed, struct store_cache_row *row, un
 	if (want & STORE_PARSED_BODYSTRUCTURE)
 		take_string(&parsed->bodystructure, &parsed->bodystructure_len, &t->bodystructure,
 			    t->bodystructure_len);
+	if (want & STORE_PARSED_PREVIEW)
+		take_string(&parsed->preview, &parsed->preview_len, &t->preview, t->preview_len);
+	return 0;
+}
+
+/* After a cache statement failed with err: a damaged index (the statement
+ * marked it) is a miss, 0, for the caller to parse the file; anything else
+ * (busy, out of memory) -1. */
+static int damaged_miss(struct store_mailbox *mbox, const struct error *err)
+{
+	if (!mbox->user->ix_damaged)
+		return -1;
+	log_warn("store %s/%s: cache: %s; parsing the file instead", mbox->user->name, mbox->name,
+		 err->text);
 	return 0;
 }
 
@@ -203,7 +242,7 @@ static int read_row(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 		    struct store_cache_row *row, struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(mbox->user,
-					    "SELECT uid, envelope, body, bodystructure, mimetree"
+					    "SELECT uid, envelope, body, bodystructure, mimetree, preview"
 					    " FROM msg_cache WHERE mailbox=? AND uid=?",
 					    err);
 	if (st == NULL)
@@ -220,14 +259,15 @@ static int read_row(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 		store_index_sqlerr(mbox->user, err, "cache");
-		return -1;
+		return damaged_miss(mbox, err);
 	}
 	return found;
 }
 
-/* Stream the message file through the parser. */
+/* Stream the message file through the parser; *fd_r is the file (for the
+ * preview; the caller closes it). */
 static int parse_file(struct store_mailbox *mbox, uint32_t uid, struct mime_tree **tree_r,
-		      struct error *err)
+		      int *fd_r, struct error *err)
 {
 	int fd = -1;
 	uint64_t size;
@@ -258,7 +298,7 @@ static int parse_file(struct store_mailbox *mbox, uint32_t uid, struct mime_tree
 	if (mime_parser_finish(&p, tree_r, &why) < 0)
 		goto oom;
 	free(buf);
-	close(fd);
+	*fd_r = fd;
 	return 0;
 oom:
 	error_set(err, ERR_TEMP, "out of memory parsing message %u", uid);
@@ -277,10 +317,13 @@ static int fill_from_file(struct store_mailbox *mbox, uint32_t uid, unsigned wan
 	struct store_cache_row row;
 	struct error cerr;
 	struct error why;
+	int fd = -1;
 
-	if (parse_file(mbox, uid, &tree, err) < 0)
+	if (parse_file(mbox, uid, &tree, &fd, err) < 0)
 		return -1;
-	if (store_cache_row_fill(&row, tree) < 0) {
+	int filled = store_cache_row_fill(&row, tree, fd);
+	close(fd);
+	if (filled < 0) {
 		mime_tree_free(&tree);
 		error_set(err, ERR_TEMP, "out of memory parsing message %u", uid);
 		return -1;
@@ -308,7 +351,7 @@ int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 	struct store_parsed got = *parsed;
 	struct store_cache_row row;
 	struct error why;
-	unsigned need = want & ~held(&got);
+	unsigned need = want & ~held(&got) & ~STORE_PARSED_CACHED;
 
 	if (need == 0)
 		return 0;
@@ -316,7 +359,9 @@ int store_cache_get(struct store_mailbox *mbox, uint32_t uid, unsigned want,
 	if (found < 0)
 		return -1;
 	int ret = 0;
-	if (found && row_complete(&row, need) && take_row(&got, &row, need, &why) == 0) {
+	if ((want & STORE_PARSED_CACHED) && (!found || take_row(&got, &row, need, &why) == 0)) {
+		*parsed = got; /* only what the cache holds: no file read */
+	} else if (found && row_complete(&row, need) && take_row(&got, &row, need, &why) == 0) {
 		*parsed = got;
 	} else {
 		if (found && row_complete(&row, need))
@@ -336,7 +381,7 @@ int store_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsi
 		      struct error *err)
 {
 	sqlite3_stmt *st = store_index_stmt(mbox->user,
-					    "SELECT uid, envelope, body, bodystructure, mimetree"
+					    "SELECT uid, envelope, body, bodystructure, mimetree, preview"
 					    " FROM msg_cache WHERE mailbox=? AND uid BETWEEN ? AND ?"
 					    " ORDER BY uid",
 					    err);
@@ -369,5 +414,7 @@ int store_cache_range(struct store_mailbox *mbox, uint32_t lo, uint32_t hi, unsi
 			break;
 		}
 	}
-	return store_index_done(mbox->user, st, rc, "cache", err);
+	if (store_index_done(mbox->user, st, rc, "cache", err) < 0)
+		return damaged_miss(mbox, err); /* the rest are misses: store_cache_get */
+	return 0;
 }

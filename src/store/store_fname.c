@@ -1,10 +1,12 @@
 /*
  * store_fname.c: maildir file names.
  *
- *   <base>,S=<size>,U=<uid>:2,<flags>
+ *   <base>,A=<savedate>,S=<size>,U=<uid>:2,<flags>
  *
  * base is unique (time.MusecPpidQcounterRrandom.host); S= is the file size;
- * U= is the IMAP UID, so that the UID survives the loss of the index; the
+ * U= is the IMAP UID, so that the UID survives the loss of the index; A= is
+ * the save date (RFC 8514: when the message entered this mailbox, in Unix
+ * seconds; absent in names written before it existed); the
  * flags after ":2," are the maildir letters in ASCII order: D F P R S T for
  * the system flags, then a..z for the mailbox's keywords (mailroom-box says
  * which letter is which keyword). Other ",X=" fields another program put in
@@ -54,7 +56,8 @@ int store_fname_parse(const char *name, struct store_fname *f_r)
 			(void)known; /* unknown letters are ignored, as maildir says */
 		}
 	}
-	/* Peel ",S=" and ",U=" fields off the end of the base, in any order. */
+	/* Peel ",S=", ",U=" and ",A=" fields off the end of the base, in any
+	 * order. */
 	size_t end = base_end;
 	for (;;) {
 		const char *comma = memrchr(name, ',', end);
@@ -67,6 +70,8 @@ int store_fname_parse(const char *name, struct store_fname *f_r)
 			f.size = v;
 		else if (comma[1] == 'U' && strnum_u64(val, vlen, UINT32_MAX, &v) == 0 && v > 0)
 			f.uid = (uint32_t)v;
+		else if (comma[1] == 'A' && strnum_u64(val, vlen, INT64_MAX, &v) == 0 && v > 0)
+			f.savedate = (int64_t)v;
 		else
 			break;
 		end = (size_t)(comma - name);
@@ -93,7 +98,10 @@ int store_fname_build(const struct store_fname *f, char *out, size_t outsize)
 	char uid[24] = "";
 	if (f->uid != 0) /* files not yet given a UID (never in cur/ for long) */
 		snprintf(uid, sizeof(uid), ",U=%u", f->uid);
-	int len = snprintf(out, outsize, "%s,S=%llu%s:2,%s", f->base, (unsigned long long)f->size,
-			   uid, flags);
+	char saved[32] = "";
+	if (f->savedate > 0)
+		snprintf(saved, sizeof(saved), ",A=%lld", (long long)f->savedate);
+	int len = snprintf(out, outsize, "%s%s,S=%llu%s:2,%s", f->base, saved,
+			   (unsigned long long)f->size, uid, flags);
 	return len < 0 || (size_t)len >= outsize ? -1 : 0;
 }

@@ -523,6 +523,7 @@ static int prepare(struct store_import *imp, const struct store_import_msg *m, u
 	store_unique_base(imp->mbox->user->store, f.base, sizeof(f.base));
 	f.size = size;
 	f.uid = uid;
+	f.savedate = (int64_t)time(NULL); /* RFC 8514: saved here now (store_fname.c) */
 	f.flags = m->flags & STORE_F_ALL;
 	f.keywords = e->keywords;
 	if (store_fname_build(&f, e->fname, sizeof(e->fname)) < 0) {

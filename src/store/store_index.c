@@ -16,7 +16,7 @@
  *   mailbox(id, name, uidvalidity, uidnext, highestmodseq, cur_mtime, rescan)
  *   msg(mailbox, uid, fname, size, flags, keywords, modseq, internaldate,
  *       pending)  narrow rows, so that counts and scans stay cheap
- *   msg_cache(mailbox, uid, envelope, body, bodystructure, mimetree)  the
+ *   msg_cache(mailbox, uid, envelope, body, bodystructure, mimetree, preview)  the
  *       parsed message (store_cache.c), written at delivery or on first use;
  *       deleted with its msg row
  *   expunged(mailbox, uid, modseq)  for QRESYNC VANISHED (RFC 7162)
@@ -72,8 +72,9 @@
 #include "lib/fsx.h"
 #include "lib/log.h"
 
-/* 3: the keyword table, application_id and meta 'user' */
-#define SCHEMA_VERSION 3
+/* 3: the keyword table, application_id and meta 'user'
+ * 4: msg_cache.preview (RFC 8970 PREVIEW, store_cache.c) */
+#define SCHEMA_VERSION 4
 /* PRAGMA application_id of a mailroom index: "MlRm" */
 #define APPLICATION_ID 0x4d6c526d
 
@@ -93,7 +94,7 @@ static const char schema[] =
 	"CREATE INDEX IF NOT EXISTS msg_pending ON msg(mailbox) WHERE pending=1;"
 	"CREATE TABLE IF NOT EXISTS msg_cache("
 	" mailbox INTEGER NOT NULL, uid INTEGER NOT NULL, envelope TEXT, body TEXT,"
-	" bodystructure TEXT, mimetree BLOB, PRIMARY KEY(mailbox, uid));"
+	" bodystructure TEXT, mimetree BLOB, preview TEXT, PRIMARY KEY(mailbox, uid));"
 	"CREATE TRIGGER IF NOT EXISTS msg_cache_gc AFTER DELETE ON msg BEGIN"
 	" DELETE FROM msg_cache WHERE mailbox=old.mailbox AND uid=old.uid; END;"
 	"CREATE TABLE IF NOT EXISTS expunged("
@@ -110,7 +111,7 @@ static const char schema[] =
 static const char probe[] =
 	"SELECT m.id, m.name, m.uidvalidity, m.uidnext, m.highestmodseq, m.cur_mtime, m.rescan,"
 	" g.uid, g.fname, g.size, g.flags, g.keywords, g.modseq, g.internaldate, g.pending,"
-	" c.envelope, c.body, c.bodystructure, c.mimetree, e.modseq, k.idx, k.name, t.key, t.value"
+	" c.envelope, c.body, c.bodystructure, c.mimetree, c.preview, e.modseq, k.idx, k.name, t.key, t.value"
 	" FROM mailbox m, msg g, msg_cache c, expunged e, keyword k, meta t LIMIT 0";
 
 /* Does the last error of db say the file is damaged? A short read is a
@@ -286,6 +287,25 @@ static int schema_state(sqlite3 *db, int *version_r, int *app_r, int *tables_r)
 	return ret;
 }
 
+/* Upgrade to 4: an older msg_cache gains the preview column (NULL in its
+ * rows: a miss when asked for, store_cache.c). */
+static int add_preview_column(struct store_user *user, struct error *err)
+{
+	sqlite3_stmt *st = NULL;
+	int has = 0;
+	if (sqlite3_prepare_v2(user->ix.db,
+			       "SELECT count(*) FROM pragma_table_info('msg_cache') WHERE name='preview'",
+			       -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		store_index_sqlerr(user, err, "schema");
+		return -1;
+	}
+	has = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return has ? 0 : store_index_exec(user, err, "ALTER TABLE msg_cache ADD COLUMN preview TEXT");
+}
+
 /* The schema is created once per file (user_version marks it), so that
  * reopening a released index costs an open and one small read. A new file
  * gets it (and complete=0: every mailbox is to be rebuilt), an older index
@@ -323,7 +343,7 @@ static int setup_schema(struct store_user *user, char *why, size_t whysize, stru
 	}
 	/* An upgraded index has no keyword copies yet: the next sync of each
 	 * mailbox writes them (store_sync.c, on a full scan). */
-	if (store_index_exec(user, err, "%s", schema) < 0 ||
+	if (store_index_exec(user, err, "%s", schema) < 0 || add_preview_column(user, err) < 0 ||
 	    (version != 0 && store_index_exec(user, err, "UPDATE mailbox SET rescan=max(rescan, 1)") < 0) ||
 	    store_index_exec(user, err, "INSERT OR REPLACE INTO meta VALUES('user', %Q)", user->name) < 0 ||
 	    store_index_exec(user, err, "INSERT OR REPLACE INTO meta VALUES('complete', %d)",

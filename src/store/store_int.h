@@ -115,13 +115,14 @@ struct store_mailbox {
  *   store_check.c  store_notify.c  store_pop3lock.c
  */
 
-/* store_fname.c: maildir file names "<base>,S=<size>,U=<uid>:2,<flags>". */
+/* store_fname.c: maildir file names "<base>,A=<savedate>,S=<size>,U=<uid>:2,<flags>". */
 struct store_fname {
 	char base[200];
 	uint64_t size;	/* 0 if no S= */
 	uint32_t uid;	/* 0 if no U= */
 	uint32_t flags;
 	uint32_t keywords;
+	int64_t savedate; /* 0 if no A= (RFC 8514 save date, Unix seconds) */
 	int has_info;	/* ":2," present */
 };
 int store_fname_parse(const char *name, struct store_fname *f_r);
@@ -274,13 +275,14 @@ int store_message_lookup(struct store_mailbox *mbox, uint32_t uid, struct store_
 /* store_cache.c: a message's cache row as the index stores it, every field
  * malloc'ed or NULL. */
 struct store_cache_row {
-	struct store_parsed text; /* envelope, body, bodystructure; its tree NULL */
+	struct store_parsed text; /* envelope, body, bodystructure, preview; its tree NULL */
 	char *tree;		  /* the tree as mime_tree_serialize wrote it */
 	size_t tree_len;
 };
-/* The row of a parsed message (all four fields); -1 when out of memory
- * (then *row is empty). */
-int store_cache_row_fill(struct store_cache_row *row, const struct mime_tree *tree);
+/* The row of a parsed message (all five fields: the preview is read from
+ * fd, the message file; fd -1 leaves it NULL); -1 when out of memory (then
+ * *row is empty). */
+int store_cache_row_fill(struct store_cache_row *row, const struct mime_tree *tree, int fd);
 void store_cache_row_clear(struct store_cache_row *row);
 /* Write uid's row whole, if uid still has an index row. */
 int store_cache_put(struct store_mailbox *mbox, uint32_t uid, const struct store_cache_row *row,

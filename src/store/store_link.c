@@ -8,7 +8,7 @@
  *     UIDNEXT; commit a pending row for the UID and the final file name
  *     together with UIDNEXT+1 (no fsync: see store_index.c).
  *     store_link_reserve.
- *  3. link() the staged file into cur/ under "<base>,S=<size>,U=<uid>:2,<flags>";
+ *  3. link() the staged file into cur/ under "<base>,A=<t>,S=<size>,U=<uid>:2,<flags>";
  *     fsync cur/. From here the message survives a crash, with its UID.
  *     (The caller: store_mailbox_add.c, store_mailbox_copy.c.)
  *  4. Commit the row as done (modseq, quota, cur/'s new mtime); unlock; only
@@ -31,6 +31,7 @@
  */
 #include "store/store_int.h"
 
+#include <time.h>
 #include <unistd.h>
 
 int store_link_reserve(struct store_mailbox *mbox, struct store_link *msgs, size_t n,
@@ -57,9 +58,14 @@ int store_link_reserve(struct store_mailbox *mbox, struct store_link *msgs, size
 		goto fail;
 	}
 	uint32_t first = (uint32_t)(next - (int64_t)n);
+	/* RFC 8514: the save date is when the message entered this mailbox,
+	 * whichever way (delivery, APPEND, COPY, MOVE): in the name (see
+	 * store_fname.c for why there). */
+	int64_t now = (int64_t)time(NULL);
 	for (size_t i = 0; i < n; i++) {
 		msgs[i].uid = first + (uint32_t)i;
 		msgs[i].f.uid = msgs[i].uid;
+		msgs[i].f.savedate = now;
 		if (store_fname_build(&msgs[i].f, msgs[i].fname, sizeof(msgs[i].fname)) < 0) {
 			error_set(err, ERR_INVALID, "file name too long");
 			goto fail;

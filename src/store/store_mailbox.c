@@ -445,6 +445,11 @@ const char *store_mailbox_name(const struct store_mailbox *mbox)
 	return mbox->name;
 }
 
+const char *store_mailbox_guid(const struct store_mailbox *mbox)
+{
+	return mbox->box.guid;
+}
+
 int store_mailbox_status(struct store_mailbox *mbox, struct store_status *st_r, struct error *err)
 {
 	if (store_fds_open(mbox, err) < 0)

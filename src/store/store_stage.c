@@ -176,8 +176,12 @@ int store_stage_finish(struct store_stage *s, struct error *err)
 	struct error why;
 	if (s->parser != NULL && mime_parser_finish(&s->parser, &tree, &why) == 0) {
 		/* the same row a miss computes (store_cache.c); out of memory
-		 * leaves it empty */
-		(void)store_cache_row_fill(&s->cache, tree);
+		 * leaves it empty. The preview reads the part back (the page
+		 * cache still has it): the stage's own fd is write-only. */
+		int rfd = fsx_open_beneath(s->store->spool_fd, s->name, O_RDONLY, 0);
+		(void)store_cache_row_fill(&s->cache, tree, rfd);
+		if (rfd >= 0)
+			close(rfd);
 		mime_tree_free(&tree);
 	}
 	return 0;

@@ -348,6 +348,8 @@ static int adopt_new_uid(struct store_mailbox *mbox, struct file_ent *e, uint32_
 		return 0;
 	f.uid = uid;
 	f.size = e->size;
+	if (f.savedate == 0) /* RFC 8514: it enters the mailbox now */
+		f.savedate = (int64_t)time(NULL);
 	if (store_fname_build(&f, newname, sizeof(newname)) < 0) {
 		error_set(err, ERR_INVALID, "file name too long: %s", e->name);
 		return -1;

@@ -148,6 +148,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	unsigned int path[MIME_MAX_DEPTH + 1];
 	unsigned int budget = 64;
 	walk(t1, &src, path, 0, &budget);
+	/* RFC 8970 PREVIEW: at most 256 characters, NUL-free UTF-8 */
+	char *pv = NULL;
+	size_t pvlen = 0;
+	check(mime_preview(t1, &src, &pv, &pvlen) == 0 && pvlen <= 4 * MIME_PREVIEW_MAX &&
+	      strlen(pv) == pvlen);
+	free(pv);
 
 	const struct mime_part *root = t1->root;
 	for (int f = 0; f < MIME_FIELD_COUNT; f++) {
