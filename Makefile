@@ -111,8 +111,15 @@ unit: $(UNITS)
 unit-asan: $(AUNITS)
 	@set -e; for t in $(AUNITS); do echo "== $$t (asan+ubsan)"; \
 	  ASAN_OPTIONS=detect_leaks=1 $$t; done
+# The e2e suite runs on two pytest-xdist workers, a file per worker at a time
+# (each test has its own ports and temp folders), except the files that
+# measure time, memory or kill points, or fill a disk: they run alone after.
+E2E_SERIAL := test_imap_idle_scale test_client_limits test_hostile test_crash_ops \
+	test_durability_order test_powercut test_full_disk test_store_concurrency
 e2e: build/mailroom build/asan/mailroom build/pclog.so
-	MAILROOM=$(CURDIR)/build/mailroom $(PYTEST) -q tests/e2e
+	MAILROOM=$(CURDIR)/build/mailroom $(PYTEST) -q -n 2 --dist loadfile \
+	  $(patsubst %,--ignore=tests/e2e/%.py,$(E2E_SERIAL)) tests/e2e
+	MAILROOM=$(CURDIR)/build/mailroom $(PYTEST) -q $(patsubst %,tests/e2e/%.py,$(E2E_SERIAL))
 
 # The protocol suites once more against the ASan+UBSan build. Reports go to
 # files under SAN_LOGS (world-writable: workers run as run_user); conftest.py

@@ -8,7 +8,7 @@ build="gcc make pkg-config libsqlite3-dev libcrypt-dev libevent-dev libssl-dev z
 # test: every client or server an e2e test drives (a test that cannot find
 # its component fails, it does not skip): curl, isync (mbsync), fetchmail,
 # postfix, dovecot-imapd (the MIME reference), openssl, procps (pgrep).
-test="$build libcmocka-dev python3-pytest clang libclang-rt-14-dev strace curl isync offlineimap3 fetchmail postfix dovecot-imapd dovecot-pop3d openssl procps e2fsprogs mutt time rsync"
+test="$build libcmocka-dev python3-pytest python3-pytest-xdist clang libclang-rt-14-dev strace curl isync offlineimap3 fetchmail postfix dovecot-imapd dovecot-pop3d openssl procps e2fsprogs mutt time rsync"
 run="$build openssl"
 bench="$build dovecot-imapd dovecot-pop3d dovecot-lmtpd"
 

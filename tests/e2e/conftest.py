@@ -54,9 +54,12 @@ def _searchable_tmp(tmp_path_factory):
     """`mailroom serve` started as root runs its workers as run_user (mail),
     which must be able to reach DATA by its path, as in production. pytest
     makes its temp folders 0700; open the two levels above the tests' DATA
-    folders for searching (x only: nothing becomes listable or readable)."""
+    folders for searching (x only: nothing becomes listable or readable); under
+    pytest-xdist each worker's basetemp (popen-gwN) is one level deeper."""
     base = tmp_path_factory.getbasetemp()
-    for d in (base.parent, base):
+    levels = (base.parent.parent, base.parent, base) if base.name.startswith("popen-gw") \
+        else (base.parent, base)
+    for d in levels:
         try:
             os.chmod(d, os.stat(d).st_mode | 0o111)
         except OSError:
