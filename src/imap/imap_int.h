@@ -92,6 +92,8 @@ struct imap_session {
 	uint32_t *saved;
 	size_t nsaved;
 	bool saved_valid;
+	/* LIST RETURN (METADATA (entries)) in progress (imap_cmd_list.c) */
+	const struct imap_arg *list_metadata;
 };
 
 /* The IMAP session of a core session (struct session is its first member). */
@@ -229,6 +231,7 @@ extern const struct imap_cmd_family imap_cmd_msg;     /* CLOSE UNSELECT EXPUNGE 
 extern const struct imap_cmd_family imap_cmd_fetch;   /* FETCH */
 extern const struct imap_cmd_family imap_cmd_store;   /* STORE */
 extern const struct imap_cmd_family imap_cmd_search;  /* SEARCH */
+extern const struct imap_cmd_family imap_cmd_metadata; /* GETMETADATA SETMETADATA */
 
 /* AUTHENTICATE input: a continuation line (imap_cmd_auth.c). */
 void imap_cmd_auth_line(struct imap_session *s, const char *line, size_t len);
@@ -243,6 +246,12 @@ enum { IMAP_STATUS_MESSAGES = 1, IMAP_STATUS_UIDNEXT = 2, IMAP_STATUS_UIDVALIDIT
 int imap_cmd_status_items(const struct imap_arg *list, unsigned *items_r);
 int imap_cmd_status_send(struct imap_session *s, const char *name, unsigned items,
 			 struct error *err);
+/* LIST RETURN (METADATA (entries)) (RFC 9590, imap_cmd_metadata.c): are
+ * the entries valid names (0, else -1), and the "* METADATA" line of one
+ * mailbox (nothing when it has none of them or cannot be read). */
+int imap_cmd_metadata_list_check(const struct imap_arg *entries);
+void imap_cmd_metadata_list_send(struct imap_session *s, const char *name,
+				 const struct imap_arg *entries);
 /* APPEND literal streaming (imap_cmd_append.c), called by the parser. */
 enum imap_literal_action imap_cmd_append_literal_start(struct imap_session *s, const char *name,
 						       size_t argc, uint64_t size, bool is_sync,
