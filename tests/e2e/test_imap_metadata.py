@@ -11,7 +11,7 @@ import os
 import pytest
 
 import imap_server
-from conftest import add_user, mailbox_dir
+from conftest import add_user, check, check_problems, mailbox_dir
 from imap_server import Client, parse
 
 PW = "secret"
@@ -207,6 +207,10 @@ def test_rename_keeps_delete_drops(env):
     vals, _ = get(c, "Job/Sub /shared/comment", box="Job/Sub")
     assert vals.get("/shared/comment") is None
     assert not (mailbox_dir(data, "alice", "Job/Sub") / "mailroom-metadata").exists()
+    # `mailroom check` takes the metadata files as part of the store
+    c.ok('SETMETADATA "" (/private/x "1")')
+    p = check(data)
+    assert p.returncode == 0 and check_problems(p) == [], (p.stdout, p.stderr)
 
 
 def test_index_loss_keeps_values(env):
