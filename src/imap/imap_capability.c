@@ -38,7 +38,7 @@ static void capability_list(struct imap_session *s, char *buf, size_t size)
 		 " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE"
 		 " LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH SEARCHRES BINARY"
 		 " CONDSTORE QRESYNC MULTIAPPEND UTF8=ACCEPT OBJECTID SAVEDATE PREVIEW"
-		 " APPENDLIMIT=%llu",
+		 " METADATA METADATA-SERVER LIST-METADATA APPENDLIMIT=%llu",
 		 (unsigned long long)config_uint(s->base.env->config, "message_size_limit"));
 }
 

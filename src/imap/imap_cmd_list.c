@@ -141,6 +141,8 @@ static void list_one(struct imap_session *s, const char *name, const char *speci
 		struct error err;
 		imap_cmd_status_send(s, name, status_items, &err); /* RFC 5819: errors are skipped */
 	}
+	if (s->list_metadata != NULL && exists)
+		imap_cmd_metadata_list_send(s, name, s->list_metadata);
 }
 
 /* The names that match pat and have a subscribed descendant that does not
@@ -237,7 +239,7 @@ static int list_matches(const struct list_ctx *lc, const char *full)
 	return 0;
 }
 
-static int cmd_list(struct imap_session *s, const struct imap_command *cmd)
+static int list_run(struct imap_session *s, const struct imap_command *cmd)
 {
 	bool lsub = strcmp(cmd->name, "LSUB") == 0;
 	size_t ai = 0;
@@ -290,6 +292,9 @@ static int cmd_list(struct imap_session *s, const struct imap_command *cmd)
 				 imap_cmd_status_items(&o->list[i + 1], &status_items) == 0) {
 				ret |= LRET_STATUS;
 				i++;
+			} else if (imap_parser_arg_atom_eq(&o->list[i], "METADATA") && i + 1 < o->count &&
+				   imap_cmd_metadata_list_check(&o->list[i + 1]) == 0) {
+				s->list_metadata = &o->list[++i]; /* RFC 9590 */
 			} else {
 				imap_send_tagged(s, cmd, "BAD", "Unknown LIST return option");
 				return 0;
@@ -350,6 +355,13 @@ out:
 	names_free(&lc.all);
 	names_free(&lc.subs);
 	return 0;
+}
+
+static int cmd_list(struct imap_session *s, const struct imap_command *cmd)
+{
+	int rc = list_run(s, cmd);
+	s->list_metadata = NULL; /* points into the command's arguments */
+	return rc;
 }
 
 static const struct imap_cmd_def rows[] = {

@@ -94,6 +94,8 @@ struct imap_session {
 	uint32_t *saved;
 	size_t nsaved;
 	bool saved_valid;
+	/* LIST RETURN (METADATA (entries)) in progress (imap_cmd_list.c) */
+	const struct imap_arg *list_metadata;
 };
 
 /* The IMAP session of a core session (struct session is its first member). */
@@ -253,6 +255,7 @@ extern const struct imap_cmd_family imap_cmd_fetch;   /* FETCH */
 extern const struct imap_cmd_family imap_cmd_store;   /* STORE */
 extern const struct imap_cmd_family imap_cmd_search;  /* SEARCH */
 extern const struct imap_cmd_family imap_cmd_unauth;  /* UNAUTHENTICATE */
+extern const struct imap_cmd_family imap_cmd_metadata; /* GETMETADATA SETMETADATA */
 
 /* AUTHENTICATE input: a continuation line (imap_cmd_auth.c). */
 void imap_cmd_auth_line(struct imap_session *s, const char *line, size_t len);
@@ -271,6 +274,12 @@ int imap_cmd_status_send(struct imap_session *s, const char *name, unsigned item
 /* The MAILBOXID (RFC 8474 4) of an open mailbox, or NULL if its GUID is not
  * a valid objectid (a hand-edited mailroom-box): valid while m is open. */
 const char *imap_cmd_status_mailboxid(const struct store_mailbox *m);
+/* LIST RETURN (METADATA (entries)) (RFC 9590, imap_cmd_metadata.c): are
+ * the entries valid names (0, else -1), and the "* METADATA" line of one
+ * mailbox (nothing when it has none of them or cannot be read). */
+int imap_cmd_metadata_list_check(const struct imap_arg *entries);
+void imap_cmd_metadata_list_send(struct imap_session *s, const char *name,
+				 const struct imap_arg *entries);
 /* APPEND literal streaming (imap_cmd_append.c), called by the parser. */
 enum imap_literal_action imap_cmd_append_literal_start(struct imap_session *s, const char *name,
 						       size_t argc, uint64_t size, bool is_sync,

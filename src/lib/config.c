@@ -31,6 +31,8 @@ static const struct key {
 	{ "quota_messages", C_UINT, "0", "per-user message count limit (0: none)" },
 	{ "quota_full_tempfail", C_BOOL, "no", "over quota is a temporary failure (4xx, EX_TEMPFAIL)" },
 	{ "lock_timeout", C_UINT, "30", "seconds to wait for a mailbox lock" },
+	{ "metadata_max_size", C_SIZE, "64K", "largest IMAP METADATA value in bytes (RFC 5464)" },
+	{ "metadata_max_entries", C_UINT, "500", "IMAP METADATA entries per user, server and all mailboxes" },
 	{ "index_pool_size", C_UINT, "128", "idle index connections a process keeps open (one per user)" },
 	{ "index_pool_seconds", C_UINT, "30", "how long an idle index connection is kept" },
 	{ "message_size_limit", C_SIZE, "64M", "largest message accepted (0: none)" },

@@ -90,6 +90,8 @@ int store_open(const char *data_dir, const struct config *settings, struct store
 	st->data_fd = st->mail_fd = st->spool_fd = -1;
 	st->data_dir = strdup(data_dir);
 	st->lock_timeout = 30;
+	st->metadata_max_size = 64 * 1024;
+	st->metadata_max_entries = 500;
 	unsigned pool_size = 128, pool_seconds = 30;
 	if (settings != NULL) {
 		pool_size = (unsigned)config_uint(settings, "index_pool_size");
@@ -98,6 +100,8 @@ int store_open(const char *data_dir, const struct config *settings, struct store
 		st->quota_messages = config_uint(settings, "quota_messages");
 		st->quota_tempfail = config_bool(settings, "quota_full_tempfail");
 		st->lock_timeout = (unsigned)config_uint(settings, "lock_timeout");
+		st->metadata_max_size = config_uint(settings, "metadata_max_size");
+		st->metadata_max_entries = config_uint(settings, "metadata_max_entries");
 	}
 	read_boot_id(st->boot_id, sizeof(st->boot_id));
 	init_host(st);

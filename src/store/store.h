@@ -127,6 +127,32 @@ int store_subscribe(struct store_user *user, const char *name, int subscribe, st
 int store_subscriptions(struct store_user *user, int (*cb)(void *ctx, const char *name), void *ctx,
 			struct error *err);
 
+/* ---- metadata (RFC 5464), store_metadata.c ------------------------------
+ * Entries of a mailbox (mailbox != NULL) or of the server (mailbox NULL),
+ * each a name ("/private/..." or "/shared/...", checked by the caller) and a
+ * value of any bytes. Kept only in a plain file, "mailroom-metadata" in the
+ * mailbox's folder (the user's folder for server entries), replaced
+ * atomically and durably on each change: RENAME moves it with the folder,
+ * DELETE removes it, and the index has no copy to lose. */
+struct store_metadata_entry {
+	char *name;
+	char *value; /* NUL-terminated too; may hold NULs (literal8) */
+	size_t len;
+};
+/* All entries of the object, sorted by name (bytewise); *n_r 0 when none.
+ * ERR_NOTFOUND if the mailbox does not exist. */
+int store_metadata_get(struct store_user *user, const char *mailbox,
+		       struct store_metadata_entry **entries_r, size_t *n_r, struct error *err);
+void store_metadata_free(struct store_metadata_entry *entries, size_t n);
+/* Set (value != NULL) or remove (value NULL) the n entries, all or none.
+ * ERR_LIMIT if a value is over store_metadata_max_size() bytes or the
+ * user would have more than store_metadata_max_entries() entries in all
+ * (server and every mailbox); ERR_NOTFOUND for a missing mailbox. */
+int store_metadata_set(struct store_user *user, const char *mailbox,
+		       const struct store_metadata_entry *changes, size_t n, struct error *err);
+uint64_t store_metadata_max_size(const struct store_user *user);
+uint64_t store_metadata_max_entries(const struct store_user *user);
+
 struct store_status {
 	uint32_t uidvalidity;
 	uint32_t uidnext;

@@ -24,6 +24,8 @@ struct store {
 	uint64_t quota_messages;
 	int quota_tempfail;
 	unsigned lock_timeout; /* seconds */
+	uint64_t metadata_max_size;    /* bytes per value (RFC 5464) */
+	uint64_t metadata_max_entries; /* entries per user */
 	char boot_id[48];
 	char host[64]; /* for unique file names, with '/', ':' and ',' escaped */
 	unsigned long counter;
@@ -107,7 +109,7 @@ struct store_mailbox {
  *   store_fname.c  store_name.c  store_flags.c  store_pool.c
  *   store_index.c
  *   store.c  store_fds.c  store_lock.c  store_box.c  store_sync.c
- *   store_mailbox.c  store_subs.c  store_rename.c  store_user.c  store_message.c
+ *   store_mailbox.c  store_subs.c  store_metadata.c  store_rename.c  store_user.c  store_message.c
  *   store_cache.c  store_stage.c  store_link.c  store_mailbox_add.c
  *   store_mailbox_copy.c  store_mailbox_expunge.c  store_mailbox_set_flags.c
  *   store_mailbox_move.c  store_mailbox_rename.c  store_mailbox_recent.c  store_deliver.c
