@@ -390,6 +390,18 @@ static bool command_running(const struct imap_session *s)
 	return !s->idling && s->cmd_tag != NULL;
 }
 
+/* As IDLE does: a session that waits (in IDLE, or with nothing selected)
+ * holds no index connection or directories between wakeups; reading the
+ * snapshot opened them. A selected session keeps its index, as always. */
+static void release(struct imap_session *s)
+{
+	if (s->view != NULL && !s->idling)
+		return;
+	store_user_release_index(s->suser);
+	if (s->view != NULL)
+		store_mailbox_release_fds(s->view->mbox);
+}
+
 static void deliver(struct imap_session *s)
 {
 	struct imap_notify *nt = s->notify;
@@ -398,12 +410,7 @@ static void deliver(struct imap_session *s)
 		imap_view_sync(s, !nt->sel_delayed || s->idling);
 	if (s->notify != NULL && !s->base.closing)
 		diff_and_send(s, false, false);
-	if (s->idling) {
-		/* As IDLE does: hold no index or directories while waiting. */
-		store_user_release_index(s->suser);
-		if (s->view != NULL)
-			store_mailbox_release_fds(s->view->mbox);
-	}
+	release(s);
 }
 
 static void wakeup(void *owner)
@@ -696,6 +703,7 @@ static void cmd_notify_set(struct imap_session *s, const struct imap_command *cm
 		imap_send_tagged(s, cmd, "NO", "[NOTIFICATIONOVERFLOW] Too many mailboxes");
 		return;
 	}
+	release(s);
 	imap_send_tagged(s, cmd, "OK", "NOTIFY completed");
 }
 

@@ -205,9 +205,11 @@ def test_rfc5465_5_4_mailboxname_create_rename_delete(srv):
 def test_rfc5465_5_5_subscriptionchange(srv):
     c = notifying(srv)
     other = login(srv, select=False)
-    assert other.cmd("SUBSCRIBE INBOX")[-1].split()[1] == "OK"
+    # Subscriptions need not exist (RFC 9051 6.3.7); INBOX is subscribed
+    # from the start.
+    assert other.cmd("SUBSCRIBE Ghost")[-1].split()[1] == "OK"
     l = c.wait_for(r"^\* LIST ")
-    assert re.match(r'^\* LIST \(\\Subscribed\) "/" "?INBOX"?$', l), l
+    assert re.match(r'^\* LIST \(\\Subscribed\) "/" "?Ghost"?$', l), l
     assert other.cmd("UNSUBSCRIBE INBOX")[-1].split()[1] == "OK"
     l = c.wait_for(r"^\* LIST ")
     assert re.match(r'^\* LIST \(\) "/" "?INBOX"?$', l), l
@@ -303,7 +305,10 @@ def test_rfc5465_memory_and_watches_per_session(srv, data, capsys):
               "%.1f kB without (logged in, nothing selected); %d inotify watch(es) added"
               % (N, per, plain_per, watches))
     assert watches <= 2, watches
-    assert per - plain_per < 16, (per, plain_per)
+    # A NOTIFY session waits without an index connection (released after
+    # each wakeup, as in IDLE): kilobytes, not the ~80 kB of a session
+    # that holds one.
+    assert per < 32, (per, plain_per)
     # And they all hear of one delivery.
     deliver(data, mailbox="Box7")
     for c in sessions[:: N // 10]:
