@@ -159,7 +159,7 @@ static int subs_cb(void *ctx, const char *name)
 
 static bool in_sorted(char **v, size_t n, const char *name)
 {
-	return v != NULL && bsearch(&name, v, n, sizeof(*v), cmp_str) != NULL;
+	return v != NULL && n > 0 && bsearch(&name, v, n, sizeof(*v), cmp_str) != NULL;
 }
 
 static bool filter_matches(const struct imap_notify *nt, const struct filter *f, const char *name)
@@ -297,6 +297,8 @@ static void send_list(struct imap_session *s, const char *name, const char *attr
 static const struct box *find_box(const struct box *b, size_t n, const char *name)
 {
 	struct box key = { .name = (char *)(uintptr_t)name };
+	if (n == 0)
+		return NULL;
 	return bsearch(&key, b, n, sizeof(*b), cmp_box);
 }
 

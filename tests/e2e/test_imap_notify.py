@@ -105,7 +105,8 @@ def srv(data):
 
 def login(srv, select=True):
     c = Client(srv.port)
-    assert c.cmd("LOGIN alice secret")[-1].split()[1] == "OK"
+    r = c.cmd("LOGIN alice secret")
+    assert r[-1].split()[1] == "OK", r
     if select:
         assert c.cmd("SELECT INBOX")[-1].split()[1] == "OK"
     return c
@@ -292,7 +293,8 @@ def test_rfc5465_memory_and_watches_per_session(srv, data, capsys):
     sessions = []
     for _ in range(N):
         c = login(srv, select=False)
-        assert c.cmd(b"NOTIFY SET (PERSONAL (MessageNew MessageExpunge MailboxName))")[-1].split()[1] == "OK"
+        r = c.cmd(b"NOTIFY SET (PERSONAL (MessageNew MessageExpunge MailboxName))")
+        assert r[-1].split()[1] == "OK", r
         sessions.append(c)
     after = rss_kb(worker)
     watches = inotify_watches(worker) - watches_before
