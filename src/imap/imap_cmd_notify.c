@@ -60,7 +60,15 @@ enum {
 };
 #define EV_MESSAGE (EV_NEW | EV_EXPUNGE | EV_FLAGS)
 
-enum filter_kind { F_SELECTED, F_SELECTED_DELAYED, F_INBOXES, F_PERSONAL, F_SUBSCRIBED, F_SUBTREE, F_MAILBOXES };
+enum filter_kind {
+	F_SELECTED,
+	F_SELECTED_DELAYED,
+	F_INBOXES,
+	F_PERSONAL,
+	F_SUBSCRIBED,
+	F_SUBTREE,
+	F_MAILBOXES
+};
 
 struct filter {
 	enum filter_kind kind;
@@ -181,7 +189,8 @@ static bool filter_matches(const struct imap_notify *nt, const struct filter *f,
 		for (size_t i = 0; i < f->nnames; i++) {
 			size_t l = strlen(f->names[i]);
 			if (strcmp(name, f->names[i]) == 0 ||
-			    (f->kind == F_SUBTREE && strncmp(name, f->names[i], l) == 0 && name[l] == '/'))
+			    (f->kind == F_SUBTREE && strncmp(name, f->names[i], l) == 0 &&
+			     name[l] == '/'))
 				return true;
 		}
 		return false;
@@ -213,7 +222,7 @@ static int read_state(struct imap_session *s, struct box **boxes_r, size_t *nbox
 		      char ***subs_r, size_t *nsubs_r)
 {
 	struct imap_notify *nt = s->notify;
-	struct strs names = { 0 }, subs = { 0 };
+	struct strs names = {0}, subs = {0};
 	struct error err;
 	struct box *boxes = NULL;
 	size_t n = 0;
@@ -296,7 +305,7 @@ static void send_list(struct imap_session *s, const char *name, const char *attr
 
 static const struct box *find_box(const struct box *b, size_t n, const char *name)
 {
-	struct box key = { .name = (char *)(uintptr_t)name };
+	struct box key = {.name = (char *)(uintptr_t)name};
 	if (n == 0)
 		return NULL;
 	return bsearch(&key, b, n, sizeof(*b), cmp_box);
@@ -328,11 +337,15 @@ static void diff_and_send(struct imap_session *s, bool initial, bool send_all_st
 		overflow(s);
 		return;
 	}
+	/* The selected mailbox is the SELECTED filter's when there is one;
+	 * without one it is like any other (RFC 5465 6.1: the filters name
+	 * mailboxes, SELECTED names the selected one first). */
 	bool sel_covered = nt->sel_events != 0;
 	/* Gone: deleted, or renamed (a new name with its UIDVALIDITY). */
 	for (size_t i = 0; i < nt->nboxes && !initial; i++) {
 		const struct box *o = &nt->boxes[i];
-		if (find_box(nb, nn, o->name) != NULL || !(box_events(nt, o->name) & EV_MAILBOXNAME))
+		if (find_box(nb, nn, o->name) != NULL ||
+		    !(box_events(nt, o->name) & EV_MAILBOXNAME))
 			continue;
 		const struct box *renamed = NULL;
 		for (size_t k = 0; k < nn && renamed == NULL; k++)
@@ -358,9 +371,10 @@ static void diff_and_send(struct imap_session *s, bool initial, bool send_all_st
 		}
 		if (!(ev & EV_MESSAGE) || (sel_covered && is_selected(s, b->name)))
 			continue;
-		bool changed = o == NULL || o->messages != b->messages || o->uidnext != b->uidnext ||
-			       o->uidvalidity != b->uidvalidity ||
-			       (s->condstore && (ev & EV_FLAGS) && o->highestmodseq != b->highestmodseq);
+		bool changed =
+			o == NULL || o->messages != b->messages || o->uidnext != b->uidnext ||
+			o->uidvalidity != b->uidvalidity ||
+			(s->condstore && (ev & EV_FLAGS) && o->highestmodseq != b->highestmodseq);
 		/* A new mailbox is told by its LIST (MailboxName), not STATUS. */
 		if (send_all_status || (o != NULL && changed))
 			send_status(s, b);
@@ -386,8 +400,7 @@ static void diff_and_send(struct imap_session *s, bool initial, bool send_all_st
 
 static bool command_running(const struct imap_session *s)
 {
-	if (s->base.busy > 0 || s->base.pump.step != NULL || s->authenticating ||
-	    s->append != NULL)
+	if (s->base.busy > 0 || s->base.pump.step != NULL || s->authenticating || s->append != NULL)
 		return true;
 	return !s->idling && s->cmd_tag != NULL;
 }
@@ -447,8 +460,8 @@ static int watch(struct imap_session *s)
 		notify = store_notify_new();
 		if (notify == NULL)
 			return -1;
-		notify_ev = event_new(s->base.env->base, store_notify_fd(notify), EV_READ | EV_PERSIST,
-				      notify_cb, NULL);
+		notify_ev = event_new(s->base.env->base, store_notify_fd(notify),
+				      EV_READ | EV_PERSIST, notify_cb, NULL);
 		if (notify_ev == NULL || event_add(notify_ev, NULL) < 0)
 			return -1;
 	}
@@ -494,10 +507,10 @@ static const struct {
 	const char *name;
 	enum filter_kind kind;
 } filter_names[] = {
-	{ "SELECTED", F_SELECTED }, { "SELECTED-DELAYED", F_SELECTED_DELAYED },
-	{ "INBOXES", F_INBOXES },   { "PERSONAL", F_PERSONAL },
-	{ "SUBSCRIBED", F_SUBSCRIBED }, { "SUBTREE", F_SUBTREE },
-	{ "MAILBOXES", F_MAILBOXES },
+	{"SELECTED", F_SELECTED},     {"SELECTED-DELAYED", F_SELECTED_DELAYED},
+	{"INBOXES", F_INBOXES},	      {"PERSONAL", F_PERSONAL},
+	{"SUBSCRIBED", F_SUBSCRIBED}, {"SUBTREE", F_SUBTREE},
+	{"MAILBOXES", F_MAILBOXES},
 };
 
 static enum parse_result parse_fetch(struct parse *p, const struct imap_arg *list)
@@ -654,7 +667,7 @@ static enum parse_result parse_filter(struct parse *p, const struct imap_arg *a)
 
 static void cmd_notify_set(struct imap_session *s, const struct imap_command *cmd)
 {
-	struct parse p = { s, cmd, calloc(1, sizeof(struct imap_notify)), 0, NULL };
+	struct parse p = {s, cmd, calloc(1, sizeof(struct imap_notify)), 0, NULL};
 	size_t i = 1;
 	bool status = false;
 	enum parse_result r = P_OK;
@@ -684,9 +697,10 @@ static void cmd_notify_set(struct imap_session *s, const struct imap_command *cm
 		if (r == P_BAD)
 			imap_send_tagged(s, cmd, "BAD", "%s", p.why);
 		else if (r == P_BADEVENT)
-			imap_send_tagged(s, cmd, "NO",
-					 "[BADEVENT (MessageNew MessageExpunge FlagChange MailboxName "
-					 "SubscriptionChange)] Event not supported");
+			imap_send_tagged(
+				s, cmd, "NO",
+				"[BADEVENT (MessageNew MessageExpunge FlagChange MailboxName "
+				"SubscriptionChange)] Event not supported");
 		else if (p.why != NULL)
 			imap_send_tagged(s, cmd, "NO", "%s", p.why);
 		return;
@@ -725,6 +739,6 @@ static int cmd_notify(struct imap_session *s, const struct imap_command *cmd)
 }
 
 static const struct imap_cmd_def rows[] = {
-	{ { "NOTIFY", IMAP_IN_AUTH }, cmd_notify, 0 },
+	{{"NOTIFY", IMAP_IN_AUTH}, cmd_notify, 0},
 };
-const struct imap_cmd_family imap_cmd_notify = { rows, sizeof(rows) / sizeof(rows[0]) };
+const struct imap_cmd_family imap_cmd_notify = {rows, sizeof(rows) / sizeof(rows[0])};
