@@ -229,6 +229,24 @@ def test_rfc5465_3_1_notify_set_status_sends_status_now(srv):
     other.close()
 
 
+def test_rfc5465_6_mailboxes_and_subtree_filters_name_only_their_mailboxes(srv, data):
+    other = login(srv, select=False)
+    for name in ("Box", "Lists", "Lists/a", "Elsewhere"):
+        assert other.cmd("CREATE " + name)[-1].split()[1] == "OK"
+    c = login(srv, select=False)
+    r = c.cmd(b"NOTIFY SET (MAILBOXES Box (MessageNew MessageExpunge)) "
+              b"(SUBTREE Lists (MessageNew MessageExpunge))")
+    assert r[-1].split()[1] == "OK", r
+    deliver(data, mailbox="Elsewhere")
+    deliver(data, mailbox="Lists/a")
+    c.wait_for(r'^\* STATUS "?Lists/a"? \(MESSAGES 1 ')
+    deliver(data, mailbox="Box")
+    c.wait_for(r'^\* STATUS "?Box"? \(MESSAGES 1 ')
+    assert not any("Elsewhere" in l for l in c.seen + c.cmd("NOOP")), c.seen
+    c.close()
+    other.close()
+
+
 def test_rfc5465_3_2_notify_none_stops_notifications(srv, data):
     other = login(srv, select=False)
     assert other.cmd("CREATE Box")[-1].split()[1] == "OK"
