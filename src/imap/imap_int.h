@@ -88,6 +88,10 @@ struct imap_session {
 	bool idling;
 	bool idle_again; /* a change came while a sync ran */
 	unsigned watch_id; /* store_notify registration while idling */
+	/* NOTIFY (imap_cmd_notify.c): NULL when off; and what MessageNew
+	 * fetches for the selected mailbox (IMAP_NOTIFY_FETCH_*, imap_view.c) */
+	struct imap_notify *notify;
+	unsigned notify_fetch;
 	/* APPEND streaming (imap_cmd_append.c) */
 	struct imap_append *append;
 	/* SEARCHRES (RFC 5182): the saved result, as UIDs */
@@ -97,6 +101,10 @@ struct imap_session {
 	/* LIST RETURN (METADATA (entries)) in progress (imap_cmd_list.c) */
 	const struct imap_arg *list_metadata;
 };
+
+#define IMAP_NOTIFY_FETCH_UID    1
+#define IMAP_NOTIFY_FETCH_FLAGS  2
+#define IMAP_NOTIFY_FETCH_MODSEQ 4
 
 /* The IMAP session of a core session (struct session is its first member). */
 static inline struct imap_session *imap_session_of(struct session *base)
@@ -256,6 +264,7 @@ extern const struct imap_cmd_family imap_cmd_store;   /* STORE */
 extern const struct imap_cmd_family imap_cmd_search;  /* SEARCH */
 extern const struct imap_cmd_family imap_cmd_unauth;  /* UNAUTHENTICATE */
 extern const struct imap_cmd_family imap_cmd_metadata; /* GETMETADATA SETMETADATA */
+extern const struct imap_cmd_family imap_cmd_notify;  /* NOTIFY */
 
 /* AUTHENTICATE input: a continuation line (imap_cmd_auth.c). */
 void imap_cmd_auth_line(struct imap_session *s, const char *line, size_t len);
@@ -263,6 +272,10 @@ void imap_cmd_auth_line(struct imap_session *s, const char *line, size_t len);
  * mailbox (a session that goes away while idling). */
 void imap_cmd_idle_line(struct imap_session *s, const char *line, size_t len);
 void imap_cmd_idle_unwatch(struct imap_session *s);
+/* NOTIFY (imap_cmd_notify.c): send what changed while a command ran (call
+ * when a command has ended); and turn NOTIFY off (NOTIFY NONE, logout). */
+void imap_cmd_notify_flush(struct imap_session *s);
+void imap_cmd_notify_free(struct imap_session *s);
 /* STATUS items list -> bits, and one "* STATUS" line (imap_cmd_status.c,
  * also for LIST-STATUS). The line: -1 with err if the mailbox can't be read. */
 enum { IMAP_STATUS_MESSAGES = 1, IMAP_STATUS_UIDNEXT = 2, IMAP_STATUS_UIDVALIDITY = 4, IMAP_STATUS_UNSEEN = 8, IMAP_STATUS_DELETED = 16,

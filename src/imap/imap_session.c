@@ -35,7 +35,7 @@ static const struct imap_cmd_family *const families[] = {
 	&imap_cmd_any,	 &imap_cmd_auth,  &imap_cmd_mailbox, &imap_cmd_status,
 	&imap_cmd_list,	 &imap_cmd_append, &imap_cmd_idle,   &imap_cmd_msg,
 	&imap_cmd_fetch, &imap_cmd_store, &imap_cmd_search,
-	&imap_cmd_unauth, &imap_cmd_metadata,
+	&imap_cmd_unauth, &imap_cmd_metadata, &imap_cmd_notify,
 };
 
 static void dispatch(struct imap_session *s, const struct imap_command *cmd)
@@ -181,6 +181,7 @@ static enum session_step imap_input(struct session *base, struct evbuffer *in)
 		s->cmd_tag = NULL;
 	}
 	imap_parser_reset(s->parser);
+	imap_cmd_notify_flush(s);
 	return SESSION_MORE;
 }
 
@@ -188,10 +189,13 @@ static enum session_step imap_input(struct session *base, struct evbuffer *in)
 static void imap_command_done(struct session *base)
 {
 	struct imap_session *s = imap_session_of(base);
-	if (s->authenticating || s->idling)
+	if (s->authenticating || s->idling) {
+		imap_cmd_notify_flush(s); /* a change that came during IDLE's sync */
 		return;
+	}
 	free(s->cmd_tag);
 	s->cmd_tag = NULL;
+	imap_cmd_notify_flush(s);
 }
 
 static int imap_start(struct session *base)
@@ -245,6 +249,7 @@ static void imap_free(struct session *base)
 	struct imap_session *s = imap_session_of(base);
 	imap_cmd_append_abort(s);
 	imap_cmd_idle_unwatch(s);
+	imap_cmd_notify_free(s);
 	imap_view_close(s);
 	store_user_close(&s->suser);
 	imap_parser_free(&s->parser);

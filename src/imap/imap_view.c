@@ -221,6 +221,31 @@ static int apply_change(struct imap_session *s, const struct store_msg *m)
 	return 0;
 }
 
+/* NOTIFY (RFC 5465 5.2): the fetch attributes MessageNew asked for, for
+ * each message that entered the view from index first on, after EXISTS. */
+static void send_new_fetch(struct imap_session *s, size_t first)
+{
+	struct imap_view *v = s->view;
+	unsigned want = s->notify_fetch;
+	for (size_t i = first; i < v->n; i++) {
+		const char *sp = "";
+		imap_send(s, "* %zu FETCH (", i + 1);
+		if (want & IMAP_NOTIFY_FETCH_UID) {
+			imap_send(s, "UID %u", v->uids[i]);
+			sp = " ";
+		}
+		if (want & IMAP_NOTIFY_FETCH_FLAGS) {
+			imap_send(s, "%sFLAGS ", sp);
+			imap_send_flags(s, v->flags[i] & (s->rev2 ? ~IMAP_FLAG_RECENT : ~0u),
+					v->keywords[i]);
+			sp = " ";
+		}
+		if (want & IMAP_NOTIFY_FETCH_MODSEQ)
+			imap_send(s, "%sMODSEQ (%llu)", sp, (unsigned long long)v->modseqs[i]);
+		imap_send(s, ")\r\n");
+	}
+}
+
 static unsigned keyword_count(const struct imap_view *v)
 {
 	unsigned n = 0;
@@ -406,6 +431,8 @@ int imap_view_changes_apply(struct imap_session *s, const struct imap_view_chang
 		size_t recent = imap_view_recent_count(v);
 		if ((added > 0 || recent != recent_before) && !s->rev2)
 			imap_send(s, "* %zu RECENT\r\n", recent);
+		if (added > 0 && s->notify_fetch != 0)
+			send_new_fetch(s, v->n - added);
 		v->seen_modseq = c->highestmodseq;
 	}
 	return 0;

@@ -383,6 +383,10 @@ int store_notify_fd(const struct store_notify *n);
  * open while watched. */
 unsigned store_notify_add(struct store_notify *n, struct store_mailbox *mbox, void *owner);
 void store_notify_remove(struct store_notify *n, unsigned id);
+/* Watch all of a user's mailboxes at once (its root directory: the index,
+ * mailbox directories, subscriptions). Same contract as store_notify_add;
+ * registrations of one user share one kernel watch. */
+unsigned store_notify_add_user(struct store_notify *n, struct store_user *user, void *owner);
 /* After the fd became readable: cb(owner) for each owner whose mailbox may
  * have changed (possibly more than once; cb may remove watches). */
 void store_notify_read(struct store_notify *n, void (*cb)(void *owner));

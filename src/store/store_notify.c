@@ -10,6 +10,15 @@
  * have changed. The owner then syncs (cheap when nothing changed). No
  * polling loop anywhere; a watch costs the kernel about a kilobyte.
  *
+ * store_notify_add_user() watches a user's root directory instead: one
+ * watch sees the index and its WAL change (IN_MODIFY reports files inside a
+ * watched directory), mailbox directories appear, go and get renamed, and
+ * the subscriptions file be replaced. It is for NOTIFY (RFC 5465), which
+ * follows all of a user's mailboxes: the kernel gives every registration
+ * of the same directory on one inotify instance the same watch descriptor,
+ * so all sessions of a user in a worker share one kernel watch, and each
+ * registration costs only its watch_ent.
+ *
  * Watching the WAL rather than cur/ alone matters: a delivery links the file
  * into cur/ before it commits the row, so a reader woken by the link could
  * look too early; the commit that follows writes the WAL and wakes it again.
@@ -29,6 +38,7 @@ struct watch_ent {
 	int wd[3];
 	void *owner;
 	int fired; /* changed: its owner is to be told (store_notify_read) */
+	int user;  /* a user's root directory (store_notify_add_user) */
 	struct watch_ent *next;
 };
 
@@ -109,6 +119,30 @@ unsigned store_notify_add(struct store_notify *n, struct store_mailbox *mbox, vo
 	return e->id;
 }
 
+unsigned store_notify_add_user(struct store_notify *n, struct store_user *user, void *owner)
+{
+	char path[64];
+	const uint32_t mask = IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_MODIFY;
+	struct watch_ent *e = calloc(1, sizeof(*e));
+	if (e == NULL)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", user->root_fd);
+	e->wd[0] = inotify_add_watch(n->fd, path, mask);
+	e->wd[1] = e->wd[2] = -1;
+	e->user = 1;
+	if (e->wd[0] < 0) {
+		free(e);
+		return 0;
+	}
+	if (++n->next_id == 0)
+		n->next_id = 1;
+	e->id = n->next_id;
+	e->owner = owner;
+	e->next = n->ents;
+	n->ents = e;
+	return e->id;
+}
+
 void store_notify_remove(struct store_notify *n, unsigned id)
 {
 	for (struct watch_ent **pp = &n->ents; *pp != NULL; pp = &(*pp)->next) {
@@ -133,6 +167,22 @@ void store_notify_remove(struct store_notify *n, unsigned id)
 	}
 }
 
+/* Of what happens in a user's root directory, what is a change: a commit
+ * (the WAL written), a mailbox directory created, removed or renamed, the
+ * subscriptions replaced. Not the rest: a reader's checkpoint writes the
+ * database and removes the WAL, and an owner that reads the index on every
+ * wakeup would otherwise wake itself for ever. */
+static int user_event_counts(const struct inotify_event *ev)
+{
+	if (ev->len == 0)
+		return 0;
+	if (ev->mask & IN_ISDIR)
+		return 1;
+	if (strcmp(ev->name, "index.sqlite-wal") == 0)
+		return (ev->mask & IN_MODIFY) != 0;
+	return strcmp(ev->name, "subscriptions") == 0 && (ev->mask & (IN_MOVED_TO | IN_DELETE));
+}
+
 void store_notify_read(struct store_notify *n, void (*cb)(void *owner))
 {
 	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
@@ -147,7 +197,7 @@ void store_notify_read(struct store_notify *n, void (*cb)(void *owner))
 			 * owner may unregister (itself or others) inside cb. */
 			for (struct watch_ent *e = n->ents; e != NULL; e = e->next)
 				for (int i = 0; i < 3; i++)
-					if (e->wd[i] == ev->wd)
+					if (e->wd[i] == ev->wd && (!e->user || user_event_counts(ev)))
 						e->fired = 1;
 		}
 		for (;;) {
