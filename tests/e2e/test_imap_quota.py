@@ -12,12 +12,13 @@ Limits come from the quota_bytes / quota_messages settings.
 import os
 import re
 import smtplib
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 import imap_server
-from conftest import LmtpClient, add_user, cur_files, deliver, make_message
+from conftest import LmtpClient, add_user, check, check_problems, cur_files, deliver, make_message
 from imap_server import Client, parse
 
 PW = "secret"
@@ -300,5 +301,70 @@ def test_lmtp_over_quota_counts_files_once(data):
     srv = start(data, quota_bytes=two - 1, quota_full_tempfail="yes")
     try:
         assert lmtp_rcpt(srv.ports["lmtp"], "alice@example.org").startswith("452 4.2.2")
+    finally:
+        srv.stop()
+
+
+def downgrade_index_to_schema_3(data, user="alice"):
+    """Make the user's index look like one written before quota counted a
+    file once (schema 3): no qfile table, its triggers or counter."""
+    con = sqlite3.connect(str(Path(data) / "mail" / user / "index.sqlite"), timeout=30)
+    try:
+        con.executescript(
+            "DROP TRIGGER qfile_ins; DROP TRIGGER qfile_done; DROP TRIGGER qfile_del;"
+            " DROP TABLE qfile; DELETE FROM meta WHERE key='quota_dup_bytes';"
+            " PRAGMA user_version=3;")
+    finally:
+        con.close()
+
+
+def test_index_upgrade_counts_links_once(data):
+    """An index from before this change (every link counted) is upgraded
+    on open: the links that exist then are counted once, and `mailroom
+    check` finds the counters right."""
+    add_user(data, "alice", PW)
+    deliver(data, ["alice"], big_message("a", 6))
+    srv = start(data, quota_messages=50)
+    try:
+        c = login(srv)
+        c.ok("SELECT INBOX")
+        c.ok("COPY 1 Archive")
+        c.ok("COPY 1 Junk")
+    finally:
+        srv.stop()
+    downgrade_index_to_schema_3(data)
+    srv = start(data, quota_messages=50)
+    try:
+        c = login(srv)
+        got = quota_of(c.ok('GETQUOTA ""'))
+        assert got == {"MESSAGE": (3, 50)}
+    finally:
+        srv.stop()
+    srv = start(data, quota_bytes=1 << 20)
+    try:
+        c = login(srv)
+        got = quota_of(c.ok('GETQUOTA ""'))
+        assert got == {"STORAGE": (disk_usage(data)[0] // 1024, 1024)}
+        assert got["STORAGE"][0] >= 6
+    finally:
+        srv.stop()
+    p = check(str(data))
+    assert p.returncode == 0 and check_problems(p) == [], p.stdout
+    # a wrong counter is found and repaired by `mailroom check`
+    con = sqlite3.connect(str(Path(data) / "mail" / "alice" / "index.sqlite"), timeout=30)
+    try:
+        con.execute("UPDATE meta SET value=0 WHERE key='quota_dup_bytes'")
+        con.commit()
+    finally:
+        con.close()
+    p = check(str(data))
+    assert any("extra links" in l for l in check_problems(p)), p.stdout
+    check(str(data), repair=True)
+    p = check(str(data))
+    assert p.returncode == 0 and check_problems(p) == [], p.stdout
+    srv = start(data, quota_bytes=1 << 20)
+    try:
+        got = quota_of(login(srv).ok('GETQUOTA ""'))
+        assert got == {"STORAGE": (disk_usage(data)[0] // 1024, 1024)}
     finally:
         srv.stop()
