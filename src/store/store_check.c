@@ -186,8 +186,8 @@ static int check_quota_dup(struct check_ctx *c)
 	}
 	if (qd == sd)
 		return 0;
-	report(c, "quota counts %lld bytes of extra links, the files linked more than once add up to %lld",
-	       (long long)qd, (long long)sd);
+	report(c, "quota counts %lld bytes of extra links, the links add up to %lld", (long long)qd,
+	       (long long)sd);
 	if (!c->repair)
 		return 0;
 	return store_index_exec(user, c->err, "%s", store_index_qfile_fill);

@@ -111,8 +111,8 @@ const char store_index_qfile_fill[] =
 	"DELETE FROM qfile;"
 	"INSERT INTO qfile SELECT " QFILE_BASE("msg") ", count(*) FROM msg WHERE pending=0 GROUP BY 1;"
 	"INSERT OR REPLACE INTO meta SELECT 'quota_dup_bytes', coalesce(sum(size), 0) - coalesce(("
-	"SELECT sum(s) FROM (SELECT max(size) AS s FROM msg WHERE pending=0 GROUP BY " QFILE_BASE("msg") ")), 0)"
-	" FROM msg WHERE pending=0;";
+	"SELECT sum(s) FROM (SELECT max(size) AS s FROM msg WHERE pending=0"
+	" GROUP BY " QFILE_BASE("msg") ")), 0) FROM msg WHERE pending=0;";
 
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
