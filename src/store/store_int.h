@@ -168,6 +168,10 @@ int store_index_done(struct store_user *user, sqlite3_stmt *st, int rc, const ch
 		     struct error *err);
 int store_index_meta_get(struct store_user *user, const char *key, int64_t *v_r);
 int store_index_meta_set(struct store_user *user, const char *key, int64_t v, struct error *err);
+/* store_user_quota_check for one new link of the file with this base: its
+ * bytes count only if the user has no other link of it (store_user.c). */
+int store_user_quota_check_file(struct store_user *user, const char *base, uint64_t size,
+				struct error *err);
 /* SQL that refills qfile and meta quota_dup_bytes from msg (store_index.c). */
 extern const char store_index_qfile_fill[];
 int store_index_quota_add(struct store_user *user, int64_t bytes, int64_t messages,

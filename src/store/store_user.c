@@ -273,6 +273,28 @@ int store_user_quota_check(struct store_user *user, uint64_t bytes, uint64_t mes
 	return 0;
 }
 
+int store_user_quota_check_file(struct store_user *user, const char *base, uint64_t size,
+				struct error *err)
+{
+	if (user->quota_bytes == 0 && user->quota_messages == 0)
+		return 0;
+	/* Another link of this file in the user's mailboxes: its bytes are
+	 * counted already (one delivery to two of the user's mailboxes). */
+	if (store_index_verify(user, err) < 0)
+		return -1;
+	sqlite3_stmt *st = store_index_stmt(user, "SELECT 1 FROM qfile WHERE base=?", err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, base, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_index_sqlerr(user, err, "quota");
+		return -1;
+	}
+	return store_user_quota_check(user, rc == SQLITE_ROW ? 0 : size, 1, err);
+}
+
 void store_user_release_index(struct store_user *user)
 {
 	/* Closed, not pooled: a session that waits (IDLE) may wait for hours,

@@ -1065,8 +1065,27 @@ static void test_quota_once_per_file(void **state)
 	assert_int_equal(store_mailbox_copy(in, dst, 1, arch, dst2, &err), 0);
 	assert_int_equal(usage_bytes(f, &qm), left);
 	assert_int_equal(qm, 3);
+
+	/* One delivery into two of the user's mailboxes (LMTP with user+box
+	 * twice) links one staged file twice: the second fits the bytes. */
+	struct store_stage *s = stage_of(f->store, "Subject: twice\n\nsame file\n");
+	uint32_t u1, u2;
+	store_user_set_quota(f->user, 0, 0);
+	uint64_t before = usage_bytes(f, NULL);
+	assert_int_equal(store_mailbox_add(in, s, 0, 0, &u1, &err), 0);
+	uint64_t one = usage_bytes(f, NULL) - before;
+	store_user_set_quota(f->user, before + one, 0);
+	assert_int_equal(store_mailbox_add(arch, s, 0, 0, &u2, &err), 0);
+	assert_int_equal(usage_bytes(f, &qm), before + one);
+	assert_int_equal(qm, 5);
+	store_stage_free(&s);
+	s = stage_of(f->store, "Subject: new\n\nanother file\n");
+	assert_int_equal(store_mailbox_add(in, s, 0, 0, &u1, &err), -1);
+	assert_int_equal(err.code, ERR_QUOTA);
+	store_stage_free(&s);
 	store_mailbox_close(&in);
 	store_mailbox_close(&arch);
+	assert_int_equal(check_problems(f, "alice", 0), 0);
 }
 
 static void test_quota_and_limits(void **state)
