@@ -170,6 +170,11 @@ def test_usage_follows_append_copy_move_expunge_rfc9208_5(data):
             c.ok("EXPUNGE")
         s4, m4 = now()
         assert m4 == 3 and s4 <= s3 - 29
+
+        # DELETE of a mailbox holding one of three links of "first"
+        c.ok("SELECT INBOX")
+        c.ok("DELETE Archive")
+        assert now() == (s4, 2)
     finally:
         srv.stop()
 
