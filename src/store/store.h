@@ -83,7 +83,10 @@ int store_user_open(struct store *store, const char *name, struct store_user **u
 		    struct error *err);
 void store_user_close(struct store_user **user);
 const char *store_user_name(const struct store_user *user);
-/* Bytes and messages held by the user (every link counts, as quota does). */
+/* Bytes and messages held by the user, as quota counts them: the bytes of
+ * each file once, however many links (COPY) it has in the user's
+ * mailboxes; every message (link) in a mailbox as one message. One read of
+ * the index's counters, not a walk of the messages. */
 int store_user_quota_usage(struct store_user *user, uint64_t *bytes_r, uint64_t *messages_r,
 			   struct error *err);
 /* Close the user's index connection until it is next needed (it reopens by
@@ -95,6 +98,9 @@ int store_user_quota_check(struct store_user *user, uint64_t bytes, uint64_t mes
 			   struct error *err);
 /* Per-user limits (0: none); default from the settings. */
 void store_user_set_quota(struct store_user *user, uint64_t max_bytes, uint64_t max_messages);
+/* The limits in force (0: none). */
+void store_user_quota_limits(const struct store_user *user, uint64_t *max_bytes_r,
+			     uint64_t *max_messages_r);
 
 /* ---- mailboxes, store_mailbox.c (RENAME: store_mailbox_rename.c) ---------- */
 

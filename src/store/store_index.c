@@ -23,6 +23,10 @@
  *
  *   keyword(mailbox, idx, name)   a copy of mailroom-box's keyword names,
  *       so that a lost mailroom-box keeps them (store_box.c)
+ *   qfile(base, links)            how many done msg rows are links of the
+ *       file with this unique base name; kept by triggers, which also keep
+ *       meta quota_dup_bytes = the sum of (links - 1) * size, so that a file
+ *       COPY linked into several mailboxes counts once (store_user.c)
  *
  * mailbox.rescan: 0 in step with the files; 1 rescan cur/ fully on next sync;
  * 2 also the modseqs can no longer be trusted (index rebuilt or rolled back),
@@ -73,10 +77,43 @@
 #include "lib/log.h"
 
 /* 3: the keyword table, application_id and meta 'user'
- * 4: msg_cache.preview (RFC 8970 PREVIEW, store_cache.c) */
-#define SCHEMA_VERSION 4
+ * 4: msg_cache.preview (RFC 8970 PREVIEW, store_cache.c)
+ * 5: qfile and meta quota_dup_bytes (quota once per file) */
+#define SCHEMA_VERSION 5
 /* PRAGMA application_id of a mailroom index: "MlRm" */
 #define APPLICATION_ID 0x4d6c526d
+
+/* Quota once per file: every link of one file has the same base, the name
+ * up to ",A=" (the save date, when the name has one) or ",S=" (store_fname.c). A row counts once it is done (pending=0). A
+ * link that joins others adds its size to quota_dup_bytes; one that leaves
+ * others behind takes it back. */
+#define QFILE_BASE(row) STORE_FNAME_BASE_SQL(row ".fname")
+#define QFILE_JOIN(row) \
+	" INSERT INTO meta SELECT 'quota_dup_bytes', " row ".size WHERE EXISTS(SELECT 1 FROM qfile" \
+	" WHERE base=" QFILE_BASE(row) ") ON CONFLICT(key) DO UPDATE SET value=value+excluded.value;" \
+	" INSERT INTO qfile VALUES(" QFILE_BASE(row) ", 1)" \
+	" ON CONFLICT(base) DO UPDATE SET links=links+1; END;"
+#define QFILE_SCHEMA \
+	"CREATE TABLE IF NOT EXISTS qfile(base TEXT PRIMARY KEY, links INTEGER NOT NULL)" \
+	" WITHOUT ROWID;" \
+	"CREATE TRIGGER IF NOT EXISTS qfile_ins AFTER INSERT ON msg WHEN new.pending=0 BEGIN" \
+	QFILE_JOIN("new") \
+	"CREATE TRIGGER IF NOT EXISTS qfile_done AFTER UPDATE OF pending ON msg" \
+	" WHEN old.pending<>0 AND new.pending=0 BEGIN" QFILE_JOIN("new") \
+	"CREATE TRIGGER IF NOT EXISTS qfile_del AFTER DELETE ON msg WHEN old.pending=0 BEGIN" \
+	" UPDATE qfile SET links=links-1 WHERE base=" QFILE_BASE("old") ";" \
+	" UPDATE meta SET value=max(0, value-old.size) WHERE key='quota_dup_bytes' AND" \
+	" EXISTS(SELECT 1 FROM qfile WHERE base=" QFILE_BASE("old") " AND links>0);" \
+	" DELETE FROM qfile WHERE base=" QFILE_BASE("old") " AND links<=0; END;"
+
+/* Fill qfile and quota_dup_bytes from the msg rows: an index upgraded from
+ * version 3, and `mailroom check --repair` (store_check.c). */
+const char store_index_qfile_fill[] =
+	"DELETE FROM qfile;"
+	"INSERT INTO qfile SELECT " QFILE_BASE("msg") ", count(*) FROM msg WHERE pending=0 GROUP BY 1;"
+	"INSERT OR REPLACE INTO meta SELECT 'quota_dup_bytes', coalesce(sum(size), 0) - coalesce(("
+	"SELECT sum(s) FROM (SELECT max(size) AS s FROM msg WHERE pending=0"
+	" GROUP BY " QFILE_BASE("msg") ")), 0) FROM msg WHERE pending=0;";
 
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
@@ -104,7 +141,8 @@ static const char schema[] =
 	" mailbox INTEGER NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL,"
 	" PRIMARY KEY(mailbox, idx)) WITHOUT ROWID;"
 	"CREATE TRIGGER IF NOT EXISTS keyword_gc AFTER DELETE ON mailbox BEGIN"
-	" DELETE FROM keyword WHERE mailbox=old.id; END;";
+	" DELETE FROM keyword WHERE mailbox=old.id; END;"
+	QFILE_SCHEMA;
 
 /* Every column the store uses, so that a database that merely has tables
  * of these names (another program's) is not taken for an index. */
@@ -345,6 +383,7 @@ static int setup_schema(struct store_user *user, char *why, size_t whysize, stru
 	 * mailbox writes them (store_sync.c, on a full scan). */
 	if (store_index_exec(user, err, "%s", schema) < 0 || add_preview_column(user, err) < 0 ||
 	    (version != 0 && store_index_exec(user, err, "UPDATE mailbox SET rescan=max(rescan, 1)") < 0) ||
+	    (version != 0 && store_index_exec(user, err, "%s", store_index_qfile_fill) < 0) ||
 	    store_index_exec(user, err, "INSERT OR REPLACE INTO meta VALUES('user', %Q)", user->name) < 0 ||
 	    store_index_exec(user, err, "INSERT OR REPLACE INTO meta VALUES('complete', %d)",
 			     tables == 0 ? 0 : 1) < 0 ||

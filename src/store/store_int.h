@@ -117,6 +117,13 @@ struct store_mailbox {
  *   store_check.c  store_notify.c  store_pop3lock.c
  */
 
+/* The unique base of a file name column in SQL: the name up to ",A=" (the
+ * save date, when the name has one) or ",S="; every link of one file has it
+ * (quota once per file: store_index.c, store_check.c). */
+#define STORE_FNAME_BASE_SQL(col) \
+	"substr(" col ", 1, CASE WHEN instr(" col ", ',A=') > 0 THEN instr(" col \
+	", ',A=') ELSE instr(" col ", ',S=') END - 1)"
+
 /* store_fname.c: maildir file names "<base>,A=<savedate>,S=<size>,U=<uid>:2,<flags>". */
 struct store_fname {
 	char base[200];
@@ -171,6 +178,12 @@ int store_index_done(struct store_user *user, sqlite3_stmt *st, int rc, const ch
 		     struct error *err);
 int store_index_meta_get(struct store_user *user, const char *key, int64_t *v_r);
 int store_index_meta_set(struct store_user *user, const char *key, int64_t v, struct error *err);
+/* store_user_quota_check for one new link of the file with this base: its
+ * bytes count only if the user has no other link of it (store_user.c). */
+int store_user_quota_check_file(struct store_user *user, const char *base, uint64_t size,
+				struct error *err);
+/* SQL that refills qfile and meta quota_dup_bytes from msg (store_index.c). */
+extern const char store_index_qfile_fill[];
 int store_index_quota_add(struct store_user *user, int64_t bytes, int64_t messages,
 			  struct error *err);
 /* Make sure the user's connection is to the index that is in the user's

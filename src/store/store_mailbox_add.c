@@ -56,7 +56,7 @@ static int add_once(struct store_mailbox *mbox, struct store_stage *stage, uint3
 			error_set(err, ERR_INVALID, "unknown keyword index");
 			return -1;
 		}
-	if (store_user_quota_check(mbox->user, m.f.size, 1, err) < 0)
+	if (store_user_quota_check_file(mbox->user, m.f.base, m.f.size, err) < 0)
 		return -1;
 	if (store_lock_mailbox(mbox, err) < 0)
 		return -1;

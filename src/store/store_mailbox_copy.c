@@ -105,7 +105,11 @@ int store_mailbox_transfer(struct store_mailbox *src, const uint32_t *uids, size
 		ret = 0;
 		goto out_free;
 	}
-	if (store_user_quota_check(dst->user, 0, found, err) < 0)
+	/* Only the new messages count: the files are there already (links;
+	 * quota counts a file's bytes once, store_user.c). A MOVE within the
+	 * user takes as many away again: nothing to check (RFC 9208 4.3). */
+	if (!(move && src->user == dst->user) &&
+	    store_user_quota_check(dst->user, 0, found, err) < 0)
 		goto out_free;
 	uint32_t *src_uid = calloc(found, sizeof(*src_uid));
 	if (src_uid == NULL) {

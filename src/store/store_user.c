@@ -5,7 +5,12 @@
  *
  * Quota is counted in the index (store_index_quota_add at every delivery,
  * copy and expunge), so checking it is one read, not a walk of the files;
- * `mailroom check` compares the counters with the messages.
+ * `mailroom check` compares the counters with the messages. Bytes count
+ * once per file: a file with several links in this user's mailboxes (COPY
+ * makes hard links) is one file on disk. The counter quota_bytes adds every
+ * link; triggers on msg keep quota_dup_bytes, the bytes of the extra links
+ * (store_index.c, table qfile), and usage is the difference. Messages count
+ * per link: RFC 9208 5.2 counts the messages in the mailboxes.
  */
 #include "store/store_int.h"
 
@@ -225,20 +230,29 @@ void store_user_set_quota(struct store_user *user, uint64_t max_bytes, uint64_t 
 	user->quota_messages = max_messages;
 }
 
+void store_user_quota_limits(const struct store_user *user, uint64_t *max_bytes_r,
+			     uint64_t *max_messages_r)
+{
+	*max_bytes_r = user->quota_bytes;
+	*max_messages_r = user->quota_messages;
+}
+
 int store_user_quota_usage(struct store_user *user, uint64_t *bytes_r, uint64_t *messages_r,
 			   struct error *err)
 {
-	int64_t b = 0, m = 0;
+	int64_t b = 0, m = 0, dup = 0;
 	for (int attempt = 0;; attempt++) {
 		if (store_index_verify(user, err) < 0)
 			return -1;
 		if (store_index_meta_get(user, "quota_bytes", &b) == 0 &&
-		    store_index_meta_get(user, "quota_messages", &m) == 0)
+		    store_index_meta_get(user, "quota_messages", &m) == 0 &&
+		    store_index_meta_get(user, "quota_dup_bytes", &dup) == 0)
 			break;
 		store_index_sqlerr(user, err, "quota");
 		if (!user->ix_damaged || attempt > 0)
 			return -1;
 	}
+	b -= dup;
 	*bytes_r = b < 0 ? 0 : (uint64_t)b;
 	*messages_r = m < 0 ? 0 : (uint64_t)m;
 	return 0;
@@ -257,6 +271,28 @@ int store_user_quota_check(struct store_user *user, uint64_t bytes, uint64_t mes
 		return -1;
 	}
 	return 0;
+}
+
+int store_user_quota_check_file(struct store_user *user, const char *base, uint64_t size,
+				struct error *err)
+{
+	if (user->quota_bytes == 0 && user->quota_messages == 0)
+		return 0;
+	/* Another link of this file in the user's mailboxes: its bytes are
+	 * counted already (one delivery to two of the user's mailboxes). */
+	if (store_index_verify(user, err) < 0)
+		return -1;
+	sqlite3_stmt *st = store_index_stmt(user, "SELECT 1 FROM qfile WHERE base=?", err);
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, base, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_index_sqlerr(user, err, "quota");
+		return -1;
+	}
+	return store_user_quota_check(user, rc == SQLITE_ROW ? 0 : size, 1, err);
 }
 
 void store_user_release_index(struct store_user *user)

@@ -975,6 +975,119 @@ static void test_index_pool(void **state)
 	store_mailbox_close(&m);
 }
 
+static uint64_t usage_bytes(struct fx *f, uint64_t *messages_r)
+{
+	struct error err;
+	uint64_t b, m;
+	assert_int_equal(store_user_quota_usage(f->user, &b, &m, &err), 0);
+	if (messages_r != NULL)
+		*messages_r = m;
+	return b;
+}
+
+/* Issue 10: quota counts a file once per user, however many links COPY
+ * gave it in the user's mailboxes; messages count per mailbox (RFC 9208
+ * 5.2). Counters, not a walk: `mailroom check` agrees, and a rebuilt index
+ * comes to the same usage. */
+static void test_quota_once_per_file(void **state)
+{
+	struct fx *f = *state;
+	struct error err;
+	struct store_mailbox *in, *arch, *junk;
+	struct store_status st;
+	uint64_t qm;
+	assert_int_equal(store_mailbox_open(f->user, "INBOX", &in, &err), 0);
+	assert_int_equal(store_mailbox_open(f->user, "Archive", &arch, &err), 0);
+	assert_int_equal(store_mailbox_open(f->user, "Junk", &junk, &err), 0);
+	uint32_t uids[2], dst[2], dst2[2], moved;
+	uids[0] = add_msg(in, f->store, "Subject: one\n\nfirst body\n", 0);
+	uids[1] = add_msg(in, f->store, "Subject: two\n\nthe second, longer body\n", 0);
+	assert_int_equal(store_mailbox_status(in, &st, &err), 0);
+	uint64_t both = st.size;
+	assert_true(both > 0);
+	assert_int_equal(usage_bytes(f, &qm), both);
+	assert_int_equal(qm, 2);
+
+	/* Two more links of each file: bytes stay, messages grow. */
+	assert_int_equal(store_mailbox_copy(in, uids, 2, arch, dst, &err), 0);
+	assert_int_equal(store_mailbox_copy(arch, dst, 2, junk, dst2, &err), 0);
+	assert_int_equal(usage_bytes(f, &qm), both);
+	assert_int_equal(qm, 6);
+	assert_int_equal(check_problems(f, "alice", 0), 0);
+
+	/* MOVE within the user changes nothing. */
+	assert_int_equal(store_mailbox_move(junk, &dst2[0], 1, in, &moved, &err), 0);
+	assert_int_equal(usage_bytes(f, &qm), both);
+	assert_int_equal(qm, 6);
+
+	/* Expunging links frees nothing while another link of the file stays. */
+	assert_int_equal(store_mailbox_expunge(in, uids, 2, &err), 0);
+	assert_int_equal(store_mailbox_expunge(arch, dst, 2, &err), 0);
+	assert_int_equal(usage_bytes(f, &qm), both);
+	assert_int_equal(qm, 2);
+	assert_int_equal(check_problems(f, "alice", 0), 0);
+
+	/* The last link of "one" goes: its bytes go. */
+	assert_int_equal(store_mailbox_expunge(in, &moved, 1, &err), 0);
+	assert_int_equal(store_mailbox_status(junk, &st, &err), 0);
+	assert_int_equal(st.messages, 1);
+	assert_int_equal(usage_bytes(f, &qm), st.size);
+	assert_true(st.size < both);
+	assert_int_equal(qm, 1);
+	uint64_t left = st.size;
+	assert_int_equal(store_mailbox_copy(junk, &dst2[1], 1, in, dst, &err), 0);
+	store_mailbox_close(&in);
+	store_mailbox_close(&arch);
+	store_mailbox_close(&junk);
+
+	/* A lost index is rebuilt from the files with the same usage. */
+	store_user_close(&f->user);
+	char path[512];
+	const char *suffix[] = { "", "-wal", "-shm" };
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/mail/alice/index.sqlite%s", f->dir, suffix[i]);
+		unlink(path);
+	}
+	assert_true(check_problems(f, "alice", 1) > 0);
+	assert_int_equal(check_problems(f, "alice", 0), 0);
+	assert_int_equal(store_user_open(f->store, "alice", &f->user, &err), 0);
+	assert_int_equal(usage_bytes(f, &qm), left);
+	assert_int_equal(qm, 2);
+
+	/* With the limit reached, a COPY of a stored file still fits the
+	 * bytes (single instance), but not the message count. */
+	store_user_set_quota(f->user, left, 2);
+	assert_int_equal(store_mailbox_open(f->user, "INBOX", &in, &err), 0);
+	assert_int_equal(store_mailbox_open(f->user, "Archive", &arch, &err), 0);
+	assert_int_equal(store_mailbox_copy(in, dst, 1, arch, dst2, &err), -1);
+	assert_int_equal(err.code, ERR_QUOTA);
+	store_user_set_quota(f->user, left, 3);
+	assert_int_equal(store_mailbox_copy(in, dst, 1, arch, dst2, &err), 0);
+	assert_int_equal(usage_bytes(f, &qm), left);
+	assert_int_equal(qm, 3);
+
+	/* One delivery into two of the user's mailboxes (LMTP with user+box
+	 * twice) links one staged file twice: the second fits the bytes. */
+	struct store_stage *s = stage_of(f->store, "Subject: twice\n\nsame file\n");
+	uint32_t u1, u2;
+	store_user_set_quota(f->user, 0, 0);
+	uint64_t before = usage_bytes(f, NULL);
+	assert_int_equal(store_mailbox_add(in, s, 0, 0, &u1, &err), 0);
+	uint64_t one = usage_bytes(f, NULL) - before;
+	store_user_set_quota(f->user, before + one, 0);
+	assert_int_equal(store_mailbox_add(arch, s, 0, 0, &u2, &err), 0);
+	assert_int_equal(usage_bytes(f, &qm), before + one);
+	assert_int_equal(qm, 5);
+	store_stage_free(&s);
+	s = stage_of(f->store, "Subject: new\n\nanother file\n");
+	assert_int_equal(store_mailbox_add(in, s, 0, 0, &u1, &err), -1);
+	assert_int_equal(err.code, ERR_QUOTA);
+	store_stage_free(&s);
+	store_mailbox_close(&in);
+	store_mailbox_close(&arch);
+	assert_int_equal(check_problems(f, "alice", 0), 0);
+}
+
 static void test_quota_and_limits(void **state)
 {
 	struct fx *f = *state;
@@ -1175,6 +1288,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_index_pool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_size_mismatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quota_and_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_quota_once_per_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_delivery_invisible, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fault_injection, setup, teardown),
 	};
