@@ -229,6 +229,7 @@ extern const struct imap_cmd_family imap_cmd_msg;     /* CLOSE UNSELECT EXPUNGE 
 extern const struct imap_cmd_family imap_cmd_fetch;   /* FETCH */
 extern const struct imap_cmd_family imap_cmd_store;   /* STORE */
 extern const struct imap_cmd_family imap_cmd_search;  /* SEARCH */
+extern const struct imap_cmd_family imap_cmd_compress; /* COMPRESS */
 
 /* AUTHENTICATE input: a continuation line (imap_cmd_auth.c). */
 void imap_cmd_auth_line(struct imap_session *s, const char *line, size_t len);
