@@ -713,8 +713,13 @@ int conn_compress(struct conn *c)
 	if (c->linger == NULL && linger == NULL)
 		return -1;
 	struct bufferevent *under = c->bev;
-	struct bufferevent *filter = bufferevent_filter_new(
-		under, inflate_filter, deflate_filter, BEV_OPT_CLOSE_ON_FREE, NULL, c);
+	/* Deferred callbacks: the filter runs inside every conn_write, and a
+	 * write callback (drained) fired from there would run the session's
+	 * output pump inside itself, interleaving its responses. */
+	struct bufferevent *filter = bufferevent_filter_new(under, inflate_filter, deflate_filter,
+							    BEV_OPT_CLOSE_ON_FREE |
+								    BEV_OPT_DEFER_CALLBACKS,
+							    NULL, c);
 	if (filter == NULL) {
 		if (linger != NULL)
 			event_free(linger);
