@@ -631,6 +631,15 @@ static int z_step(z_stream *z, int out, struct evbuffer *src, struct evbuffer *d
  * the output (avail_out != 0). They stop at libevent's limit only then,
  * so nothing is stranded inside zlib while libevent waits for more. */
 
+/* libevent 2.1 ignores a filter's BEV_ERROR: abort the conn ourselves
+ * (closed() follows from the loop). */
+static enum bufferevent_filter_result z_failed(struct conn *c)
+{
+	c->aborted = 1;
+	finish_now(c);
+	return BEV_ERROR;
+}
+
 /* Deflate everything the session queued, ending in Z_SYNC_FLUSH once the
  * queue is empty so the client can decode every response completely (RFC
  * 4978 4). Stops early when dst reaches limit; libevent calls again when
@@ -650,7 +659,7 @@ static enum bufferevent_filter_result deflate_filter(struct evbuffer *src, struc
 			return BEV_OK;
 		int r = z_step(c->zout, 1, src, dst, &used);
 		if (r != Z_OK && r != Z_BUF_ERROR)
-			return BEV_ERROR;
+			return z_failed(c);
 	}
 }
 
@@ -674,7 +683,7 @@ static enum bufferevent_filter_result inflate_filter(struct evbuffer *src, struc
 		if (r == Z_BUF_ERROR && used == 0 && c->zin->avail_out != 0)
 			return BEV_OK; /* needs more input */
 		if (r != Z_OK && r != Z_BUF_ERROR)
-			return BEV_ERROR;
+			return z_failed(c);
 	}
 }
 
