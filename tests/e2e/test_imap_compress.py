@@ -136,7 +136,8 @@ def test_capability_after_login_rfc4978_3(data):
         srv.stop()
 
 
-def fetch_session_roundtrip(data, srv_opts=None, tls_port=None):
+def deliver_big_pair(data):
+    """A large compressible message and a 600 KiB incompressible one."""
     big = make_message("big", 2 << 20)
     noisy = noise_message("noisy", 600 << 10)
     assert deliver(data, "alice", big).returncode == 0
@@ -177,7 +178,7 @@ def run_compressed_session(port, tls):
 
 def test_fetch_append_identical_when_compressed_rfc4978_3(data):
     add_user(data, "alice")
-    fetch_session_roundtrip(data)
+    deliver_big_pair(data)
     srv = start(data)
     try:
         n, w = run_compressed_session(srv.port, tls=False)
@@ -189,7 +190,7 @@ def test_fetch_append_identical_when_compressed_rfc4978_3(data):
 
 def test_compress_over_implicit_tls_rfc4978_8(data):
     add_user(data, "alice")
-    fetch_session_roundtrip(data)
+    deliver_big_pair(data)
     pi = imap_server._free_port()
     srv = start(data, imaps_listen=f"127.0.0.1:{pi}")
     try:
