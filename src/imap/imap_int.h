@@ -266,6 +266,7 @@ extern const struct imap_cmd_family imap_cmd_unauth;  /* UNAUTHENTICATE */
 extern const struct imap_cmd_family imap_cmd_metadata; /* GETMETADATA SETMETADATA */
 extern const struct imap_cmd_family imap_cmd_notify;  /* NOTIFY */
 extern const struct imap_cmd_family imap_cmd_quota;   /* GETQUOTA GETQUOTAROOT SETQUOTA */
+extern const struct imap_cmd_family imap_cmd_compress; /* COMPRESS */
 
 /* AUTHENTICATE input: a continuation line (imap_cmd_auth.c). */
 void imap_cmd_auth_line(struct imap_session *s, const char *line, size_t len);

@@ -36,7 +36,7 @@ static const struct imap_cmd_family *const families[] = {
 	&imap_cmd_list,	 &imap_cmd_append, &imap_cmd_idle,   &imap_cmd_msg,
 	&imap_cmd_fetch, &imap_cmd_store, &imap_cmd_search,
 	&imap_cmd_unauth, &imap_cmd_metadata, &imap_cmd_notify,
-	&imap_cmd_quota,
+	&imap_cmd_quota, &imap_cmd_compress,
 };
 
 static void dispatch(struct imap_session *s, const struct imap_command *cmd)

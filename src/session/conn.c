@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <zlib.h>
 
 /* Input beyond this is not read from the socket until the session consumes
  * some: the bound on per-connection input memory. */
@@ -59,6 +60,9 @@ struct conn {
 	int aborted; /* no graceful end: no linger, no close_notify */
 	int shut;    /* close_notify sent (or not to be sent) */
 	int done;
+	int compressed;
+	z_stream *zout; /* COMPRESS=DEFLATE (conn_compress): ours */
+	z_stream *zin;	/* the client's */
 	size_t in_seen;
 	unsigned long long bytes_in;
 	unsigned long long bytes_out;
@@ -86,11 +90,24 @@ static void finish_now(struct conn *c)
  * bufferevent beneath it. */
 static size_t unsent(const struct conn *c)
 {
-	struct bufferevent *under = bufferevent_get_underlying(c->bev);
-	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
-	if (under != NULL)
-		n += evbuffer_get_length(bufferevent_get_output(under));
+	size_t n = 0;
+	for (struct bufferevent *b = c->bev; b != NULL; b = bufferevent_get_underlying(b))
+		n += evbuffer_get_length(bufferevent_get_output(b));
 	return n;
+}
+
+/* The TLS layer's SSL, wherever it is in the stack (beneath compression
+ * after COMPRESS), or NULL. */
+static SSL *conn_ssl(const struct conn *c)
+{
+	if (!c->tls)
+		return NULL;
+	for (struct bufferevent *b = c->bev; b != NULL; b = bufferevent_get_underlying(b)) {
+		SSL *ssl = bufferevent_openssl_get_ssl(b);
+		if (ssl != NULL)
+			return ssl;
+	}
+	return NULL;
 }
 
 /* Send the TLS close_notify alert (RFC 8446 6.1: each party sends one
@@ -103,7 +120,7 @@ static size_t unsent(const struct conn *c)
  * takes more. */
 static int close_notify(struct conn *c)
 {
-	SSL *ssl = c->tls ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+	SSL *ssl = conn_ssl(c);
 	if (ssl == NULL || !SSL_is_init_finished(ssl) || c->shut)
 		return 1;
 	int r = SSL_shutdown(ssl);
@@ -115,6 +132,18 @@ static int close_notify(struct conn *c)
 	return 1;
 }
 
+static void compress_free(struct conn *c)
+{
+	if (c->zout != NULL) {
+		deflateEnd(c->zout);
+		free(c->zout);
+	}
+	if (c->zin != NULL) {
+		inflateEnd(c->zin);
+		free(c->zin);
+	}
+}
+
 static void finish_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -124,7 +153,7 @@ static void finish_cb(evutil_socket_t fd, short what, void *arg)
 		/* give the socket up to 5 s to take the rest and the alert */
 		int wait = unsent(c) > 0 || !close_notify(c) || unsent(c) > 0;
 		struct bufferevent *under = bufferevent_get_underlying(c->bev);
-		if (wait && under != NULL)
+		for (; wait && under != NULL; under = bufferevent_get_underlying(under))
 			bufferevent_enable(under, EV_WRITE); /* stopped by libevent at EOF */
 		if (wait) {
 			struct timeval tv = { 0, 10000 };
@@ -142,6 +171,7 @@ static void finish_cb(evutil_socket_t fd, short what, void *arg)
 	event_free(c->stall);
 	if (c->linger != NULL)
 		event_free(c->linger);
+	compress_free(c);
 	free(c);
 }
 
@@ -211,6 +241,18 @@ static void stall_cb(evutil_socket_t fd, short what, void *arg)
 	finish_now(c);
 }
 
+/* Compressed input the filter left beneath (the session's input was full,
+ * or paused) is not offered again until more arrives: offer it now. */
+static void inflate_more(struct conn *c)
+{
+	struct bufferevent *under = c->compressed ? bufferevent_get_underlying(c->bev) : NULL;
+	if (under == NULL || c->paused || c->closing || c->done ||
+	    evbuffer_get_length(bufferevent_get_input(under)) == 0 ||
+	    evbuffer_get_length(bufferevent_get_input(c->bev)) >= CONN_INPUT_HIGH)
+		return;
+	bufferevent_trigger(under, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
 static void run_input(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -221,6 +263,7 @@ static void run_input(struct conn *c)
 		c->h->input(c->ctx);
 	if (!c->done)
 		c->in_seen = evbuffer_get_length(bufferevent_get_input(c->bev));
+	inflate_more(c);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
@@ -253,7 +296,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
  * bare EOF or an error. */
 static int peer_closed_tls(const struct conn *c, short what)
 {
-	SSL *ssl = c->tls ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+	SSL *ssl = conn_ssl(c);
 	return (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && ssl != NULL &&
 	       c->linger != NULL && (SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN);
 }
@@ -392,6 +435,8 @@ void conn_resume_input(struct conn *c)
 	bufferevent_enable(c->bev, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
 		event_active(c->kick, 0, 0);
+	else
+		inflate_more(c);
 }
 
 void conn_write(struct conn *c, const void *data, size_t len)
@@ -459,8 +504,8 @@ unsigned conn_write_timeout(const struct conn *c)
 
 int conn_starttls(struct conn *c, struct ssl_ctx_st *tls)
 {
-	if (tls == NULL || c->tls)
-		return -1;
+	if (tls == NULL || c->tls || c->compressed)
+		return -1; /* TLS cannot start inside compression (RFC 4978 4) */
 	SSL *ssl = SSL_new(tls);
 	if (ssl == NULL)
 		return -1;
@@ -531,4 +576,181 @@ void conn_abort(struct conn *c)
 {
 	c->aborted = 1;
 	finish_now(c);
+}
+
+/* ---- COMPRESS=DEFLATE (RFC 4978) ------------------------------------------
+ * A libevent filter bufferevent on top of the stack (socket, or TLS over
+ * the socket): the session writes plain bytes into the filter's output,
+ * which deflates into the layer beneath; the layer beneath's input is
+ * inflated into the filter's input. Raw deflate (no zlib header), as the
+ * RFC says. Both filters honour libevent's limits, so backpressure holds:
+ * deflate produces no more than the layer beneath has room for (its write
+ * high-water mark, CONN_UNDER_HIGH), and inflate no more than the
+ * session's input bound (CONN_INPUT_HIGH), however well the client's bytes
+ * compress. */
+
+/* Our deflate window and hash sizes. RFC 4978 4 requires the inflater to
+ * accept a 32 KiB window, so inflate uses 15; the deflater may use less.
+ * zlib's deflate state is (1 << (wbits + 2)) + (1 << (memlevel + 9)) bytes
+ * plus ~6 KiB: 256 KiB at the defaults (15, 8), 38 KiB here (12, 5).
+ * Inflate is ~7 KiB plus the 32 KiB window, allocated on the first byte.
+ * The price is a little ratio on large bodies (a 4 KiB window still finds
+ * the repetitions of header lines and base64 text). */
+#define CONN_DEFLATE_WBITS 12
+#define CONN_DEFLATE_MEMLEVEL 5
+#define CONN_DEFLATE_LEVEL 6
+/* Bytes handed to zlib per call; bounds the work done between checks of
+ * the destination limit. */
+#define CONN_ZCHUNK (16 * 1024)
+
+/* Run one zlib step from src's first chunk into dst (at least CONN_ZCHUNK
+ * of room). Deflate ends in Z_SYNC_FLUSH when that chunk is the last of
+ * src. Returns zlib's result; *used: input bytes taken. */
+static int z_step(z_stream *z, int out, struct evbuffer *src, struct evbuffer *dst, size_t *used)
+{
+	struct evbuffer_iovec in, outv;
+	size_t have = 0, len = evbuffer_get_length(src);
+	*used = 0;
+	if (len > 0 && evbuffer_peek(src, CONN_ZCHUNK, NULL, &in, 1) > 0)
+		have = in.iov_len < CONN_ZCHUNK ? in.iov_len : CONN_ZCHUNK;
+	if (evbuffer_reserve_space(dst, CONN_ZCHUNK, &outv, 1) < 1)
+		return Z_MEM_ERROR;
+	z->next_in = have ? in.iov_base : Z_NULL;
+	z->avail_in = (uInt)have;
+	z->next_out = outv.iov_base;
+	z->avail_out = (uInt)outv.iov_len;
+	int r = out ? deflate(z, have == len ? Z_SYNC_FLUSH : Z_NO_FLUSH) : inflate(z, Z_SYNC_FLUSH);
+	outv.iov_len -= z->avail_out;
+	evbuffer_commit_space(dst, &outv, 1);
+	*used = have - z->avail_in;
+	evbuffer_drain(src, *used);
+	return r;
+}
+
+/* The filters below: zlib holds no output back once a call left room in
+ * the output (avail_out != 0). They stop at libevent's limit only then,
+ * so nothing is stranded inside zlib while libevent waits for more. */
+
+/* libevent 2.1 ignores a filter's BEV_ERROR: abort the conn ourselves
+ * (closed() follows from the loop). */
+static enum bufferevent_filter_result z_failed(struct conn *c)
+{
+	c->aborted = 1;
+	finish_now(c);
+	return BEV_ERROR;
+}
+
+/* Deflate everything the session queued, ending in Z_SYNC_FLUSH once the
+ * queue is empty so the client can decode every response completely (RFC
+ * 4978 4). Stops early when dst reaches limit; libevent calls again when
+ * the layer beneath has drained. */
+static enum bufferevent_filter_result deflate_filter(struct evbuffer *src, struct evbuffer *dst,
+						     ev_ssize_t limit,
+						     enum bufferevent_flush_mode mode, void *arg)
+{
+	struct conn *c = arg;
+	size_t start = evbuffer_get_length(dst), used;
+	(void)mode;
+	for (;;) {
+		int idle = c->zout->avail_out != 0;
+		if (idle && evbuffer_get_length(src) == 0)
+			return BEV_OK; /* all out, and flushed */
+		if (idle && limit >= 0 && evbuffer_get_length(dst) - start >= (size_t)limit)
+			return BEV_OK;
+		int r = z_step(c->zout, 1, src, dst, &used);
+		if (r != Z_OK && r != Z_BUF_ERROR)
+			return z_failed(c);
+	}
+}
+
+/* Inflate what the client sent, no more than limit (the session's input
+ * bound) at a time. Corrupt input, or an end of the stream (RFC 4978 has
+ * none), is an error: the conn closes. */
+static enum bufferevent_filter_result inflate_filter(struct evbuffer *src, struct evbuffer *dst,
+						     ev_ssize_t limit,
+						     enum bufferevent_flush_mode mode, void *arg)
+{
+	struct conn *c = arg;
+	size_t start = evbuffer_get_length(dst), used;
+	(void)mode;
+	for (;;) {
+		int idle = c->zin->avail_out != 0;
+		if (idle && evbuffer_get_length(src) == 0)
+			return BEV_OK;
+		if (idle && limit >= 0 && evbuffer_get_length(dst) - start >= (size_t)limit)
+			return BEV_OK;
+		int r = z_step(c->zin, 0, src, dst, &used);
+		if (r == Z_BUF_ERROR && used == 0 && c->zin->avail_out != 0)
+			return BEV_OK; /* needs more input */
+		if (r != Z_OK && r != Z_BUF_ERROR)
+			return z_failed(c);
+	}
+}
+
+static int compress_init(struct conn *c)
+{
+	c->zout = calloc(1, sizeof(*c->zout));
+	c->zin = calloc(1, sizeof(*c->zin));
+	if (c->zout == NULL || c->zin == NULL)
+		return -1;
+	if (deflateInit2(c->zout, CONN_DEFLATE_LEVEL, Z_DEFLATED, -CONN_DEFLATE_WBITS,
+			 CONN_DEFLATE_MEMLEVEL, Z_DEFAULT_STRATEGY) != Z_OK) {
+		free(c->zout);
+		c->zout = NULL;
+		return -1;
+	}
+	c->zout->avail_out = 1; /* nothing pending */
+	if (inflateInit2(c->zin, -15) != Z_OK) {
+		free(c->zin);
+		c->zin = NULL;
+		return -1;
+	}
+	c->zin->avail_out = 1;
+	return 0;
+}
+
+int conn_compress(struct conn *c)
+{
+	if (c->compressed || c->done || c->closing)
+		return -1;
+	if (compress_init(c) < 0) {
+		compress_free(c);
+		c->zout = c->zin = NULL;
+		return -1;
+	}
+	struct event *linger = c->linger ? NULL : evtimer_new(c->base, finish_cb, c);
+	if (c->linger == NULL && linger == NULL)
+		return -1;
+	struct bufferevent *under = c->bev;
+	/* Deferred callbacks: the filter runs inside every conn_write, and a
+	 * write callback (drained) fired from there would run the session's
+	 * output pump inside itself, interleaving its responses. */
+	struct bufferevent *filter = bufferevent_filter_new(under, inflate_filter, deflate_filter,
+							    BEV_OPT_CLOSE_ON_FREE |
+								    BEV_OPT_DEFER_CALLBACKS,
+							    NULL, c);
+	if (filter == NULL) {
+		if (linger != NULL)
+			event_free(linger);
+		return -1;
+	}
+	/* What the client sent after COMPRESS is already compressed: it stays
+	 * in the layer beneath, and the filter inflates it below. What is
+	 * queued (the tagged OK) goes out uncompressed beneath the filter. */
+	evbuffer_remove_cb_entry(bufferevent_get_output(under), c->out_cb);
+	bufferevent_setwatermark(under, EV_WRITE, CONN_UNDER_HIGH / 4, CONN_UNDER_HIGH);
+	bufferevent_setwatermark(under, EV_READ, 0, CONN_INPUT_HIGH);
+	c->bev = filter;
+	c->compressed = 1;
+	if (linger != NULL)
+		c->linger = linger; /* a close must wait for the compressed tail */
+	c->in_seen = 0;
+	setup_bev(c);
+	inflate_more(c);
+	return 0;
+}
+
+int conn_is_compressed(const struct conn *c)
+{
+	return c->compressed;
 }
