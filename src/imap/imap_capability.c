@@ -31,7 +31,8 @@ static void capability_list(struct imap_session *s, char *buf, size_t size)
 	snprintf(buf + n, size - (size_t)n,
 		 " NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE"
 		 " LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH SEARCHRES BINARY"
-		 " CONDSTORE QRESYNC MULTIAPPEND UTF8=ACCEPT APPENDLIMIT=%llu",
+		 " CONDSTORE QRESYNC MULTIAPPEND SORT SORT=DISPLAY ESORT"
+		 " THREAD=ORDEREDSUBJECT THREAD=REFERENCES UTF8=ACCEPT APPENDLIMIT=%llu",
 		 (unsigned long long)config_uint(s->base.env->config, "message_size_limit"));
 }
 
