@@ -194,7 +194,8 @@ def test_sort_rules_rfc5256_2_1_and_3(small):
     # name, else the address (RFC 5957)
     assert answer(small, "SORT (FROM) UTF-8 ALL") == b"* SORT 2 4 3 1"
     assert answer(small, "SORT (DISPLAYFROM) UTF-8 ALL") == b"* SORT 2 3 4 1"
-    assert answer(small, "UID SORT (SUBJECT REVERSE ARRIVAL) UTF-8 ALL") == b"* SORT 3 2 4 1"
+    # REVERSE turns one key; the final tie (sequence order) stays ascending
+    assert answer(small, "UID SORT (SUBJECT REVERSE DATE) UTF-8 ALL") == b"* SORT 3 2 1 4"
 
 
 def test_thread_rfc5256_3(small):
