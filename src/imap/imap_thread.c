@@ -342,32 +342,45 @@ static const struct imap_thread_msg *root_msg(const struct th *t, int k)
 	return c->msg >= 0 ? &t->msgs[c->msg] : NULL;
 }
 
-/* Step 6: gather roots by base subject. */
+/* Step 6: gather roots by base subject. The table keeps each entry's
+ * subject: merging changes a dummy's first child, and with it the subject
+ * root_msg would give. */
+struct subj {
+	const char *base;
+	int cont; /* -1: empty slot */
+};
+
+static struct subj *subj_find(struct subj *tab, size_t mask, const char *base)
+{
+	size_t h = (size_t)hash(base, strlen(base)) & mask;
+	while (tab[h].cont >= 0 && strcmp(tab[h].base, base) != 0)
+		h = (h + 1) & mask;
+	return &tab[h];
+}
+
 static int group(struct th *t, int *r, size_t nr)
 {
-	size_t cap = 64, mask;
+	size_t cap = 64;
 	while (cap < nr * 2)
 		cap *= 2;
-	mask = cap - 1;
-	int *tab = malloc(cap * sizeof(*tab));
+	struct subj *tab = malloc(cap * sizeof(*tab));
 	if (tab == NULL)
 		return -1;
-	memset(tab, 0xff, cap * sizeof(*tab));
+	for (size_t i = 0; i < cap; i++)
+		tab[i] = (struct subj){ NULL, -1 };
 	for (size_t i = 0; i < nr; i++) { /* B */
 		const struct imap_thread_msg *m = root_msg(t, r[i]);
 		if (m == NULL || m->base[0] == '\0')
 			continue;
-		size_t h = (size_t)hash(m->base, strlen(m->base)) & mask;
-		while (tab[h] >= 0 && strcmp(root_msg(t, tab[h])->base, m->base) != 0)
-			h = (h + 1) & mask;
-		if (tab[h] < 0) {
-			tab[h] = r[i];
+		struct subj *e = subj_find(tab, cap - 1, m->base);
+		if (e->cont < 0) {
+			*e = (struct subj){ m->base, r[i] };
 			continue;
 		}
-		const struct imap_thread_msg *o = root_msg(t, tab[h]);
-		if ((t->c[r[i]].msg < 0 && t->c[tab[h]].msg >= 0) ||
-		    (o->is_reply && !m->is_reply && t->c[tab[h]].msg >= 0))
-			tab[h] = r[i];
+		const struct imap_thread_msg *o = root_msg(t, e->cont);
+		if ((t->c[r[i]].msg < 0 && t->c[e->cont].msg >= 0) ||
+		    (o->is_reply && !m->is_reply && t->c[e->cont].msg >= 0))
+			e->cont = r[i];
 	}
 	for (size_t i = 0; i < nr; i++) { /* C */
 		int k = r[i];
@@ -376,10 +389,8 @@ static int group(struct th *t, int *r, size_t nr)
 		const struct imap_thread_msg *m = root_msg(t, k);
 		if (m == NULL || m->base[0] == '\0')
 			continue;
-		size_t h = (size_t)hash(m->base, strlen(m->base)) & mask;
-		while (tab[h] >= 0 && strcmp(root_msg(t, tab[h])->base, m->base) != 0)
-			h = (h + 1) & mask;
-		int o = tab[h];
+		struct subj *e = subj_find(tab, cap - 1, m->base);
+		int o = e->cont;
 		if (o < 0 || o == k)
 			continue;
 		bool kd = t->c[k].msg < 0, od = t->c[o].msg < 0;
@@ -391,7 +402,7 @@ static int group(struct th *t, int *r, size_t nr)
 			link_cont(t, o, k);
 		} else if (kd) {
 			link_cont(t, k, o);
-			tab[h] = k;
+			e->cont = k;
 		} else if (!root_msg(t, o)->is_reply && m->is_reply) {
 			link_cont(t, o, k);
 		} else {
@@ -402,7 +413,7 @@ static int group(struct th *t, int *r, size_t nr)
 			}
 			link_cont(t, d, o);
 			link_cont(t, d, k);
-			tab[h] = d;
+			e->cont = d;
 		}
 	}
 	free(tab);

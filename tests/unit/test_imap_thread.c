@@ -70,6 +70,24 @@ static void test_references_subject_merge(void **state)
 	free(s);
 }
 
+static void test_references_merge_dummies(void **state)
+{
+	(void)state;
+	struct imap_thread_msg m[] = {
+		msg(1, 10, "alpha", false, "<1@x>", "<p1@x>", NULL),
+		msg(2, 20, "beta", false, "<2@x>", "<p1@x>", NULL),
+		msg(3, 30, "alpha", false, "<3@x>", "<p2@x>", NULL),
+		msg(4, 40, "gamma", false, "<4@x>", "<p2@x>", NULL),
+		msg(5, 50, "alpha", true, "<5@x>", NULL, NULL),
+	};
+	/* step 6C: the two dummies (subject "alpha": their first children)
+	 * merge; 5 ("Re: alpha") then joins the merged dummy, whatever the
+	 * merge did to the order of its children */
+	char *s = refs(m, 5);
+	assert_string_equal(s, "((1)(2)(3)(4)(5))");
+	free(s);
+}
+
 static void test_references_hostile(void **state)
 {
 	(void)state;
@@ -128,6 +146,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_references_basic),
 		cmocka_unit_test(test_references_subject_merge),
+		cmocka_unit_test(test_references_merge_dummies),
 		cmocka_unit_test(test_references_hostile),
 		cmocka_unit_test(test_orderedsubject),
 	};
