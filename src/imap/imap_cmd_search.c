@@ -1637,6 +1637,42 @@ static int cmd_search(struct imap_session *s, const struct imap_command *cmd)
 	return 0;
 }
 
+/* For SORT and THREAD (imap_cmd_sort.c): the same program, parsed and run
+ * as SEARCH does it. */
+int imap_search_uids(struct imap_session *s, const struct imap_command *cmd,
+		     const struct imap_arg *args, size_t argc, uint32_t **uids_r, size_t *n_r)
+{
+	struct search se = { .s = s, .cmd = cmd, .root = -1 };
+	struct result res = { 0 };
+	struct error err;
+	se.nodes = malloc(MAX_NODES * sizeof(*se.nodes));
+	if (se.nodes == NULL) {
+		imap_send_tagged(s, cmd, "NO", "[SERVERBUG] Out of memory");
+		return -1;
+	}
+	se.root = parse_list(&se, args, argc, 0);
+	if (se.root < 0) {
+		if (!se.replied)
+			imap_send_tagged(s, cmd, "BAD", "%s", se.error ? se.error : "Invalid search");
+		free_nodes(&se);
+		return -1;
+	}
+	order(&se, se.root);
+	if (se.has_modseq)
+		imap_view_enable_condstore(s);
+	int ret = run_search(&se, &res, &err);
+	free_nodes(&se);
+	free(res.modseqs);
+	if (ret < 0) {
+		free(res.uids);
+		imap_send_store_error(s, cmd, &err);
+		return -1;
+	}
+	*uids_r = res.uids;
+	*n_r = res.n;
+	return 0;
+}
+
 static const struct imap_cmd_def rows[] = {
 	{ { "SEARCH", IMAP_IN_SELECTED }, cmd_search, IMAP_CMD_UID | IMAP_CMD_NO_EXPUNGE },
 };

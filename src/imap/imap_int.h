@@ -267,6 +267,12 @@ extern const struct imap_cmd_family imap_cmd_metadata; /* GETMETADATA SETMETADAT
 extern const struct imap_cmd_family imap_cmd_notify;  /* NOTIFY */
 extern const struct imap_cmd_family imap_cmd_quota;   /* GETQUOTA GETQUOTAROOT SETQUOTA */
 extern const struct imap_cmd_family imap_cmd_compress; /* COMPRESS */
+extern const struct imap_cmd_family imap_cmd_sort;    /* SORT THREAD */
+
+/* Parse and run a search program (imap_cmd_search.c) for SORT and THREAD:
+ * 0 and the matching UIDs ascending (malloc'ed), or -1 after a tagged reply. */
+int imap_search_uids(struct imap_session *s, const struct imap_command *cmd,
+		     const struct imap_arg *args, size_t argc, uint32_t **uids_r, size_t *n_r);
 
 /* AUTHENTICATE input: a continuation line (imap_cmd_auth.c). */
 void imap_cmd_auth_line(struct imap_session *s, const char *line, size_t len);

@@ -34,7 +34,7 @@
 static const struct imap_cmd_family *const families[] = {
 	&imap_cmd_any,	 &imap_cmd_auth,  &imap_cmd_mailbox, &imap_cmd_status,
 	&imap_cmd_list,	 &imap_cmd_append, &imap_cmd_idle,   &imap_cmd_msg,
-	&imap_cmd_fetch, &imap_cmd_store, &imap_cmd_search,
+	&imap_cmd_fetch, &imap_cmd_store, &imap_cmd_search, &imap_cmd_sort,
 	&imap_cmd_unauth, &imap_cmd_metadata, &imap_cmd_notify,
 	&imap_cmd_quota, &imap_cmd_compress,
 };
