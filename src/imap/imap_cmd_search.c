@@ -66,6 +66,7 @@
 
 #include "imap/imap_seqset.h"
 #include "lib/buf.h"
+#include "lib/civil.h"
 #include "lib/log.h"
 #include "mime/mime.h"
 
@@ -233,16 +234,6 @@ static const char months[12][4] = { "jan", "feb", "mar", "apr", "may", "jun",
 				    "jul", "aug", "sep", "oct", "nov", "dec" };
 
 /* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	unsigned yoe = (unsigned)(y - era * 400);
-	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + (int64_t)doe - 719468;
-}
-
 static int month_index(const char *p)
 {
 	for (int i = 0; i < 12; i++)
@@ -268,7 +259,7 @@ static int parse_search_date(const char *s, size_t len, int64_t *day_r)
 			return -1;
 		y = y * 10 + (unsigned)(s[k] - '0');
 	}
-	*day_r = days_from_civil(y, (unsigned)m, d);
+	*day_r = civil_days_from_date(y, (unsigned)m, d);
 	return 0;
 }
 
@@ -314,7 +305,7 @@ static int parse_rfc5322_day(const char *s, size_t len, int64_t *day_r)
 		y += y < 50 ? 2000 : 1900;
 	else if (ny == 3)
 		y += 1900;
-	*day_r = days_from_civil(y, (unsigned)m, d);
+	*day_r = civil_days_from_date(y, (unsigned)m, d);
 	return 0;
 }
 
@@ -324,7 +315,7 @@ static int64_t internal_day(int64_t when)
 	struct tm tm;
 	if (localtime_r(&t, &tm) == NULL)
 		return when / 86400;
-	return days_from_civil((int64_t)tm.tm_year + 1900, (unsigned)tm.tm_mon + 1,
+	return civil_days_from_date((int64_t)tm.tm_year + 1900, (unsigned)tm.tm_mon + 1,
 			       (unsigned)tm.tm_mday);
 }
 

@@ -38,6 +38,7 @@
 #include "imap/imap_seqset.h"
 #include "imap/imap_thread.h"
 #include "lib/buf.h"
+#include "lib/civil.h"
 #include "mime/mime.h"
 
 #define MAX_KEYS 16
@@ -264,16 +265,6 @@ static int env_parse(const char *env, size_t len, struct envfields *f)
 
 /* ---- Date: field (RFC 5322 3.3, with the obsolete forms) ------------------- */
 
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	unsigned yoe = (unsigned)(y - era * 400);
-	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + (int64_t)doe - 719468;
-}
-
 static const char *skip_cfws(const char *p)
 {
 	for (;;) {
@@ -381,7 +372,7 @@ static bool parse_date(const char *s, int64_t *t_r)
 	}
 	if (day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60)
 		return false;
-	int64_t days = days_from_civil(year, (unsigned)mon + 1, (unsigned)day);
+	int64_t days = civil_days_from_date(year, (unsigned)mon + 1, (unsigned)day);
 	*t_r = days * 86400 + hh * 3600 + mm * 60 + ss - zone * 60;
 	return true;
 }

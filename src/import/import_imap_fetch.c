@@ -15,23 +15,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/civil.h"
+
 #include "import/import_imap_int.h"
 
 #define BATCH_UIDS  50
 #define BATCH_BYTES (16u << 20)
 
 /* ---- INTERNALDATE ----------------------------------------------------------- */
-
-/* Days since 1970-01-01 of a civil date (proleptic Gregorian). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	unsigned yoe = (unsigned)(y - era * 400);
-	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + (int64_t)doe - 719468;
-}
 
 static int digits(const char *s, int n, int *v)
 {
@@ -72,7 +63,7 @@ int64_t import_imap_fetch_date(const char *s)
 		return -1;
 	if (day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60 || zm > 59)
 		return -1;
-	int64_t t = days_from_civil(year, (unsigned)mon, (unsigned)day) * 86400 + hh * 3600 +
+	int64_t t = civil_days_from_date(year, (unsigned)mon, (unsigned)day) * 86400 + hh * 3600 +
 		    mm * 60 + ss;
 	int64_t zone = (zh * 3600 + zm * 60) * (s[0] == '-' ? -1 : 1);
 	return t - zone;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "lib/buf.h"
+#include "lib/civil.h"
 #include "lib/config.h"
 #include "lib/fsx.h"
 #include "lib/strnum.h"
@@ -164,6 +165,19 @@ static void test_fsx_beneath(void **state)
 	free(d);
 }
 
+/* Days since the epoch, against Python's datetime.date arithmetic: the
+ * epoch, the day before, a leap day, a March 1 after a century leap year,
+ * and a date before the Gregorian era's 400-year cycle boundary. */
+static void test_civil(void **state)
+{
+	(void)state;
+	assert_int_equal(civil_days_from_date(1970, 1, 1), 0);
+	assert_int_equal(civil_days_from_date(1969, 12, 31), -1);
+	assert_int_equal(civil_days_from_date(2000, 3, 1), 11017);
+	assert_int_equal(civil_days_from_date(2024, 2, 29), 19782);
+	assert_int_equal(civil_days_from_date(1600, 1, 1), -135140);
+}
+
 static void test_fsx_faults(void **state)
 {
 	(void)state;
@@ -191,7 +205,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_strnum),	   cmocka_unit_test(test_buf),
 		cmocka_unit_test(test_config),	   cmocka_unit_test(test_fsx_beneath),
-		cmocka_unit_test(test_fsx_faults),
+		cmocka_unit_test(test_fsx_faults), cmocka_unit_test(test_civil),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
